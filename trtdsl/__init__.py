@@ -1,0 +1,28 @@
+"""trtdsl: write TensorRT networks by hand, layer by layer, in Python.
+
+``import trtdsl`` works without TensorRT installed; what needs it raises
+``trtdsl.BackendError`` naming the pip extra to install.
+"""
+
+from .errors import (
+    BackendError,
+    BuildError,
+    GoldenMismatch,
+    InterpreterError,
+    ProfileError,
+    ShapeError,
+    TrtdslError,
+    UnsupportedLayerError,
+    WeightError,
+)
+from .network import Network
+from .profile import Dim, Profile
+from .tensor import Tensor
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BackendError", "BuildError", "Dim", "GoldenMismatch", "InterpreterError", "Network",
+    "Profile", "ProfileError", "ShapeError", "Tensor", "TrtdslError", "UnsupportedLayerError",
+    "WeightError", "__version__",
+]  # fmt: skip

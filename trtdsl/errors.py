@@ -1,0 +1,56 @@
+"""The one exception family of trtdsl.
+
+Every error a user can trigger derives from :class:`TrtdslError`, so
+``except trtdsl.TrtdslError`` catches all of them. Messages say what failed,
+where (layer, tensor or weight key), what was expected and what was received,
+and suggest a near match when there is one.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class TrtdslError(Exception):
+    """Base class of every error raised by trtdsl."""
+
+
+class BackendError(TrtdslError):
+    """TensorRT (or cuda-python) is missing or unusable on this machine."""
+
+
+class ShapeError(TrtdslError):
+    """A tensor or weight has a shape or dtype the operation cannot take."""
+
+
+class WeightError(TrtdslError):
+    """A weight is missing, malformed, or a weight file cannot be read."""
+
+
+class ProfileError(TrtdslError):
+    """A dynamic dimension has no valid range, or a shape is outside every profile."""
+
+
+class UnsupportedLayerError(TrtdslError):
+    """The reference interpreter has no implementation for a layer type."""
+
+
+class InterpreterError(TrtdslError):
+    """A layer failed while the reference interpreter ran it."""
+
+
+class BuildError(TrtdslError):
+    """TensorRT failed to build a serialized engine."""
+
+
+class GoldenMismatch(TrtdslError, AssertionError):
+    """Outputs differ from the golden reference beyond tolerance."""
+
+
+def did_you_mean(name: str, candidates: Iterable[str], n: int = 3) -> str:
+    """Return ' Did you mean 'x'?' for the closest candidates, or ''."""
+    matches = difflib.get_close_matches(name, list(candidates), n=n, cutoff=0.6)
+    if not matches:
+        return ""
+    return " Did you mean " + " or ".join(repr(m) for m in matches) + "?"

@@ -1,0 +1,300 @@
+"""``Network``: an explicit TensorRT network under construction.
+
+A ``Network`` owns the TensorRT builder and ``INetworkDefinition`` and adds
+what the raw API leaves to the user: readable scoped names for every layer and
+tensor, weights kept alive until the build (``trt.Weights`` does not copy) and
+kept under their names, named dynamic dimensions with optimization profiles,
+and a precision policy for strongly-typed TensorRT.
+
+There is no global default network: every op finds its network through the
+``Tensor`` it is given.
+
+Example::
+
+    net = trtdsl.Network("mlp", dtype="float16")
+    batch = net.dim("batch", 1, 8, 32)
+    x = net.input("x", "float32", (batch, 784))
+    with net.scope("fc1"):
+        h = ops.relu(ops.linear(x, w1, b1))
+    net.output(ops.linear(h, w2, b2), "logits")
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from . import _trt, dtypes
+from .errors import ProfileError, ShapeError, TrtdslError, did_you_mean
+from .profile import Dim, Profile, check_range
+from .tensor import Tensor
+
+
+class Network:
+    """A TensorRT ``INetworkDefinition`` with names, weights, dims and precision."""
+
+    def __init__(self, name: str = "network", *, dtype: dtypes.DTypeLike = "float32"):
+        trt = _trt.load()
+        self.name = name
+        self.builder = trt.Builder(_trt.logger())
+        self.trt = self.builder.create_network(0)
+        self.trt.name = name
+        self.dtype = dtypes.canonical(dtype)
+        if self.dtype not in dtypes.FLOATS:
+            raise ShapeError(f"network compute dtype must be one of {dtypes.FLOATS}, got {dtype!r}")
+        self._scopes: list[str] = []
+        self._precision: list[str] = [self.dtype]
+        self._used_names: set[str] = set()
+        self._producers: dict[str, Any] = {}  # tensor name -> ILayer
+        self._derived: dict[tuple[str, str], Tensor] = {}  # (tensor, what) -> cast/unsqueeze of it
+        self.weights: dict[str, np.ndarray] = {}  # layer.role -> array handed to TensorRT
+        self.dims: dict[str, Dim] = {}
+        self._extra_profiles: list[dict[str, tuple[int, int, int]]] = []
+        self.input_specs: dict[str, tuple[int | str, ...]] = {}
+        self.input_dtypes: dict[str, str] = {}
+        self.outputs: dict[str, Tensor] = {}
+        self._reference_cache: Any = None  # prepared interpreter, see trtdsl.reference
+
+    # ----------------------------------------------------------------- inputs
+    def dim(self, name: str, min: int | None = None, opt: int | None = None, max: int | None = None) -> Dim:
+        """Declare a named dynamic dimension with its range in the first profile."""
+        d = Dim(name, min, opt, max)
+        if d.range is not None:
+            check_range(name, (min, opt, max))
+        if name in self.dims and self.dims[name].range not in (None, d.range) and d.range is not None:
+            raise ProfileError(f"dim {name!r} is already declared with range {self.dims[name].range}, not {d.range}")
+        if name not in self.dims or d.range is not None:
+            self.dims[name] = d
+        return self.dims[name]
+
+    def add_profile(self, ranges: Mapping[str, Sequence[int]] | None = None, **kw: Sequence[int]) -> int:
+        """Add another optimization profile; dims left out keep their first-profile range."""
+        ranges = {**(ranges or {}), **kw}
+        for dim, rng in ranges.items():
+            if dim not in self.dims:
+                raise ProfileError(
+                    f"profile names unknown dim {dim!r}; declared dims: {list(self.dims)}.{did_you_mean(dim, self.dims)}"
+                )
+            ranges[dim] = check_range(dim, tuple(rng))
+        self._extra_profiles.append(dict(ranges))
+        return len(self._extra_profiles)
+
+    def profiles(self) -> list[Profile]:
+        """The optimization profiles, validated: every dynamic dim used by an input has a range."""
+        used = {d for spec in self.input_specs.values() for d in spec if isinstance(d, str)}
+        first: dict[str, tuple[int, int, int]] = {}
+        for dim in sorted(used):
+            rng = self.dims[dim].range
+            if rng is None:
+                users = [n for n, s in self.input_specs.items() if dim in s]
+                raise ProfileError(
+                    f"dim {dim!r} (used by input {users[0]!r}) has no range; declare one with "
+                    f"net.dim({dim!r}, min, opt, max)"
+                )
+            first[dim] = rng
+        return [Profile(first)] + [Profile({**first, **extra}) for extra in self._extra_profiles]
+
+    def input(self, name: str, dtype: dtypes.DTypeLike, shape: Sequence[int | str | Dim]) -> Tensor:
+        """Declare a network input. A shape entry is an int, a dim name, or a ``Dim``."""
+        if name in self.input_specs:
+            raise TrtdslError(f"input {name!r} is already declared")
+        spec: list[int | str] = []
+        for axis, d in enumerate(shape):
+            if isinstance(d, Dim):
+                self.dim(d.name, d.min, d.opt, d.max)
+                spec.append(d.name)
+            elif isinstance(d, str):
+                self.dim(d)
+                spec.append(d)
+            elif isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d >= 0:
+                spec.append(int(d))
+            else:
+                raise ShapeError(
+                    f"input {name!r}: axis {axis} must be a non-negative int or a dim name, got {d!r}"
+                )
+        dt = dtypes.canonical(dtype)
+        itensor = self.trt.add_input(name, dtypes.to_trt(dt), tuple(-1 if isinstance(d, str) else d for d in spec))
+        self.input_specs[name] = tuple(spec)
+        self.input_dtypes[name] = dt
+        self._used_names.add(name)
+        return Tensor(itensor, self)
+
+    def output(self, tensor: Tensor, name: str, dtype: dtypes.DTypeLike | None = None) -> Tensor:
+        """Mark ``tensor`` as output ``name``, cast to ``dtype`` (default: float32 for floats)."""
+        if name in self.outputs:
+            raise TrtdslError(f"output {name!r} is already marked")
+        if dtype is None:
+            dtype = "float32" if dtypes.is_float(tensor.dtype) else tensor.dtype
+        dtype = dtypes.canonical(dtype)
+        if tensor.dtype != dtype or tensor.trt.is_network_input or tensor.trt.is_network_output:
+            layer = self.trt.add_cast(tensor.trt, dtypes.to_trt(dtype))
+            tensor = self._register(layer, "cast", name=name + ".cast", scoped=False)
+        producer = self._producers.pop(tensor.name, None)
+        tensor.trt.name = name
+        if producer is not None:
+            self._producers[name] = producer
+        self.trt.mark_output(tensor.trt)
+        self.outputs[name] = tensor
+        return tensor
+
+    # ------------------------------------------------------------------ names
+    @contextlib.contextmanager
+    def scope(self, name: str) -> Iterator[None]:
+        """Prefix the names of every layer and tensor added inside, e.g. ``layer1.0.conv1``."""
+        self._scopes.append(str(name))
+        try:
+            yield
+        finally:
+            self._scopes.pop()
+
+    @property
+    def current_scope(self) -> str:
+        return ".".join(self._scopes)
+
+    def unique_name(self, base: str, scoped: bool = True) -> str:
+        full = ".".join([*self._scopes, base]) if scoped and self._scopes else base
+        name, i = full, 1
+        while name in self._used_names:
+            name = f"{full}_{i}"
+            i += 1
+        self._used_names.add(name)
+        return name
+
+    def _register(
+        self, layer: Any, kind: str, name: str | None = None, *, scoped: bool = True, resolved: bool = False
+    ) -> Tensor:
+        """Name ``layer`` and its outputs from the scope; return output 0 as a Tensor.
+
+        ``resolved=True`` means ``name`` already came from ``unique_name``.
+        """
+        lname = name if resolved and name else self.unique_name(name or kind, scoped)
+        layer.name = lname
+        n = layer.num_outputs
+        for i in range(n):
+            t = layer.get_output(i)
+            t.name = f"{lname}.out" if n == 1 else f"{lname}.out{i}"
+            self._producers[t.name] = layer
+        return Tensor(layer.get_output(0), self)
+
+    def add(self, layer: Any, kind: str, name: str | None = None) -> list[Tensor]:
+        """Register a layer made with the raw API (``net.trt.add_*``) and return all its outputs."""
+        self._register(layer, kind, name)
+        return [Tensor(layer.get_output(i), self) for i in range(layer.num_outputs)]
+
+    def producer(self, tensor: Tensor | str) -> Any:
+        """The ``ILayer`` that produced a tensor (None for network inputs)."""
+        key = tensor if isinstance(tensor, str) else tensor.name
+        return self._producers.get(key)
+
+    def tensor(self, name: str) -> Tensor:
+        """Find a tensor by name among inputs and layer outputs."""
+        for i in range(self.trt.num_inputs):
+            if self.trt.get_input(i).name == name:
+                return Tensor(self.trt.get_input(i), self)
+        layer = self._producers.get(name)
+        if layer is not None:
+            for i in range(layer.num_outputs):
+                if layer.get_output(i).name == name:
+                    return Tensor(layer.get_output(i), self)
+        names = list(self.input_specs) + list(self._producers)
+        raise TrtdslError(f"no tensor {name!r} in network {self.name!r}.{did_you_mean(name, names)}")
+
+    # ---------------------------------------------------------------- weights
+    def keep(self, array: np.ndarray, role: str) -> Any:
+        """Keep ``array`` alive until the build and return ``trt.Weights`` over it, no copy.
+
+        ``role`` names the weight (``'layer1.conv.kernel'``) for refit and calibration.
+        """
+        array = np.ascontiguousarray(array)
+        if array.dtype == np.float64:
+            array = array.astype(np.float32)
+        key, i = role, 1
+        while key in self.weights:
+            key = f"{role}_{i}"
+            i += 1
+        self.weights[key] = array
+        return _trt.load().Weights(array)
+
+    def constant(
+        self, value: Any, name: str | None = None, *, dtype: dtypes.DTypeLike | None = None
+    ) -> Tensor:
+        """A constant tensor. Float data is stored in the current compute dtype unless ``dtype`` is given."""
+        array = np.asarray(value)
+        if dtype is None:
+            if array.dtype.kind == "f":
+                dtype = self.compute_dtype
+            elif array.dtype.kind == "b":
+                dtype = "bool"
+            elif array.dtype.kind in "iu":
+                dtype = "int64" if array.dtype == np.int64 else ("int32" if array.dtype != np.uint8 else "uint8")
+                if array.dtype not in (np.int32, np.int64, np.uint8, np.int8):
+                    array = array.astype(np.int32)
+            else:
+                raise ShapeError(f"constant {name!r}: cannot store dtype {array.dtype}")
+        dt = dtypes.canonical(dtype)
+        if dt == "bfloat16":
+            # NumPy has no bfloat16; store float32 and cast in the graph.
+            t = self.constant(array.astype(np.float32), name, dtype="float32")
+            return self.cast(t, "bfloat16")
+        array = array.astype(dtypes.to_numpy(dt), copy=False)
+        lname = self.unique_name(name or "constant")
+        layer = self.trt.add_constant(array.shape, self.keep(array, lname))
+        return self._register(layer, "constant", lname, resolved=True)
+
+    # -------------------------------------------------------------- precision
+    @property
+    def compute_dtype(self) -> str:
+        """The float dtype that ops compute in at this point of the definition."""
+        return self._precision[-1]
+
+    @contextlib.contextmanager
+    def precision(self, dtype: dtypes.DTypeLike) -> Iterator[None]:
+        """Compute ops added inside in ``dtype``, e.g. keep a softmax in float32 in an fp16 network."""
+        dt = dtypes.canonical(dtype)
+        if dt not in dtypes.FLOATS:
+            raise ShapeError(f"precision must be one of {dtypes.FLOATS}, got {dtype!r}")
+        self._precision.append(dt)
+        try:
+            yield
+        finally:
+            self._precision.pop()
+
+    def cast(self, x: Tensor, dtype: dtypes.DTypeLike, name: str | None = None) -> Tensor:
+        """Cast ``x`` (no layer when it already has ``dtype``); one cast per tensor and dtype."""
+        dt = dtypes.canonical(dtype)
+        if x.dtype == dt:
+            return x
+        def make() -> Tensor:
+            layer = self.trt.add_cast(x.trt, dtypes.to_trt(dt))
+            return self._register(layer, "cast", name or f"{x.name.removesuffix('.out')}.to_{dt}", scoped=False)
+
+        return self.derived(x, f"cast:{dt}", make)
+
+    def derived(self, x: Tensor, what: str, make: Any) -> Tensor:
+        """A tensor derived from ``x`` (a cast, a rank change), made once and reused."""
+        key = (x.name, what)
+        if key not in self._derived:
+            self._derived[key] = make()
+        return self._derived[key]
+
+    def to_compute(self, x: Tensor) -> Tensor:
+        """Cast a float tensor to the current compute dtype; other dtypes pass through."""
+        if dtypes.is_float(x.dtype):
+            return self.cast(x, self.compute_dtype)
+        return x
+
+    # ------------------------------------------------------------------ views
+    def layers(self) -> list[Any]:
+        """All layers, downcast to their concrete ``I*Layer`` classes."""
+        from .inspect import downcast
+
+        return [downcast(self.trt.get_layer(i)) for i in range(self.trt.num_layers)]
+
+    def __repr__(self) -> str:
+        return (
+            f"Network({self.name!r}, dtype={self.dtype!r}, inputs={list(self.input_specs)}, "
+            f"outputs={list(self.outputs)}, layers={self.trt.num_layers})"
+        )

@@ -1,0 +1,5 @@
+"""quant ops. (Being written.)"""
+
+from __future__ import annotations
+
+__all__: list[str] = []

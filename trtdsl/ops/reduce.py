@@ -1,0 +1,5 @@
+"""reduce ops. (Being written.)"""
+
+from __future__ import annotations
+
+__all__: list[str] = []

@@ -1,0 +1,5 @@
+"""resize ops. (Being written.)"""
+
+from __future__ import annotations
+
+__all__: list[str] = []

@@ -1,0 +1,14 @@
+"""The NumPy reference interpreter: run any TensorRT network on the CPU.
+
+``run(network, feeds, capture=...)`` executes a ``trtdsl.Network`` or a raw
+``INetworkDefinition`` (hand-built, or from ``trt.OnnxParser``) layer by layer,
+following TensorRT's documented semantics, and returns the outputs (plus any
+captured intermediate tensors) as NumPy arrays.
+"""
+
+# Importing the family modules registers their layer implementations.
+from . import activation, conv, elementwise, matmul, norm, pool, quant, reduce, resize, shape  # noqa: F401
+from .interpreter import Interpreter, prepare, run
+from .registry import Node, interprets, supported
+
+__all__ = ["Interpreter", "Node", "interprets", "prepare", "run", "supported"]

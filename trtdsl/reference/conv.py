@@ -1,0 +1,3 @@
+"""Reference implementations: conv layers. (Being written.)"""
+
+from __future__ import annotations

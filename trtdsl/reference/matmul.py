@@ -1,0 +1,3 @@
+"""Reference implementations: matmul layers. (Being written.)"""
+
+from __future__ import annotations

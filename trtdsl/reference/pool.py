@@ -1,0 +1,3 @@
+"""Reference implementations: pool layers. (Being written.)"""
+
+from __future__ import annotations

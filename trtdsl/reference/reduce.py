@@ -1,0 +1,3 @@
+"""Reference implementations: reduce layers. (Being written.)"""
+
+from __future__ import annotations

@@ -1,0 +1,81 @@
+"""The registry of reference implementations: a dict and a decorator.
+
+Each TensorRT layer type has one pure NumPy function, registered by the
+lower-case ``trt.LayerType`` name where it is defined::
+
+    @interprets("activation")
+    def activation(node: Node, x: np.ndarray) -> np.ndarray:
+        ...
+
+The function gets the ``Node`` (the downcast layer plus a per-network cache)
+and the layer's inputs as arrays (``None`` for an unset optional input), in
+input-index order. Float16/bfloat16 inputs arrive as float32; the interpreter
+rounds outputs back to each output's TensorRT dtype. It returns one array or a
+tuple, one per output.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+Impl = Callable[..., Any]
+REGISTRY: dict[str, Impl] = {}
+
+
+def interprets(*layer_types: str) -> Callable[[Impl], Impl]:
+    """Register ``fn`` as the reference implementation of ``layer_types`` (lower-case LayerType names)."""
+
+    def register(fn: Impl) -> Impl:
+        for t in layer_types:
+            if t in REGISTRY:
+                raise RuntimeError(f"layer type {t!r} is registered twice ({REGISTRY[t].__module__}, {fn.__module__})")
+            REGISTRY[t] = fn
+        return fn
+
+    return register
+
+
+def supported() -> list[str]:
+    """Lower-case names of the layer types the interpreter can run."""
+    return sorted(REGISTRY)
+
+
+@dataclass(eq=False)
+class Node:
+    """One layer of a network prepared for interpretation."""
+
+    index: int
+    layer: Any  # downcast I*Layer
+    type: str  # lower-case LayerType name
+    inputs: list[str | None]
+    outputs: list[str]
+    out_dtypes: list[str]
+    out_shapes: list[tuple[int, ...]]
+    cache: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.layer.name
+
+    def weights(self, attr: str, dtype: Any = np.float32, shape: tuple[int, ...] | None = None) -> np.ndarray | None:
+        """A weight attribute of the layer (``kernel``, ``bias``, ...) as an array, converted once per network."""
+        key = f"weights:{attr}:{np.dtype(dtype).name}:{shape}"
+        if key not in self.cache:
+            w = getattr(self.layer, attr)
+            w = None if w is None or np.size(w) == 0 else np.asarray(w)
+            if w is not None:
+                w = w.astype(dtype, copy=False)
+                if shape is not None:
+                    w = w.reshape(shape)
+            self.cache[key] = w
+        return self.cache[key]
+
+    def memo(self, key: str, make: Callable[[], Any]) -> Any:
+        """Compute ``make()`` once per network and layer (for derived weights)."""
+        if key not in self.cache:
+            self.cache[key] = make()
+        return self.cache[key]

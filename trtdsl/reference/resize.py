@@ -1,0 +1,3 @@
+"""Reference implementations: resize layers. (Being written.)"""
+
+from __future__ import annotations
