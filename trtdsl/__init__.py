@@ -4,6 +4,7 @@
 ``trtdsl.BackendError`` naming the pip extra to install.
 """
 
+from .build import IOSpec, Plan, build
 from .errors import (
     BackendError,
     BuildError,
@@ -22,7 +23,7 @@ from .tensor import Tensor
 __version__ = "0.1.0"
 
 __all__ = [
-    "BackendError", "BuildError", "Dim", "GoldenMismatch", "InterpreterError", "Network",
+    "BackendError", "BuildError", "Dim", "IOSpec", "Plan", "build", "GoldenMismatch", "InterpreterError", "Network",
     "Profile", "ProfileError", "ShapeError", "Tensor", "TrtdslError", "UnsupportedLayerError",
     "WeightError", "__version__",
 ]  # fmt: skip

@@ -39,16 +39,13 @@ def as_tensor(net: Network, value: TensorLike, like: Tensor | None = None, name:
             raise TrtdslError(f"tensor {value.name!r} belongs to network {value.net.name!r}, not {net.name!r}")
         return value
     array = np.asarray(value)
-    dtype = None
-    if like is not None and (array.dtype.kind in "fiub") and like.dtype != "bool":
-        if array.dtype.kind == "f" and not dtypes.is_float(like.dtype):
-            dtype = "float32" if like.dtype != "int8" else "float32"
-        else:
-            dtype = like.dtype
-    if like is not None and like.dtype == "bool" and array.dtype.kind == "b":
-        dtype = "bool"
-    if dtype is None and array.dtype.kind == "f":
+    if array.dtype.kind == "f" and (like is None or dtypes.is_float(like.dtype)):
+        # Float operands of a float tensor are computed in the compute dtype, so store them in it.
         dtype = net.compute_dtype
+    elif like is not None and array.dtype.kind in "fiub":
+        dtype = like.dtype
+    else:
+        dtype = None
     return net.constant(array, name or "const", dtype=dtype)
 
 

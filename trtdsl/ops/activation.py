@@ -1,5 +1,214 @@
-"""activation ops. (Being written.)"""
+"""Activations, softmax and log-softmax with PyTorch names and semantics.
+
+Where TensorRT has the function (``IActivationLayer``), one layer with its
+``alpha``/``beta`` is added; where it has not (SiLU, Mish, hard-swish), the op
+is a short elementwise composition whose layers share the op's scoped name.
+"""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+import math
+from typing import Literal
+
+import numpy as np
+
+from .. import _trt
+from ..errors import ShapeError
+from ..tensor import Tensor
+from ._util import TensorLike, as_tensor, axis, bitmask, net_of
+from .elementwise import log, maximum, minimum, mul, sub
+
+__all__ = [
+    "relu", "relu6", "clip", "clamp", "leaky_relu", "elu", "selu", "sigmoid", "tanh", "gelu",
+    "silu", "hard_sigmoid", "hard_swish", "softplus", "softsign", "mish", "prelu",
+    "softmax", "log_softmax",
+]  # fmt: skip
+
+# torch.nn.SELU's constants (Klambauer et al. 2017), as TensorRT's SELU takes them.
+_SELU_ALPHA = 1.6732632423543772848170429916717
+_SELU_SCALE = 1.0507009873554804934193349852946
+
+
+def _what(op: str, name: str | None) -> str:
+    return f"{op} {name!r}" if name else op
+
+
+def _activation(x: Tensor, kind: str, name: str | None, op: str, alpha: float = 0.0, beta: float = 0.0) -> Tensor:
+    net = x.net
+    x = net.to_compute(x)
+    layer = net.trt.add_activation(x.trt, getattr(_trt.load().ActivationType, kind))
+    layer.alpha = float(alpha)
+    layer.beta = float(beta)
+    return net._register(layer, op, name)
+
+
+def relu(x: Tensor, *, name: str | None = None) -> Tensor:
+    """max(x, 0)."""
+    return _activation(x, "RELU", name, "relu")
+
+
+def relu6(x: Tensor, *, name: str | None = None) -> Tensor:
+    """min(max(x, 0), 6), one CLIP layer."""
+    return _activation(x, "CLIP", name, "relu6", 0.0, 6.0)
+
+
+def clip(
+    x: Tensor, min: TensorLike | None = None, max: TensorLike | None = None, *, name: str | None = None
+) -> Tensor:
+    """Clamp ``x`` into [min, max] like ``torch.clamp``; a bound left as None is open.
+
+    Scalar bounds make one CLIP layer; Tensor bounds broadcast through MAX/MIN layers.
+
+    Example::
+
+        y = ops.clip(x, 0.0, 1.0)
+    """
+    if min is None and max is None:
+        raise ShapeError(f"{_what('clip', name)}: at least one of min and max must be given")
+    if isinstance(min, Tensor) or isinstance(max, Tensor) or np.ndim(min) or np.ndim(max):
+        base = name or "clip"
+        out = x if min is None else maximum(x, min, name=base if max is None else base + ".min")
+        return out if max is None else minimum(out, max, name=base)
+    lo = -math.inf if min is None else float(min)
+    hi = math.inf if max is None else float(max)
+    return _activation(x, "CLIP", name, "clip", lo, hi)
+
+
+clamp = clip
+
+
+def leaky_relu(x: Tensor, negative_slope: float = 0.01, *, name: str | None = None) -> Tensor:
+    """x if x >= 0 else negative_slope * x."""
+    return _activation(x, "LEAKY_RELU", name, "leaky_relu", negative_slope)
+
+
+def elu(x: Tensor, alpha: float = 1.0, *, name: str | None = None) -> Tensor:
+    """x if x >= 0 else alpha * (exp(x) - 1)."""
+    return _activation(x, "ELU", name, "elu", alpha)
+
+
+def selu(x: Tensor, *, name: str | None = None) -> Tensor:
+    """scale * (x if x > 0 else alpha * (exp(x) - 1)) with torch's fixed alpha and scale."""
+    return _activation(x, "SELU", name, "selu", _SELU_ALPHA, _SELU_SCALE)
+
+
+def sigmoid(x: Tensor, *, name: str | None = None) -> Tensor:
+    return _activation(x, "SIGMOID", name, "sigmoid")
+
+
+def tanh(x: Tensor, *, name: str | None = None) -> Tensor:
+    return _activation(x, "TANH", name, "tanh")
+
+
+def gelu(x: Tensor, approximate: Literal["none", "tanh"] = "none", *, name: str | None = None) -> Tensor:
+    """GELU: the exact erf form (``approximate='none'``, Keras' 'gelu') or the tanh approximation."""
+    if approximate not in ("none", "tanh"):
+        raise ShapeError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+    return _activation(x, "GELU_ERF" if approximate == "none" else "GELU_TANH", name, "gelu")
+
+
+def silu(x: Tensor, *, name: str | None = None) -> Tensor:
+    """x * sigmoid(x) (swish); TensorRT has no SiLU activation, so SIGMOID then PROD."""
+    base = name or "silu"
+    return mul(x, sigmoid(x, name=base + ".sigmoid"), name=base)
+
+
+def hard_sigmoid(x: Tensor, *, alpha: float = 1 / 6, beta: float = 0.5, name: str | None = None) -> Tensor:
+    """clip(alpha * x + beta, 0, 1), one HARD_SIGMOID layer.
+
+    The defaults are PyTorch's (relu6(x + 3) / 6, also Keras 3). Keras 2 used
+    ``alpha=0.2``: ``hard_sigmoid(x, alpha=0.2)``.
+    """
+    return _activation(x, "HARD_SIGMOID", name, "hard_sigmoid", alpha, beta)
+
+
+def hard_swish(x: Tensor, *, name: str | None = None) -> Tensor:
+    """x * relu6(x + 3) / 6 (torch ``hardswish``)."""
+    base = name or "hard_swish"
+    return mul(x, hard_sigmoid(x, name=base + ".hard_sigmoid"), name=base)
+
+
+def softplus(x: Tensor, beta: float = 1.0, threshold: float = 20.0, *, name: str | None = None) -> Tensor:
+    """log(1 + exp(beta * x)) / beta, one SOFTPLUS layer (alpha = 1/beta, beta = beta).
+
+    ``threshold`` is accepted for torch compatibility: above it torch returns x,
+    which differs from the smooth form by less than exp(-threshold) (2e-9 at 20),
+    below float32 resolution.
+    """
+    if beta <= 0:
+        raise ShapeError(f"softplus: beta must be positive, got {beta}")
+    del threshold
+    return _activation(x, "SOFTPLUS", name, "softplus", 1.0 / beta, beta)
+
+
+def softsign(x: Tensor, *, name: str | None = None) -> Tensor:
+    """x / (1 + |x|)."""
+    return _activation(x, "SOFTSIGN", name, "softsign")
+
+
+def mish(x: Tensor, *, name: str | None = None) -> Tensor:
+    """x * tanh(softplus(x))."""
+    base = name or "mish"
+    sp = softplus(x, name=base + ".softplus")
+    return mul(x, tanh(sp, name=base + ".tanh"), name=base)
+
+
+def prelu(x: Tensor, weight: TensorLike, *, name: str | None = None) -> Tensor:
+    """x if x >= 0 else weight * x, with one slope per channel (axis 1) or one shared slope.
+
+    ``weight`` has shape (C,) or (1,) like ``torch.nn.PReLU.weight``; a Tensor
+    of the input's rank is used as given.
+    """
+    net = x.net
+    x = net.to_compute(x)
+    base = name or "prelu"
+    if isinstance(weight, Tensor):
+        slopes = net.to_compute(weight)
+        if slopes.ndim != x.ndim:
+            raise ShapeError(
+                f"prelu {base!r}: slopes tensor {slopes.name!r} has rank {slopes.ndim}, input {x.name!r} has "
+                f"rank {x.ndim}; give a (C,) array or a tensor of the input's rank"
+            )
+    else:
+        w = np.asarray(weight, dtype=np.float32).reshape(-1)
+        channels = x.shape[1] if x.ndim >= 2 else 1
+        if w.size != 1 and w.size != channels:
+            raise ShapeError(
+                f"prelu {base!r}: weight has {w.size} slopes, input {x.name!r} of shape {x.shape} has "
+                f"{channels} channels on axis 1; expected 1 or {channels}"
+            )
+        shape = [1] * x.ndim
+        if w.size > 1:
+            shape[1] = w.size
+        slopes = as_tensor(net, w.reshape(shape), x, name=base + ".weight")
+    layer = net.trt.add_parametric_relu(x.trt, slopes.trt)
+    return net._register(layer, "prelu", name)
+
+
+def softmax(x: Tensor, dim: int = -1, *, name: str | None = None) -> Tensor:
+    """exp(x) / sum(exp(x)) along ``dim`` (negative counts from the end)."""
+    net = x.net
+    x = net.to_compute(x)
+    d = axis(dim, x.ndim, f"{_what('softmax', name)}: dim")
+    layer = net.trt.add_softmax(x.trt)
+    layer.axes = bitmask([d])
+    return net._register(layer, "softmax", name)
+
+
+def log_softmax(x: Tensor, dim: int = -1, *, name: str | None = None) -> Tensor:
+    """x - max - log(sum(exp(x - max))) along ``dim``.
+
+    Written out rather than log(softmax(x)): the log of an underflowed softmax is
+    -inf where torch gives a finite value.
+    """
+    from .reduce import amax
+    from .reduce import sum as reduce_sum
+    from .elementwise import exp
+
+    net = x.net
+    x = net.to_compute(x)
+    d = axis(dim, x.ndim, f"{_what('log_softmax', name)}: dim")
+    base = name or "log_softmax"
+    shifted = sub(x, amax(x, d, True, name=base + ".max"), name=base + ".shift")
+    lse = log(reduce_sum(exp(shifted, name=base + ".exp"), d, True, name=base + ".sum"), name=base + ".log")
+    return sub(shifted, lse, name=base)
