@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -188,9 +189,17 @@ def build(
     seconds = time.perf_counter() - start
     if engine is None:
         errors = logger.errors[first_error:] or ["(TensorRT gave no error message)"]
-        raise BuildError(f"TensorRT failed to build network {net.name!r}: " + " | ".join(errors))
+        hint = ""
+        if (refit or strip_plan) and any("CUDA" in e or "Cuda" in e for e in errors):
+            # Measured with tensorrt_rtx 1.7 on a CPU-only machine: plain builds work,
+            # REFIT builds fail in Myelin's JIT, which needs a CUDA device.
+            hint = " Hint: refittable (refit/strip_plan) builds need a CUDA GPU; build without them on a CPU-only machine."
+        raise BuildError(f"TensorRT failed to build network {net.name!r}: " + " | ".join(errors) + hint)
     if cache is not None and timing_cache is not None:
-        Path(timing_cache).write_bytes(memoryview(cache.serialize()))
+        with warnings.catch_warnings():
+            # tensorrt_rtx keeps the API but its timing cache is a no-op (deprecated in RTX 1.2).
+            warnings.simplefilter("ignore", DeprecationWarning)
+            Path(timing_cache).write_bytes(memoryview(cache.serialize()))
     log.info("built %s in %.2fs (%d bytes)", net.name, seconds, engine.nbytes)
     if weights is not None:
         weights.check_all_used()
@@ -219,7 +228,9 @@ def _load_timing_cache(config: Any, path: str | os.PathLike | None) -> Any:
     if path is None:
         return None
     data = Path(path).read_bytes() if Path(path).is_file() else b""
-    cache = config.create_timing_cache(data)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        cache = config.create_timing_cache(data)
     if cache is None:
         raise BuildError(f"timing cache {str(path)!r} is not a valid TensorRT timing cache")
     config.set_timing_cache(cache, ignore_mismatch=False)

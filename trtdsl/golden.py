@@ -1,0 +1,533 @@
+"""Golden outputs: record them, compare against them with tolerances, and find where two runs part.
+
+- ``record(outputs, path, metadata=...)`` / ``load(path)``: an ``.npz`` of plain
+  arrays plus a JSON metadata string. Nothing is pickled, and ``load`` refuses
+  files that would need unpickling.
+- ``compare(actual, expected, tolerance)`` returns a ``Report``: per output the
+  max/mean absolute and relative error, the percent of mismatching elements and
+  the smallest ``atol`` (at the given ``rtol``) and ``rtol`` (at the given
+  ``atol``) that would pass.
+- ``layerwise_diff(net, feeds, reference)`` runs both through the reference
+  interpreter, capturing every tensor, and names the first layer (in network
+  order) whose output diverges: the fp16 policy of a network against its fp32
+  policy, or a network against captures recorded earlier.
+- ``assert_golden(actual, path)`` for pytest; ``TRTDSL_UPDATE_GOLDEN=1`` rewrites
+  the golden files instead of comparing.
+
+An element matches when ``|a - e| <= atol + rtol * |e|`` (``numpy.isclose``);
+NaN matches NaN and an infinity matches the same infinity.
+
+Example::
+
+    golden.record(trtdsl.reference.run(net, feeds), "resnet.npz", metadata={"precision": "float16"})
+    report = golden.compare(new_outputs, golden.load("resnet.npz")[0], "float16")
+    print(report)  # a table, one row per output
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import dtypes
+from .errors import GoldenMismatch, TrtdslError
+
+__all__ = [
+    "DEFAULT_TOLERANCES", "Divergence", "OutputReport", "Report", "Tolerance", "UPDATE_ENV",
+    "assert_golden", "compare", "compare_files", "layerwise_diff", "load", "record",
+]  # fmt: skip
+
+UPDATE_ENV = "TRTDSL_UPDATE_GOLDEN"
+_META_KEY = "__metadata__"
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """``|actual - expected| <= atol + rtol * |expected|`` must hold for every element."""
+
+    atol: float
+    rtol: float
+
+    @classmethod
+    def for_precision(cls, precision: dtypes.DTypeLike) -> Tolerance:
+        """The default tolerance for a network computed in ``precision`` ('float32', 'float16', 'int8', ...)."""
+        key = dtypes.canonical(precision)
+        if key not in DEFAULT_TOLERANCES:
+            return EXACT
+        return DEFAULT_TOLERANCES[key]
+
+    def __str__(self) -> str:
+        return f"atol={self.atol:g} rtol={self.rtol:g}"
+
+
+EXACT = Tolerance(0.0, 0.0)
+# Defaults by the precision the network computes in. float32: a few ulps of
+# accumulated rounding over long reductions (rtol 1e-4 is the ONNX Runtime
+# comparison target of the project). float16 has a 2**-11 ~ 5e-4 ulp, and deep
+# networks accumulate several; bfloat16 has a 2**-8 ~ 4e-3 ulp. int8 (Q/DQ)
+# networks are off by whole quantization steps: a step of an activation with
+# amax ~3 is 3/127 ~ 0.024, so two steps fit atol 5e-2, and rtol 1e-1 covers
+# large values. int8 outputs of unknown scale deserve a per-output override.
+DEFAULT_TOLERANCES: dict[str, Tolerance] = {
+    "float32": Tolerance(atol=1e-5, rtol=1e-4),
+    "float16": Tolerance(atol=1e-3, rtol=1e-2),
+    "bfloat16": Tolerance(atol=1e-2, rtol=5e-2),
+    "fp8": Tolerance(atol=5e-2, rtol=1.25e-1),
+    "int8": Tolerance(atol=5e-2, rtol=1e-1),
+}
+
+TolerancePolicy = Tolerance | str | None
+
+
+# ---------------------------------------------------------------------- files
+def record(outputs: Mapping[str, Any], path: str | os.PathLike, *, metadata: Mapping[str, Any] | None = None) -> Path:
+    """Write ``outputs`` (name -> array) and JSON-serializable ``metadata`` to an ``.npz`` file.
+
+    The file loads with ``numpy.load(path, allow_pickle=False)``: metadata is
+    stored as a 0-d unicode array holding JSON.
+    """
+    path = Path(path)
+    arrays: dict[str, np.ndarray] = {}
+    for name, value in outputs.items():
+        if name == _META_KEY:
+            raise TrtdslError(f"golden record {str(path)!r}: output name {_META_KEY!r} is reserved for metadata")
+        array = np.asarray(value)
+        if array.dtype.hasobject or array.dtype.kind not in "biufc":
+            raise TrtdslError(
+                f"golden record {str(path)!r}: output {name!r} has dtype {array.dtype}; "
+                "golden files hold numeric or bool arrays only"
+            )
+        arrays[name] = array
+    try:
+        meta = json.dumps(dict(metadata or {}), sort_keys=True)
+    except TypeError as e:
+        raise TrtdslError(f"golden record {str(path)!r}: metadata is not JSON-serializable: {e}") from e
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as f:  # an open file keeps numpy from appending '.npz' to the name
+        np.savez_compressed(f, **arrays, **{_META_KEY: np.array(meta)})
+    return path
+
+
+def load(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """``(outputs, metadata)`` from a file written by ``record`` (or any ``.npz`` of plain arrays)."""
+    path = Path(path)
+    if not path.exists():
+        raise TrtdslError(f"golden file {str(path)!r} does not exist")
+    outputs: dict[str, np.ndarray] = {}
+    metadata: dict[str, Any] = {}
+    with np.load(path, allow_pickle=False) as data:
+        for name in data.files:
+            try:
+                array = data[name]
+            except ValueError as e:  # numpy's refusal to unpickle an object array
+                raise TrtdslError(
+                    f"golden file {str(path)!r}: array {name!r} is a pickled object array; "
+                    "golden files hold plain arrays only, and trtdsl does not unpickle"
+                ) from e
+            if name == _META_KEY:
+                metadata = json.loads(str(array)) if array.dtype.kind == "U" else json.loads(bytes(array).decode())
+            else:
+                outputs[name] = array
+    return outputs, metadata
+
+
+# ----------------------------------------------------------------- comparison
+@dataclass
+class OutputReport:
+    """How one output compares. ``status`` is 'ok', 'mismatch', 'missing', 'extra', 'shape' or 'dtype'.
+
+    Relative errors are taken over the elements whose expected value is nonzero;
+    ``min_atol``/``min_rtol`` are ``inf`` when no tolerance can pass (a NaN
+    against a number, or a nonzero error where the expected value is 0 for
+    ``min_rtol``).
+    """
+
+    name: str
+    status: str
+    tolerance: Tolerance
+    actual_shape: tuple[int, ...] | None = None
+    expected_shape: tuple[int, ...] | None = None
+    actual_dtype: str | None = None
+    expected_dtype: str | None = None
+    max_abs: float = float("nan")
+    mean_abs: float = float("nan")
+    max_rel: float = float("nan")
+    mean_rel: float = float("nan")
+    mismatch_percent: float = float("nan")
+    mismatches: int = 0
+    size: int = 0
+    min_atol: float = float("nan")
+    min_rtol: float = float("nan")
+    worst_index: tuple[int, ...] | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def describe(self) -> str:
+        """One sentence on what failed (empty when ok)."""
+        if self.status == "missing":
+            return f"{self.name}: missing from the actual outputs"
+        if self.status == "extra":
+            return f"{self.name}: not in the expected outputs"
+        if self.status == "shape":
+            return f"{self.name}: shape {self.actual_shape} != expected {self.expected_shape}"
+        if self.status == "dtype":
+            return f"{self.name}: dtype {self.actual_dtype} != expected {self.expected_dtype}"
+        if self.status == "mismatch":
+            return (
+                f"{self.name}: {self.mismatches} of {self.size} elements ({self.mismatch_percent:.4g}%) "
+                f"exceed {self.tolerance}; worst at index {self.worst_index}; would pass with "
+                f"atol>={self.min_atol:.3g} (rtol={self.tolerance.rtol:g}) or rtol>={self.min_rtol:.3g} "
+                f"(atol={self.tolerance.atol:g})"
+            )
+        return ""
+
+
+_COLUMNS = ("output", "status", "shape", "max abs", "mean abs", "max rel", "mean rel", "mismatch", "atol", "rtol", "min atol", "min rtol")  # fmt: skip
+
+
+def _shape(shape: tuple[int, ...] | None) -> str:
+    if shape is None:
+        return "-"
+    return "x".join(map(str, shape)) if shape else "scalar"
+
+
+def _num(x: float) -> str:
+    return "-" if np.isnan(x) else f"{x:.3g}"
+
+
+@dataclass
+class Report:
+    """The comparison of several outputs; ``str(report)`` is a table, ``report[name]`` one row."""
+
+    outputs: dict[str, OutputReport] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return all(r.ok for r in self.outputs.values())
+
+    @property
+    def failures(self) -> list[OutputReport]:
+        return [r for r in self.outputs.values() if not r.ok]
+
+    def __getitem__(self, name: str) -> OutputReport:
+        return self.outputs[name]
+
+    def __iter__(self):
+        return iter(self.outputs.values())
+
+    def __len__(self) -> int:
+        return len(self.outputs)
+
+    def __str__(self) -> str:
+        rows = [_COLUMNS]
+        for r in self.outputs.values():
+            shape = r.expected_shape if r.expected_shape is not None else r.actual_shape
+            mismatch = "-" if np.isnan(r.mismatch_percent) else f"{r.mismatch_percent:.4g}%"
+            rows.append((
+                r.name, r.status, _shape(shape),
+                _num(r.max_abs), _num(r.mean_abs), _num(r.max_rel), _num(r.mean_rel), mismatch,
+                f"{r.tolerance.atol:g}", f"{r.tolerance.rtol:g}", _num(r.min_atol), _num(r.min_rtol),
+            ))  # fmt: skip
+        widths = [max(len(row[i]) for row in rows) for i in range(len(_COLUMNS))]
+        lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+        lines.insert(1, "  ".join("-" * w for w in widths))
+        verdict = "all outputs match" if self.ok else f"{len(self.failures)} of {len(self)} outputs FAIL"
+        notes = [r.describe() for r in self.failures]
+        return "\n".join([*lines, verdict, *notes])
+
+    def __repr__(self) -> str:
+        return f"Report(ok={self.ok}, outputs={list(self.outputs)})"
+
+
+def _pick(
+    name: str, expected: np.ndarray | None, tolerance: TolerancePolicy, overrides: Mapping[str, Tolerance]
+) -> Tolerance:
+    if name in overrides:
+        return overrides[name]
+    if isinstance(tolerance, Tolerance):
+        return tolerance
+    if expected is not None and expected.dtype.kind in "biu":
+        return EXACT  # integer outputs (indices, counts) are exact unless overridden
+    if tolerance is None:
+        kind = expected.dtype.name if expected is not None and expected.dtype.kind == "f" else "float32"
+        return Tolerance.for_precision("float32" if kind == "float64" else kind)
+    return Tolerance.for_precision(tolerance)
+
+
+def _nudge(need: float, fails: Any, diff: np.ndarray, scale: np.ndarray) -> float:
+    """Raise ``need`` until ``fails(need)`` is empty.
+
+    Rounding in ``atol + rtol*|e|`` can land an ulp short of the error it was
+    solved for; each step adds an ulp of the largest failing error (divided by
+    ``scale`` for rtol), so a few steps suffice whatever the magnitudes.
+    """
+    bad = fails(need)
+    while need < np.inf and np.any(bad):
+        need = float(need + np.max(np.spacing(diff[bad]) / scale[bad]))
+        bad = fails(need)
+    return need
+
+
+def _required_atol(diff: np.ndarray, mag: np.ndarray, bad_nan: bool, tol: Tolerance) -> float:
+    if bad_nan:
+        return float("inf")
+    need = max(float(np.max(diff - tol.rtol * mag, initial=0.0)), 0.0)
+    return _nudge(need, lambda t: diff > t + tol.rtol * mag, diff, np.ones_like(diff))
+
+
+def _required_rtol(diff: np.ndarray, mag: np.ndarray, bad_nan: bool, tol: Tolerance) -> float:
+    over = diff > tol.atol
+    if bad_nan or np.any(over & (mag == 0)):
+        return float("inf")
+    if not np.any(over):
+        return 0.0
+    need = float(np.max((diff[over] - tol.atol) / mag[over]))
+    return _nudge(need, lambda t: diff > tol.atol + t * mag, diff, np.where(mag > 0, mag, 1.0))
+
+
+def _compare_one(
+    name: str, actual: np.ndarray, expected: np.ndarray, tol: Tolerance, check_dtype: bool
+) -> OutputReport:
+    r = OutputReport(
+        name, "ok", tol, tuple(actual.shape), tuple(expected.shape), actual.dtype.name, expected.dtype.name
+    )
+    if actual.shape != expected.shape:
+        r.status = "shape"
+        return r
+    a = actual.astype(np.float64)
+    e = expected.astype(np.float64)
+    both_nan = np.isnan(a) & np.isnan(e)
+    same = (a == e) | both_nan  # covers equal infinities, whose difference is NaN
+    diff = np.where(same, 0.0, np.abs(a - e))
+    diff = np.where(np.isnan(diff), np.inf, diff)  # NaN against a number, or opposite infinities
+    one_nan = bool(np.any(np.isnan(a) ^ np.isnan(e)))
+    mag = np.where(np.isfinite(e), np.abs(e), 0.0)
+    fail = diff > tol.atol + tol.rtol * mag
+    r.size = int(a.size)
+    r.mismatches = int(np.count_nonzero(fail))
+    r.mismatch_percent = 100.0 * r.mismatches / a.size if a.size else 0.0
+    r.max_abs = float(np.max(diff, initial=0.0))
+    r.mean_abs = float(np.mean(diff)) if a.size else 0.0
+    nonzero = mag > 0
+    rel = diff[nonzero] / mag[nonzero]
+    r.max_rel = float(np.max(rel, initial=0.0))
+    r.mean_rel = float(np.mean(rel)) if rel.size else 0.0
+    r.min_atol = _required_atol(diff, mag, one_nan, tol)
+    r.min_rtol = _required_rtol(diff, mag, one_nan, tol)
+    if a.size:
+        score = np.where(fail, diff - tol.rtol * mag, -np.inf) if r.mismatches else diff
+        r.worst_index = tuple(int(i) for i in np.unravel_index(int(np.argmax(score)), a.shape))
+    if r.mismatches:
+        r.status = "mismatch"
+    elif check_dtype and actual.dtype != expected.dtype:
+        r.status = "dtype"
+    return r
+
+
+def compare(
+    actual: Mapping[str, Any],
+    expected: Mapping[str, Any],
+    tolerance: TolerancePolicy = None,
+    *,
+    overrides: Mapping[str, Tolerance] | None = None,
+    check_dtype: bool = True,
+) -> Report:
+    """Compare two dicts of outputs, output by output.
+
+    ``tolerance``: a ``Tolerance`` for every output; a precision name
+    ('float32', 'float16', 'bfloat16', 'int8') for its defaults; or ``None``
+    for defaults by each expected array's dtype. Integer and bool outputs are
+    exact unless a ``Tolerance`` is given. ``overrides`` maps output names to
+    their own ``Tolerance``. Missing and extra outputs, shape mismatches and
+    (with ``check_dtype``) dtype mismatches fail.
+
+    Example::
+
+        report = compare(outs, golden, "float16", overrides={"boxes": Tolerance(atol=0.5, rtol=0)})
+        assert report.ok, str(report)
+    """
+    overrides = dict(overrides or {})
+    unknown = set(overrides) - set(expected) - set(actual)
+    if unknown:
+        raise TrtdslError(f"tolerance overrides name unknown outputs {sorted(unknown)}; outputs are {sorted(expected)}")
+    report = Report()
+    for name, value in expected.items():
+        e = np.asarray(value)
+        tol = _pick(name, e, tolerance, overrides)
+        if name not in actual:
+            report.outputs[name] = OutputReport(
+                name, "missing", tol, expected_shape=e.shape, expected_dtype=e.dtype.name
+            )
+            continue
+        report.outputs[name] = _compare_one(name, np.asarray(actual[name]), e, tol, check_dtype)
+    for name, value in actual.items():
+        if name not in expected:
+            a = np.asarray(value)
+            tol = _pick(name, a, tolerance, overrides)
+            report.outputs[name] = OutputReport(name, "extra", tol, actual_shape=a.shape, actual_dtype=a.dtype.name)
+    return report
+
+
+def compare_files(
+    actual: str | os.PathLike, expected: str | os.PathLike, tolerance: TolerancePolicy = None, **kw: Any
+) -> Report:
+    """``compare`` two files written by ``record``; ``tolerance`` defaults to the expected file's 'precision'."""
+    a, _ = load(actual)
+    e, meta = load(expected)
+    return compare(a, e, tolerance if tolerance is not None else meta.get("precision"), **kw)
+
+
+# ------------------------------------------------------------------- pytest
+def assert_golden(
+    actual: Mapping[str, Any],
+    golden: str | os.PathLike | Mapping[str, Any],
+    tolerance: TolerancePolicy = None,
+    update: bool = False,
+    *,
+    overrides: Mapping[str, Tolerance] | None = None,
+    metadata: Mapping[str, Any] | None = None,
+) -> Report:
+    """Raise ``GoldenMismatch`` with the report table unless ``actual`` matches ``golden``.
+
+    ``golden`` is a file written by ``record`` or a dict of arrays. With
+    ``update=True`` or ``TRTDSL_UPDATE_GOLDEN=1`` in the environment, a golden
+    *file* is (re)written from ``actual`` (with ``metadata``) instead. When
+    ``tolerance`` is None and the golden file's metadata names a 'precision',
+    that precision's defaults apply.
+
+    Example::
+
+        def test_resnet(net, feeds):
+            assert_golden(trtdsl.reference.run(net, feeds), "tests/golden/resnet.npz", "float16")
+    """
+    if isinstance(golden, Mapping):
+        if update:
+            raise TrtdslError("assert_golden(update=True) needs a golden file path, not a dict of arrays")
+        expected, meta, source = dict(golden), {}, "the given golden outputs"
+    else:
+        path = Path(golden)
+        if update or os.environ.get(UPDATE_ENV, "") not in ("", "0"):
+            record(actual, path, metadata=metadata)
+            return compare(actual, actual, tolerance, overrides=overrides)
+        if not path.exists():
+            raise GoldenMismatch(
+                f"golden file {str(path)!r} does not exist; run with {UPDATE_ENV}=1 "
+                "(or assert_golden(..., update=True)) to create it"
+            )
+        expected, meta = load(path)
+        source = f"golden file {str(path)!r}"
+    if tolerance is None:
+        tolerance = meta.get("precision")
+    report = compare(actual, expected, tolerance, overrides=overrides)
+    if not report.ok:
+        raise GoldenMismatch(f"outputs differ from {source}:\n{report}")
+    return report
+
+
+# --------------------------------------------------------------- layerwise
+@dataclass
+class Divergence:
+    """The first tensor, in network order, whose value differs beyond tolerance between two runs."""
+
+    tensor: str
+    layer_index: int  # -1 for a network input
+    layer_name: str
+    layer_type: str
+    report: OutputReport
+    compared: list[str]  # tensors compared before it, all within tolerance
+
+    def __str__(self) -> str:
+        where = (
+            "network input"
+            if self.layer_index < 0
+            else f"layer {self.layer_index} {self.layer_name!r} ({self.layer_type})"
+        )
+        return f"first divergence at {where}, tensor {self.tensor!r} after {len(self.compared)} matching tensors: {self.report.describe()}"
+
+
+def layerwise_diff(
+    network: Any,
+    feeds: Mapping[str, Any],
+    reference: Any,
+    *,
+    tolerance: TolerancePolicy = None,
+    overrides: Mapping[str, Tolerance] | None = None,
+    reference_feeds: Mapping[str, Any] | None = None,
+    captured: Mapping[str, Any] | None = None,
+) -> Divergence | None:
+    """Find the first layer of ``network`` whose output diverges from ``reference``; None if none does.
+
+    ``network`` (a ``trtdsl.Network``, ``INetworkDefinition`` or prepared
+    ``Interpreter``) gives the layer order. ``reference`` is another network,
+    run on ``reference_feeds`` (default: ``feeds``), or a dict of tensors
+    captured earlier with ``trtdsl.reference.run(..., capture="all")``.
+    ``captured`` passes ``network``'s own captures to skip running it.
+
+    Tensors are matched by name; tensors present in only one run (the casts a
+    precision policy inserts) are skipped, and dtypes are not compared. The
+    tolerance of a tensor defaults to the precision of its TensorRT dtype in
+    ``network``: comparing an fp16 policy against fp32 uses fp16 tolerances on
+    the half-precision tensors.
+
+    Example::
+
+        fp32 = build(dtype="float32"); fp16 = build(dtype="float16")
+        d = golden.layerwise_diff(fp16, feeds, fp32)
+        print(d or "no divergence")  # first divergence at layer 7 'block1.softmax' (softmax) ...
+    """
+    from . import reference as ref
+
+    interp = ref.prepare(network)
+    ours = dict(captured) if captured is not None else ref.run(interp, feeds, capture="all")
+    if isinstance(reference, Mapping):
+        theirs = dict(reference)
+    else:
+        theirs = ref.run(reference, reference_feeds if reference_feeds is not None else feeds, capture="all")
+    overrides = dict(overrides or {})
+    # A tensor's default tolerance is that of the loosest precision on its path
+    # from the inputs, so the float32 output cast that ends an fp16 network is
+    # judged at fp16 tolerance, not flagged as the first divergence.
+    precision: dict[str, str] = {}
+    order: list[tuple[str, int, str, str]] = []
+    for n, (_, dt) in interp.inputs.items():
+        precision[n] = dt
+        order.append((n, -1, n, "input"))
+    for node in interp.nodes:
+        upstream = [precision.get(i, "float32") for i in node.inputs if i is not None]
+        for t, dt in zip(node.outputs, node.out_dtypes, strict=True):
+            precision[t] = _loosest([dt, *upstream]) if dtypes.is_float(dt) else dt
+            order.append((t, node.index, node.name, node.type))
+    compared: list[str] = []
+    for tensor, index, lname, ltype in order:
+        if tensor not in ours or tensor not in theirs:
+            continue
+        if tensor in overrides:
+            tol = overrides[tensor]
+        elif isinstance(tolerance, Tolerance):
+            tol = tolerance
+        elif tolerance is not None and dtypes.is_float(precision[tensor]):
+            tol = Tolerance.for_precision(tolerance)
+        else:
+            tol = Tolerance.for_precision(precision[tensor])
+        r = _compare_one(tensor, np.asarray(ours[tensor]), np.asarray(theirs[tensor]), tol, check_dtype=False)
+        if not r.ok:
+            return Divergence(tensor, index, lname, ltype, r, compared)
+        compared.append(tensor)
+    return None
+
+
+_LOOSENESS = ("float32", "float16", "bfloat16", "fp8", "int8")
+
+
+def _loosest(precisions: list[str]) -> str:
+    """The precision with the loosest default tolerance; non-float, non-int8 types do not count."""
+    ranked = [p for p in precisions if p in _LOOSENESS]
+    return max(ranked, key=_LOOSENESS.index) if ranked else "float32"
