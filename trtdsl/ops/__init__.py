@@ -7,10 +7,14 @@ Families live in their own modules; this package re-exports them all.
 
 from .activation import *  # noqa: F403
 from .activation import __all__ as _activation
+from .control import *  # noqa: F403
+from .control import __all__ as _control
 from .conv import *  # noqa: F403
 from .conv import __all__ as _conv
 from .elementwise import *  # noqa: F403
 from .elementwise import __all__ as _elementwise
+from .indexing import *  # noqa: F403
+from .indexing import __all__ as _indexing
 from .linear import *  # noqa: F403
 from .linear import __all__ as _linear
 from .norm import *  # noqa: F403
@@ -26,4 +30,17 @@ from .resize import __all__ as _resize
 from .shape import *  # noqa: F403
 from .shape import __all__ as _shape
 
-__all__ = [*_activation, *_conv, *_elementwise, *_linear, *_norm, *_pool, *_quant, *_reduce, *_resize, *_shape]
+__all__ = [
+    *_activation,
+    *_control,
+    *_conv,
+    *_elementwise,
+    *_indexing,
+    *_linear,
+    *_norm,
+    *_pool,
+    *_quant,
+    *_reduce,
+    *_resize,
+    *_shape,
+]

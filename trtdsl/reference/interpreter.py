@@ -4,26 +4,32 @@ The loop here does the shared work once for every layer type: downcasting,
 fetching inputs, widening half precision, calling the registered function,
 rounding outputs to their TensorRT dtype, checking output shapes against what
 TensorRT inferred, and wrapping failures with the layer's index and name.
+Loops and if-conditionals are grouped into single structural steps
+(``reference.control``) that run their bodies through the same ``execute``.
+Intermediate arrays are dropped after their last use, so peak memory stays
+near the largest few live tensors instead of the sum of all of them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from .. import dtypes
+from .. import _trt, dtypes
 from ..errors import InterpreterError, ShapeError, TrtdslError, UnsupportedLayerError, did_you_mean
 from ..inspect import downcast
 from . import precision
+from .control import Structure, group
 from .registry import REGISTRY, Node, supported
 
 Capture = None | str | Iterable[str]
+_KINDS = {"f": "float", "i": "integer", "u": "integer", "b": "bool"}
 
 
 class Interpreter:
-    """A network prepared once (layers downcast, weights converted) and run many times."""
+    """A network prepared once (layers downcast, structure grouped, weights converted) and run many times."""
 
     def __init__(self, network: Any):
         self.network = network  # trtdsl.Network or INetworkDefinition
@@ -35,7 +41,9 @@ class Interpreter:
             self.inputs[t.name] = (tuple(t.shape), dtypes.canonical(t.dtype))
         self.outputs = [d.get_output(i).name for i in range(d.num_outputs)]
         self.nodes = [self._node(i, downcast(d.get_layer(i))) for i in range(d.num_layers)]
-        self._prepare_structure()
+        self.tensors = set(self.inputs) | {o for node in self.nodes for o in node.outputs}
+        self.steps = group(self.nodes)
+        self._free_after = _last_uses(self.steps, self.inputs)
 
     @staticmethod
     def _node(index: int, layer: Any) -> Node:
@@ -47,18 +55,13 @@ class Interpreter:
         return Node(
             index=index,
             layer=layer,
-            type=layer.type.name.lower(),
+            # Read LayerType through ILayer: IPoolingLayer.type is the PoolingType.
+            type=_trt.load().ILayer.type.__get__(layer).name.lower(),
             inputs=ins,
             outputs=[t.name for t in outs],
             out_dtypes=[dtypes.canonical(t.dtype) for t in outs],
             out_shapes=[tuple(t.shape) for t in outs],
         )
-
-    def _prepare_structure(self) -> None:
-        """Group loop and if-conditional layers into single structural steps."""
-        from . import control
-
-        self.steps = control.group(self.nodes)
 
     # -------------------------------------------------------------------- run
     def run(self, feeds: Mapping[str, Any], *, capture: Capture = None) -> dict[str, np.ndarray]:
@@ -66,8 +69,11 @@ class Interpreter:
         env = self._check_feeds(feeds)
         want = self._capture_set(capture)
         keep = set(self.outputs) | want
-        for step in self.steps:
+        for step, free in zip(self.steps, self._free_after, strict=True):
             execute(step, env)
+            for name in free:
+                if name not in keep:
+                    env.pop(name, None)
         missing = [n for n in self.outputs if n not in env]
         if missing:
             raise InterpreterError(f"outputs {missing} were never computed")
@@ -75,39 +81,52 @@ class Interpreter:
         for n in want:
             if n in env:
                 result[n] = env[n]
-        del keep
+            elif capture != "all":
+                raise InterpreterError(
+                    f"cannot capture {n!r}: it was not computed in this run (it is inside a conditional "
+                    "branch that was not taken, or a loop that ran zero times)"
+                )
         return result
 
     def _capture_set(self, capture: Capture) -> set[str]:
         if capture is None:
             return set()
-        if capture == "all":
-            return {o for node in self.nodes for o in node.outputs} | set(self.inputs)
-        names = {capture} if isinstance(capture, str) else set(capture)
-        known = {o for node in self.nodes for o in node.outputs} | set(self.inputs)
+        if isinstance(capture, str) and capture == "all":
+            return set(self.tensors)
+        names = [capture] if isinstance(capture, str) else list(capture)
         for n in names:
-            if n not in known:
-                raise TrtdslError(f"cannot capture unknown tensor {n!r}.{did_you_mean(n, known)}")
-        return names
+            if n not in self.tensors:
+                raise TrtdslError(
+                    f"cannot capture unknown tensor {n!r} ({len(self.tensors)} tensors in the network)."
+                    + did_you_mean(n, self.tensors)
+                )
+        return set(names)
 
     def _check_feeds(self, feeds: Mapping[str, Any]) -> dict[str, np.ndarray]:
-        missing = [n for n in self.inputs if n not in feeds]
-        if missing:
-            raise ShapeError(f"missing feed for input(s) {missing}; the network's inputs are {list(self.inputs)}")
-        env: dict[str, np.ndarray] = {}
-        for name, value in feeds.items():
+        for name in feeds:
             if name not in self.inputs:
                 raise ShapeError(
                     f"feed {name!r} is not an input of the network; inputs are {list(self.inputs)}."
                     + did_you_mean(name, self.inputs)
                 )
+        missing = [n for n in self.inputs if n not in feeds]
+        if missing:
+            raise ShapeError(f"missing feed for input(s) {missing}; the network's inputs are {list(self.inputs)}")
+        env: dict[str, np.ndarray] = {}
+        for name, value in feeds.items():
             shape, dt = self.inputs[name]
             array = np.asarray(value)
             want = dtypes.to_numpy(dt)
-            if array.dtype != want and not np.can_cast(array.dtype, want, "same_kind"):
-                raise ShapeError(f"feed {name!r}: expected dtype {dt}, got {array.dtype}")
-            if array.ndim != len(shape) or any(s != -1 and s != a for s, a in zip(shape, array.shape)):
-                raise ShapeError(f"feed {name!r}: expected shape {shape} (-1 = any), got {array.shape}")
+            if _KINDS.get(array.dtype.kind) != _KINDS[want.kind]:
+                raise ShapeError(
+                    f"feed {name!r}: input has dtype {dt}, got an array of dtype {array.dtype} "
+                    f"({_KINDS.get(array.dtype.kind, array.dtype.kind)} values, expected {_KINDS[want.kind]})"
+                )
+            if array.ndim != len(shape) or any(s not in (-1, a) for s, a in zip(shape, array.shape, strict=True)):
+                raise ShapeError(
+                    f"feed {name!r}: expected shape {shape} (-1 = any), got {array.shape}"
+                    + (f" (rank {array.ndim}, expected rank {len(shape)})" if array.ndim != len(shape) else "")
+                )
             env[name] = precision.store(array, dt)
         specs = getattr(self.network, "input_specs", None)
         if specs:
@@ -115,6 +134,22 @@ class Interpreter:
 
             select_profile(self.network.profiles(), specs, {n: a.shape for n, a in env.items()})
         return env
+
+
+def _last_uses(steps: Sequence[Node], inputs: Iterable[str]) -> list[list[str]]:
+    """For each step, the tensors that no later step reads (freed after it runs)."""
+    last: dict[str, int] = {n: -1 for n in inputs}
+    for pos, step in enumerate(steps):
+        for n in step.outputs:
+            last[n] = pos
+        for n in step.inputs:
+            if n is not None:
+                last[n] = pos
+    free: list[list[str]] = [[] for _ in steps]
+    for n, pos in last.items():
+        if pos >= 0:
+            free[pos].append(n)
+    return free
 
 
 def execute(node: Node, env: dict[str, np.ndarray]) -> None:
@@ -125,7 +160,11 @@ def execute(node: Node, env: dict[str, np.ndarray]) -> None:
             f"no reference implementation for LayerType.{node.type.upper()} "
             f"(layer {node.index} {node.name!r}). Implemented: {', '.join(supported())}"
         )
-    args = [None if n is None else precision.compute(env[n]) for n in node.inputs]
+    if isinstance(node, Structure):
+        # A loop or conditional runs its own body nodes through execute.
+        fn(node, env)
+        return
+    args = [None if n is None else precision.compute(fetch(node, n, env)) for n in node.inputs]
     try:
         result = fn(node, *args)
     except TrtdslError:
@@ -135,15 +174,31 @@ def execute(node: Node, env: dict[str, np.ndarray]) -> None:
             f"layer {node.index} {node.name!r} ({node.type}) failed: {type(e).__name__}: {e}; "
             f"input shapes {[None if a is None else a.shape for a in args]}"
         ) from e
+    store_outputs(node, result, env)
+
+
+def fetch(node: Node, name: str, env: Mapping[str, np.ndarray]) -> np.ndarray:
+    """The value of tensor ``name`` that ``node`` reads, with a clear error if it has none."""
+    try:
+        return env[name]
+    except KeyError:
+        raise InterpreterError(
+            f"layer {node.index} {node.name!r} ({node.type}) reads tensor {name!r}, which has no value: "
+            "its producer has not run (an unsupported cycle or a tensor used outside its loop/conditional)"
+        ) from None
+
+
+def store_outputs(node: Node, result: Any, env: dict[str, np.ndarray]) -> None:
+    """Check ``result`` (one array or a tuple) against the layer's outputs, round it, and store it."""
     results = result if isinstance(result, tuple) else (result,)
     if len(results) != len(node.outputs):
         raise InterpreterError(
             f"layer {node.index} {node.name!r} ({node.type}): implementation returned "
             f"{len(results)} outputs, TensorRT has {len(node.outputs)}"
         )
-    for name, value, dt, shape in zip(node.outputs, results, node.out_dtypes, node.out_shapes):
-        value = np.asarray(value)
-        if value.ndim != len(shape) or any(s >= 0 and s != v for s, v in zip(shape, value.shape)):
+    for name, raw, dt, shape in zip(node.outputs, results, node.out_dtypes, node.out_shapes, strict=True):
+        value = np.asarray(raw)
+        if value.ndim != len(shape) or any(s >= 0 and s != v for s, v in zip(shape, value.shape, strict=True)):
             raise InterpreterError(
                 f"layer {node.index} {node.name!r} ({node.type}): computed output {name!r} has shape "
                 f"{value.shape}, TensorRT reports {shape} (-1 = dynamic)"
@@ -160,9 +215,11 @@ def prepare(network: Any) -> Interpreter:
         return network
     cached = getattr(network, _CACHE_ATTR, None)
     definition = getattr(network, "trt", network)
-    if isinstance(cached, Interpreter) and len(cached.nodes) == definition.num_layers and cached.outputs == [
-        definition.get_output(i).name for i in range(definition.num_outputs)
-    ]:
+    if (
+        isinstance(cached, Interpreter)
+        and len(cached.nodes) == definition.num_layers
+        and cached.outputs == [definition.get_output(i).name for i in range(definition.num_outputs)]
+    ):
         return cached
     interp = Interpreter(network)
     if hasattr(network, _CACHE_ATTR):
@@ -173,7 +230,8 @@ def prepare(network: Any) -> Interpreter:
 def run(network: Any, feeds: Mapping[str, Any], *, capture: Capture = None) -> dict[str, np.ndarray]:
     """Run ``network`` (a ``trtdsl.Network``, an ``INetworkDefinition`` or an ``Interpreter``) on the CPU.
 
-    ``capture`` adds intermediate tensors to the result: a name, a list of names, or ``"all"``.
+    ``capture`` adds intermediate tensors to the result: a name, a list of names, or ``"all"``
+    (a tensor inside a loop body holds its value from the last iteration).
 
     Example::
 

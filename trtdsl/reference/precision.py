@@ -22,7 +22,8 @@ def round_bfloat16(x: np.ndarray) -> np.ndarray:
 
     Overflow rounds to inf, as a hardware conversion does; NaN stays NaN.
     """
-    x32 = np.ascontiguousarray(x, dtype=np.float32)
+    # Not ascontiguousarray: it turns a 0-d array into shape (1,).
+    x32 = np.require(np.asarray(x, dtype=np.float32), requirements="C")
     bits = x32.view(np.uint32)
     # Adding 0x7FFF plus the lowest kept bit, then truncating, is round-half-even
     # on the 16 dropped bits; a carry into the exponent is the correct rounding up.
@@ -38,10 +39,10 @@ def round_fp8(x: np.ndarray) -> np.ndarray:
     """Values rounded to the nearest float8 e4m3 (ties to even), saturated to +-448, kept as float32."""
     x32 = np.asarray(x, dtype=np.float32)
     a = np.minimum(np.abs(x32), np.float32(FP8_MAX))
-    with np.errstate(divide="ignore"):
-        # e4m3 has 3 mantissa bits; below 2**-6 the spacing is fixed at 2**-9 (subnormals).
-        exp = np.maximum(np.floor(np.log2(a)), -6.0)
-    quantum = np.exp2(exp - 3.0).astype(np.float32)
+    # e4m3 has 3 mantissa bits; below 2**-6 the spacing is fixed at 2**-9 (subnormals).
+    # frexp gives the exponent exactly, where floor(log2(a)) can be off by one.
+    exp = np.maximum(np.frexp(a)[1] - 1, -6)
+    quantum = np.ldexp(np.float32(1), exp - 3).astype(np.float32)
     out = (np.rint(a / quantum) * quantum).astype(np.float32)
     out = np.copysign(np.minimum(out, np.float32(FP8_MAX)), x32)
     return np.where(np.isnan(x32), x32, out).astype(np.float32, copy=False)
