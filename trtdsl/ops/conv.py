@@ -17,7 +17,7 @@ in float32 between two casts.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 
@@ -29,9 +29,9 @@ from ._util import _axes_tensor, pair
 
 __all__ = ["conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d"]
 
-IntOrSeq = Union[int, Sequence[int]]
-Padding = Union[int, str, Sequence[int], Sequence[Sequence[int]]]
-Weight = Union[np.ndarray, Tensor, Any]
+IntOrSeq = int | Sequence[int]
+Padding = int | str | Sequence[int] | Sequence[Sequence[int]]
+Weight = np.ndarray | Tensor | Any
 
 
 # --------------------------------------------------------------- shared helpers
@@ -110,9 +110,7 @@ def _check_conv_kernel(shape: tuple[int, ...], c_in: int, groups: int, nd: int, 
     """Validate a KCRS kernel shape; return the spatial kernel size."""
     _check_static(shape, what)
     if len(shape) != nd + 2:
-        raise ShapeError(
-            f"{what}: kernel must have rank {nd + 2} (out, in/groups, *k), got shape {tuple(shape)}"
-        )
+        raise ShapeError(f"{what}: kernel must have rank {nd + 2} (out, in/groups, *k), got shape {tuple(shape)}")
     if c_in % groups:
         raise ShapeError(f"{what}: groups={groups} does not divide the {c_in} input channels")
     if shape[0] % groups:
@@ -120,7 +118,9 @@ def _check_conv_kernel(shape: tuple[int, ...], c_in: int, groups: int, nd: int, 
     if shape[1] * groups != c_in:
         want = (shape[0], c_in // groups, *shape[2:])
         hint = ""
-        if shape[-2] in (c_in, c_in // groups):
+        # Keras stores (*k, in, out): square windows first, input channels second to last.
+        if shape[-2] in (c_in, c_in // groups) and len(set(shape[:nd])) == 1:
+            want = (shape[-1], shape[-2], *shape[:nd])
             hint = " It looks like a Keras HWIO kernel: use trtdsl.weights.layout.keras_conv(kernel)."
         raise ShapeError(
             f"{what}: kernel {tuple(shape)} does not fit input with {c_in} channels and groups={groups}; "
@@ -132,9 +132,7 @@ def _check_conv_kernel(shape: tuple[int, ...], c_in: int, groups: int, nd: int, 
 def _check_deconv_kernel(shape: tuple[int, ...], c_in: int, groups: int, nd: int, what: str) -> tuple[int, ...]:
     _check_static(shape, what)
     if len(shape) != nd + 2:
-        raise ShapeError(
-            f"{what}: kernel must have rank {nd + 2} (in, out/groups, *k), got shape {tuple(shape)}"
-        )
+        raise ShapeError(f"{what}: kernel must have rank {nd + 2} (in, out/groups, *k), got shape {tuple(shape)}")
     if c_in % groups:
         raise ShapeError(f"{what}: groups={groups} does not divide the {c_in} input channels")
     if shape[0] != c_in:
@@ -145,7 +143,7 @@ def _check_deconv_kernel(shape: tuple[int, ...], c_in: int, groups: int, nd: int
     return tuple(int(s) for s in shape[2:])
 
 
-def _weight_inputs(
+def _weight_inputs(  # noqa: PLR0917
     net: Network, lname: str, kernel: Any, bias: Any, dtype: str, one_d: bool, k_out: int, what: str
 ) -> tuple[Any, Any, Tensor | None, Tensor | None]:
     """``(kernel Weights, bias Weights, kernel Tensor, bias Tensor)`` for the layer."""
@@ -178,7 +176,7 @@ def _weight_inputs(
 
 
 # ----------------------------------------------------------------- convolution
-def _conv(
+def _conv(  # noqa: PLR0917
     kind: str,
     nd: int,
     x: Tensor,
@@ -203,7 +201,7 @@ def _conv(
     kernel = weight if isinstance(weight, Tensor) else _kernel_array(weight, what)
     ksize = _check_conv_kernel(tuple(kernel.shape), c_in, groups, nd, what)
     k_out = int(kernel.shape[0])
-    stride, dilation = pair(stride, nd, f"{what} stride"), pair(dilation, nd, f"{what} dilation")
+    stride, dilation = pair(stride, nd, f"{what}: stride"), pair(dilation, nd, f"{what}: dilation")
     mode, pre, post = _spatial_padding(padding, nd, what)
     one_d = nd == 1
     if one_d:
@@ -271,7 +269,7 @@ def conv3d(
 
 
 # ------------------------------------------------------- transposed convolution
-def _conv_transpose(
+def _conv_transpose(  # noqa: PLR0917
     kind: str,
     nd: int,
     x: Tensor,
@@ -300,8 +298,8 @@ def _conv_transpose(
     kernel = weight if isinstance(weight, Tensor) else _kernel_array(weight, what)
     ksize = _check_deconv_kernel(tuple(kernel.shape), c_in, groups, nd, what)
     k_out = int(kernel.shape[1]) * groups
-    stride, dilation = pair(stride, nd, f"{what} stride"), pair(dilation, nd, f"{what} dilation")
-    opad = pair(output_padding, nd, f"{what} output_padding")
+    stride, dilation = pair(stride, nd, f"{what}: stride"), pair(dilation, nd, f"{what}: dilation")
+    opad = pair(output_padding, nd, f"{what}: output_padding")
     mode, pre, post = _spatial_padding(padding, nd, what)
     if mode == "same" and any(opad):
         raise ShapeError(f"{what}: output_padding cannot be combined with padding='same'")
@@ -317,7 +315,7 @@ def _conv_transpose(
                 "cannot grow a deconvolution's output past its full size (post padding would be negative)"
             )
     # PyTorch crops `padding` on both sides and then adds `output_padding` at the end.
-    post = tuple(p - o for p, o in zip(post, opad))
+    post = tuple(p - o for p, o in zip(post, opad, strict=True))
     one_d = nd == 1
     if one_d:
         x = _windowed_1d(net, x, lname)

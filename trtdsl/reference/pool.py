@@ -1,3 +1,82 @@
-"""Reference implementations: pool layers. (Being written.)"""
+"""Reference implementations: pooling (N-D) and cross-channel LRN.
+
+Pooling reduces a strided window view of the padded input (see
+``reference.conv``). Following NvInfer.h, an average divides by the overlap of
+the window with the unpadded input when ``average_count_excludes_padding``
+is set (TensorRT's default), otherwise by its overlap with the padded input;
+the part of a last window that EXPLICIT_ROUND_UP lets hang past the padding
+counts in neither.
+"""
 
 from __future__ import annotations
+
+import numpy as np
+
+from .conv import pad_or_crop, resolve_padding, windows
+from .registry import Node, interprets
+
+
+def _count(real: tuple[int, ...], dims: list[tuple[int, int, int, int]], window: tuple[int, ...],
+           stride: tuple[int, ...], include_padding: bool) -> np.ndarray:  # fmt: skip
+    """Per-output-pixel divisor: window overlap with the input (and its padding if included)."""
+    ones = np.ones(real, dtype=np.float32)
+    if include_padding:
+        ones = pad_or_crop(ones, [d[0] for d in dims], [d[1] for d in dims], 1.0)
+        mask = pad_or_crop(ones, [0] * len(dims), [d[3] for d in dims])
+    else:
+        mask = pad_or_crop(ones, [d[0] for d in dims], [d[1] + d[3] for d in dims])
+    out = tuple(d[2] for d in dims)
+    nd = len(window)
+    return windows(mask, window, stride, (1,) * nd, out).sum(axis=tuple(range(nd, 2 * nd)))
+
+
+@interprets("pooling")
+def pooling(node: Node, x: np.ndarray) -> np.ndarray:
+    layer = node.layer
+    window, stride = tuple(layer.window_size_nd), tuple(layer.stride_nd)
+    nd = len(window)
+    spatial = x.shape[x.ndim - nd :]
+    mode = layer.padding_mode.name
+    dims = [
+        resolve_padding(mode, i, f, s, p, q)
+        for i, f, s, p, q in zip(spatial, window, stride, layer.pre_padding, layer.post_padding, strict=True)
+    ]
+    out = tuple(d[2] for d in dims)
+    before, after = [d[0] for d in dims], [d[1] + d[3] for d in dims]
+    axes = tuple(range(x.ndim, x.ndim + nd))
+    kind = layer.type.name  # IPoolingLayer.type is the PoolingType
+    result = None
+    if kind in ("MAX", "MAX_AVERAGE_BLEND"):
+        xp = pad_or_crop(x, before, after, -np.inf)
+        result = windows(xp, window, stride, (1,) * nd, out).max(axis=axes)
+    if kind in ("AVERAGE", "MAX_AVERAGE_BLEND"):
+        xp = pad_or_crop(x, before, after, 0.0)
+        total = windows(xp, window, stride, (1,) * nd, out).sum(axis=axes, dtype=np.float64)
+        count = node.memo(
+            f"count:{spatial}",
+            lambda: _count(spatial, dims, window, stride, not layer.average_count_excludes_padding),
+        )
+        with np.errstate(invalid="ignore", divide="ignore"):
+            avg = (total / count).astype(x.dtype)
+        if kind == "AVERAGE":
+            return avg
+        blend = np.float32(layer.blend_factor)
+        return (1 - blend) * result + blend * avg
+    return result
+
+
+@interprets("lrn")
+def lrn(node: Node, x: np.ndarray) -> np.ndarray:
+    """Cross-channel LRN: x / (k + alpha / n * sum of x^2 over n neighbouring channels) ** beta.
+
+    The channels are axis -3 (the operator documentation's a_{n-2}), i.e. C of NCHW.
+    """
+    layer = node.layer
+    n = layer.window_size
+    axis = x.ndim - 3
+    half = (n - 1) // 2
+    widths = [(0, 0)] * x.ndim
+    widths[axis] = (half + 1, n - 1 - half)  # one more zero before, for the cumulative-sum difference
+    c = np.cumsum(np.pad(np.square(x.astype(np.float64)), widths), axis=axis)
+    total = np.take(c, range(n, c.shape[axis]), axis=axis) - np.take(c, range(c.shape[axis] - n), axis=axis)
+    return (x / (layer.k + layer.alpha / n * total) ** layer.beta).astype(x.dtype)

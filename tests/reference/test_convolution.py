@@ -1,0 +1,190 @@
+"""Convolution, deconvolution, pooling and LRN interpreters on raw-API networks.
+
+Every PaddingMode is checked against torch with the padding written out from
+the formulas of NvInfer.h's PaddingMode documentation, so the test restates
+TensorRT's rules instead of reusing the interpreter's arithmetic.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import trtdsl
+from trtdsl.errors import UnsupportedLayerError
+from trtdsl.reference import run
+
+torch = pytest.importorskip("torch")
+F = torch.nn.functional
+
+pytestmark = pytest.mark.usefixtures("trt")
+
+
+def _t(a):
+    return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float64))
+
+
+def _same(i, window, s, mode):
+    """NvInfer.h SAME_*: P = floor((I - 1) / S) * S + DK - I, split with the odd pixel after (UPPER) or before."""
+    p = max(0, (i - 1) // s * s + window - i)
+    small = p // 2
+    return (small, p - small) if mode == "SAME_UPPER" else (p - small, small)
+
+
+def _torch_pad(pairs):
+    out = []
+    for b, a in reversed(pairs):
+        out += [b, a]
+    return out
+
+
+def _net_with(trt, x_shape, make):
+    net = trtdsl.Network("raw")
+    x = net.input("x", "float32", x_shape)
+    layer = make(net, x.trt)
+    net.output(net._register(layer, "layer"), "y")
+    return net
+
+
+CONV_MODES = [
+    # (mode, spatial, kernel, stride, dilation, pre, post)
+    ("SAME_UPPER", (7, 8), (3, 4), (2, 3), (1, 1), (0, 0), (0, 0)),
+    ("SAME_LOWER", (7, 8), (3, 4), (2, 3), (1, 1), (0, 0), (0, 0)),
+    ("SAME_LOWER", (9, 6), (3, 3), (1, 1), (2, 1), (0, 0), (0, 0)),
+    ("SAME_UPPER", (5, 6, 4), (2, 3, 2), (2, 2, 1), (1, 1, 1), (0, 0, 0), (0, 0, 0)),
+    ("EXPLICIT_ROUND_DOWN", (9, 8), (3, 3), (2, 2), (1, 1), (1, 0), (0, 2)),
+    ("EXPLICIT_ROUND_UP", (9, 8), (3, 3), (2, 3), (1, 1), (1, 0), (0, 2)),
+    ("EXPLICIT_ROUND_UP", (10, 7, 6), (3, 2, 3), (3, 2, 2), (1, 2, 1), (0, 1, 1), (1, 0, 0)),
+]
+
+
+@pytest.mark.parametrize("mode,spatial,k,s,d,pre,post", CONV_MODES)
+def test_convolution_padding_modes(trt, mode, spatial, k, s, d, pre, post, rng):
+    x = rng.standard_normal((2, 4, *spatial)).astype(np.float32)
+    w = rng.standard_normal((6, 2, *k)).astype(np.float32)
+    b = rng.standard_normal(6).astype(np.float32)
+
+    def make(net, xt):
+        layer = net.trt.add_convolution_nd(xt, 6, k, net.keep(w, "w"), net.keep(b, "b"))
+        layer.stride_nd, layer.dilation_nd, layer.num_groups = s, d, 2
+        layer.pre_padding, layer.post_padding = pre, post
+        layer.padding_mode = getattr(trt.PaddingMode, mode)
+        return layer
+
+    net = _net_with(trt, x.shape, make)
+    ext = [dd * (kk - 1) + 1 for kk, dd in zip(k, d)]
+    if mode.startswith("SAME"):
+        pads = [_same(i, e, ss, mode) for i, e, ss in zip(spatial, ext, s)]
+    else:
+        pads = list(zip(pre, post))
+        if mode == "EXPLICIT_ROUND_UP":  # O = ceil((M - DK) / S) + 1: the last window may hang past the padding
+            outs = [-(-(i + b_ + a - e) // ss) + 1 for i, e, ss, (b_, a) in zip(spatial, ext, s, pads)]
+            pads = [(b_, a + max(0, (o - 1) * ss + e - (i + b_ + a))) for i, e, ss, (b_, a), o in
+                    zip(spatial, ext, s, pads, outs)]  # fmt: skip
+    conv = {2: F.conv2d, 3: F.conv3d}[len(k)]
+    ref = conv(F.pad(_t(x), _torch_pad(pads)), _t(w), _t(b), stride=s, dilation=d, groups=2).numpy()
+    assert net.outputs["y"].shape == ref.shape  # TensorRT's shape agrees with the formulas
+    np.testing.assert_allclose(run(net, {"x": x})["y"], ref, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("mode", ["SAME_UPPER", "SAME_LOWER", "EXPLICIT_ROUND_DOWN"])
+@pytest.mark.parametrize("k,s", [((3, 3), (2, 2)), ((4, 3), (2, 3)), ((2, 2), (3, 3))])
+def test_deconvolution_padding_modes(trt, mode, k, s, rng):
+    x = rng.standard_normal((1, 4, 4, 5)).astype(np.float32)
+    w = rng.standard_normal((4, 3, *k)).astype(np.float32)  # (C, K/G, R, S), groups=2
+    pre, post = (1, 0), (0, 1)
+
+    def make(net, xt):
+        layer = net.trt.add_deconvolution_nd(xt, 6, k, net.keep(w, "w"), trt.Weights())
+        layer.stride_nd, layer.num_groups = s, 2
+        layer.pre_padding, layer.post_padding = pre, post
+        layer.padding_mode = getattr(trt.PaddingMode, mode)
+        return layer
+
+    net = _net_with(trt, x.shape, make)
+    full = F.conv_transpose2d(_t(x), _t(w), stride=s, groups=2).numpy()
+    if mode.startswith("SAME"):  # P = max(DK - S, 0), split as for convolution
+        crops = []
+        for kk, ss in zip(k, s):
+            p = max(kk - ss, 0)
+            crops.append((p // 2, p - p // 2) if mode == "SAME_UPPER" else (p - p // 2, p // 2))
+    else:
+        crops = list(zip(pre, post))
+    ref = full[:, :, crops[0][0] : full.shape[2] - crops[0][1], crops[1][0] : full.shape[3] - crops[1][1]]
+    assert net.outputs["y"].shape == ref.shape
+    np.testing.assert_allclose(run(net, {"x": x})["y"], ref, rtol=1e-4, atol=1e-4)
+
+
+def test_kernel_and_bias_weights_are_read_as_float16(trt, rng):
+    x = rng.standard_normal((1, 3, 6, 6)).astype(np.float16)
+    w = rng.standard_normal((2, 3, 3, 3)).astype(np.float16)
+    b = rng.standard_normal(2).astype(np.float16)
+    net = trtdsl.Network("half", dtype="float16")
+    xi = net.input("x", "float16", x.shape)
+    layer = net.trt.add_convolution_nd(xi.trt, 2, (3, 3), net.keep(w, "w"), net.keep(b, "b"))
+    net.output(net._register(layer, "conv"), "y", dtype="float16")
+    ref = F.conv2d(_t(x), _t(w), _t(b)).numpy()
+    np.testing.assert_allclose(run(net, {"x": x})["y"], ref, rtol=1e-2, atol=1e-2)
+
+
+def test_bfloat16_weights_that_numpy_cannot_read_are_named(trt):
+    net = trtdsl.Network("bf16", dtype="bfloat16")
+    xi = net.cast(net.input("x", "float32", (1, 2, 4, 4)), "bfloat16")
+    bits = np.zeros(2 * 2 * 3 * 3, np.uint16)
+    kernel = trt.Weights(trt.bfloat16, bits.ctypes.data, bits.size)
+    layer = net.trt.add_convolution_nd(xi.trt, 2, (3, 3), kernel, trt.Weights(trt.bfloat16))
+    net.output(net._register(layer, "conv"), "y")
+    with pytest.raises(UnsupportedLayerError, match=r"'conv': its kernel weights have type DataType.BF16, which "
+                                                    r"NumPy cannot read; pass them as a constant tensor on input 1"):  # fmt: skip
+        run(net, {"x": np.zeros((1, 2, 4, 4), np.float32)})
+
+
+# -------------------------------------------------------------------- pooling
+@pytest.mark.parametrize("blend", [0.0, 0.3, 1.0])
+def test_max_average_blend(trt, blend, rng):
+    x = rng.standard_normal((2, 3, 7, 8)).astype(np.float32)
+
+    def make(net, xt):
+        layer = net.trt.add_pooling_nd(xt, trt.PoolingType.MAX_AVERAGE_BLEND, (3, 3))
+        layer.stride_nd, layer.padding_nd, layer.blend_factor = (2, 2), (1, 1), blend
+        return layer
+
+    net = _net_with(trt, x.shape, make)
+    mx = F.max_pool2d(_t(x), 3, 2, 1).numpy()
+    avg = F.avg_pool2d(_t(x), 3, 2, 1, count_include_pad=False).numpy()  # TensorRT's default excludes padding
+    np.testing.assert_allclose(run(net, {"x": x})["y"], (1 - blend) * mx + blend * avg, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["SAME_UPPER", "SAME_LOWER"])
+def test_pooling_same_modes_3d(trt, mode, rng):
+    x = rng.standard_normal((1, 2, 5, 6, 7)).astype(np.float32)
+    k, s = (2, 3, 3), (2, 2, 3)
+
+    def make(net, xt):
+        layer = net.trt.add_pooling_nd(xt, trt.PoolingType.AVERAGE, k)
+        layer.stride_nd, layer.padding_mode = s, getattr(trt.PaddingMode, mode)
+        layer.average_count_excludes_padding = False
+        return layer
+
+    net = _net_with(trt, x.shape, make)
+    pad = _torch_pad([_same(i, kk, ss, mode) for i, kk, ss in zip(x.shape[2:], k, s)])
+    ref = F.avg_pool3d(F.pad(_t(x), pad), k, s).numpy()  # padding counted: zeros averaged in
+    assert net.outputs["y"].shape == ref.shape
+    np.testing.assert_allclose(run(net, {"x": x})["y"], ref, rtol=1e-5, atol=1e-6)
+
+
+# ------------------------------------------------------------------------ LRN
+def test_lrn_matches_nvidia_operator_example(trt):
+    # docs.nvidia.com/deeplearning/tensorrt/operators/docs/LRN.html
+    x = np.repeat(np.arange(5, dtype=np.float32), 4).reshape(1, 5, 2, 2)
+    net = _net_with(trt, x.shape, lambda net, xt: net.trt.add_lrn(xt, 3, 1.0, 1.0, 0.1))
+    want = np.array([0.0, 0.56603765, 0.4195804, 0.3071672, 0.47430828], np.float32)
+    np.testing.assert_allclose(run(net, {"x": x})["y"][0, :, 0, 0], want, rtol=1e-6)
+
+
+@pytest.mark.parametrize("window,alpha,beta,k", [(5, 1e-4, 0.75, 2.0), (3, 0.5, 1.5, 1.0), (1, 2.0, 0.5, 1.0)])
+def test_lrn_matches_torch(trt, window, alpha, beta, k, rng):
+    x = rng.standard_normal((2, 7, 3, 4)).astype(np.float32)
+    net = _net_with(trt, x.shape, lambda net, xt: net.trt.add_lrn(xt, window, alpha, beta, k))
+    ref = F.local_response_norm(_t(x), window, alpha, beta, k).numpy()
+    np.testing.assert_allclose(run(net, {"x": x})["y"], ref, rtol=1e-5, atol=1e-6)
