@@ -15,7 +15,7 @@ import numpy as np
 from .. import _trt
 from ..errors import ShapeError
 from ..tensor import Tensor
-from ._util import TensorLike, as_tensor, axis, bitmask, net_of
+from ._util import TensorLike, as_tensor, axis, bitmask
 from .elementwise import log, maximum, minimum, mul, sub
 
 __all__ = [
@@ -33,8 +33,11 @@ def _what(op: str, name: str | None) -> str:
     return f"{op} {name!r}" if name else op
 
 
-def _activation(x: Tensor, kind: str, name: str | None, op: str, alpha: float = 0.0, beta: float = 0.0) -> Tensor:
+def _activation(x: Tensor, kind: str, name: str | None, op: str, *, alpha: float = 0.0, beta: float = 0.0) -> Tensor:
     net = x.net
+    if not (math.isfinite(alpha) and math.isfinite(beta)):
+        # TensorRT would log an error and keep the old value.
+        raise ShapeError(f"{_what(op, name)}: parameters must be finite, got alpha={alpha}, beta={beta}")
     x = net.to_compute(x)
     layer = net.trt.add_activation(x.trt, getattr(_trt.load().ActivationType, kind))
     layer.alpha = float(alpha)
@@ -49,11 +52,15 @@ def relu(x: Tensor, *, name: str | None = None) -> Tensor:
 
 def relu6(x: Tensor, *, name: str | None = None) -> Tensor:
     """min(max(x, 0), 6), one CLIP layer."""
-    return _activation(x, "CLIP", name, "relu6", 0.0, 6.0)
+    return _activation(x, "CLIP", name, "relu6", alpha=0.0, beta=6.0)
 
 
 def clip(
-    x: Tensor, min: TensorLike | None = None, max: TensorLike | None = None, *, name: str | None = None
+    x: Tensor,
+    min: TensorLike | None = None,  # noqa: A002
+    max: TensorLike | None = None,  # noqa: A002
+    *,
+    name: str | None = None,
 ) -> Tensor:
     """Clamp ``x`` into [min, max] like ``torch.clamp``; a bound left as None is open.
 
@@ -69,9 +76,11 @@ def clip(
         base = name or "clip"
         out = x if min is None else maximum(x, min, name=base if max is None else base + ".min")
         return out if max is None else minimum(out, max, name=base)
-    lo = -math.inf if min is None else float(min)
-    hi = math.inf if max is None else float(max)
-    return _activation(x, "CLIP", name, "clip", lo, hi)
+    # TensorRT refuses infinite alpha/beta; the dtype's largest value is as open.
+    big = float(np.finfo(np.float16 if x.net.compute_dtype == "float16" else np.float32).max)
+    lo = -big if min is None else float(min)
+    hi = big if max is None else float(max)
+    return _activation(x, "CLIP", name, "clip", alpha=lo, beta=hi)
 
 
 clamp = clip
@@ -79,17 +88,17 @@ clamp = clip
 
 def leaky_relu(x: Tensor, negative_slope: float = 0.01, *, name: str | None = None) -> Tensor:
     """x if x >= 0 else negative_slope * x."""
-    return _activation(x, "LEAKY_RELU", name, "leaky_relu", negative_slope)
+    return _activation(x, "LEAKY_RELU", name, "leaky_relu", alpha=negative_slope)
 
 
 def elu(x: Tensor, alpha: float = 1.0, *, name: str | None = None) -> Tensor:
     """x if x >= 0 else alpha * (exp(x) - 1)."""
-    return _activation(x, "ELU", name, "elu", alpha)
+    return _activation(x, "ELU", name, "elu", alpha=alpha)
 
 
 def selu(x: Tensor, *, name: str | None = None) -> Tensor:
     """scale * (x if x > 0 else alpha * (exp(x) - 1)) with torch's fixed alpha and scale."""
-    return _activation(x, "SELU", name, "selu", _SELU_ALPHA, _SELU_SCALE)
+    return _activation(x, "SELU", name, "selu", alpha=_SELU_ALPHA, beta=_SELU_SCALE)
 
 
 def sigmoid(x: Tensor, *, name: str | None = None) -> Tensor:
@@ -119,7 +128,7 @@ def hard_sigmoid(x: Tensor, *, alpha: float = 1 / 6, beta: float = 0.5, name: st
     The defaults are PyTorch's (relu6(x + 3) / 6, also Keras 3). Keras 2 used
     ``alpha=0.2``: ``hard_sigmoid(x, alpha=0.2)``.
     """
-    return _activation(x, "HARD_SIGMOID", name, "hard_sigmoid", alpha, beta)
+    return _activation(x, "HARD_SIGMOID", name, "hard_sigmoid", alpha=alpha, beta=beta)
 
 
 def hard_swish(x: Tensor, *, name: str | None = None) -> Tensor:
@@ -138,7 +147,7 @@ def softplus(x: Tensor, beta: float = 1.0, threshold: float = 20.0, *, name: str
     if beta <= 0:
         raise ShapeError(f"softplus: beta must be positive, got {beta}")
     del threshold
-    return _activation(x, "SOFTPLUS", name, "softplus", 1.0 / beta, beta)
+    return _activation(x, "SOFTPLUS", name, "softplus", alpha=1.0 / beta, beta=beta)
 
 
 def softsign(x: Tensor, *, name: str | None = None) -> Tensor:
@@ -172,7 +181,7 @@ def prelu(x: Tensor, weight: TensorLike, *, name: str | None = None) -> Tensor:
     else:
         w = np.asarray(weight, dtype=np.float32).reshape(-1)
         channels = x.shape[1] if x.ndim >= 2 else 1
-        if w.size != 1 and w.size != channels:
+        if w.size not in (1, channels):
             raise ShapeError(
                 f"prelu {base!r}: weight has {w.size} slopes, input {x.name!r} of shape {x.shape} has "
                 f"{channels} channels on axis 1; expected 1 or {channels}"
@@ -190,9 +199,18 @@ def softmax(x: Tensor, dim: int = -1, *, name: str | None = None) -> Tensor:
     net = x.net
     x = net.to_compute(x)
     d = axis(dim, x.ndim, f"{_what('softmax', name)}: dim")
-    layer = net.trt.add_softmax(x.trt)
-    layer.axes = bitmask([d])
-    return net._register(layer, "softmax", name)
+    if x.ndim >= 2:
+        layer = net.trt.add_softmax(x.trt)
+        layer.axes = bitmask([d])
+        return net._register(layer, "softmax", name)
+    # ISoftMaxLayer needs rank >= 2: run a vector as one row.
+    base = name or "softmax"
+    axes_t = net.constant(np.asarray([0], dtype=np.int64), base + ".axes", dtype="int64")
+    row = net._register(net.trt.add_unsqueeze(x.trt, axes_t.trt), "unsqueeze", base + ".row")
+    layer = net.trt.add_softmax(row.trt)
+    layer.axes = bitmask([1])
+    y = net._register(layer, "softmax", base + ".softmax")
+    return net._register(net.trt.add_squeeze(y.trt, axes_t.trt), "softmax", base)
 
 
 def log_softmax(x: Tensor, dim: int = -1, *, name: str | None = None) -> Tensor:
@@ -201,9 +219,9 @@ def log_softmax(x: Tensor, dim: int = -1, *, name: str | None = None) -> Tensor:
     Written out rather than log(softmax(x)): the log of an underflowed softmax is
     -inf where torch gives a finite value.
     """
+    from .elementwise import exp
     from .reduce import amax
     from .reduce import sum as reduce_sum
-    from .elementwise import exp
 
     net = x.net
     x = net.to_compute(x)

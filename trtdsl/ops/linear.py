@@ -96,7 +96,7 @@ def linear(x: Tensor, weight: TensorLike, bias: TensorLike | None = None, *, nam
 
 
 def _check_batch(a: Tensor, b: Tensor, na: int, nb: int, what: str) -> None:
-    for i, (da, db) in enumerate(zip(a.shape[:na], b.shape[:nb])):
+    for i, (da, db) in enumerate(zip(a.shape[:na], b.shape[:nb], strict=True)):
         if da != db and 1 not in (da, db) and -1 not in (da, db):
             raise ShapeError(
                 f"{what}: batch axes of {a.name!r} {a.shape} and {b.name!r} {b.shape} do not broadcast "
@@ -123,9 +123,21 @@ def matmul(
     """
     net = net_of(a, b)
     trt = _trt.load()
-    like = a if isinstance(a, Tensor) else b
-    ta, tb = net.to_compute(as_tensor(net, a, like)), net.to_compute(as_tensor(net, b, like))
     what = f"matmul {name!r}" if name else "matmul"
+    # An array operand is stored with the other operand's batch rank, so no unsqueeze layer follows it.
+    rank_a = a.ndim if isinstance(a, Tensor) else np.ndim(a)
+    rank_b = b.ndim if isinstance(b, Tensor) else np.ndim(b)
+    batch = max(rank_a - min(rank_a, 2), rank_b - min(rank_b, 2))
+    like = a if isinstance(a, Tensor) else b
+    operands = []
+    for value, arg in ((a, "a"), (b, "b")):
+        v = value
+        if not isinstance(v, Tensor):
+            v = np.asarray(v)
+            if v.ndim >= 2:
+                v = v.reshape((1,) * (batch + 2 - v.ndim) + v.shape)
+        operands.append(net.to_compute(as_tensor(net, v, like, name=f"{name or 'matmul'}.{arg}")))
+    ta, tb = operands
     for t in (ta, tb):
         if t.ndim == 0:
             raise ShapeError(f"{what}: operand {t.name!r} is a scalar; matmul needs at least 1-D operands")
@@ -139,7 +151,6 @@ def matmul(
             f"{what}: contraction sizes differ: {ta.name!r} {ta.shape}{' (transposed)' * transpose_a} has {ka}, "
             f"{tb.name!r} {tb.shape}{' (transposed)' * transpose_b} has {kb}"
         )
-    batch = max(ta.ndim - core_a, tb.ndim - core_b)
     ta, tb = unsqueeze_to(ta, batch + core_a), unsqueeze_to(tb, batch + core_b)
     _check_batch(ta, tb, batch, batch, what)
     mo = trt.MatrixOperation
@@ -166,14 +177,13 @@ def _einsum_equation(equation: str, ranks: list[int], what: str) -> str:
     eq = equation.replace(" ", "")
     if "..." in eq:
         raise ShapeError(
-            f"{what} {equation!r}: TensorRT's Einsum does not support ellipsis ('...'); "
-            "name every axis with a letter"
+            f"{what} {equation!r}: TensorRT's Einsum does not support ellipsis ('...'); name every axis with a letter"
         )
     lhs, arrow, rhs = eq.partition("->")
     terms = lhs.split(",")
     if len(terms) != len(ranks):
         raise ShapeError(f"{what} {equation!r}: {len(terms)} operand terms for {len(ranks)} operands")
-    for i, (term, rank) in enumerate(zip(terms, ranks)):
+    for i, (term, rank) in enumerate(zip(terms, ranks, strict=True)):
         if not all(c in string.ascii_letters for c in term):
             raise ShapeError(f"{what} {equation!r}: operand {i} term {term!r} may only contain letters")
         if len(term) != rank:

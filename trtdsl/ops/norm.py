@@ -30,7 +30,7 @@ def _vector(value: TensorLike, n: int, what: str, arg: str) -> np.ndarray:
     return a
 
 
-def batch_norm(
+def batch_norm(  # noqa: PLR0917
     x: Tensor,
     running_mean: np.ndarray,
     running_var: np.ndarray,
@@ -88,7 +88,7 @@ def batch_norm(
 
 
 def _affine(
-    net: Network, value: TensorLike | None, fill: float, shape: tuple[int, ...], rank: int, full: str, what: str
+    net: Network, value: TensorLike | None, fill: float, shape: tuple[int, ...], *, rank: int, full: str, what: str
 ) -> Tensor:
     """A scale/bias operand of ``rank`` whose trailing axes are ``shape`` (ones/zeros when None)."""
     if isinstance(value, Tensor):
@@ -104,7 +104,7 @@ def _affine(
 
 
 def _normalize(
-    x: Tensor, scale: Tensor, bias: Tensor, mask: int, eps: float, groups: int, lname: str, kind: str
+    x: Tensor, scale: Tensor, bias: Tensor, *, mask: int, eps: float, groups: int, lname: str, kind: str
 ) -> Tensor:
     net = x.net
     layer = net.trt.add_normalization_v2(x.trt, scale.trt, bias.trt, mask)
@@ -135,22 +135,29 @@ def layer_norm(
     n = len(shape)
     if n == 0 or n > x.ndim or tuple(x.shape[x.ndim - n :]) != shape:
         raise ShapeError(
-            f"layer_norm {lname!r}: normalized_shape {shape} must match the trailing axes of "
-            f"{x.name!r} {x.shape}"
+            f"layer_norm {lname!r}: normalized_shape {shape} must match the trailing axes of {x.name!r} {x.shape}"
         )
     what = f"layer_norm {lname!r}"
-    scale = _affine(net, weight, 1.0, shape, x.ndim, lname + ".weight", what)
-    shift = _affine(net, bias, 0.0, shape, x.ndim, lname + ".bias", what)
-    return _normalize(x, scale, shift, bitmask(range(x.ndim - n, x.ndim)), eps, 1, lname, "layer_norm")
+    scale = _affine(net, weight, 1.0, shape, rank=x.ndim, full=lname + ".weight", what=what)
+    shift = _affine(net, bias, 0.0, shape, rank=x.ndim, full=lname + ".bias", what=what)
+    mask = bitmask(range(x.ndim - n, x.ndim))
+    return _normalize(x, scale, shift, mask=mask, eps=eps, groups=1, lname=lname, kind="layer_norm")
 
 
 def _channel_norm(
-    x: Tensor, groups: int | None, weight: TensorLike | None, bias: TensorLike | None, eps: float, name: str | None,
+    x: Tensor,
+    groups: int | None,
+    weight: TensorLike | None,
+    bias: TensorLike | None,
+    *,
+    eps: float,
+    name: str | None,
     kind: str,
 ) -> Tensor:
     net = x.net
     x = net.to_compute(x)
-    lname = net.unique_name(name or kind)
+    base = name or kind
+    lname = net.unique_name(base)
     what = f"{kind} {lname!r}"
     if x.ndim < 2 or x.shape[1] < 0:
         raise ShapeError(f"{what}: input {x.name!r} {x.shape} needs a static channel axis 1 (N, C, ...)")
@@ -162,21 +169,20 @@ def _channel_norm(
     src = x
     if x.ndim == 2:
         # (N, C) group norm: the normalization layer needs an axis after the channels.
-        src = unsqueeze_to_trailing(x, lname)
-    scale = _affine(net, weight, 1.0, (c,) + (1,) * (src.ndim - 2), src.ndim, lname + ".weight", what)
-    shift = _affine(net, bias, 0.0, (c,) + (1,) * (src.ndim - 2), src.ndim, lname + ".bias", what)
-    mask = bitmask(range(2, src.ndim))
-    out = _normalize(src, scale, shift, mask, eps, groups or 1, lname if src is x else lname + ".norm", kind)
+        axes_t = net.constant(np.asarray([2], dtype=np.int64), base + ".axes", dtype="int64")
+        src = net._register(net.trt.add_unsqueeze(x.trt, axes_t.trt), "unsqueeze", base + ".unsqueeze")
+    affine = (c,) + (1,) * (src.ndim - 2)
+    scale = _affine(net, weight, 1.0, affine, rank=src.ndim, full=lname + ".weight", what=what)
+    shift = _affine(net, bias, 0.0, affine, rank=src.ndim, full=lname + ".bias", what=what)
+    # With one group, TensorRT's num_groups=1 is a plain reduction over the mask:
+    # the channel axis joins it (group norm), or stays out of it (instance norm).
+    mask = bitmask(range(1 if groups == 1 else 2, src.ndim))
     if src is x:
-        return out
-    axes_t = net.constant(np.asarray([2], dtype=np.int64), (name or kind) + ".squeeze_axes", dtype="int64")
-    return net._register(net.trt.add_squeeze(out.trt, axes_t.trt), kind, lname, scoped=False)
-
-
-def unsqueeze_to_trailing(x: Tensor, lname: str) -> Tensor:
-    net = x.net
-    axes_t = net.constant(np.asarray([x.ndim], dtype=np.int64), lname.rsplit(".", 1)[-1] + ".unsqueeze_axes")
-    return net._register(net.trt.add_unsqueeze(x.trt, axes_t.trt), "unsqueeze", lname + ".unsqueeze", scoped=False)
+        return _normalize(x, scale, shift, mask=mask, eps=eps, groups=groups or 1, lname=lname, kind=kind)
+    out = _normalize(
+        src, scale, shift, mask=mask, eps=eps, groups=groups or 1, lname=net.unique_name(base + ".norm"), kind=kind
+    )
+    return net._register(net.trt.add_squeeze(out.trt, axes_t.trt), kind, lname, resolved=True)
 
 
 def group_norm(
@@ -193,7 +199,7 @@ def group_norm(
 
     One ``INormalizationLayer`` (v2: scale/bias shaped (1, C, 1, ...)) with ``num_groups`` set.
     """
-    return _channel_norm(x, int(num_groups), weight, bias, eps, name, "group_norm")
+    return _channel_norm(x, int(num_groups), weight, bias, eps=eps, name=name, kind="group_norm")
 
 
 def instance_norm(
@@ -206,7 +212,7 @@ def instance_norm(
 ) -> Tensor:
     """Instance norm on (N, C, *spatial): statistics per sample and channel (torch F.instance_norm
     with ``use_input_stats=True``)."""
-    return _channel_norm(x, None, weight, bias, eps, name, "instance_norm")
+    return _channel_norm(x, None, weight, bias, eps=eps, name=name, kind="instance_norm")
 
 
 def rms_norm(
@@ -221,7 +227,8 @@ def rms_norm(
 
     ``eps=None`` uses the machine epsilon of the compute dtype, as torch does.
     TensorRT's normalization layer always subtracts the mean, so this is written
-    out with elementwise and reduce layers.
+    out with elementwise and reduce layers; they run in float32 whatever the
+    compute dtype, and only the weight multiply runs in the compute dtype.
     """
     net = x.net
     x = net.to_compute(x)
@@ -237,10 +244,14 @@ def rms_norm(
         if x.dtype == "bfloat16":
             eps = 2.0**-7
     dims = tuple(range(x.ndim - n, x.ndim))
-    ms = mean(mul(x, x, name=base + ".square"), dims, True, name=base + ".mean")
-    y = div(x, sqrt(add(ms, float(eps), name=base + ".eps"), name=base + ".sqrt"), name=base + ".normalize")
+    # mean(x^2) overflows half precision once |x| > 256; the statistic runs in float32.
+    with net.precision("float32"):
+        x32 = net.to_compute(x)
+        ms = mean(mul(x32, x32, name=base + ".square"), dims, True, name=base + ".mean")
+        y = div(x32, sqrt(add(ms, float(eps), name=base + ".eps"), name=base + ".sqrt"), name=base + ".normalize")
+    y = net.to_compute(y)
     if weight is None:
         return y
-    lname = net.unique_name(base + ".weight_mul")
-    w = _affine(net, weight, 1.0, shape, x.ndim, lname.removesuffix("_mul"), f"rms_norm {base!r}")
+    full = f"{net.current_scope}.{base}.weight" if net.current_scope else f"{base}.weight"
+    w = _affine(net, weight, 1.0, shape, rank=x.ndim, full=full, what=f"rms_norm {base!r}")
     return mul(y, w, name=base)

@@ -31,10 +31,13 @@ def _what(op: str, name: str | None) -> str:
     return f"{op} {name!r}" if name else op
 
 
-def _reduce(x: Tensor, op: str, dim: Dims, keepdim: bool, name: str | None, kind: str) -> Tensor:
+def _reduce(x: Tensor, op: str, dim: Dims, keepdim: bool, *, name: str | None, kind: str) -> Tensor:
     net = x.net
     x = net.to_compute(x)
-    dims = axes(dim, x.ndim, f"{_what(kind, name)} on {x.name!r}: dim")
+    # torch reads an empty dim tuple as "every axis".
+    dims = axes(
+        None if isinstance(dim, Sequence) and not dim else dim, x.ndim, f"{_what(kind, name)} on {x.name!r}: dim"
+    )
     if not dims:
         # A rank-0 tensor has nothing to reduce; TensorRT refuses an empty axes mask.
         raise ShapeError(f"{_what(kind, name)}: tensor {x.name!r} of shape {x.shape} has no axis to reduce")
@@ -49,29 +52,27 @@ def sum(x: Tensor, dim: Dims = None, keepdim: bool = False, *, name: str | None 
 
         s = ops.sum(x, (2, 3), keepdim=True)
     """
-    return _reduce(x, "SUM", dim, keepdim, name, "sum")
+    return _reduce(x, "SUM", dim, keepdim, name=name, kind="sum")
 
 
 def mean(x: Tensor, dim: Dims = None, keepdim: bool = False, *, name: str | None = None) -> Tensor:
-    return _reduce(x, "AVG", dim, keepdim, name, "mean")
+    return _reduce(x, "AVG", dim, keepdim, name=name, kind="mean")
 
 
 def amax(x: Tensor, dim: Dims = None, keepdim: bool = False, *, name: str | None = None) -> Tensor:
     """Maximum over ``dim`` (values only; see ``topk``/``argmax`` for indices)."""
-    return _reduce(x, "MAX", dim, keepdim, name, "amax")
+    return _reduce(x, "MAX", dim, keepdim, name=name, kind="amax")
 
 
 def amin(x: Tensor, dim: Dims = None, keepdim: bool = False, *, name: str | None = None) -> Tensor:
-    return _reduce(x, "MIN", dim, keepdim, name, "amin")
+    return _reduce(x, "MIN", dim, keepdim, name=name, kind="amin")
 
 
 def prod(x: Tensor, dim: Dims = None, keepdim: bool = False, *, name: str | None = None) -> Tensor:
-    return _reduce(x, "PROD", dim, keepdim, name, "prod")
+    return _reduce(x, "PROD", dim, keepdim, name=name, kind="prod")
 
 
-def var(
-    x: Tensor, dim: Dims = None, *, correction: int = 1, keepdim: bool = False, name: str | None = None
-) -> Tensor:
+def var(x: Tensor, dim: Dims = None, *, correction: int = 1, keepdim: bool = False, name: str | None = None) -> Tensor:
     """Variance over ``dim``: sum((x - mean)^2) / (N - correction), torch's default unbiased form."""
     net = x.net
     x = net.to_compute(x)
@@ -86,15 +87,13 @@ def var(
     return div(total, float(max(count - correction, 0)), name=base)
 
 
-def std(
-    x: Tensor, dim: Dims = None, *, correction: int = 1, keepdim: bool = False, name: str | None = None
-) -> Tensor:
+def std(x: Tensor, dim: Dims = None, *, correction: int = 1, keepdim: bool = False, name: str | None = None) -> Tensor:
     """Standard deviation: sqrt(var(x, dim, correction=correction))."""
     base = name or "std"
     return sqrt(var(x, dim, correction=correction, keepdim=keepdim, name=base + ".var"), name=base)
 
 
-def _topk_layer(x: Tensor, k: int, dim: int, largest: bool, index_dtype: str, name: str | None, kind: str):
+def _topk_layer(x: Tensor, k: int, dim: int, largest: bool, *, index_dtype: str, name: str | None, kind: str):
     net = x.net
     x = net.to_compute(x)
     what = _what(kind, name)
@@ -135,11 +134,11 @@ def topk(
 
         values, indices = ops.topk(logits, 5)
     """
-    layer, _ = _topk_layer(x, k, dim, largest, index_dtype, name, "topk")
+    layer, _ = _topk_layer(x, k, dim, largest, index_dtype=index_dtype, name=name, kind="topk")
     return Tensor(layer.get_output(0), x.net), Tensor(layer.get_output(1), x.net)
 
 
-def _arg(x: Tensor, dim: int | None, keepdim: bool, largest: bool, index_dtype: str, name: str | None) -> Tensor:
+def _arg(x: Tensor, dim: int | None, keepdim: bool, largest: bool, *, index_dtype: str, name: str | None) -> Tensor:
     kind = "argmax" if largest else "argmin"
     if dim is None:
         raise ShapeError(
@@ -147,7 +146,9 @@ def _arg(x: Tensor, dim: int | None, keepdim: bool, largest: bool, index_dtype: 
             "flatten first with x.reshape(-1) and pass dim=0"
         )
     base = name or kind
-    layer, d = _topk_layer(x, 1, dim, largest, index_dtype, base if keepdim else base + ".topk", kind)
+    layer, d = _topk_layer(
+        x, 1, dim, largest, index_dtype=index_dtype, name=base if keepdim else base + ".topk", kind=kind
+    )
     indices = Tensor(layer.get_output(1), x.net)
     if keepdim:
         return indices
@@ -163,14 +164,14 @@ def argmax(
 
     Indices are int32 by default where torch returns int64.
     """
-    return _arg(x, dim, keepdim, True, index_dtype, name)
+    return _arg(x, dim, keepdim, True, index_dtype=index_dtype, name=name)
 
 
 def argmin(
     x: Tensor, dim: int | None = None, keepdim: bool = False, *, index_dtype: str = "int32", name: str | None = None
 ) -> Tensor:
     """Index of the smallest value along ``dim``, via TopK with k=1."""
-    return _arg(x, dim, keepdim, False, index_dtype, name)
+    return _arg(x, dim, keepdim, False, index_dtype=index_dtype, name=name)
 
 
 def cumsum(x: Tensor, dim: int, *, exclusive: bool = False, reverse: bool = False, name: str | None = None) -> Tensor:
