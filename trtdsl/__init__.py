@@ -18,12 +18,13 @@ from .errors import (
 )
 from .network import Network
 from .profile import Dim, Profile
+from .runtime import ReferenceSession, Session
 from .tensor import Tensor
 
 __version__ = "0.1.0"
 
 __all__ = [
     "BackendError", "BuildError", "Dim", "IOSpec", "Plan", "build", "GoldenMismatch", "InterpreterError", "Network",
-    "Profile", "ProfileError", "ShapeError", "Tensor", "TrtdslError", "UnsupportedLayerError",
+    "Profile", "ProfileError", "ReferenceSession", "Session", "ShapeError", "Tensor", "TrtdslError", "UnsupportedLayerError",
     "WeightError", "__version__",
 ]  # fmt: skip

@@ -151,9 +151,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from .runtime import bench
+    from .runtime.bench import bench_main
 
-    return bench.bench_main(args.argv)
+    return bench_main(args.argv)
 
 
 def main(argv: list[str] | None = None) -> int:
