@@ -195,7 +195,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("argv", nargs=argparse.REMAINDER)
     p.set_defaults(fn=cmd_bench)
 
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["bench"]:  # bench parses its own options, --help included
+        args = argparse.Namespace(fn=cmd_bench, argv=argv[1:], verbose=0)
+    else:
+        args = parser.parse_args(argv)
     level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     try:
