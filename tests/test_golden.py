@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import trtdsl
+import trtdsl.reference
 from trtdsl import golden
 from trtdsl.errors import GoldenMismatch, TrtdslError
 from trtdsl.golden import Tolerance
@@ -180,7 +181,9 @@ def test_load_missing_file(tmp_path):
 
 
 def test_record_refuses_bad_values(tmp_path):
-    with pytest.raises(TrtdslError, match=r"output 'o' has dtype object; golden files hold numeric or bool arrays only"):
+    with pytest.raises(
+        TrtdslError, match=r"output 'o' has dtype object; golden files hold numeric or bool arrays only"
+    ):
         golden.record({"o": np.array([None])}, tmp_path / "a.npz")
     with pytest.raises(TrtdslError, match="'__metadata__' is reserved"):
         golden.record({"__metadata__": np.ones(1)}, tmp_path / "a.npz")
@@ -305,3 +308,23 @@ def test_layerwise_fp16_policy_against_fp32(trt, feeds):
     # an override on that tensor moves the divergence downstream
     d = golden.layerwise_diff(fp16, feeds, fp32, tolerance="float32", overrides={"block.scale.out": Tolerance(1, 1)})
     assert d.tensor == "block.f.out"
+
+
+def test_layerwise_walks_producers_before_readers(trt):
+    """TensorRT allows layers out of topological order (its ONNX parser emits such networks)."""
+    from trtdsl import _trt
+
+    builder = trt.Builder(_trt.logger())
+    d = builder.create_network(0)
+    x = d.add_input("x", trt.float32, (3,))
+    late_reader = d.add_unary(x, trt.UnaryOperation.EXP)  # layer 0, rewired below to read layer 1
+    producer = d.add_unary(x, trt.UnaryOperation.ABS)  # layer 1
+    producer.get_output(0).name, late_reader.get_output(0).name = "a", "e"
+    late_reader.set_input(0, producer.get_output(0))
+    d.mark_output(late_reader.get_output(0))
+    xs = np.array([-1.0, 0.5, 2.0], np.float32)
+    mine = {"x": xs, "a": np.abs(xs), "e": np.exp(np.abs(xs))}
+    theirs = {"x": xs, "a": np.abs(xs) + 1, "e": np.exp(np.abs(xs) + 1)}
+    div = golden.layerwise_diff(d, {"x": xs}, theirs, captured=mine)
+    assert (div.tensor, div.layer_index) == ("a", 1)
+    assert div.report.max_abs == pytest.approx(1.0)

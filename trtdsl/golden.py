@@ -8,9 +8,9 @@
   the smallest ``atol`` (at the given ``rtol``) and ``rtol`` (at the given
   ``atol``) that would pass.
 - ``layerwise_diff(net, feeds, reference)`` runs both through the reference
-  interpreter, capturing every tensor, and names the first layer (in network
-  order) whose output diverges: the fp16 policy of a network against its fp32
-  policy, or a network against captures recorded earlier.
+  interpreter, capturing every tensor, and names the first layer (producers
+  before readers, otherwise network order) whose output diverges: the fp16
+  policy of a network against its fp32 policy, or against earlier captures.
 - ``assert_golden(actual, path)`` for pytest; ``TRTDSL_UPDATE_GOLDEN=1`` rewrites
   the golden files instead of comparing.
 
@@ -306,7 +306,8 @@ def _compare_one(
     e = expected.astype(np.float64)
     both_nan = np.isnan(a) & np.isnan(e)
     same = (a == e) | both_nan  # covers equal infinities, whose difference is NaN
-    diff = np.where(same, 0.0, np.abs(a - e))
+    with np.errstate(invalid="ignore"):  # inf - inf; such pairs are handled by `same` or become inf below
+        diff = np.where(same, 0.0, np.abs(a - e))
     diff = np.where(np.isnan(diff), np.inf, diff)  # NaN against a number, or opposite infinities
     one_nan = bool(np.any(np.isnan(a) ^ np.isnan(e)))
     mag = np.where(np.isfinite(e), np.abs(e), 0.0)
@@ -435,7 +436,7 @@ def assert_golden(
 # --------------------------------------------------------------- layerwise
 @dataclass
 class Divergence:
-    """The first tensor, in network order, whose value differs beyond tolerance between two runs."""
+    """The first tensor, producers before readers, whose value differs beyond tolerance between two runs."""
 
     tensor: str
     layer_index: int  # -1 for a network input
@@ -466,8 +467,9 @@ def layerwise_diff(
     """Find the first layer of ``network`` whose output diverges from ``reference``; None if none does.
 
     ``network`` (a ``trtdsl.Network``, ``INetworkDefinition`` or prepared
-    ``Interpreter``) gives the layer order. ``reference`` is another network,
-    run on ``reference_feeds`` (default: ``feeds``), or a dict of tensors
+    ``Interpreter``) gives the layer order: producers first, otherwise network
+    order. ``reference`` is another network, run on ``reference_feeds``
+    (default: ``feeds``), or a dict of tensors
     captured earlier with ``trtdsl.reference.run(..., capture="all")``.
     ``captured`` passes ``network``'s own captures to skip running it.
 
@@ -500,7 +502,7 @@ def layerwise_diff(
     for n, (_, dt) in interp.inputs.items():
         precision[n] = dt
         order.append((n, -1, n, "input"))
-    for node in interp.nodes:
+    for node in _topological(interp.nodes):
         upstream = [precision.get(i, "float32") for i in node.inputs if i is not None]
         for t, dt in zip(node.outputs, node.out_dtypes, strict=True):
             precision[t] = _loosest([dt, *upstream]) if dtypes.is_float(dt) else dt
@@ -522,6 +524,38 @@ def layerwise_diff(
             return Divergence(tensor, index, lname, ltype, r, compared)
         compared.append(tensor)
     return None
+
+
+def _topological(nodes: list[Any]) -> list[Any]:
+    """``nodes`` in an order where producers come first, otherwise keeping network order.
+
+    TensorRT does not require layers in topological order, and its ONNX parser
+    does not keep it: shape-helper casts can follow their readers. Back edges of
+    loops (a recurrence fed by a later layer) are ignored.
+    """
+    producer = {t: node for node in nodes for t in node.outputs}
+    done: set[int] = set()
+    order: list[Any] = []
+    for root in nodes:
+        stack: list[tuple[Any, bool]] = [(root, False)]
+        visiting: set[int] = set()
+        while stack:
+            node, expanded = stack.pop()
+            if node.index in done:
+                continue
+            if expanded:
+                done.add(node.index)
+                order.append(node)
+                continue
+            if node.index in visiting:
+                continue  # a cycle through a loop's recurrence
+            visiting.add(node.index)
+            stack.append((node, True))
+            for name in reversed([i for i in node.inputs if i is not None]):
+                dep = producer.get(name)
+                if dep is not None and dep.index not in done and dep.index not in visiting:
+                    stack.append((dep, False))
+    return order
 
 
 _LOOSENESS = ("float32", "float16", "bfloat16", "fp8", "int8")

@@ -1,0 +1,212 @@
+"""Real architectures exported to ONNX, parsed by TensorRT's own parser, run by ONNX Runtime.
+
+Shared by tests/reference/test_onnx_models.py and bench/reference.py. Weights
+are random (seeded); batch-norm statistics are randomized too, so a misread
+normalization cannot hide behind the identity statistics of a fresh module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+INPUT = "input"
+OUTPUT = "output"
+
+
+@dataclass
+class Spec:
+    """How to build one model and the example input it is exported with."""
+
+    make: Callable[[], Any]  # () -> torch.nn.Module in eval mode
+    shape: tuple[int, ...]
+    dtype: str = "float32"
+    vocab: int = 0  # integer inputs (token ids) are drawn from [0, vocab)
+
+
+def _randomize_norms(model: Any, seed: int) -> Any:
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            n = m.num_features
+            with torch.no_grad():
+                m.running_mean.copy_(0.1 * torch.randn(n, generator=g))
+                m.running_var.copy_(0.5 + 1.5 * torch.rand(n, generator=g))
+                m.weight.copy_(0.5 + torch.rand(n, generator=g))
+                m.bias.copy_(0.1 * torch.randn(n, generator=g))
+    return model.eval()
+
+
+def resnet18() -> Any:
+    import torch
+    import torchvision
+
+    torch.manual_seed(0)
+    return _randomize_norms(torchvision.models.resnet18(weights=None, num_classes=10), 0)
+
+
+def resnet50() -> Any:
+    import torch
+    import torchvision
+
+    torch.manual_seed(0)
+    return _randomize_norms(torchvision.models.resnet50(weights=None), 0)
+
+
+def mobilenet_v3_small() -> Any:
+    import torch
+    import torchvision
+
+    torch.manual_seed(1)
+    return _randomize_norms(torchvision.models.mobilenet_v3_small(weights=None, num_classes=10), 1)
+
+
+def vit_tiny() -> Any:
+    import torch
+    import torchvision
+
+    torch.manual_seed(2)
+    return torchvision.models.VisionTransformer(
+        image_size=32, patch_size=8, num_layers=2, num_heads=2, hidden_dim=32, mlp_dim=64, num_classes=10
+    ).eval()
+
+
+def encoder_layer() -> Any:
+    import torch
+
+    class Block(torch.nn.Module):
+        """Hides the layer's optional arguments: the legacy exporter would trace their defaults
+        (``is_causal=False``) as tensor inputs, which ``scaled_dot_product_attention`` rejects."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.layer = torch.nn.TransformerEncoderLayer(d_model=32, nhead=4, dim_feedforward=64, batch_first=True)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.layer(x)
+
+    torch.manual_seed(3)
+    return Block().eval()
+
+
+class _TextCNN:
+    """Token ids -> embedding -> Conv1d -> GELU -> LayerNorm -> mean over time -> Linear (no recurrence)."""
+
+    @staticmethod
+    def make(vocab: int = 100, dim: int = 32, hidden: int = 48, classes: int = 5) -> Any:
+        import torch
+        from torch import nn
+
+        class TextCNN(nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.embed = nn.Embedding(vocab, dim)
+                self.conv = nn.Conv1d(dim, hidden, kernel_size=3, padding=1)
+                self.norm = nn.LayerNorm(hidden)
+                self.head = nn.Linear(hidden, classes)
+
+            def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+                h = self.embed(tokens).transpose(1, 2)  # (N, dim, T) for Conv1d
+                h = nn.functional.gelu(self.conv(h)).transpose(1, 2)
+                return self.head(self.norm(h).mean(dim=1))
+
+        torch.manual_seed(4)
+        return TextCNN().eval()
+
+
+MODELS: dict[str, Spec] = {
+    "resnet18": Spec(resnet18, (1, 3, 64, 64)),
+    "mobilenet_v3_small": Spec(mobilenet_v3_small, (1, 3, 64, 64)),
+    "vit": Spec(vit_tiny, (1, 3, 32, 32)),
+    "encoder_layer": Spec(encoder_layer, (1, 10, 32)),
+    "text_cnn": Spec(_TextCNN.make, (1, 16), "int64", vocab=100),
+    "resnet50": Spec(resnet50, (1, 3, 224, 224)),
+}
+
+
+def example(spec: Spec, batch: int | None = None, seed: int = 0) -> np.ndarray:
+    """A random input for ``spec``, with its batch dimension replaced by ``batch`` when given."""
+    shape = spec.shape if batch is None else (batch, *spec.shape[1:])
+    rng = np.random.default_rng(seed)
+    if spec.vocab:
+        return rng.integers(0, spec.vocab, size=shape).astype(spec.dtype)
+    return rng.standard_normal(shape).astype(spec.dtype)
+
+
+def export(name: str, path: Path, *, dynamic_batch: bool = False) -> Path:
+    """Export model ``name`` to ONNX (legacy TorchScript exporter, opset 17)."""
+    import warnings
+
+    import torch
+
+    spec = MODELS[name]
+    model = spec.make()
+    args = (torch.from_numpy(example(spec)),)
+    axes = {INPUT: {0: "batch"}, OUTPUT: {0: "batch"}} if dynamic_batch else None
+    fastpath = torch.backends.mha.get_fastpath_enabled()
+    # The fused attention fast path of eval-mode transformers has no ONNX export.
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")  # the legacy exporter's deprecation and tracer warnings
+            torch.onnx.export(
+                model,
+                args,
+                str(path),
+                dynamo=False,
+                opset_version=17,
+                input_names=[INPUT],
+                output_names=[OUTPUT],
+                dynamic_axes=axes,
+            )
+    finally:
+        torch.backends.mha.set_fastpath_enabled(fastpath)
+    return path
+
+
+@dataclass
+class Parsed:
+    """A network from ``trt.OnnxParser``; builder and parser are kept alive with it."""
+
+    network: Any
+    builder: Any
+    parser: Any
+
+    def layer_types(self) -> list[str]:
+        return [self.network.get_layer(i).type.name.lower() for i in range(self.network.num_layers)]
+
+
+def parse(path: Path) -> Parsed:
+    """Parse an ONNX file with TensorRT's parser; raise with the parser's own errors if it fails."""
+    from trtdsl import _trt
+
+    trt = _trt.load()
+    builder = trt.Builder(_trt.logger())
+    network = builder.create_network(0)
+    parser = trt.OnnxParser(network, _trt.logger())
+    if not parser.parse(Path(path).read_bytes()):
+        errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
+        raise RuntimeError(f"TensorRT's ONNX parser rejected {path}: " + "; ".join(errors))
+    return Parsed(network, builder, parser)
+
+
+def onnxruntime_session(path: Path, threads: int | None = None) -> Any:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def onnxruntime_run(path: Path, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    session = onnxruntime_session(path)
+    names = [o.name for o in session.get_outputs()]
+    return dict(zip(names, session.run(names, feeds), strict=True))
