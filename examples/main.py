@@ -21,6 +21,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import trtdsl  # noqa: E402
+import trtdsl.weights  # noqa: E402
 from digits_cnn import build_network  # noqa: E402
 from trtdsl import golden, reference  # noqa: E402
 
@@ -46,7 +47,7 @@ def main() -> int:
         t = time.perf_counter()
         logits = np.concatenate([reference.run(net, {"images": b})["logits"] for b in np.array_split(images, 4)])
         accuracy = float((logits.argmax(1) == labels).mean())
-        report = golden.compare({"logits": logits}, {"logits": torch_logits}, tolerance=golden.default_tolerance(dtype))
+        report = golden.compare({"logits": logits}, {"logits": torch_logits}, tolerance=dtype)
         err = report.outputs["logits"]
         print(
             f"[{dtype}] reference interpreter: accuracy {accuracy:.4f}, max |diff| vs PyTorch {err.max_abs:.2e} "

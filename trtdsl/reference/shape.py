@@ -57,11 +57,9 @@ def resolve_reshape(in_shape: tuple[int, ...], dims: tuple[int, ...], zero_is_pl
     """Reshape dims with 0 placeholders and one -1 resolved against ``in_shape``."""
     out = []
     for i, d in enumerate(dims):
-        if d == 0 and zero_is_placeholder:
-            if i >= len(in_shape):
-                raise InterpreterError(f"{where}: placeholder 0 at axis {i} has no input axis (input {in_shape})")
-            d = in_shape[i]
-        out.append(d)
+        if d == 0 and zero_is_placeholder and i >= len(in_shape):
+            raise InterpreterError(f"{where}: placeholder 0 at axis {i} has no input axis (input {in_shape})")
+        out.append(in_shape[i] if d == 0 and zero_is_placeholder else d)
     volume = int(np.prod(in_shape, dtype=np.int64))
     if out.count(-1) > 1:
         raise InterpreterError(f"{where}: reshape dims {dims} have more than one -1")
@@ -107,9 +105,11 @@ def padding(node: Node, x: np.ndarray) -> np.ndarray:
     """Zero padding of the trailing axes; negative padding crops."""
     pre, post = tuple(node.layer.pre_padding_nd), tuple(node.layer.post_padding_nd)
     lead = x.ndim - len(pre)
-    widths = [(0, 0)] * lead + [(max(a, 0), max(b, 0)) for a, b in zip(pre, post)]
+    widths = [(0, 0)] * lead + [(max(a, 0), max(b, 0)) for a, b in zip(pre, post, strict=True)]
     y = np.pad(x, widths)
-    crop = [slice(None)] * lead + [slice(max(-a, 0), y.shape[lead + i] - max(-b, 0)) for i, (a, b) in enumerate(zip(pre, post))]
+    crop = [slice(None)] * lead + [
+        slice(max(-a, 0), y.shape[lead + i] - max(-b, 0)) for i, (a, b) in enumerate(zip(pre, post, strict=True))
+    ]
     return y[tuple(crop)]
 
 
@@ -122,7 +122,9 @@ def sample_indices(idx: np.ndarray, n: int, mode: str, where: str) -> tuple[np.n
     if mode == "STRICT_BOUNDS":
         bad = idx[(idx < 0) | (idx >= n)]
         if bad.size:
-            raise InterpreterError(f"{where}: index {int(bad[0])} is out of bounds for an axis of size {n} (STRICT_BOUNDS)")
+            raise InterpreterError(
+                f"{where}: index {int(bad[0])} is out of bounds for an axis of size {n} (STRICT_BOUNDS)"
+            )
         return idx, None
     if n == 0:
         if idx.size:
@@ -143,7 +145,7 @@ def sample_indices(idx: np.ndarray, n: int, mode: str, where: str) -> tuple[np.n
 
 
 @interprets("slice")
-def slice_(
+def slice_(  # noqa: PLR0917
     node: Node,
     x: np.ndarray,
     start: np.ndarray | None = None,
@@ -161,13 +163,11 @@ def slice_(
     axes = _ints(axes) if axes is not None else layer.axes
     axes = tuple(range(x.ndim)) if axes is None else tuple(int(a) % x.ndim for a in axes)
     if not len(start) == len(size) == len(stride) == len(axes):
-        raise InterpreterError(
-            f"{where}: start {start}, size {size}, stride {stride} and axes {axes} differ in length"
-        )
+        raise InterpreterError(f"{where}: start {start}, size {size}, stride {stride} and axes {axes} differ in length")
     mode = layer.mode.name
     index = [np.arange(n) for n in x.shape]
     masks = []
-    for a, s, n, st in zip(axes, start, size, stride):
+    for a, s, n, st in zip(axes, start, size, stride, strict=True):
         idx, valid = sample_indices(s + np.arange(n, dtype=np.int64) * st, x.shape[a], mode, where)
         index[a] = idx
         if valid is not None:
@@ -216,6 +216,3 @@ def fill(node: Node, shape: np.ndarray | None = None, alpha: np.ndarray | None =
     for k, g in enumerate(grids):
         out = out + b[k] * g
     return out.astype(out_dtype)
-
-
-from . import gather as _gather  # noqa: E402,F401  (registers gather, scatter, one_hot, non_zero, reverse_sequence)
