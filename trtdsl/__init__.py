@@ -21,10 +21,12 @@ from .profile import Dim, Profile
 from .runtime import ReferenceSession, Session
 from .tensor import Tensor
 
+from . import golden, ops, reference, weights  # noqa: E402  (subpackages users reach as trtdsl.x)
+
 __version__ = "0.1.0"
 
 __all__ = [
     "BackendError", "BuildError", "Dim", "IOSpec", "Plan", "build", "GoldenMismatch", "InterpreterError", "Network",
     "Profile", "ProfileError", "ReferenceSession", "Session", "ShapeError", "Tensor", "TrtdslError", "UnsupportedLayerError",
-    "WeightError", "__version__",
+    "WeightError", "__version__", "golden", "ops", "reference", "weights",
 ]  # fmt: skip

@@ -35,10 +35,20 @@ def elementwise(node: Node, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return _BINARY[node.layer.op.name](a, b)
 
 
-try:  # scipy's erf is vectorized C; math.erf per element is the exact but slow fallback.
-    from scipy.special import erf as _erf
-except ImportError:  # pragma: no cover - scipy is in the dev and reference extras
-    _erf = np.vectorize(math.erf, otypes=[np.float64])
+_erf = None
+
+
+def _erf_impl():
+    # scipy's erf is vectorized C; math.erf per element is the exact but slow
+    # fallback. Resolved on first use so that importing trtdsl stays cheap.
+    global _erf
+    if _erf is None:
+        try:
+            from scipy.special import erf as fast
+        except ImportError:  # pragma: no cover - scipy is in the dev and fast extras
+            fast = np.vectorize(math.erf, otypes=[np.float64])
+        _erf = fast
+    return _erf
 
 _UNARY = {
     "EXP": np.exp, "LOG": np.log, "SQRT": np.sqrt, "RECIP": np.reciprocal, "ABS": np.abs,
@@ -52,7 +62,7 @@ _UNARY = {
 
 def erf(x: np.ndarray) -> np.ndarray:
     """erf in the input's dtype. NumPy has none; scipy's is used when installed."""
-    return _erf(x).astype(x.dtype, copy=False)
+    return _erf_impl()(x).astype(x.dtype, copy=False)
 
 
 @interprets("unary")
