@@ -20,10 +20,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import trtdsl  # noqa: E402
-import trtdsl.weights  # noqa: E402
-from digits_cnn import build_network  # noqa: E402
-from trtdsl import golden, reference  # noqa: E402
+from digits_cnn import build_network
+
+import trtdsl
+import trtdsl.weights
+from trtdsl import golden, reference
 
 DATA = Path(__file__).resolve().parent.parent / "weights" / "digits_test.npz"
 
@@ -43,7 +44,9 @@ def main() -> int:
         t = time.perf_counter()
         plan = trtdsl.build(net)
         plan.save(out / f"digits_{dtype}.plan")
-        print(f"[{dtype}] built {len(plan.engine):,}-byte plan in {time.perf_counter() - t:.1f}s -> {out}/digits_{dtype}.plan")
+        print(
+            f"[{dtype}] built {len(plan.engine):,}-byte plan in {time.perf_counter() - t:.1f}s -> {out}/digits_{dtype}.plan"
+        )
         t = time.perf_counter()
         logits = np.concatenate([reference.run(net, {"images": b})["logits"] for b in np.array_split(images, 4)])
         accuracy = float((logits.argmax(1) == labels).mean())

@@ -51,7 +51,7 @@ def main() -> None:
     model = DigitsCNN()
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     xt, yt = torch.from_numpy(x[train]), torch.from_numpy(y[train])
-    for epoch in range(30):
+    for _epoch in range(30):
         model.train()
         for idx in torch.randperm(len(xt)).split(64):
             opt.zero_grad()

@@ -56,7 +56,10 @@ def test_env_var_forces_a_missing_flavour():
 
 
 def test_env_var_rejects_unknown_flavour():
-    r = _python("import trtdsl\ntry:\n trtdsl.Network('x')\nexcept trtdsl.BackendError as e: print(e)", {"TRTDSL_TENSORRT": "onnx"})
+    r = _python(
+        "import trtdsl\ntry:\n trtdsl.Network('x')\nexcept trtdsl.BackendError as e: print(e)",
+        {"TRTDSL_TENSORRT": "onnx"},
+    )
     assert "TRTDSL_TENSORRT='onnx' is not a TensorRT flavour" in r.stdout
 
 

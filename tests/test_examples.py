@@ -37,5 +37,7 @@ def test_digits_script_builds_and_matches_recorded_torch_logits(tmp_path):
     # Names come from the checkpoint's scopes, never "(Unnamed Layer* N)".
     names = [layer.name for layer in net.layers()]
     assert "features.0.conv" in names and "classifier.3.linear" in names
-    assert main(["build", str(ROOT / "examples" / "digits_cnn.py"), "-o", str(tmp_path / "d.plan"), "--no-progress"]) == 0
+    assert (
+        main(["build", str(ROOT / "examples" / "digits_cnn.py"), "-o", str(tmp_path / "d.plan"), "--no-progress"]) == 0
+    )
     assert trtdsl.Plan.load(tmp_path / "d.plan").inputs["images"].shape == ("batch", 1, 8, 8)

@@ -37,7 +37,10 @@ def test_bind_dims_agrees_across_inputs():
 
 
 def test_shared_dim_must_agree():
-    with pytest.raises(ProfileError, match=r"dim 'batch' must agree across inputs: input 'images' axis 0 has 2, input 'mask' axis 0 has 3"):
+    with pytest.raises(
+        ProfileError,
+        match=r"dim 'batch' must agree across inputs: input 'images' axis 0 has 2, input 'mask' axis 0 has 3",
+    ):
         bind_dims(SPECS, {"images": (2, 3, 8, 9), "mask": (3, 8, 9)})
 
 
@@ -57,7 +60,10 @@ def test_select_profile_picks_first_admitting_and_explains_misses():
     specs = {"x": ("batch", 3)}
     assert select_profile(profiles, specs, {"x": (3, 3)}) == 0
     assert select_profile(profiles, specs, {"x": (20, 3)}) == 1
-    with pytest.raises(ProfileError, match=r"outside every profile: profile 0: dim 'batch' = 64 is outside 1..4; profile 1: dim 'batch' = 64 is outside 8..32"):
+    with pytest.raises(
+        ProfileError,
+        match=r"outside every profile: profile 0: dim 'batch' = 64 is outside 1..4; profile 1: dim 'batch' = 64 is outside 8..32",
+    ):
         select_profile(profiles, specs, {"x": (64, 3)})
 
 
@@ -66,7 +72,10 @@ def test_network_profiles(trt):
     batch = net.dim("batch", 1, 8, 32)
     net.input("a", "float32", (batch, 4))
     net.input("b", "float32", ("batch", "seq"))
-    with pytest.raises(ProfileError, match=r"dim 'seq' \(used by input 'b'\) has no range; declare one with net.dim\('seq', min, opt, max\)"):
+    with pytest.raises(
+        ProfileError,
+        match=r"dim 'seq' \(used by input 'b'\) has no range; declare one with net.dim\('seq', min, opt, max\)",
+    ):
         net.profiles()
     net.dim("seq", 1, 64, 128)
     net.add_profile(batch=(64, 64, 64))

@@ -4,6 +4,7 @@
 ``trtdsl.BackendError`` naming the pip extra to install.
 """
 
+from . import golden, ops, reference, weights
 from .build import IOSpec, Plan, build
 from .errors import (
     BackendError,
@@ -20,8 +21,6 @@ from .network import Network
 from .profile import Dim, Profile
 from .runtime import ReferenceSession, Session
 from .tensor import Tensor
-
-from . import golden, ops, reference, weights  # noqa: E402  (subpackages users reach as trtdsl.x)
 
 __version__ = "0.1.0"
 

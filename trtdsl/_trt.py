@@ -32,9 +32,7 @@ def load() -> ModuleType:
         return _module
     forced = os.environ.get(ENV_VAR, "").strip()
     if forced and forced not in _CHOICES:
-        raise BackendError(
-            f"{ENV_VAR}={forced!r} is not a TensorRT flavour; expected one of {', '.join(_CHOICES)}."
-        )
+        raise BackendError(f"{ENV_VAR}={forced!r} is not a TensorRT flavour; expected one of {', '.join(_CHOICES)}.")
     errors = []
     for name in (forced,) if forced else _CHOICES:
         try:

@@ -193,7 +193,9 @@ def build(
         if (refit or strip_plan) and any("CUDA" in e or "Cuda" in e for e in errors):
             # Measured with tensorrt_rtx 1.7 on a CPU-only machine: plain builds work,
             # REFIT builds fail in Myelin's JIT, which needs a CUDA device.
-            hint = " Hint: refittable (refit/strip_plan) builds need a CUDA GPU; build without them on a CPU-only machine."
+            hint = (
+                " Hint: refittable (refit/strip_plan) builds need a CUDA GPU; build without them on a CPU-only machine."
+            )
         raise BuildError(f"TensorRT failed to build network {net.name!r}: " + " | ".join(errors) + hint)
     if cache is not None and timing_cache is not None:
         with warnings.catch_warnings():

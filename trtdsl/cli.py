@@ -1,10 +1,10 @@
 """The ``trtdsl`` command: build, info, run, compare, bench.
 
-    trtdsl build examples/resnet18.py -o resnet18.plan
-    trtdsl info resnet18.plan
-    trtdsl run examples/resnet18.py --input images=x.npy --reference --save out.npz
-    trtdsl compare out.npz golden.npz
-    trtdsl bench resnet18.plan --shapes images:1x3x224x224 --iterations 200
+trtdsl build examples/resnet18.py -o resnet18.plan
+trtdsl info resnet18.plan
+trtdsl run examples/resnet18.py --input images=x.npy --reference --save out.npz
+trtdsl compare out.npz golden.npz
+trtdsl bench resnet18.plan --shapes images:1x3x224x224 --iterations 200
 """
 
 from __future__ import annotations
@@ -52,7 +52,9 @@ def _parse_inputs(items: list[str]) -> dict[str, np.ndarray]:
     return feeds
 
 
-def _random_feeds(specs: dict[str, tuple], dtypes_: dict[str, str], profile: Any, seed: int = 0) -> dict[str, np.ndarray]:
+def _random_feeds(
+    specs: dict[str, tuple], dtypes_: dict[str, str], profile: Any, seed: int = 0
+) -> dict[str, np.ndarray]:
     """Inputs at the first profile's opt shape, for a quick run without data."""
     from . import dtypes
 

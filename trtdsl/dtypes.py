@@ -14,7 +14,7 @@ import numpy as np
 from . import _trt
 from .errors import ShapeError
 
-DTypeLike = Union[str, np.dtype, type, Any]
+DTypeLike = Union[str, np.dtype, type, Any]  # noqa: UP007  (a runtime alias; | needs 3.10 types)
 
 _ALIASES = {
     "float32": "float32", "fp32": "float32", "float": "float32", "f32": "float32",

@@ -112,9 +112,7 @@ class Network:
             elif isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d >= 0:
                 spec.append(int(d))
             else:
-                raise ShapeError(
-                    f"input {name!r}: axis {axis} must be a non-negative int or a dim name, got {d!r}"
-                )
+                raise ShapeError(f"input {name!r}: axis {axis} must be a non-negative int or a dim name, got {d!r}")
         dt = dtypes.canonical(dtype)
         itensor = self.trt.add_input(name, dtypes.to_trt(dt), tuple(-1 if isinstance(d, str) else d for d in spec))
         self.input_specs[name] = tuple(spec)
@@ -218,9 +216,7 @@ class Network:
         self.weights[key] = array
         return _trt.load().Weights(array)
 
-    def constant(
-        self, value: Any, name: str | None = None, *, dtype: dtypes.DTypeLike | None = None
-    ) -> Tensor:
+    def constant(self, value: Any, name: str | None = None, *, dtype: dtypes.DTypeLike | None = None) -> Tensor:
         """A constant tensor. Float data is stored in the current compute dtype unless ``dtype`` is given."""
         array = np.asarray(value)
         if dtype is None:
@@ -267,6 +263,7 @@ class Network:
         dt = dtypes.canonical(dtype)
         if x.dtype == dt:
             return x
+
         def make() -> Tensor:
             layer = self.trt.add_cast(x.trt, dtypes.to_trt(dt))
             return self._register(layer, "cast", name or f"{x.name.removesuffix('.out')}.to_{dt}", scoped=False)

@@ -73,9 +73,7 @@ class Profile:
         return None
 
 
-def bind_dims(
-    specs: Mapping[str, Sequence[int | str]], shapes: Mapping[str, Sequence[int]]
-) -> dict[str, int]:
+def bind_dims(specs: Mapping[str, Sequence[int | str]], shapes: Mapping[str, Sequence[int]]) -> dict[str, int]:
     """Match concrete input shapes against their declared shapes.
 
     Returns the value of every named dim, and raises ProfileError when an input

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 class Tensor:
     """A tensor of a ``Network``. Shape and dtype are the ones TensorRT reports."""
 
-    __slots__ = ("trt", "net")
+    __slots__ = ("net", "trt")
     __array_priority__ = 1000  # make ``ndarray + Tensor`` call Tensor.__radd__
 
     def __init__(self, itensor: Any, net: Network):
@@ -52,33 +52,83 @@ class Tensor:
         return f"Tensor({self.name!r}, shape={self.shape}, dtype={self.dtype!r})"
 
     def __bool__(self) -> bool:
-        raise TypeError("a trtdsl.Tensor has no truth value at definition time; use ops.where for data-dependent choices")
+        raise TypeError(
+            "a trtdsl.Tensor has no truth value at definition time; use ops.where for data-dependent choices"
+        )
 
     # Arithmetic --------------------------------------------------------------
-    def __add__(self, other): return _ops().add(self, other)
-    def __radd__(self, other): return _ops().add(other, self)
-    def __sub__(self, other): return _ops().sub(self, other)
-    def __rsub__(self, other): return _ops().sub(other, self)
-    def __mul__(self, other): return _ops().mul(self, other)
-    def __rmul__(self, other): return _ops().mul(other, self)
-    def __truediv__(self, other): return _ops().div(self, other)
-    def __rtruediv__(self, other): return _ops().div(other, self)
-    def __pow__(self, other): return _ops().pow(self, other)
-    def __rpow__(self, other): return _ops().pow(other, self)
-    def __matmul__(self, other): return _ops().matmul(self, other)
-    def __rmatmul__(self, other): return _ops().matmul(other, self)
-    def __neg__(self): return _ops().neg(self)
-    def __abs__(self): return _ops().abs(self)
-    def __lt__(self, other): return _ops().less(self, other)
-    def __gt__(self, other): return _ops().greater(self, other)
-    def __le__(self, other): return _ops().less_equal(self, other)
-    def __ge__(self, other): return _ops().greater_equal(self, other)
-    def __eq__(self, other): return _ops().equal(self, other)  # type: ignore[override]
-    def __ne__(self, other): return _ops().not_equal(self, other)  # type: ignore[override]
-    def __and__(self, other): return _ops().logical_and(self, other)
-    def __or__(self, other): return _ops().logical_or(self, other)
-    def __xor__(self, other): return _ops().logical_xor(self, other)
-    def __invert__(self): return _ops().logical_not(self)
+    def __add__(self, other):
+        return _ops().add(self, other)
+
+    def __radd__(self, other):
+        return _ops().add(other, self)
+
+    def __sub__(self, other):
+        return _ops().sub(self, other)
+
+    def __rsub__(self, other):
+        return _ops().sub(other, self)
+
+    def __mul__(self, other):
+        return _ops().mul(self, other)
+
+    def __rmul__(self, other):
+        return _ops().mul(other, self)
+
+    def __truediv__(self, other):
+        return _ops().div(self, other)
+
+    def __rtruediv__(self, other):
+        return _ops().div(other, self)
+
+    def __pow__(self, other):
+        return _ops().pow(self, other)
+
+    def __rpow__(self, other):
+        return _ops().pow(other, self)
+
+    def __matmul__(self, other):
+        return _ops().matmul(self, other)
+
+    def __rmatmul__(self, other):
+        return _ops().matmul(other, self)
+
+    def __neg__(self):
+        return _ops().neg(self)
+
+    def __abs__(self):
+        return _ops().abs(self)
+
+    def __lt__(self, other):
+        return _ops().less(self, other)
+
+    def __gt__(self, other):
+        return _ops().greater(self, other)
+
+    def __le__(self, other):
+        return _ops().less_equal(self, other)
+
+    def __ge__(self, other):
+        return _ops().greater_equal(self, other)
+
+    def __eq__(self, other):
+        return _ops().equal(self, other)  # type: ignore[override]
+
+    def __ne__(self, other):
+        return _ops().not_equal(self, other)  # type: ignore[override]
+
+    def __and__(self, other):
+        return _ops().logical_and(self, other)
+
+    def __or__(self, other):
+        return _ops().logical_or(self, other)
+
+    def __xor__(self, other):
+        return _ops().logical_xor(self, other)
+
+    def __invert__(self):
+        return _ops().logical_not(self)
+
     __hash__ = object.__hash__
 
     def __getitem__(self, index: Any) -> Tensor:

@@ -57,8 +57,8 @@ def relu6(x: Tensor, *, name: str | None = None) -> Tensor:
 
 def clip(
     x: Tensor,
-    min: TensorLike | None = None,  # noqa: A002
-    max: TensorLike | None = None,  # noqa: A002
+    min: TensorLike | None = None,
+    max: TensorLike | None = None,
     *,
     name: str | None = None,
 ) -> Tensor:

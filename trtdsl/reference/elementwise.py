@@ -50,6 +50,7 @@ def _erf_impl():
         _erf = fast
     return _erf
 
+
 _UNARY = {
     "EXP": np.exp, "LOG": np.log, "SQRT": np.sqrt, "RECIP": np.reciprocal, "ABS": np.abs,
     "NEG": np.negative, "SIN": np.sin, "COS": np.cos, "TAN": np.tan, "SINH": np.sinh,

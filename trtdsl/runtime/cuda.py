@@ -48,7 +48,7 @@ class CudaError(TrtdslError):
 
 def runtime() -> ModuleType:
     """The cuda-python runtime module (``cudart``), imported on first use."""
-    global _rt  # noqa: PLW0603
+    global _rt
     if _rt is None:
         errors = []
         for name in _MODULES:

@@ -18,7 +18,7 @@ _have_trt: bool | None = None
 
 def _trt_loaded() -> bool:
     # Cached: without TensorRT, _trt.available() retries the imports, far too slow for every call.
-    global _have_trt  # noqa: PLW0603
+    global _have_trt
     if _have_trt is None:
         _have_trt = _trt.available()
     return _have_trt

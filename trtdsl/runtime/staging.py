@@ -28,7 +28,7 @@ _pool_lock = threading.Lock()
 
 
 def pool() -> ThreadPoolExecutor:
-    global _pool  # noqa: PLW0603
+    global _pool
     with _pool_lock:
         if _pool is None:
             _pool = ThreadPoolExecutor(
