@@ -209,6 +209,10 @@ class Network:
         array = np.ascontiguousarray(array)
         if array.dtype == np.float64:
             array = array.astype(np.float32)
+        elif array.dtype.isnative and array.dtype is not np.dtype(array.dtype.name):
+            # Loaders such as safetensors hand out dtype('<f4') objects that equal
+            # float32 but that trt.Weights does not recognise; a view fixes it, no copy.
+            array = array.view(np.dtype(array.dtype.name))
         key, i = role, 1
         while key in self.weights:
             key = f"{role}_{i}"

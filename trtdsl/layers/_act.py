@@ -20,7 +20,7 @@ _BY_NAME: dict[str, Callable[..., Tensor]] = {
 
 def apply(x: Tensor, act: Act, name: str) -> Tensor:
     """``act(x)`` named ``name``; ``act`` is None, a name from ``_BY_NAME`` or a callable."""
-    if act is None or act == "linear" or act == "identity":
+    if act is None or act in {"linear", "identity"}:
         return x
     if callable(act):
         return act(x)

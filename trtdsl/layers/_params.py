@@ -10,13 +10,16 @@ reported with the block, the full key and the expected shape.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from ..errors import ShapeError, WeightError, did_you_mean
+from ..errors import WeightError, did_you_mean
+from ..weights.store import WeightShapeError, layout_hint
 
+_F32 = np.dtype(np.float32)
 Shape = Sequence[int | None]  # None: any size on that axis
 
 
@@ -24,16 +27,23 @@ def join(*parts: str) -> str:
     return ".".join(p for p in parts if p)
 
 
+def scope(net: Any, prefix: str) -> contextlib.AbstractContextManager[None]:
+    """``net.scope(prefix)``, or nothing for an empty prefix (a block at the top of a state dict)."""
+    return net.scope(prefix) if prefix else contextlib.nullcontext()
+
+
 class Params:
     """The weights of one block: ``mapping[prefix + '.' + name]``, checked on the way out."""
 
-    __slots__ = ("mapping", "prefix", "block")
+    __slots__ = ("block", "mapping", "parent", "prefix")
 
     def __init__(self, w: Mapping[str, Any] | Params, prefix: str = "", block: str = "block"):
+        self.parent: Params | None = None
         if isinstance(w, Params):
             self.mapping: Mapping[str, Any] = w.mapping
             self.prefix = join(w.prefix, prefix)
-        elif isinstance(w, Mapping) or hasattr(w, "__getitem__") and hasattr(w, "keys"):
+            self.parent = w
+        elif isinstance(w, Mapping) or (hasattr(w, "__getitem__") and hasattr(w, "keys")):
             self.mapping = w
             self.prefix = prefix
         else:
@@ -45,7 +55,12 @@ class Params:
 
     @property
     def where(self) -> str:
-        """``"conv_bn_act 'layer1.0.conv1'"``: how messages name the block."""
+        """``"conv_bn_act 'layer1.0.conv1' (in residual_block 'layer1.0')"``: how messages name the block."""
+        own = f"{self.block} {self.prefix!r}" if self.prefix else self.block
+        return f"{own} (in {self.parent._own})" if self.parent is not None else own
+
+    @property
+    def _own(self) -> str:
         return f"{self.block} {self.prefix!r}" if self.prefix else self.block
 
     def key(self, name: str) -> str:
@@ -64,10 +79,15 @@ class Params:
             raise WeightError(f"{self.where}: missing weight {key!r}{expect}; the weights have {len(keys)} keys.{hint}")
         array = self._fetch(key)
         if shape is not None:
-            _check(self.where, key, array.shape, shape)
-        if array.dtype.kind == "f" and array.dtype != np.float32:
-            # Blocks fold and fuse in float32; the network casts to its compute dtype.
-            array = array.astype(np.float32)
+            _check(self, key, array.shape, shape)
+        if array.dtype.kind == "f":
+            if array.dtype != np.float32:
+                # Blocks fold and fuse in float32; the network casts to its compute dtype.
+                array = array.astype(np.float32)
+            elif array.dtype is not _F32:
+                # safetensors gives dtype('<f4'), equal to float32 but not the canonical
+                # object, and trt.Weights refuses it; a view fixes that without a copy.
+                array = array.view(_F32)
         return array
 
     def optional(self, name: str, shape: Shape | None = None) -> np.ndarray | None:
@@ -76,7 +96,7 @@ class Params:
 
     def _fetch(self, key: str) -> np.ndarray:
         # A WeightStore records use through take(); plain mappings just index.
-        take = getattr(self.mapping, "take", None)
+        take = None if type(self.mapping) is dict else getattr(self.mapping, "take", None)
         value = None
         if callable(take):
             try:
@@ -92,18 +112,19 @@ class Params:
 
 
 def _fmt(shape: Shape | None) -> str:
-    return "(" + ", ".join("?" if s is None else str(s) for s in shape or ()) + ("," if len(shape or ()) == 1 else "") + ")"
+    return (
+        "("
+        + ", ".join("?" if s is None else str(s) for s in shape or ())
+        + ("," if len(shape or ()) == 1 else "")
+        + ")"
+    )
 
 
-def _check(where: str, key: str, got: tuple[int, ...], want: Shape) -> None:
-    if len(got) == len(want) and all(w is None or g == w for g, w in zip(got, want)):
+def _check(p: Params, key: str, got: tuple[int, ...], want: Shape) -> None:
+    if len(got) == len(want) and all(w is None or g == w for g, w in zip(got, want, strict=True)):
         return
-    hint = ""
-    if None not in want and sorted(got) == sorted(want) and tuple(got) != tuple(want):
-        hint = " It has the right sizes in another order: a transposed layout (e.g. Keras HWIO or (in, out))?"
-    elif None not in want and int(np.prod(got)) == int(np.prod(want)):
-        hint = f" It has the right number of elements: reshape it to {_fmt(want)}."
-    raise ShapeError(f"{where}: weight {key!r} has shape {tuple(got)}, expected {_fmt(want)}.{hint}")
+    hint = layout_hint(tuple(got), tuple(-1 if w is None else int(w) for w in want))
+    raise WeightShapeError(f"{p.where}: weight {key!r} has shape {tuple(got)}, expected {_fmt(want)}.{hint}")
 
 
 def _siblings(prefix: str, keys: list[str]) -> str:

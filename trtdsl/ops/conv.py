@@ -156,8 +156,8 @@ def _weight_inputs(  # noqa: PLR0917
         if bias.size != k_out:
             raise ShapeError(f"{what}: bias has {bias.size} values, expected one per output channel ({k_out})")
     if not as_tensor:
-        w = net.keep(kernel.astype(dtypes.to_numpy(dtype)), f"{lname}.kernel")
-        b = empty if bias is None else net.keep(bias.astype(dtypes.to_numpy(dtype)), f"{lname}.bias")
+        w = net.keep(kernel.astype(dtypes.to_numpy(dtype), copy=False), f"{lname}.kernel")
+        b = empty if bias is None else net.keep(bias.astype(dtypes.to_numpy(dtype), copy=False), f"{lname}.bias")
         return w, b, None, None
     if isinstance(kernel, Tensor):
         kt = net.cast(kernel, dtype)

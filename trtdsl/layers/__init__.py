@@ -1,0 +1,37 @@
+"""Reusable blocks built from ``trtdsl.ops`` and bound to checkpoint weights by name.
+
+Every block takes ``(x, w, prefix, ...)``: ``w`` is any mapping of name -> array
+(a ``WeightStore``, an ``np.load`` result, a dict, or the ``Params`` of an
+enclosing block) and ``prefix`` the block's key prefix in it, relative to ``w``.
+The block names its TensorRT layers from the same prefix in the network's
+current scope, and checks every weight's shape, naming the block, the key and
+the expected shape when one is missing or wrong.
+
+Example::
+
+    w = trtdsl.weights.load("resnet18.npz")
+    x = layers.conv_bn_act(x, w, "conv1", "bn1", stride=2, padding=3, act="relu")
+    x = layers.residual_block(x, w, "layer1.0")
+"""
+
+from ._params import Params
+from .attention import mlp, multi_head_attention
+from .blocks import bottleneck_block, depthwise_separable, inverted_residual, residual_block, squeeze_excite
+from .conv import batch_norm_params, conv_bn_act, fold_batch_norm
+from .linear import linear
+from .recurrent import gru, lstm, simple_rnn
+from .transformer import (
+    TORCH_KEYS,
+    VIT_KEYS,
+    embedding,
+    layer_norm,
+    sinusoidal_positions,
+    transformer_encoder_layer,
+)
+
+__all__ = [
+    "Params", "TORCH_KEYS", "VIT_KEYS", "batch_norm_params", "bottleneck_block", "conv_bn_act", "depthwise_separable",
+    "embedding", "fold_batch_norm", "gru", "inverted_residual", "layer_norm", "linear", "lstm", "mlp",
+    "multi_head_attention", "residual_block", "simple_rnn", "sinusoidal_positions", "squeeze_excite",
+    "transformer_encoder_layer",
+]  # fmt: skip

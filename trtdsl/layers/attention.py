@@ -1,0 +1,177 @@
+"""Multi-head attention and MLPs bound to torch weights by name.
+
+Attention is written as matmul + softmax + matmul, not with TensorRT's
+``add_attention``: the reference interpreter has no implementation of the
+attention layers (``ATTENTION_INPUT``/``ATTENTION_OUTPUT``), so a network using
+them could not be checked on the CPU. TensorRT's Myelin backend recognizes the
+matmul-softmax-matmul pattern and fuses it into one attention kernel anyway.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from .. import ops
+from ..errors import ShapeError
+from ..tensor import Tensor
+from . import _act
+from ._params import Params, scope
+from .linear import linear
+
+__all__ = ["mlp", "multi_head_attention"]
+
+Weights = Mapping[str, Any] | Params
+Mask = Tensor | np.ndarray | None
+
+
+def mlp(
+    x: Tensor,
+    w: Weights,
+    prefix: str,
+    *,
+    names: Sequence[str] = ("fc1", "fc2"),
+    act: _act.Act = "gelu",
+    hidden_features: int | None = None,
+) -> Tensor:
+    """Linear layers ``names`` with ``act`` between them (none after the last).
+
+    Weights ``<prefix>.<name>.weight`` (out, in) and ``.bias``. The defaults fit
+    timm's ``Mlp``; torchvision ViT's ``MLPBlock`` is ``names=("0", "3")``, torch's
+    ``TransformerEncoderLayer`` keeps them beside the attention (``("linear1", "linear2")``
+    with an empty prefix).
+
+    Example::
+
+        y = mlp(x, w, "encoder.layers.encoder_layer_0.mlp", names=("0", "3"))
+    """
+    p = Params(w, prefix, "mlp")
+    with scope(x.net, prefix):
+        for i, n in enumerate(names):
+            last = i == len(names) - 1
+            x = linear(x, p, n, out_features=hidden_features if i == 0 else None, act=None if last else act)
+    return x
+
+
+def _projections(p: Params, e: int, ek: int, ev: int) -> list[tuple[np.ndarray, np.ndarray | None]]:
+    """(weight, bias) of the q, k and v projections from torch's fused or separate layout."""
+    if p.has("in_proj_weight"):
+        if ek != e or ev != e:
+            raise ShapeError(
+                f"{p.where}: fused 'in_proj_weight' needs key/value width {e}, got {ek}/{ev}; "
+                "torch stores q_proj_weight/k_proj_weight/v_proj_weight when kdim/vdim differ"
+            )
+        wf = p.take("in_proj_weight", (3 * e, e))
+        ws = [wf[:e], wf[e : 2 * e], wf[2 * e :]]
+    else:
+        ws = [p.take("q_proj_weight", (e, e)), p.take("k_proj_weight", (e, ek)), p.take("v_proj_weight", (e, ev))]
+    b = p.optional("in_proj_bias", (3 * e,))
+    bs = [None, None, None] if b is None else [b[:e], b[e : 2 * e], b[2 * e :]]
+    return list(zip(ws, bs, strict=True))
+
+
+def _heads(x: Tensor, h: int, d: int, name: str) -> Tensor:
+    """(B, L, h*d) -> (B, h, L, d)."""
+    b, length = x.shape[0], x.shape[1]
+    if b < 0 and length < 0:
+        raise ShapeError(f"multi_head_attention {name!r}: batch and sequence length cannot both be dynamic")
+    y = ops.reshape(x, (b, -1, h, d) if length < 0 else (-1, length, h, d), name=f"{name}.split_heads")
+    return ops.permute(y, (0, 2, 1, 3), name=f"{name}.to_heads")
+
+
+def _additive(mask: Mask, like: Tensor, name: str) -> Tensor | None:
+    """A torch-style mask as an additive float mask: bool True means 'may not attend' (-inf)."""
+    if mask is None:
+        return None
+    if isinstance(mask, Tensor):
+        if mask.dtype == "bool":
+            return ops.where(mask, float("-inf"), 0.0, name=name)
+        return mask
+    m = np.asarray(mask)
+    add = np.where(m, -np.inf, 0.0) if m.dtype == bool else m
+    return like.net.constant(add.astype(np.float32), name)
+
+
+def multi_head_attention(
+    query: Tensor,
+    w: Weights,
+    prefix: str,
+    num_heads: int,
+    *,
+    key: Tensor | None = None,
+    value: Tensor | None = None,
+    attn_mask: Mask = None,
+    key_padding_mask: Mask = None,
+    causal: bool = False,
+) -> Tensor:
+    """``torch.nn.MultiheadAttention`` on batch-first (B, L, E) inputs; self-attention when key/value are None.
+
+    Args:
+        w, prefix: ``in_proj_weight`` (3E, E) (fused QKV, torch's layout) or ``q_proj_weight``/
+            ``k_proj_weight``/``v_proj_weight``, ``in_proj_bias`` (3E), ``out_proj.weight``/``.bias``.
+        attn_mask: (L, S) or broadcastable to (B, heads, L, S); bool True = may not attend,
+            float = added to the scores (torch semantics). NumPy masks become constants.
+        key_padding_mask: (B, S); True marks padding keys.
+        causal: mask future positions (static L and S).
+
+    The 1/sqrt(head_dim) scale is folded into the query projection's weights, and
+    self-attention computes q, k and v with one matrix multiply.
+
+    Example::
+
+        y = multi_head_attention(x, w, "self_attn", num_heads=8)
+    """
+    net = query.net
+    p = Params(w, prefix, "multi_head_attention")
+    key = query if key is None else key
+    value = key if value is None else value
+    for t, what in ((query, "query"), (key, "key"), (value, "value")):
+        if t.ndim != 3:
+            raise ShapeError(f"{p.where}: {what} {t.name!r} has shape {t.shape}; expected batch-first (B, L, E)")
+    e = query.shape[-1]
+    if e % num_heads:
+        raise ShapeError(f"{p.where}: embed dim {e} is not divisible by num_heads={num_heads}")
+    d = e // num_heads
+    scale = 1.0 / np.sqrt(d)
+    (wq, bq), (wk, bk), (wv, bv) = _projections(p, e, key.shape[-1], value.shape[-1])
+    wq = wq * np.float32(scale)
+    bq = None if bq is None else bq * np.float32(scale)
+    with scope(net, prefix):
+        if key is query and value is query:
+            # One (E -> 3E) matmul for q, k and v, then split the heads.
+            wf = np.concatenate([wq, wk, wv])
+            bf = None if bq is None else np.concatenate([bq, bk, bv])
+            qkv = ops.linear(query, wf, bf, name="qkv")
+            b, length = query.shape[0], query.shape[1]
+            if b < 0 and length < 0:
+                raise ShapeError(f"{p.where}: batch and sequence length cannot both be dynamic")
+            shape = (b, -1, 3 * num_heads, d) if length < 0 else (-1, length, 3 * num_heads, d)
+            qkv = ops.permute(ops.reshape(qkv, shape, name="qkv.split_heads"), (0, 2, 1, 3), name="qkv.to_heads")
+            q = qkv[:, :num_heads]
+            k = qkv[:, num_heads : 2 * num_heads]
+            v = qkv[:, 2 * num_heads :]
+        else:
+            q = _heads(ops.linear(query, wq, bq, name="q"), num_heads, d, "q")
+            k = _heads(ops.linear(key, wk, bk, name="k"), num_heads, d, "k")
+            v = _heads(ops.linear(value, wv, bv, name="v"), num_heads, d, "v")
+        scores = ops.matmul(q, k, transpose_b=True, name="scores")  # (B, h, L, S)
+        masks = [_additive(attn_mask, query, "attn_mask")]
+        if key_padding_mask is not None:
+            kpm = _additive(key_padding_mask, query, "key_padding_mask")
+            masks.append(ops.unsqueeze(kpm, (1, 2), name="key_padding_mask.rank4"))
+        if causal:
+            length, s = query.shape[1], key.shape[1]
+            if length < 0 or s < 0:
+                raise ShapeError(f"{p.where}: causal=True needs static sequence lengths, got {length} and {s}")
+            masks.append(_additive(np.triu(np.ones((length, s), bool), 1), query, "causal_mask"))
+        for m in masks:
+            if m is not None:
+                scores = ops.add(scores, m, name="masked_scores")
+        attn = ops.softmax(scores, -1, name="softmax")
+        ctx = ops.matmul(attn, v, name="context")  # (B, h, L, d)
+        ctx = ops.permute(ctx, (0, 2, 1, 3), name="merge_heads")
+        ctx = ops.reshape(ctx, (query.shape[0], -1, e) if query.shape[0] >= 0 else (-1, query.shape[1], e),
+                          name="context.flat")  # fmt: skip
+        return linear(ctx, p, "out_proj", out_features=e)

@@ -1,0 +1,33 @@
+"""What every model function does first: turn its ``weights`` argument into a mapping."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from ..errors import WeightError
+from ..layers import Params
+
+WeightsArg = Mapping[str, Any] | str | os.PathLike
+
+
+def params(weights: WeightsArg, model: str) -> Params:
+    """``Params`` over ``weights``; a path is loaded with ``trtdsl.weights.load``."""
+    if isinstance(weights, (str, os.PathLike)):
+        from .. import weights as weights_pkg
+
+        weights = weights_pkg.load(weights)
+    if not isinstance(weights, Mapping) and not (hasattr(weights, "keys") and hasattr(weights, "__getitem__")):
+        raise WeightError(
+            f"{model}: weights must be a mapping of name -> array or a file path, got {type(weights).__name__}"
+        )
+    return Params(weights, "", model)
+
+
+def make_divisible(v: float, divisor: int = 8) -> int:
+    """torchvision's ``_make_divisible``: round channels to a multiple of 8, never down by more than 10%."""
+    new = max(divisor, int(v + divisor / 2) // divisor * divisor)
+    if new < 0.9 * v:
+        new += divisor
+    return new
