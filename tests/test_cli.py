@@ -60,3 +60,15 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert "bad.py defines no build_network() function" in capsys.readouterr().err
     assert main(["info", str(tmp_path / "nope.plan")]) == 2
     assert "no plan file" in capsys.readouterr().err
+
+
+def test_compare_exit_code_and_report(tmp_path, capsys):
+    from trtdsl import golden
+
+    golden.record({"y": np.array([1.0, 2.0, 3.0], np.float32)}, tmp_path / "a.npz")
+    golden.record({"y": np.array([1.0, 2.0, 3.5], np.float32)}, tmp_path / "b.npz")
+    assert main(["compare", str(tmp_path / "a.npz"), str(tmp_path / "a.npz")]) == 0
+    assert main(["compare", str(tmp_path / "a.npz"), str(tmp_path / "b.npz")]) == 1
+    out = capsys.readouterr().out
+    assert "1 of 3 elements" in out
+    assert main(["compare", str(tmp_path / "a.npz"), str(tmp_path / "b.npz"), "--atol", "0.6"]) == 0
