@@ -140,10 +140,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from . import golden
 
     actual, _ = golden.load(args.a)
-    expected, _ = golden.load(args.b)
+    expected, meta = golden.load(args.b)
     tol = None
     if args.atol is not None or args.rtol is not None:
-        default = golden.Tolerance()
+        default = golden.Tolerance.for_precision(meta.get("precision", "float32"))
         tol = golden.Tolerance(
             atol=default.atol if args.atol is None else args.atol, rtol=default.rtol if args.rtol is None else args.rtol
         )
