@@ -1,0 +1,23 @@
+"""Load raw weights from files other tools wrote, safely and without copies.
+
+``load(path)`` picks the format from the file's content and suffix: ``.npz``
+and ``.npy`` (memory-mapped, never unpickled), HDF5 (every dataset by path),
+Keras legacy ``.h5`` and Keras 3 ``.keras`` (stable ``<layer>/<weight>`` names),
+``.safetensors``, tensorrtx ``.wts``, and PyTorch ``.pt``/``.pth`` (with
+``weights_only=True``, when torch is installed). It returns a
+:class:`WeightStore`; :mod:`trtdsl.weights.layout` converts Keras layouts.
+
+Example::
+
+    from trtdsl import weights
+    w = weights.load("model.keras")
+    k = weights.layout.keras_conv(w.take("conv2d/kernel", shape=(3, 3, 3, 16)))
+"""
+
+# Each module registers its loader; Keras formats sniff before generic HDF5 by priority.
+from . import h5, keras, layout, npz, safetensors, torch, wts  # noqa: F401
+from .registry import FORMATS, detect, load, loads
+from .store import Entry, WeightShapeError, WeightStore
+from .wts import write_wts
+
+__all__ = ["FORMATS", "Entry", "WeightShapeError", "WeightStore", "detect", "layout", "load", "loads", "write_wts"]

@@ -1,0 +1,148 @@
+"""The format registry: ``@loads(".npz", sniff=...)`` and :func:`load`, which picks a loader.
+
+A loader is ``load_<format>(path, **options) -> WeightStore``. The format is
+picked from the file's first bytes (and, for zips, its member names) before
+its suffix, so a checkpoint saved under the wrong name still loads. Any
+failure inside a loader reaches the user as a :class:`WeightError` naming the
+file and the problem, never as a raw h5py/zipfile/numpy traceback.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import WeightError
+from .store import WeightStore
+
+
+class Probe:
+    """What sniffers look at: the first bytes, the size, and a zip's member names (read once)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.size = path.stat().st_size
+        with open(path, "rb") as f:
+            self.head = f.read(64)
+        self._zip: list[str] | bool | None = False
+
+    @property
+    def zip_names(self) -> list[str] | None:
+        if self._zip is False:
+            self._zip = None
+            if self.head[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
+                try:
+                    with zipfile.ZipFile(self.path) as z:
+                        self._zip = z.namelist()
+                except Exception:  # a broken zip: let the suffix pick, and that loader report it
+                    self._zip = None
+        return self._zip  # type: ignore[return-value]
+
+
+@dataclass
+class Format:
+    name: str
+    suffixes: tuple[str, ...]
+    fn: Callable[..., WeightStore]
+    sniff: Callable[[Probe], bool] | None
+    priority: int
+    options: list[str] = field(default_factory=list)
+
+
+FORMATS: dict[str, Format] = {}
+
+
+def loads(
+    *suffixes: str, name: str | None = None, sniff: Callable[[Probe], bool] | None = None, priority: int = 5
+) -> Callable:
+    """Register ``load_<name>`` for ``suffixes``; ``sniff(probe)`` recognizes the format by content.
+
+    Sniffers run by ``priority`` (lowest first), so a specific format (Keras
+    ``.h5``) is tried before the generic one it refines (HDF5, priority 9).
+    """
+
+    def deco(fn: Callable[..., WeightStore]) -> Callable[..., WeightStore]:
+        fmt = name or fn.__name__.removeprefix("load_")
+        opts = [p for p in inspect.signature(fn).parameters if p != "path"]
+        FORMATS[fmt] = Format(fmt, tuple(s.lower() for s in suffixes), fn, sniff, priority, opts)
+        return fn
+
+    return deco
+
+
+def detect(path: str | os.PathLike) -> str:
+    """The name of the format that would read ``path`` ('npz', 'h5', 'keras', ...)."""
+    path = _existing(path)
+    probe = Probe(path)
+    for fmt in sorted(FORMATS.values(), key=lambda f: f.priority):
+        if fmt.sniff is not None:
+            try:
+                if fmt.sniff(probe):
+                    return fmt.name
+            except Exception:  # a sniffer that trips on garbage just says no
+                continue
+    suffix = path.suffix.lower()
+    for fmt in sorted(FORMATS.values(), key=lambda f: -f.priority):
+        if suffix in fmt.suffixes:
+            return fmt.name
+    known = sorted({s for f in FORMATS.values() for s in f.suffixes})
+    raise WeightError(
+        f"{path.name}: not a weight file trtdsl can read (it starts with {probe.head[:16]!r}); "
+        f"known formats: {', '.join(known)}. Pass format=... to force one of {sorted(FORMATS)}."
+    )
+
+
+def load(
+    path: str | os.PathLike,
+    *,
+    format: str | None = None,  # noqa: A002 - `format=` reads best at the call site
+    strict: bool = False,
+    **options: Any,
+) -> WeightStore:
+    """Load a weight file as a :class:`WeightStore`, picking the format from its content and suffix.
+
+    ``format`` forces a loader (``'npz'``, ``'npy'``, ``'h5'``, ``'keras_h5'``,
+    ``'keras'``, ``'safetensors'``, ``'wts'``, ``'torch'``). ``strict=True``
+    makes :meth:`WeightStore.finish` (and leaving a ``with`` block) raise for
+    weights no layer took. Other options go to the loader, e.g. ``mmap=False``.
+
+    Example::
+
+        w = trtdsl.weights.load("yolov5s.wts")
+        w = trtdsl.weights.load("model.keras")     # names like 'conv2d/kernel'
+    """
+    path = _existing(path)
+    name = format or detect(path)
+    fmt = FORMATS.get(name)
+    if fmt is None:
+        raise WeightError(f"unknown weight format {name!r}; known: {sorted(FORMATS)}")
+    bad = sorted(set(options) - set(fmt.options))
+    if bad:
+        raise TypeError(f"load(): format {fmt.name!r} takes options {fmt.options}, not {bad}")
+    try:
+        store = fmt.fn(path, **options)
+    except WeightError:
+        raise
+    except Exception as e:
+        raise WeightError(f"{path.name}: cannot read it as {fmt.name}: {type(e).__name__}: {_first_line(e)}") from e
+    store.strict = strict
+    return store
+
+
+def _existing(path: str | os.PathLike) -> Path:
+    path = Path(path)
+    if not path.exists():
+        raise WeightError(f"{path}: no such weight file")
+    if not path.is_file():
+        raise WeightError(f"{path}: is not a file")
+    return path
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0][:300] if text else "(no message)"

@@ -1,0 +1,106 @@
+"""``.safetensors`` files, memory-mapped after the safetensors library validated them.
+
+The format is an 8-byte little-endian header length, a JSON header giving
+each tensor's dtype, shape and byte range, then the raw data. The library's
+``safe_open(framework='np').get_tensor`` copies every tensor into new memory,
+so after ``safe_open`` has checked the header (offsets in bounds, contiguous,
+sizes matching shapes) each tensor is mapped in place instead: zero copies.
+``mmap=False`` uses ``get_tensor``. bfloat16 has no NumPy dtype and is widened
+to float32 (one copy); float8 tensors are refused.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import WeightError
+from .registry import Probe, loads
+from .store import Entry, WeightStore
+
+DTYPES = {
+    "F64": np.float64, "F32": np.float32, "F16": np.float16, "I64": np.int64, "I32": np.int32,
+    "I16": np.int16, "I8": np.int8, "U64": np.uint64, "U32": np.uint32, "U16": np.uint16, "U8": np.uint8,
+    "BOOL": np.bool_, "BF16": np.uint16,
+}  # fmt: skip
+
+
+def _sniff(p: Probe) -> bool:
+    if len(p.head) < 9:
+        return False
+    (n,) = struct.unpack("<Q", p.head[:8])
+    return p.head[8:9] == b"{" and 8 + n <= p.size
+
+
+def _header(path: Path) -> tuple[dict, int]:
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        raw = f.read(8)
+        if len(raw) < 8:
+            raise WeightError(f"{path.name}: truncated safetensors header")
+        (n,) = struct.unpack("<Q", raw)
+        if 8 + n > size:
+            raise WeightError(
+                f"{path.name}: safetensors header of {n} bytes runs past the end of the file ({size} bytes)"
+            )
+        header = json.loads(f.read(n))
+    if not isinstance(header, dict):
+        raise WeightError(f"{path.name}: safetensors header is not a JSON object")
+    header.pop("__metadata__", None)
+    return header, 8 + n
+
+
+@loads(".safetensors", sniff=_sniff)
+def load_safetensors(path: Path, mmap: bool = True) -> WeightStore:
+    """A ``.safetensors`` file, one memory map for all its tensors."""
+    header, data_start = _header(path)
+    lib = None
+    try:
+        from safetensors import safe_open
+    except ImportError:  # the header checks below still guard the mapping
+        safe_open = None
+    if safe_open is not None:
+        lib = safe_open(str(path), framework="np")
+        if set(lib.keys()) != set(header):
+            raise WeightError(f"{path.name}: safetensors header and library disagree on the tensor names")
+    size = path.stat().st_size
+    mm = np.memmap(path, np.uint8, mode="r") if mmap and size > data_start else None
+    entries: dict[str, Entry] = {}
+    for name, info in header.items():
+        try:
+            code, shape, (begin, end) = info["dtype"], tuple(int(d) for d in info["shape"]), info["data_offsets"]
+        except (KeyError, TypeError, ValueError) as e:
+            raise WeightError(f"{path.name}: malformed header entry for {name!r}: {info!r}") from e
+        if code not in DTYPES:
+            raise WeightError(f"{path.name}: tensor {name!r} has dtype {code}, which trtdsl cannot hand to NumPy")
+        dtype = np.dtype(DTYPES[code]).newbyteorder("<")
+        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        if not (0 <= begin <= end and end - begin == nbytes and data_start + end <= size):
+            raise WeightError(
+                f"{path.name}: tensor {name!r}: byte range {begin}..{end} does not fit shape {shape} {code}"
+            )
+        out_dtype = np.dtype(np.float32) if code == "BF16" else dtype.newbyteorder("=")
+        entries[name] = Entry(
+            shape,
+            out_dtype,
+            _reader(path, mm, lib, name, shape=shape, dtype=dtype, offset=data_start + begin, code=code),
+        )
+    return WeightStore.from_entries(path, "safetensors", entries)
+
+
+def _reader(path: Path, mm, lib, name: str, *, shape, dtype: np.dtype, offset: int, code: str):
+    def read() -> np.ndarray:
+        if mm is not None:
+            arr = np.ndarray(shape, dtype, buffer=mm, offset=offset)
+        elif lib is not None and code != "BF16":  # the library has no NumPy bfloat16
+            arr = lib.get_tensor(name)
+        else:
+            arr = np.fromfile(path, dtype, count=int(np.prod(shape)), offset=offset).reshape(shape)
+        if code == "BF16":  # bfloat16 is the upper half of a float32
+            return (arr.astype(np.uint32) << 16).view(np.float32)
+        return arr if arr.dtype.isnative else arr.astype(arr.dtype.newbyteorder("="))
+
+    return read
