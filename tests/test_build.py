@@ -99,3 +99,18 @@ def test_plan_load_errors(tmp_path):
     (tmp_path / "raw.plan.json").write_text("{}")
     with pytest.raises(TrtdslError, match="metadata .* is malformed"):
         Plan.load(tmp_path / "raw.plan")
+
+
+def test_build_fails_on_weights_nothing_used(tmp_path):
+    np.savez(tmp_path / "w.npz", used=np.ones((2, 16), np.float32), leftover=np.zeros(3, np.float32))
+    w = trtdsl.weights.load(tmp_path / "w.npz")
+    net = trtdsl.Network("w")
+    x = net.input("x", "float32", (2, 16))
+    net.output(x + w.take("used", shape=(2, 16)), "y")
+    with pytest.raises(trtdsl.WeightError, match=r"leftover"):
+        trtdsl.build(net, weights=w, progress=False)
+    w2 = trtdsl.weights.load(tmp_path / "w.npz")
+    net2 = trtdsl.Network("w2")
+    x = net2.input("x", "float32", (2, 16))
+    net2.output(x + w2.take("used") + w2.take("leftover")[:1], "y")
+    assert trtdsl.build(net2, weights=w2, progress=False).outputs["y"].shape == (2, 16)
