@@ -188,7 +188,6 @@ def _conv(  # noqa: PLR0917
     groups: int,
     name: str | None,
 ) -> Tensor:
-    trt = _trt.load()
     net = x.net
     lname = net.unique_name(name or kind)
     what = f"{kind} {lname!r}"
@@ -205,25 +204,12 @@ def _conv(  # noqa: PLR0917
     mode, pre, post = _spatial_padding(padding, nd, what)
     one_d = nd == 1
     if one_d:
-        x = _windowed_1d(net, x, lname)
-        if not isinstance(kernel, Tensor):
-            kernel = kernel[:, :, None, :]
-        ksize, stride, dilation = _as_2d(ksize, 1), _as_2d(stride, 1), _as_2d(dilation, 1)
-        pre, post = _as_2d(pre, 0), _as_2d(post, 0)
+        x, kernel, ksize, stride, dilation, pre, post = _lift_1d(
+            net, x, lname, kernel, ksize, stride, dilation, pre, post
+        )
     w, b, kt, bt = _weight_inputs(net, lname, kernel, bias, dtype, one_d, k_out, what)
     layer = net.trt.add_convolution_nd(x.trt, k_out, ksize, w, b)
-    if kt is not None:
-        layer.set_input(1, kt.trt)
-    if bt is not None:
-        layer.set_input(2, bt.trt)
-    layer.stride_nd = stride
-    layer.dilation_nd = dilation
-    layer.num_groups = groups
-    if mode == "same":
-        layer.padding_mode = trt.PaddingMode.SAME_UPPER
-    else:
-        layer.pre_padding = pre
-        layer.post_padding = post
+    _configure(layer, kt, bt, stride, dilation, groups, mode, pre, post)
     out = net._register(layer, kind, lname, resolved=True)
     return _reshape_1d(net, out, lname, squeeze=True) if one_d else out
 
@@ -282,7 +268,6 @@ def _conv_transpose(  # noqa: PLR0917
     dilation: IntOrSeq,
     name: str | None,
 ) -> Tensor:
-    trt = _trt.load()
     net = x.net
     lname = net.unique_name(name or kind)
     what = f"{kind} {lname!r}"
@@ -318,25 +303,12 @@ def _conv_transpose(  # noqa: PLR0917
     post = tuple(p - o for p, o in zip(post, opad, strict=True))
     one_d = nd == 1
     if one_d:
-        x = _windowed_1d(net, x, lname)
-        if not isinstance(kernel, Tensor):
-            kernel = kernel[:, :, None, :]
-        ksize, stride, dilation = _as_2d(ksize, 1), _as_2d(stride, 1), _as_2d(dilation, 1)
-        pre, post = _as_2d(pre, 0), _as_2d(post, 0)
+        x, kernel, ksize, stride, dilation, pre, post = _lift_1d(
+            net, x, lname, kernel, ksize, stride, dilation, pre, post
+        )
     w, b, kt, bt = _weight_inputs(net, lname, kernel, bias, dtype, one_d, k_out, what)
     layer = net.trt.add_deconvolution_nd(x.trt, k_out, ksize, w, b)
-    if kt is not None:
-        layer.set_input(1, kt.trt)
-    if bt is not None:
-        layer.set_input(2, bt.trt)
-    layer.stride_nd = stride
-    layer.dilation_nd = dilation
-    layer.num_groups = groups
-    if mode == "same":
-        layer.padding_mode = trt.PaddingMode.SAME_UPPER
-    else:
-        layer.pre_padding = pre
-        layer.post_padding = post
+    _configure(layer, kt, bt, stride, dilation, groups, mode, pre, post)
     out = net._register(layer, kind, lname, resolved=True)
     if one_d:
         out = _reshape_1d(net, out, lname, squeeze=True)
@@ -378,3 +350,27 @@ def conv_transpose3d(
     """3-D transposed convolution on NCDHW; ``weight`` is (in, out/groups, kd, kh, kw). See :func:`conv_transpose2d`."""
     return _conv_transpose("conv_transpose3d", 3, x, weight, bias, stride, padding, output_padding, groups,
                            dilation, name)  # fmt: skip
+
+
+def _lift_1d(net: Any, x: Tensor, lname: str, kernel: Any, ksize, stride, dilation, pre, post) -> tuple:
+    """TensorRT-RTX has only 2-D/3-D kernels: a 1-D op runs as 2-D over a unit height."""
+    x = _windowed_1d(net, x, lname)
+    if not isinstance(kernel, Tensor):
+        kernel = kernel[:, :, None, :]
+    return x, kernel, _as_2d(ksize, 1), _as_2d(stride, 1), _as_2d(dilation, 1), _as_2d(pre, 0), _as_2d(post, 0)
+
+
+def _configure(layer: Any, kt: Any, bt: Any, stride, dilation, groups: int, mode: str, pre, post) -> None:
+    """Settings shared by convolution and deconvolution layers."""
+    if kt is not None:
+        layer.set_input(1, kt.trt)
+    if bt is not None:
+        layer.set_input(2, bt.trt)
+    layer.stride_nd = stride
+    layer.dilation_nd = dilation
+    layer.num_groups = groups
+    if mode == "same":
+        layer.padding_mode = _trt.load().PaddingMode.SAME_UPPER
+    else:
+        layer.pre_padding = pre
+        layer.post_padding = post
