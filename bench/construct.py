@@ -74,7 +74,7 @@ def raw_resnet50(trt, logger, w: dict[str, np.ndarray]):
         keep.append(a)
         return trt.Weights(a)
 
-    def conv_bn(x, conv: str, bn: str, stride: int, pad: int, relu: bool, name: str):  # noqa: PLR0917
+    def conv_bn(x, conv: str, bn: str, stride: int, pad: int, relu: bool, name: str):
         k = w[conv + ".weight"]
         scale = w[bn + ".weight"].astype(np.float64) / np.sqrt(w[bn + ".running_var"].astype(np.float64) + EPS)
         kernel = k * scale.astype(np.float32).reshape(-1, 1, 1, 1)  # one float32 pass, as trtdsl folds

@@ -25,7 +25,7 @@ from ._params import Params
 __all__ = ["conv_bn_act", "fold_batch_norm", "batch_norm_params"]
 
 
-def fold_batch_norm(  # noqa: PLR0917
+def fold_batch_norm(
     kernel: np.ndarray,
     bias: np.ndarray | None,
     gamma: np.ndarray | None,

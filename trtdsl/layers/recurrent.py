@@ -78,7 +78,7 @@ def _zeros(like: Tensor, hidden: int, name: str) -> Tensor:
     return ops.mul(like[0, :, :hidden], 0.0, name=name)
 
 
-def _direction(  # noqa: PLR0917
+def _direction(
     kind: str, xs: Tensor, p: Params, suffix: str, hidden: int, init: list[Tensor | None], mask: Tensor | None,
     reverse: bool, perm: list[int], reset_after: bool, nonlinearity: str,
 ) -> tuple[Tensor, list[Tensor]]:  # fmt: skip

@@ -143,7 +143,7 @@ def _check_deconv_kernel(shape: tuple[int, ...], c_in: int, groups: int, nd: int
     return tuple(int(s) for s in shape[2:])
 
 
-def _weight_inputs(  # noqa: PLR0917
+def _weight_inputs(
     net: Network, lname: str, kernel: Any, bias: Any, dtype: str, one_d: bool, k_out: int, what: str
 ) -> tuple[Any, Any, Tensor | None, Tensor | None]:
     """``(kernel Weights, bias Weights, kernel Tensor, bias Tensor)`` for the layer."""
@@ -176,7 +176,7 @@ def _weight_inputs(  # noqa: PLR0917
 
 
 # ----------------------------------------------------------------- convolution
-def _conv(  # noqa: PLR0917
+def _conv(
     kind: str,
     nd: int,
     x: Tensor,
@@ -255,7 +255,7 @@ def conv3d(
 
 
 # ------------------------------------------------------- transposed convolution
-def _conv_transpose(  # noqa: PLR0917
+def _conv_transpose(
     kind: str,
     nd: int,
     x: Tensor,

@@ -30,7 +30,7 @@ def _vector(value: TensorLike, n: int, what: str, arg: str) -> np.ndarray:
     return a
 
 
-def batch_norm(  # noqa: PLR0917
+def batch_norm(
     x: Tensor,
     running_mean: np.ndarray,
     running_var: np.ndarray,

@@ -40,7 +40,7 @@ def _torch_ceil_size(i: int, k: int, s: int, b: int, a: int) -> int:
     return o
 
 
-def _pool(  # noqa: PLR0917
+def _pool(
     kind: str,
     nd: int,
     ptype: str,
@@ -110,7 +110,7 @@ def _pool(  # noqa: PLR0917
     return _reshape_1d(net, out, lname, squeeze=True) if nd == 1 else out
 
 
-def max_pool1d(  # noqa: PLR0917
+def max_pool1d(
     x: Tensor, kernel_size: IntOrSeq, stride: IntOrSeq | None = None, padding: Padding = 0, dilation: int = 1,
     ceil_mode: bool = False, *, name: str | None = None,
 ) -> Tensor:  # fmt: skip
@@ -119,7 +119,7 @@ def max_pool1d(  # noqa: PLR0917
     return _pool("max_pool1d", 1, "MAX", x, kernel_size, stride, padding, ceil_mode, True, name)
 
 
-def max_pool2d(  # noqa: PLR0917
+def max_pool2d(
     x: Tensor, kernel_size: IntOrSeq, stride: IntOrSeq | None = None, padding: Padding = 0, dilation: int = 1,
     ceil_mode: bool = False, *, name: str | None = None,
 ) -> Tensor:  # fmt: skip
@@ -136,7 +136,7 @@ def max_pool2d(  # noqa: PLR0917
     return _pool("max_pool2d", 2, "MAX", x, kernel_size, stride, padding, ceil_mode, True, name)
 
 
-def max_pool3d(  # noqa: PLR0917
+def max_pool3d(
     x: Tensor, kernel_size: IntOrSeq, stride: IntOrSeq | None = None, padding: Padding = 0, dilation: int = 1,
     ceil_mode: bool = False, *, name: str | None = None,
 ) -> Tensor:  # fmt: skip
@@ -150,7 +150,7 @@ def _no_dilation(kind: str, dilation: IntOrSeq) -> None:
         raise ShapeError(f"{kind}: TensorRT pooling has no dilation, got dilation={dilation!r}")
 
 
-def avg_pool1d(  # noqa: PLR0917
+def avg_pool1d(
     x: Tensor, kernel_size: IntOrSeq, stride: IntOrSeq | None = None, padding: Padding = 0,
     ceil_mode: bool = False, count_include_pad: bool = True, *, name: str | None = None,
 ) -> Tensor:  # fmt: skip
@@ -158,7 +158,7 @@ def avg_pool1d(  # noqa: PLR0917
     return _pool("avg_pool1d", 1, "AVERAGE", x, kernel_size, stride, padding, ceil_mode, count_include_pad, name)
 
 
-def avg_pool2d(  # noqa: PLR0917
+def avg_pool2d(
     x: Tensor, kernel_size: IntOrSeq, stride: IntOrSeq | None = None, padding: Padding = 0,
     ceil_mode: bool = False, count_include_pad: bool = True, *, name: str | None = None,
 ) -> Tensor:  # fmt: skip
@@ -174,7 +174,7 @@ def avg_pool2d(  # noqa: PLR0917
     return _pool("avg_pool2d", 2, "AVERAGE", x, kernel_size, stride, padding, ceil_mode, count_include_pad, name)
 
 
-def avg_pool3d(  # noqa: PLR0917
+def avg_pool3d(
     x: Tensor, kernel_size: IntOrSeq, stride: IntOrSeq | None = None, padding: Padding = 0,
     ceil_mode: bool = False, count_include_pad: bool = True, *, name: str | None = None,
 ) -> Tensor:  # fmt: skip
@@ -207,7 +207,7 @@ def global_max_pool(x: Tensor, *, name: str | None = None) -> Tensor:
     return _global("global_max_pool", "MAX", x, name)
 
 
-def _adaptive(  # noqa: PLR0917
+def _adaptive(
     kind: str, nd: int, ptype: str, x: Tensor, output_size: IntOrSeq, name: str | None
 ) -> Tensor:
     _check_rank(x, nd, kind)

@@ -29,8 +29,28 @@ def _softplus(x: np.ndarray, a: float, b: float) -> np.ndarray:
     return a * np.logaddexp(0.0, b * x)
 
 
+_ZEROS_BLOCK = 16384
+_zeros: dict[np.dtype, np.ndarray] = {}
+
+
+def _relu(x: np.ndarray) -> np.ndarray:
+    # NumPy's maximum against a scalar skips its SIMD loop (3x slower than array
+    # against array), so a contiguous input is compared row by row with a block of zeros.
+    if x.dtype.kind != "f" or not x.flags.c_contiguous:
+        return np.maximum(x, 0)
+    zeros = _zeros.get(x.dtype)
+    if zeros is None:
+        zeros = _zeros[x.dtype] = np.zeros(_ZEROS_BLOCK, dtype=x.dtype)
+    flat = x.reshape(-1)
+    out = np.empty_like(flat)
+    whole = flat.size - flat.size % _ZEROS_BLOCK
+    np.maximum(flat[:whole].reshape(-1, _ZEROS_BLOCK), zeros, out=out[:whole].reshape(-1, _ZEROS_BLOCK))
+    np.maximum(flat[whole:], zeros[: flat.size - whole], out=out[whole:])
+    return out.reshape(x.shape)
+
+
 _ACTIVATIONS = {
-    "RELU": lambda x, a, b: np.maximum(x, 0),
+    "RELU": lambda x, a, b: _relu(x),
     "SIGMOID": lambda x, a, b: _sigmoid(x),
     "TANH": lambda x, a, b: np.tanh(x),
     "LEAKY_RELU": lambda x, a, b: np.where(x >= 0, x, a * x),

