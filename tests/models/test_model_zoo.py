@@ -68,8 +68,9 @@ def test_resnet18_from_safetensors_and_named_layers(tmp_path):
 
 
 @pytest.mark.slow
-def test_resnet34_matches_torchvision(tmp_path):
-    _check(tmp_path, models.resnet34, randomize(tvm.resnet34(num_classes=10)))
+def test_resnet34_matches_torchvision_and_builds(tmp_path, trt):
+    net, store = _check(tmp_path, models.resnet34, randomize(tvm.resnet34(num_classes=10)))
+    trtdsl.build(net, weights=store)
 
 
 @pytest.mark.slow
