@@ -10,6 +10,8 @@ import pytest
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
 
+from _oprun import run_many as run  # noqa: E402
+
 import trtdsl  # noqa: E402
 from trtdsl import ShapeError, ops, reference  # noqa: E402
 from trtdsl.inspect import downcast  # noqa: E402
@@ -17,19 +19,6 @@ from trtdsl.inspect import downcast  # noqa: E402
 pytestmark = pytest.mark.usefixtures("trt")
 
 TOL = {"float32": dict(rtol=1e-5, atol=1e-6), "float16": dict(rtol=1e-2, atol=1e-2)}
-
-
-def run(fn, *arrays, dtype="float32"):
-    """Build ``fn(*inputs)`` in a fresh network, run the reference; return (outputs, TensorRT shapes, net)."""
-    net = trtdsl.Network("t", dtype=dtype)
-    xs = [net.input(f"x{i}", "float32", a.shape) for i, a in enumerate(arrays)]
-    ys = fn(*xs)
-    ys = ys if isinstance(ys, tuple) else (ys,)
-    shapes = [y.shape for y in ys]
-    for i, y in enumerate(ys):
-        net.output(y, f"y{i}")
-    out = reference.run(net, {f"x{i}": a for i, a in enumerate(arrays)})
-    return [out[f"y{i}"] for i in range(len(ys))], shapes, net
 
 
 def layer_types(net) -> list[str]:

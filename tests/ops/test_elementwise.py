@@ -78,7 +78,9 @@ def test_integer_division_truncates_toward_zero_like_tensorrt():
     np.testing.assert_array_equal(got["f"], av // 3)
 
 
-@pytest.mark.parametrize("name,fn", [("logical_and", np.logical_and), ("logical_or", np.logical_or), ("logical_xor", np.logical_xor)])
+@pytest.mark.parametrize(
+    "name,fn", [("logical_and", np.logical_and), ("logical_or", np.logical_or), ("logical_xor", np.logical_xor)]
+)
 def test_logical(name, fn):
     net = trtdsl.Network("l")
     a = net.input("a", "bool", (4,))

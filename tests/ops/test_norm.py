@@ -9,6 +9,8 @@ import pytest
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
 
+from _oprun import run_one as run  # noqa: E402
+
 import trtdsl  # noqa: E402
 from trtdsl import ShapeError, ops, reference  # noqa: E402
 from trtdsl.inspect import downcast  # noqa: E402
@@ -16,17 +18,6 @@ from trtdsl.inspect import downcast  # noqa: E402
 pytestmark = pytest.mark.usefixtures("trt")
 
 TOL = {"float32": dict(rtol=1e-5, atol=1e-5), "float16": dict(rtol=1e-2, atol=2e-2)}
-
-
-def run(fn, *arrays, dtype="float32"):
-    """Build ``fn(*inputs)`` in a fresh network, run the reference; return (output, TensorRT shape, net)."""
-    net = trtdsl.Network("t", dtype=dtype)
-    xs = [net.input(f"x{i}", "float32", a.shape) for i, a in enumerate(arrays)]
-    y = fn(*xs)
-    shape = y.shape
-    net.output(y, "y")
-    out = reference.run(net, {f"x{i}": a for i, a in enumerate(arrays)})
-    return out["y"], shape, net
 
 
 def t64(x):
