@@ -233,9 +233,9 @@ def _load_timing_cache(config: Any, path: str | os.PathLike | None) -> Any:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         cache = config.create_timing_cache(data)
-    if cache is None:
-        raise BuildError(f"timing cache {str(path)!r} is not a valid TensorRT timing cache")
-    config.set_timing_cache(cache, ignore_mismatch=False)
+        if cache is None:
+            raise BuildError(f"timing cache {str(path)!r} is not a valid TensorRT timing cache")
+        config.set_timing_cache(cache, ignore_mismatch=False)
     return cache
 
 
