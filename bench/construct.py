@@ -197,8 +197,9 @@ def main() -> None:
         path = Path(tmp) / "resnet50.npz"
         make_weights(path)
         results: dict[str, list[dict]] = {"dsl": [], "raw": []}
-        for _ in range(args.rounds):
-            for mode in ("raw", "dsl"):
+        for i in range(args.rounds):
+            # Swap which side goes first every round, so neither always runs right after the other.
+            for mode in ("raw", "dsl") if i % 2 == 0 else ("dsl", "raw"):
                 results[mode].append(run_child(mode, path))
     summary = {}
     for mode, runs in results.items():
@@ -214,6 +215,7 @@ def main() -> None:
         return
     d, r = summary["dsl"], summary["raw"]
     print(f"ResNet-50 construction, {_trt_name()}, {args.rounds} processes each, one cold construction per process")
+    print("load average (1, 5, 15 min) after the run: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     print(f"{'':24}{'raw API':>12}{'trtdsl':>12}{'ratio':>8}")
     rows = (
         ("layers", "layers"),

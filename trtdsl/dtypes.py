@@ -31,6 +31,7 @@ _NUMPY = {
     "int8": np.int8, "int32": np.int32, "int64": np.int64, "uint8": np.uint8,
     "bool": np.bool_, "fp8": np.float32, "int4": np.int8,
 }  # fmt: skip
+_NUMPY_DTYPES = {k: np.dtype(v) for k, v in _NUMPY.items()}
 _TRT_ATTR = {
     "float32": "float32", "float16": "float16", "bfloat16": "bfloat16", "int8": "int8",
     "int32": "int32", "int64": "int64", "uint8": "uint8", "bool": "bool", "fp8": "fp8",
@@ -41,6 +42,25 @@ _FROM_TRT_NAME = {
     "INT32": "int32", "INT64": "int64", "UINT8": "uint8", "BOOL": "bool", "FP8": "fp8",
     "INT4": "int4",
 }  # fmt: skip
+
+
+_FLOATISH = frozenset((*FLOATS, "fp8"))
+_by_trt_value: dict[int, str] | None = None  # int(trt.DataType) -> canonical name, filled on first use
+
+
+def from_trt(dtype: Any) -> str:
+    """Canonical name of a ``trt.DataType``: the fast path behind ``Tensor.dtype``.
+
+    Reading ``DataType.name`` through pybind costs about four times ``int(dtype)``,
+    and every op reads its inputs' dtypes several times, so the lookup is by value.
+    Types trtdsl has no name for (FP4, E8M0) take ``canonical``'s path and its error.
+    """
+    global _by_trt_value
+    if _by_trt_value is None:
+        trt = _trt.load()
+        _by_trt_value = {int(getattr(trt, a)): c for c, a in _TRT_ATTR.items() if hasattr(trt, a)}
+    name = _by_trt_value.get(int(dtype))
+    return name if name is not None else canonical(dtype)
 
 
 def canonical(dtype: DTypeLike) -> str:
@@ -69,8 +89,14 @@ def to_trt(dtype: DTypeLike):
 
 def to_numpy(dtype: DTypeLike) -> np.dtype:
     """NumPy dtype that holds values of ``dtype`` (float32 for bfloat16/fp8)."""
+    if dtype.__class__ is str:  # a canonical name: skip canonical()
+        np_dtype = _NUMPY_DTYPES.get(dtype)
+        if np_dtype is not None:
+            return np_dtype
     return np.dtype(_NUMPY[canonical(dtype)])
 
 
 def is_float(dtype: DTypeLike) -> bool:
-    return canonical(dtype) in FLOATS or canonical(dtype) == "fp8"
+    if dtype.__class__ is str and dtype in _FLOATISH:  # the common case: a Tensor.dtype
+        return True
+    return canonical(dtype) in _FLOATISH

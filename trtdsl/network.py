@@ -32,6 +32,12 @@ from .errors import ProfileError, ShapeError, TrtdslError, did_you_mean
 from .profile import Dim, Profile, check_range
 from .tensor import Tensor
 
+# ids of the dtype objects np.dtype(<type>) returns (immortal singletons). By identity,
+# not ==: dtype('<f4') from safetensors equals float32 but trt.Weights refuses it.
+_CANONICAL_IDS = frozenset(
+    id(np.dtype(t)) for t in (np.float32, np.float16, np.int8, np.int32, np.int64, np.uint8, np.bool_)
+)
+
 
 class Network:
     """A TensorRT ``INetworkDefinition`` with names, weights, dims and precision."""
@@ -171,11 +177,16 @@ class Network:
         lname = name if resolved and name else self.unique_name(name or kind, scoped)
         layer.name = lname
         n = layer.num_outputs
+        first = layer.get_output(0)
+        if n == 1:
+            first.name = lname + ".out"
+            self._producers[first.name] = layer
+            return Tensor(first, self)
         for i in range(n):
             t = layer.get_output(i)
-            t.name = f"{lname}.out" if n == 1 else f"{lname}.out{i}"
+            t.name = f"{lname}.out{i}"
             self._producers[t.name] = layer
-        return Tensor(layer.get_output(0), self)
+        return Tensor(first, self)
 
     def add(self, layer: Any, kind: str, name: str | None = None) -> list[Tensor]:
         """Register a layer made with the raw API (``net.trt.add_*``) and return all its outputs."""
@@ -207,7 +218,9 @@ class Network:
         ``role`` names the weight (``'layer1.conv.kernel'``) for refit and calibration.
         """
         array = np.ascontiguousarray(array)
-        if array.dtype == np.float64:
+        if id(array.dtype) in _CANONICAL_IDS:  # the common case, without dtype.name (a Python property)
+            pass
+        elif array.dtype == np.float64:
             array = array.astype(np.float32)
         elif array.dtype.isnative and array.dtype is not np.dtype(array.dtype.name):
             # Loaders such as safetensors hand out dtype('<f4') objects that equal
@@ -264,8 +277,11 @@ class Network:
 
     def cast(self, x: Tensor, dtype: dtypes.DTypeLike, name: str | None = None) -> Tensor:
         """Cast ``x`` (no layer when it already has ``dtype``); one cast per tensor and dtype."""
-        dt = dtypes.canonical(dtype)
-        if x.dtype == dt:
+        return self._cast(x, x.dtype, dtypes.canonical(dtype), name)
+
+    def _cast(self, x: Tensor, src: str, dt: str, name: str | None = None) -> Tensor:
+        """``cast`` with ``x``'s dtype ``src`` and the canonical ``dt`` already known."""
+        if src == dt:
             return x
 
         def make() -> Tensor:
@@ -283,9 +299,15 @@ class Network:
 
     def to_compute(self, x: Tensor) -> Tensor:
         """Cast a float tensor to the current compute dtype; other dtypes pass through."""
-        if dtypes.is_float(x.dtype):
-            return self.cast(x, self.compute_dtype)
-        return x
+        return self._compute(x)[0]
+
+    def _compute(self, x: Tensor) -> tuple[Tensor, str]:
+        """``to_compute(x)`` and its dtype. Every op calls this on its inputs: one dtype read."""
+        src = x.dtype
+        if src in dtypes._FLOATISH:
+            dt = self._precision[-1]
+            return self._cast(x, src, dt), dt
+        return x, src
 
     # ------------------------------------------------------------------ views
     def layers(self) -> list[Any]:

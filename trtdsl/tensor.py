@@ -7,6 +7,7 @@ Operators and methods delegate to ``trtdsl.ops``, so ``a + b`` and
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -14,6 +15,9 @@ from . import dtypes
 
 if TYPE_CHECKING:
     from .network import Network
+
+# itemgetter(0, ..., r - 1) per rank: a shape tuple in one C call (rank 1 returns a scalar, so from 2).
+_ITEMS = {r: operator.itemgetter(*range(r)) for r in range(2, 9)}
 
 
 class Tensor:
@@ -33,7 +37,13 @@ class Tensor:
     @property
     def shape(self) -> tuple[int, ...]:
         """Shape with -1 for dynamic dimensions, as TensorRT infers it."""
-        return tuple(self.trt.shape)
+        # Read fresh every time: TensorRT re-infers shapes when a layer is rewired
+        # (set_input, a constant's new shape), so a cached copy could go stale.
+        # ``Dims`` has no __iter__: tuple(dims) iterates until an IndexError crosses
+        # pybind, three times slower than indexing up to len().
+        s = self.trt.shape
+        get = _ITEMS.get(len(s))
+        return get(s) if get is not None else tuple([s[i] for i in range(len(s))])
 
     @property
     def ndim(self) -> int:
@@ -41,7 +51,8 @@ class Tensor:
 
     @property
     def dtype(self) -> str:
-        return dtypes.canonical(self.trt.dtype)
+        # Not cached either (a rewired input can change an output's type); from_trt is cheap.
+        return dtypes.from_trt(self.trt.dtype)
 
     @property
     def layer(self) -> Any:

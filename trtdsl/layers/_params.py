@@ -27,6 +27,11 @@ def join(*parts: str) -> str:
     return ".".join(p for p in parts if p)
 
 
+def _join2(a: str, b: str) -> str:
+    # join(a, b) without the generator: key() runs for every weight of a model.
+    return f"{a}.{b}" if a and b else a or b
+
+
 def scope(net: Any, prefix: str) -> contextlib.AbstractContextManager[None]:
     """``net.scope(prefix)``, or nothing for an empty prefix (a block at the top of a state dict)."""
     return net.scope(prefix) if prefix else contextlib.nullcontext()
@@ -41,7 +46,7 @@ class Params:
         self.parent: Params | None = None
         if isinstance(w, Params):
             self.mapping: Mapping[str, Any] = w.mapping
-            self.prefix = join(w.prefix, prefix)
+            self.prefix = _join2(w.prefix, prefix)
             self.parent = w
         elif isinstance(w, Mapping) or (hasattr(w, "__getitem__") and hasattr(w, "keys")):
             self.mapping = w
@@ -64,27 +69,40 @@ class Params:
         return f"{self.block} {self.prefix!r}" if self.prefix else self.block
 
     def key(self, name: str) -> str:
-        return join(self.prefix, name)
+        return _join2(self.prefix, name)
 
     def has(self, name: str) -> bool:
         return self.key(name) in self.mapping
 
     def take(self, name: str, shape: Shape | None = None) -> np.ndarray:
         """The array under ``prefix.name``; WeightError if absent, ShapeError if misshapen."""
-        key = self.key(name)
+        key = _join2(self.prefix, name)
         if key not in self.mapping:
             keys = list(self.mapping.keys())
             expect = f" (expected shape {_fmt(shape)})" if shape is not None else ""
             hint = did_you_mean(key, keys) or _siblings(self.prefix, keys)
             raise WeightError(f"{self.where}: missing weight {key!r}{expect}; the weights have {len(keys)} keys.{hint}")
-        array = self._fetch(key)
+        return self._take(key, shape)
+
+    def _take(self, key: str, shape: Shape | None) -> np.ndarray:
+        value = self.mapping[key] if type(self.mapping) is dict else None  # _fetch's common case, inline
+        if type(value) is np.ndarray and value.dtype.kind != "O":
+            array = value
+        else:
+            array = self._fetch(key)
         if shape is not None:
-            _check(self, key, array.shape, shape)
-        if array.dtype.kind == "f":
-            if array.dtype != np.float32:
+            got = array.shape
+            # Most weights match exactly; the element-wise check (None = any size) only when not.
+            if got != shape:
+                _check(self, key, got, shape)
+        dtype = array.dtype
+        if dtype is _F32:
+            return array
+        if dtype.kind == "f":
+            if dtype != np.float32:
                 # Blocks fold and fuse in float32; the network casts to its compute dtype.
                 array = array.astype(np.float32)
-            elif array.dtype is not _F32:
+            else:
                 # safetensors gives dtype('<f4'), equal to float32 but not the canonical
                 # object, and trt.Weights refuses it; a view fixes that without a copy.
                 array = array.view(_F32)
@@ -92,21 +110,26 @@ class Params:
 
     def optional(self, name: str, shape: Shape | None = None) -> np.ndarray | None:
         """Like ``take`` but None when the key is absent (a conv without bias)."""
-        return self.take(name, shape) if self.has(name) else None
+        key = _join2(self.prefix, name)
+        return self._take(key, shape) if key in self.mapping else None
 
     def _fetch(self, key: str) -> np.ndarray:
         # A WeightStore records use through take(); plain mappings just index.
-        take = None if type(self.mapping) is dict else getattr(self.mapping, "take", None)
-        value = None
-        if callable(take):
-            try:
-                value = take(key)
-            except TypeError:
-                value = None
-        if value is None:
-            value = self.mapping[key]
-        array = np.asarray(value)
-        if array.dtype == object:
+        mapping = self.mapping
+        if type(mapping) is dict:
+            value = mapping[key]
+        else:
+            take = getattr(mapping, "take", None)
+            value = None
+            if callable(take):
+                try:
+                    value = take(key)
+                except TypeError:
+                    value = None
+            if value is None:
+                value = mapping[key]
+        array = value if type(value) is np.ndarray else np.asarray(value)
+        if array.dtype.kind == "O":
             raise WeightError(f"{self.where}: weight {key!r} is not a numeric array (dtype object)")
         return array
 

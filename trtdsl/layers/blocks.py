@@ -24,6 +24,12 @@ __all__ = ["residual_block", "bottleneck_block", "depthwise_separable", "inverte
 Weights = Mapping[str, Any] | Params
 
 
+def _relu(total: Tensor) -> Tensor:
+    """``ops.relu(total, name="relu")`` for a residual sum, which is in the compute dtype
+    (the add casts float operands to it), so without reading its dtype back from TensorRT."""
+    return _act.apply(total, "relu", "relu", in_compute=True)
+
+
 def _shortcut(x: Tensor, p: Params, channels: int, stride: int, eps: float) -> Tensor:
     """``x``, or torchvision's ``downsample`` (1x1 conv + BN) when the shape changes or one is stored."""
     if stride != 1 or x.shape[1] != channels or p.has("downsample.0.weight"):
@@ -53,7 +59,7 @@ def residual_block(
         y = conv_bn_act(y, p, "conv2", "bn2", out_channels=y.shape[1], kernel_size=3, eps=eps)
         shortcut = _shortcut(x, p, y.shape[1], stride, eps)
         # No activation between conv2 and the add: conv + add + ReLU fuse into one kernel.
-        return ops.relu(ops.add(y, shortcut, name="add"), name="relu")
+        return _relu(ops.add(y, shortcut, name="add"))
 
 
 def bottleneck_block(
@@ -83,8 +89,9 @@ def bottleneck_block(
         y = conv_bn_act(y, p, "conv2", "bn2", kernel_size=3, stride=stride, groups=groups, act="relu", eps=eps)
         out = None if planes is None else planes * expansion
         y = conv_bn_act(y, p, "conv3", "bn3", out_channels=out, kernel_size=1, eps=eps)
-        shortcut = _shortcut(x, p, y.shape[1], stride, eps)
-        return ops.relu(ops.add(y, shortcut, name="add"), name="relu")
+        # conv_bn_act checked conv3's kernel against ``out``: no need to read y's shape back.
+        shortcut = _shortcut(x, p, y.shape[1] if out is None else out, stride, eps)
+        return _relu(ops.add(y, shortcut, name="add"))
 
 
 def depthwise_separable(

@@ -18,11 +18,15 @@ import numpy as np
 from .. import ops
 from ..errors import ShapeError
 from ..ops._util import pair
+from ..ops.conv import _conv_checked
 from ..tensor import Tensor
 from . import _act
 from ._params import Params
 
 __all__ = ["conv_bn_act", "fold_batch_norm", "batch_norm_params"]
+
+_CONV_FNS = {1: ops.conv1d, 2: ops.conv2d, 3: ops.conv3d}
+_F32 = np.dtype(np.float32)
 
 
 def fold_batch_norm(
@@ -49,11 +53,16 @@ def fold_batch_norm(
     kernel = np.asarray(kernel)
     k = kernel.shape[0]
     gamma = np.ones(k) if gamma is None else np.asarray(gamma, np.float64)
-    beta = np.zeros(k) if beta is None else np.asarray(beta, np.float64)
-    bias = np.zeros(k) if bias is None else np.asarray(bias, np.float64)
     scale = gamma / np.sqrt(np.asarray(var, np.float64) + eps)
     folded = kernel.astype(np.float32, copy=False) * scale.astype(np.float32).reshape((k,) + (1,) * (kernel.ndim - 1))
-    shift = beta + (bias - np.asarray(mean, np.float64)) * scale
+    mean = np.asarray(mean, np.float64)
+    if bias is None and beta is not None:
+        # beta + (0 - mean) * scale, bit for bit (negation is exact), in two vector ops fewer.
+        shift = np.asarray(beta, np.float64) - mean * scale
+    else:
+        beta = np.zeros(k) if beta is None else np.asarray(beta, np.float64)
+        bias = np.zeros(k) if bias is None else np.asarray(bias, np.float64)
+        shift = beta + (bias - mean) * scale
     return folded, shift.astype(np.float32)
 
 
@@ -100,12 +109,19 @@ def conv_bn_act(
 
         x = conv_bn_act(x, w, "conv1", "bn1", stride=2, padding=3, act="relu")  # ResNet stem
     """
-    c_in = x.shape[1]
-    spatial = x.ndim - 2
+    shape = x.shape  # one read: each crosses pybind
+    spatial = len(shape) - 2
     if spatial < 1:
-        raise ShapeError(f"conv_bn_act {conv!r}: input {x.name!r} has shape {x.shape}; expected (N, C, ...)")
+        raise ShapeError(f"conv_bn_act {conv!r}: input {x.name!r} has shape {shape}; expected (N, C, ...)")
+    c_in = shape[1]
     p = Params(w, conv, "conv_bn_act")
-    ks = None if kernel_size is None else pair(kernel_size, spatial, f"{p.where}: kernel_size")
+    # Plain ints skip pair() and the message it would be handed (p.where builds strings).
+    if kernel_size is None:
+        ks = None
+    elif type(kernel_size) is int:
+        ks = (kernel_size,) * spatial
+    else:
+        ks = pair(kernel_size, spatial, f"{p.where}: kernel_size")
     if c_in != -1 and c_in % groups:
         raise ShapeError(f"{p.where}: input {x.name!r} has {c_in} channels, not divisible by groups={groups}")
     c_per_group = None if c_in == -1 else c_in // groups
@@ -117,16 +133,29 @@ def conv_bn_act(
     if bn is not None:
         gamma, beta, mean, var = batch_norm_params(Params(w, bn, "conv_bn_act"), k)
         kernel, bias = fold_batch_norm(kernel, bias, gamma, beta, mean, var, eps)
-    ks = kernel.shape[2:]
-    dil = pair(dilation, spatial, f"{p.where}: dilation")
+    if type(dilation) is not int:
+        dil = pair(dilation, spatial, f"{p.where}: dilation")
     if padding is None:
-        padding = tuple((s - 1) // 2 * d for s, d in zip(ks, dil, strict=True))
+        ks = kernel.shape[2:]
+        if type(dilation) is int and ks.count(ks[0]) == spatial:
+            padding = (ks[0] - 1) // 2 * dilation  # one int: the same on every axis
+        else:
+            dil = (dilation,) * spatial if type(dilation) is int else dil
+            padding = tuple([(s - 1) // 2 * d for s, d in zip(ks, dil, strict=True)])
     # Bias inside the convolution and the activation right after it: the pattern
     # TensorRT fuses into one kernel.
-    conv_fn = {1: ops.conv1d, 2: ops.conv2d, 3: ops.conv3d}.get(spatial)
+    conv_fn = _CONV_FNS.get(spatial)
     if conv_fn is None:
-        raise ShapeError(f"{p.where}: input {x.name!r} has rank {x.ndim}; convolutions take rank 3 to 5")
-    y = conv_fn(x, kernel, bias, stride=stride, padding=padding, dilation=dilation, groups=groups, name=conv)
+        raise ShapeError(f"{p.where}: input {x.name!r} has rank {len(shape)}; convolutions take rank 3 to 5")
+    if (
+        spatial > 1 and c_in >= 0 and kernel.dtype is _F32 and type(stride) is int and stride > 0
+        and type(padding) is int and padding >= 0 and type(dilation) is int and dilation > 0
+    ):  # fmt: skip
+        # Everything conv2d/conv3d would check is checked above (rank, channels, kernel shape).
+        y = _conv_checked(x, kernel, bias, stride, padding, dilation, groups, conv)
+    else:
+        y = conv_fn(x, kernel, bias, stride=stride, padding=padding, dilation=dilation, groups=groups, name=conv)
     if act is not None:
-        y = _act.apply(y, act, f"{conv}.{_act.label(act)}")
+        # The convolution computed in the compute dtype, so its output already is in it.
+        y = _act.apply(y, act, f"{conv}.{_act.label(act)}", in_compute=True)
     return y

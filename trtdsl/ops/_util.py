@@ -107,16 +107,24 @@ def broadcast(net: Network, a: TensorLike, b: TensorLike) -> tuple[Tensor, Tenso
         ta = _reshape_const_rank(ta, tb.ndim)
     if not isinstance(b, Tensor) and isinstance(a, Tensor):
         tb = _reshape_const_rank(tb, ta.ndim)
-    if dtypes.is_float(ta.dtype) and dtypes.is_float(tb.dtype):
-        ta, tb = net.to_compute(ta), net.to_compute(tb)
-    elif ta.dtype != tb.dtype:
-        raise ShapeError(f"operands have different dtypes {ta.dtype} ({ta.name}) and {tb.dtype} ({tb.name}); cast one")
-    n = max(ta.ndim, tb.ndim)
-    sa, sb = ta.shape[::-1], tb.shape[::-1]
+    # Each dtype and shape is read once (a read crosses pybind); casts keep shapes.
+    da, db = ta.dtype, tb.dtype
+    if dtypes.is_float(da) and dtypes.is_float(db):
+        compute = net.compute_dtype
+        ta, tb = net._cast(ta, da, compute), net._cast(tb, db, compute)
+    elif da != db:
+        raise ShapeError(f"operands have different dtypes {da} ({ta.name}) and {db} ({tb.name}); cast one")
+    shape_a, shape_b = ta.shape, tb.shape
+    n = max(len(shape_a), len(shape_b))
+    sa, sb = shape_a[::-1], shape_b[::-1]
     for i in range(min(len(sa), len(sb))):
         if sa[i] != sb[i] and 1 not in (sa[i], sb[i]) and -1 not in (sa[i], sb[i]):
-            raise ShapeError(f"shapes {ta.shape} ({ta.name}) and {tb.shape} ({tb.name}) do not broadcast")
-    return unsqueeze_to(ta, n), unsqueeze_to(tb, n)
+            raise ShapeError(f"shapes {shape_a} ({ta.name}) and {shape_b} ({tb.name}) do not broadcast")
+    if len(shape_a) < n:
+        ta = unsqueeze_to(ta, n)
+    if len(shape_b) < n:
+        tb = unsqueeze_to(tb, n)
+    return ta, tb
 
 
 def _reshape_const_rank(t: Tensor, ndim: int) -> Tensor:

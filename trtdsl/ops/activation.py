@@ -29,19 +29,29 @@ _SELU_ALPHA = 1.6732632423543772848170429916717
 _SELU_SCALE = 1.0507009873554804934193349852946
 
 
+# Activation types whose alpha and beta default to 0.0 in TensorRT (read from fresh
+# layers of tensorrt_rtx 1.7; others differ, e.g. CLIP's +-FLT_MAX, LEAKY_RELU's 0.01).
+_ZERO_PARAMS = frozenset(("RELU", "SIGMOID", "TANH", "GELU_ERF", "GELU_TANH"))
+
+
 def _what(op: str, name: str | None) -> str:
     return f"{op} {name!r}" if name else op
 
 
-def _activation(x: Tensor, kind: str, name: str | None, op: str, *, alpha: float = 0.0, beta: float = 0.0) -> Tensor:
+def _activation(
+    x: Tensor, kind: str, name: str | None, op: str, *, alpha: float = 0.0, beta: float = 0.0, cast: bool = True
+) -> Tensor:
+    """``cast=False``: the caller knows ``x`` is in the compute dtype (it just made it there)."""
     net = x.net
     if not (math.isfinite(alpha) and math.isfinite(beta)):
         # TensorRT would log an error and keep the old value.
         raise ShapeError(f"{_what(op, name)}: parameters must be finite, got alpha={alpha}, beta={beta}")
-    x = net.to_compute(x)
+    if cast:
+        x = net.to_compute(x)
     layer = net.trt.add_activation(x.trt, getattr(_trt.load().ActivationType, kind))
-    layer.alpha = float(alpha)
-    layer.beta = float(beta)
+    if alpha or beta or kind not in _ZERO_PARAMS:  # a setter crosses pybind; 0.0 is the default there
+        layer.alpha = float(alpha)
+        layer.beta = float(beta)
     return net._register(layer, op, name)
 
 

@@ -37,6 +37,9 @@ Weight = np.ndarray | Tensor | Any
 # --------------------------------------------------------------- shared helpers
 def _spatial_padding(padding: Padding, nd: int, what: str) -> tuple[str | None, tuple[int, ...], tuple[int, ...]]:
     """``(mode, pre, post)``: mode is 'same' or None; pre/post are per spatial dim."""
+    if type(padding) is int and padding >= 0:  # the common case, first
+        pre = (padding,) * nd
+        return None, pre, pre
     if isinstance(padding, str):
         key = padding.lower()
         if key == "same":
@@ -63,10 +66,22 @@ def _spatial_padding(padding: Padding, nd: int, what: str) -> tuple[str | None, 
     return None, pre, post
 
 
-def _check_rank(x: Tensor, nd: int, what: str) -> None:
-    layout = {1: "(N, C, L)", 2: "(N, C, H, W)", 3: "(N, C, D, H, W)"}[nd]
-    if x.ndim != nd + 2:
-        raise ShapeError(f"{what}: input {x.name!r} must have rank {nd + 2} {layout}, got shape {x.shape}")
+_F32 = np.dtype(np.float32)
+_LAYOUTS = {1: "(N, C, L)", 2: "(N, C, H, W)", 3: "(N, C, D, H, W)"}
+
+
+def _check_rank(x: Tensor, nd: int, what: str, shape: tuple[int, ...] | None = None) -> None:
+    """``shape``: ``x.shape`` when the caller has already read it (each read crosses pybind)."""
+    shape = x.shape if shape is None else shape
+    if len(shape) != nd + 2:
+        raise ShapeError(f"{what}: input {x.name!r} must have rank {nd + 2} {_LAYOUTS[nd]}, got shape {shape}")
+
+
+def _ints(value: IntOrSeq, n: int, what: str, label: str) -> tuple[int, ...]:
+    """``pair(value, n, f"{what}: {label}")``, building the message only for a sequence."""
+    if type(value) is int:
+        return (value,) * n
+    return pair(value, n, f"{what}: {label}")
 
 
 def _relative(net: Network, lname: str) -> str:
@@ -102,7 +117,7 @@ def _kernel_array(weight: Any, what: str) -> np.ndarray:
 
 
 def _check_static(shape: tuple[int, ...], what: str) -> None:
-    if any(s < 0 for s in shape):
+    if shape and min(shape) < 0:
         raise ShapeError(f"{what}: a kernel tensor needs a static shape, got {tuple(shape)}")
 
 
@@ -126,7 +141,7 @@ def _check_conv_kernel(shape: tuple[int, ...], c_in: int, groups: int, nd: int, 
             f"{what}: kernel {tuple(shape)} does not fit input with {c_in} channels and groups={groups}; "
             f"expected (K, {c_in // groups}, *k) KCRS such as {want}.{hint}"
         )
-    return tuple(int(s) for s in shape[2:])
+    return tuple(map(int, shape[2:]))
 
 
 def _check_deconv_kernel(shape: tuple[int, ...], c_in: int, groups: int, nd: int, what: str) -> tuple[int, ...]:
@@ -148,17 +163,19 @@ def _weight_inputs(
 ) -> tuple[Any, Any, Tensor | None, Tensor | None]:
     """``(kernel Weights, bias Weights, kernel Tensor, bias Tensor)`` for the layer."""
     trt = _trt.load()
-    rel = _relative(net, lname)
-    empty = trt.Weights(dtypes.to_trt(dtype))
     as_tensor = isinstance(kernel, Tensor) or isinstance(bias, Tensor) or dtype == "bfloat16"
     if bias is not None and not isinstance(bias, Tensor):
         bias = np.asarray(bias, dtype=np.float32).reshape(-1)
         if bias.size != k_out:
             raise ShapeError(f"{what}: bias has {bias.size} values, expected one per output channel ({k_out})")
     if not as_tensor:
-        w = net.keep(kernel.astype(dtypes.to_numpy(dtype), copy=False), f"{lname}.kernel")
-        b = empty if bias is None else net.keep(bias.astype(dtypes.to_numpy(dtype), copy=False), f"{lname}.bias")
-        return w, b, None, None
+        np_dtype = dtypes.to_numpy(dtype)
+        w = net.keep(kernel.astype(np_dtype, copy=False), f"{lname}.kernel")
+        if bias is None:
+            return w, trt.Weights(dtypes.to_trt(dtype)), None, None
+        return w, net.keep(bias.astype(np_dtype, copy=False), f"{lname}.bias"), None, None
+    rel = _relative(net, lname)
+    empty = trt.Weights(dtypes.to_trt(dtype))
     if isinstance(kernel, Tensor):
         kt = net.cast(kernel, dtype)
         if one_d:
@@ -191,27 +208,76 @@ def _conv(
     net = x.net
     lname = net.unique_name(name or kind)
     what = f"{kind} {lname!r}"
-    _check_rank(x, nd, what)
-    x = net.to_compute(x)
-    dtype = x.dtype
-    c_in = x.shape[1]
+    shape = x.shape  # a cast to the compute dtype keeps it
+    _check_rank(x, nd, what, shape)
+    x, dtype = net._compute(x)
+    c_in = shape[1]
     if c_in < 0:
         raise ShapeError(f"{what}: the channel dim of input {x.name!r} must be static, got shape {x.shape}")
     kernel = weight if isinstance(weight, Tensor) else _kernel_array(weight, what)
     ksize = _check_conv_kernel(tuple(kernel.shape), c_in, groups, nd, what)
     k_out = int(kernel.shape[0])
-    stride, dilation = pair(stride, nd, f"{what}: stride"), pair(dilation, nd, f"{what}: dilation")
+    stride, dilation = _ints(stride, nd, what, "stride"), _ints(dilation, nd, what, "dilation")
     mode, pre, post = _spatial_padding(padding, nd, what)
     one_d = nd == 1
     if one_d:
         x, kernel, ksize, stride, dilation, pre, post = _lift_1d(
             net, x, lname, kernel, ksize, stride, dilation, pre, post
         )
+    out = _add_conv(net, x, dtype, kind, lname, what, kernel, bias, k_out, ksize, stride, dilation, groups,
+                    mode, pre, post, one_d)  # fmt: skip
+    return _reshape_1d(net, out, lname, squeeze=True) if one_d else out
+
+
+def _add_conv(
+    net: Network, x: Tensor, dtype: str, kind: str, lname: str, what: str, kernel: Any, bias: Any, k_out: int,
+    ksize: tuple[int, ...], stride, dilation, groups: int, mode: str | None, pre, post, one_d: bool = False,
+) -> Tensor:  # fmt: skip
+    """The convolution layer itself, from checked arguments (``x`` already in ``dtype``)."""
     w, b, kt, bt = _weight_inputs(net, lname, kernel, bias, dtype, one_d, k_out, what)
     layer = net.trt.add_convolution_nd(x.trt, k_out, ksize, w, b)
     _configure(layer, kt, bt, stride, dilation, groups, mode, pre, post)
-    out = net._register(layer, kind, lname, resolved=True)
-    return _reshape_1d(net, out, lname, squeeze=True) if one_d else out
+    return net._register(layer, kind, lname, resolved=True)
+
+
+def _conv_checked(
+    x: Tensor, kernel: np.ndarray, bias: np.ndarray | None, stride: int, padding: int, dilation: int, groups: int,
+    name: str,
+) -> Tensor:  # fmt: skip
+    """``conv2d``/``conv3d`` for a caller that has already checked everything those check.
+
+    ``layers.conv_bn_act`` validates the input's rank and static channel count and
+    the kernel's shape against them while it reads the weights; checking again
+    here would read the input's shape through pybind a second time. It calls this
+    only with a rank-4/5 input, a float32 NumPy KCRS kernel that fits it, a bias of
+    one value per output channel (or None), and non-negative ints for the rest.
+    """
+    nd = kernel.ndim - 2
+    kind = "conv2d" if nd == 2 else "conv3d"
+    net = x.net
+    lname = net.unique_name(name)
+    x, dtype = net._compute(x)
+    pre = (padding,) * nd
+    if dtype == "bfloat16":  # weights as constant tensors: the general path
+        return _add_conv(net, x, dtype, kind, lname, f"{kind} {lname!r}", kernel, bias, kernel.shape[0],
+                         kernel.shape[2:], (stride,) * nd, (dilation,) * nd, groups, None, pre, pre)  # fmt: skip
+    # What _weight_inputs and _configure do for NumPy weights, without their other cases.
+    np_dtype = dtypes.to_numpy(dtype)
+    w = net.keep(kernel.astype(np_dtype, copy=False), f"{lname}.kernel")
+    if bias is None:
+        b = _trt.load().Weights(dtypes.to_trt(dtype))
+    else:
+        if bias.dtype is not _F32:
+            bias = np.asarray(bias, dtype=np.float32)
+        b = net.keep(bias.astype(np_dtype, copy=False), f"{lname}.bias")
+    layer = net.trt.add_convolution_nd(x.trt, kernel.shape[0], kernel.shape[2:], w, b)
+    layer.stride_nd = (stride,) * nd
+    layer.padding_nd = pre
+    if dilation != 1:
+        layer.dilation_nd = (dilation,) * nd
+    if groups != 1:
+        layer.num_groups = groups
+    return net._register(layer, kind, lname, resolved=True)
 
 
 def conv1d(
@@ -366,11 +432,17 @@ def _configure(layer: Any, kt: Any, bt: Any, stride, dilation, groups: int, mode
         layer.set_input(1, kt.trt)
     if bt is not None:
         layer.set_input(2, bt.trt)
+    # Each setting crosses pybind: leave TensorRT's defaults (dilation 1, one group)
+    # alone, and set symmetric padding with the one call that sets both sides.
     layer.stride_nd = stride
-    layer.dilation_nd = dilation
-    layer.num_groups = groups
+    if dilation.count(1) != len(dilation):
+        layer.dilation_nd = dilation
+    if groups != 1:
+        layer.num_groups = groups
     if mode == "same":
         layer.padding_mode = _trt.load().PaddingMode.SAME_UPPER
+    elif pre == post:
+        layer.padding_nd = pre
     else:
         layer.pre_padding = pre
         layer.post_padding = post
