@@ -11,6 +11,7 @@ count, in one process. The goal is a median ratio within 1.5x.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 import tempfile
@@ -78,6 +79,7 @@ def _breakdown(interp: trtdsl.reference.Interpreter, feeds: dict, iterations: in
     spent: dict[str, float] = {}
 
     def timed(kind: str, fn):
+        @functools.wraps(fn)  # keeps the registry's fresh/donates promises
         def wrapper(*args, **kwargs):
             t = time.perf_counter()
             try:

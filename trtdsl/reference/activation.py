@@ -33,16 +33,16 @@ _ZEROS_BLOCK = 16384
 _zeros: dict[np.dtype, np.ndarray] = {}
 
 
-def _relu(x: np.ndarray) -> np.ndarray:
+def _relu(x: np.ndarray, inplace: bool = False) -> np.ndarray:
     # NumPy's maximum against a scalar skips its SIMD loop (3x slower than array
     # against array), so a contiguous input is compared row by row with a block of zeros.
     if x.dtype.kind != "f" or not x.flags.c_contiguous:
-        return np.maximum(x, 0)
+        return np.maximum(x, 0, out=x if inplace else None)
     zeros = _zeros.get(x.dtype)
     if zeros is None:
         zeros = _zeros[x.dtype] = np.zeros(_ZEROS_BLOCK, dtype=x.dtype)
     flat = x.reshape(-1)
-    out = np.empty_like(flat)
+    out = flat if inplace else np.empty_like(flat)
     whole = flat.size - flat.size % _ZEROS_BLOCK
     np.maximum(flat[:whole].reshape(-1, _ZEROS_BLOCK), zeros, out=out[:whole].reshape(-1, _ZEROS_BLOCK))
     np.maximum(flat[whole:], zeros[: flat.size - whole], out=out[whole:])
@@ -67,9 +67,12 @@ _ACTIVATIONS = {
 }
 
 
-@interprets("activation")
-def activation(node: Node, x: np.ndarray) -> np.ndarray:
-    kind = node.layer.type.name
+@interprets("activation", donates=True)
+def activation(node: Node, x: np.ndarray, donated: tuple[int, ...] = ()) -> np.ndarray:
+    kind = node.memo("kind", lambda: node.layer.type.name)
+    if kind == "RELU":
+        # The commonest activation, and the one after most convolutions: in place when x is donated.
+        return _relu(x, inplace=bool(donated) and x.flags.writeable)
     fn = _ACTIVATIONS.get(kind)
     if fn is None:
         raise InterpreterError(
@@ -81,7 +84,7 @@ def activation(node: Node, x: np.ndarray) -> np.ndarray:
         return np.asarray(fn(x, a, b)).astype(x.dtype, copy=False)
 
 
-@interprets("parametric_relu")
+@interprets("parametric_relu", fresh=True)
 def parametric_relu(node: Node, x: np.ndarray, slopes: np.ndarray) -> np.ndarray:
     return np.where(x >= 0, x, x * slopes)
 
@@ -95,7 +98,7 @@ def _one_axis(node: Node, mask: int, ndim: int, what: str) -> int:
     return axes[0]
 
 
-@interprets("softmax")
+@interprets("softmax", fresh=True)
 def softmax(node: Node, x: np.ndarray) -> np.ndarray:
     d = _one_axis(node, node.layer.axes, x.ndim, "softmax")
     e = np.exp(x - np.max(x, axis=d, keepdims=True))

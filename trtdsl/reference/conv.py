@@ -1,23 +1,24 @@
 """Reference implementations: convolution and deconvolution, N-D.
 
 One code path for every rank, all in NCHW order. Each kernel offset copies its
-strided, dilated slice of the unpadded input into an im2col buffer
+strided, dilated slice of the unpadded input into an im2col matrix
 (N, C, prod(F), *out) (the padding's share stays zero, so no padded copy is
 made), and the kernel multiplies it from the left in one batched ``np.matmul``
-over the groups (BLAS), which yields the output with no transpose. A 1x1
-kernel needs no im2col; a depthwise kernel multiply-accumulates over the kernel
-offsets instead. A deconvolution is the convolution of the stride-dilated
-(zero-stuffed) input with the flipped, transposed kernel.
-
-The padding arithmetic follows the ``PaddingMode`` documentation of NvInfer.h,
-and is shared with pooling.
-"""
+over the groups (BLAS), which yields the output with no transpose. The bias
+rides in the same GEMM as a column of weights against a row of ones. The
+matrices are kept between calls (their zeros and ones never change), a 7x7
+stride-2 stem copies from the input's stride phases, a 1x1 kernel needs no
+im2col, and a depthwise kernel multiply-accumulates over the kernel offsets
+instead. A deconvolution is the convolution of the stride-dilated
+(zero-stuffed) input with the flipped, transposed kernel."""
 
 from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterator
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -125,55 +126,125 @@ def kernel_offsets(
 def conv_nd(
     x: np.ndarray, w: np.ndarray, stride: tuple[int, ...], dilation: tuple[int, ...], groups: int,
     out: tuple[int, ...], bias: np.ndarray | None = None, pre: tuple[int, ...] | None = None,
+    memo: Callable[[str, Callable[[], Any]], Any] | None = None,
 ) -> np.ndarray:  # fmt: skip
     """Grouped N-D correlation of ``x`` (N, C, *L) with ``w`` (K, C/groups, *F) -> (N, K, *out), plus ``bias``.
 
     ``x`` is zero-padded by ``pre`` before each spatial dim (negative crops) and as far
-    after it as ``out`` needs. Everything stays in NCHW order: the im2col matrix of each
-    image and group is (C/groups * prod(F), prod(out)), so ``w`` as
-    (groups, K/groups, C/groups * prod(F)) multiplies it from the left and the product is
-    already the output, with no transpose.
+    after it as ``out`` needs. The output comes straight out of one batched GEMM in NCHW
+    order: ``w`` as (groups, K/groups, C/groups * prod(F)) times the im2col matrix of each
+    image and group, (C/groups * prod(F), prod(out)). ``memo(key, make)`` caches derived weights.
     """
     n, c, *spatial = x.shape
     k, kernel = w.shape[0], w.shape[2:]
     nd = len(kernel)
     pre = pre or (0,) * nd
-    cg, kg = c // groups, k // groups
+    cg, kg, taps = c // groups, k // groups, math.prod(kernel)
     pixels = math.prod(out)
-    dtype = np.result_type(x, w)
-    if groups == c == k and cg == 1 and math.prod(kernel) > 1:
+    if groups == c == k and cg == 1 and taps > 1:
         y = _depthwise(x, w, stride, dilation, out, pre)
+        if bias is not None:
+            y += bias.reshape(k, *([1] * nd))
+        return y
+    pointwise = (
+        taps == 1 and not any(pre) and all((m - 1) * s < size for m, s, size in zip(out, stride, spatial, strict=True))
+    )
+    strided = (Ellipsis, *(slice(0, (m - 1) * s + 1, s) for m, s in zip(out, stride, strict=True)))
+    # The bias rides in the GEMM as one more column of weights against a row of ones when
+    # the matrix is copied anyway, or when copying the input costs less than a pass over
+    # the larger output.
+    fold = bias is not None and (not pointwise or any(s > 1 for s in stride) or cg < kg)
+    wm = _weight_matrix(w, bias if fold else None, groups, memo)
+    xg = x.reshape(n, groups, cg, *spatial)
+    if pointwise and not fold:
+        # A 1x1 kernel needs no im2col: the strided input is the matrix.
+        cols = x[strided].reshape(n, groups, cg, pixels)
     else:
-        if (
-            all(f == 1 for f in kernel)
-            and not any(pre)
-            and all((m - 1) * s < size for m, s, size in zip(out, stride, spatial, strict=True))
-        ):
-            # A 1x1 kernel needs no im2col: the strided input is the matrix.
-            cols = x[(Ellipsis, *(slice(0, (m - 1) * s + 1, s) for m, s in zip(out, stride, strict=True)))]
+        geometry = (tuple(spatial), kernel, stride, dilation, pre)
+        cols = _scratch((n, groups, cg * taps + fold, pixels), np.result_type(x, w), fold, geometry)
+        body = cols[:, :, : cg * taps].reshape(n, groups, cg, taps, *out)
+        if pointwise:
+            body[:, :, :, 0] = xg[strided]
         else:
-            cols = _im2col(x, kernel, stride, dilation, out, pre, dtype)
-        cols = cols.reshape(n, groups, cg * math.prod(kernel), pixels)
-        wm = w.reshape(groups, kg, cg * math.prod(kernel))
-        y = np.matmul(wm, cols).reshape(n, k, *out)
-    if bias is not None:
+            _im2col(xg, body, kernel, stride, dilation, pre)
+    y = np.matmul(wm, cols).reshape(n, k, *out)
+    if bias is not None and not fold:
         y += bias.reshape(k, *([1] * nd))
     return y
 
 
-def _im2col(
-    x: np.ndarray, kernel: tuple[int, ...], stride: tuple[int, ...], dilation: tuple[int, ...],
-    out: tuple[int, ...], pre: tuple[int, ...], dtype: np.dtype,
-) -> np.ndarray:  # fmt: skip
-    """(N, C, prod(F), *out): one strided copy per kernel offset, straight from the unpadded input.
+def _weight_matrix(w: np.ndarray, bias: np.ndarray | None, groups: int, memo: Callable | None) -> np.ndarray:
+    """``w`` as (groups, K/groups, C/groups * prod(F)), plus ``bias`` as one more column when given."""
 
-    (Zeroing only each offset's padded border instead of the whole buffer measured no faster.)
+    def make() -> np.ndarray:
+        k = w.shape[0]
+        wm = w.reshape(groups, k // groups, -1)
+        if bias is None:
+            return wm
+        return np.concatenate([wm, bias.reshape(groups, k // groups, 1).astype(w.dtype, copy=False)], axis=2)
+
+    if memo is None or bias is None:
+        return make()
+    return memo(f"weight_matrix:{w.shape}:{w.dtype}:{groups}", make)
+
+
+_SCRATCH_BYTES = 64 << 20
+_scratch_local = threading.local()
+
+
+def _scratch(shape: tuple[int, ...], dtype: np.dtype, ones_row: bool, geometry: tuple) -> np.ndarray:
+    """A zeroed im2col matrix (N, G, rows, pixels), its last row ones if ``ones_row``, kept for reuse.
+
+    Every call with the same shape and ``geometry`` writes the same boxes of the matrix,
+    so what lies outside them (the padding's zeros, the ones row) never changes and a
+    kept matrix needs no clearing: that saves a memset of the whole matrix per call.
+    Kept per thread, the most recently used first, up to _SCRATCH_BYTES in all.
     """
-    n, c, *spatial = x.shape
-    cols = np.zeros((n, c, math.prod(kernel), *out), dtype=dtype)
-    for j, dst, src in kernel_offsets(tuple(spatial), kernel, stride, dilation, out, pre):
-        cols[(slice(None), slice(None), j, *dst)] = x[(Ellipsis, *src)]
+    cache: OrderedDict | None = getattr(_scratch_local, "cache", None)
+    if cache is None:
+        cache = _scratch_local.cache = OrderedDict()
+    key = (shape, dtype, ones_row, geometry)
+    cols = cache.get(key)
+    if cols is not None:
+        cache.move_to_end(key)
+        return cols
+    cols = np.zeros(shape, dtype=dtype)
+    if ones_row:
+        cols[:, :, -1] = 1
+    if cols.nbytes <= _SCRATCH_BYTES:
+        cache[key] = cols
+        total = sum(a.nbytes for a in cache.values())
+        while total > _SCRATCH_BYTES:
+            total -= cache.popitem(last=False)[1].nbytes
     return cols
+
+
+def _im2col(
+    x: np.ndarray, cols: np.ndarray, kernel: tuple[int, ...], stride: tuple[int, ...], dilation: tuple[int, ...],
+    pre: tuple[int, ...],
+) -> None:  # fmt: skip
+    """Fill ``cols`` (N, G, C/G, prod(F), *out) from ``x`` (N, G, C/G, *L): one strided copy per kernel offset.
+
+    The copies read the unpadded input and write only the outputs whose window sample
+    falls inside it; the rest of ``cols`` must already be zero.
+    """
+    offsets = kernel_offsets(x.shape[3:], kernel, stride, dilation, cols.shape[4:], pre)
+    if math.prod(stride) == 1 or math.prod(kernel) < 4 * math.prod(stride):
+        for j, dst, src in offsets:
+            cols[(slice(None), slice(None), slice(None), j, *dst)] = x[(Ellipsis, *src)]
+        return
+    # Many offsets per stride phase (a 7x7 stride-2 stem): split the input into its
+    # prod(stride) phases once, so that each offset copies unit-stride runs, not gathers.
+    phases: dict[tuple[int, ...], np.ndarray] = {}
+    for j, dst, src in offsets:
+        phase = tuple(sl.start % s for sl, s in zip(src, stride, strict=True))
+        if phase not in phases:
+            picks = (slice(r, None, s) for r, s in zip(phase, stride, strict=True))
+            phases[phase] = np.ascontiguousarray(x[(Ellipsis, *picks)])
+        local = (
+            slice(sl.start // s, sl.start // s + d.stop - d.start) for sl, s, d in zip(src, stride, dst, strict=True)
+        )
+        cols[(slice(None), slice(None), slice(None), j, *dst)] = phases[phase][(Ellipsis, *local)]
 
 
 def _depthwise(
@@ -209,17 +280,20 @@ def _conv_plan(layer: Any, spatial: tuple[int, ...]) -> tuple:
     return layer.num_groups, layer.num_output_maps, fsize, stride, dilation, out, pre
 
 
-@interprets("convolution")
+@interprets("convolution", fresh=True)
 def convolution(node: Node, x: np.ndarray, kernel: np.ndarray | None = None, bias: np.ndarray | None = None):
     # Reading a layer attribute through the bindings costs microseconds; 53 convolutions read 8 each.
     plan = node.memo(f"plan:{x.shape}", lambda: _conv_plan(node.layer, x.shape[2:]))
     groups, k, fsize, stride, dilation, out, pre = plan
     w = layer_weights(node, "kernel", kernel, (k, x.shape[1] // groups, *fsize)).astype(x.dtype, copy=False)
     b = layer_weights(node, "bias", bias, (k,))
-    return conv_nd(x, w, stride, dilation, groups, out, None if b is None else b.astype(w.dtype, copy=False), pre)
+    b = None if b is None else b.astype(w.dtype, copy=False)
+    return conv_nd(
+        x, w, stride, dilation, groups, out, b, pre, memo=node.memo if kernel is None and bias is None else None
+    )
 
 
-@interprets("deconvolution")
+@interprets("deconvolution", fresh=True)
 def deconvolution(node: Node, x: np.ndarray, kernel: np.ndarray | None = None, bias: np.ndarray | None = None):
     layer = node.layer
     groups, k = layer.num_groups, layer.num_output_maps

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -29,10 +30,30 @@ _BINARY = {
 }  # fmt: skip
 
 
-@interprets("elementwise")
-def elementwise(node: Node, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+_IN_PLACE = {"SUM", "PROD", "MAX", "MIN", "SUB"}  # ufuncs whose result has the inputs' common dtype
+
+
+def _donated_out(donated: tuple[int, ...], operands: tuple[np.ndarray, ...], dtype: np.dtype, shape: tuple) -> Any:
+    """A donated operand that can hold the result (same dtype and shape, writeable), else None."""
+    for i in donated:
+        x = operands[i]
+        if x.dtype == dtype and x.shape == shape and x.flags.writeable:
+            return x
+    return None
+
+
+@interprets("elementwise", donates=True)
+def elementwise(node: Node, a: np.ndarray, b: np.ndarray, donated: tuple[int, ...] = ()) -> np.ndarray:
+    op = node.memo("op", lambda: node.layer.op.name)
+    fn = _BINARY[op]
+    out = None
+    if donated and (op in _IN_PLACE or (op == "DIV" and a.dtype.kind == "f")):
+        out = _donated_out(donated, (a, b), np.result_type(a, b), np.broadcast_shapes(a.shape, b.shape))
     with np.errstate(all="ignore"):
-        return _BINARY[node.layer.op.name](a, b)
+        if out is not None:
+            # Same ufunc loop as without out=, so the same bits; a residual add reuses its dead operand.
+            return np.divide(a, b, out=out) if op == "DIV" else fn(a, b, out=out)
+        return fn(a, b)
 
 
 _erf = None
@@ -66,10 +87,18 @@ def erf(x: np.ndarray) -> np.ndarray:
     return _erf_impl()(x).astype(x.dtype, copy=False)
 
 
-@interprets("unary")
-def unary(node: Node, x: np.ndarray) -> np.ndarray:
-    op = node.layer.op.name
+_UNARY_IN_PLACE = {"EXP", "LOG", "SQRT", "RECIP", "ABS", "NEG", "SIN", "COS", "TAN", "SINH", "COSH", "ASIN",
+                   "ACOS", "ATAN", "ASINH", "ACOSH", "ATANH", "CEIL", "FLOOR", "SIGN", "ROUND"}  # fmt: skip
+
+
+@interprets("unary", donates=True)
+def unary(node: Node, x: np.ndarray, donated: tuple[int, ...] = ()) -> np.ndarray:
+    op = node.memo("op", lambda: node.layer.op.name)
     if op == "RECIP" and x.dtype.kind in "iu":
         x = x.astype(np.float32)
     with np.errstate(all="ignore"):
-        return erf(x) if op == "ERF" else _UNARY[op](x)
+        if op == "ERF":
+            return erf(x)
+        if donated and op in _UNARY_IN_PLACE and x.dtype.kind == "f" and x.flags.writeable:
+            return _UNARY[op](x, out=x)
+        return _UNARY[op](x)

@@ -7,7 +7,10 @@ TensorRT inferred, and wrapping failures with the layer's index and name.
 Loops and if-conditionals are grouped into single structural steps
 (``reference.control``) that run their bodies through the same ``execute``.
 Intermediate arrays are dropped after their last use, so peak memory stays
-near the largest few live tensors instead of the sum of all of them.
+near the largest few live tensors instead of the sum of all of them, and a
+layer that can compute in place gets the inputs that die with it and that
+nothing else can see (``_donations``): a ReLU after a convolution overwrites
+the convolution's output instead of allocating and filling a new array.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from ..errors import InterpreterError, ShapeError, TrtdslError, UnsupportedLayer
 from ..inspect import downcast
 from . import precision
 from .control import Structure, group
-from .registry import REGISTRY, Node, supported
+from .registry import REGISTRY, Node, donates, fresh, supported
 
 Capture = None | str | Iterable[str]
 _KINDS = {"f": "float", "i": "integer", "u": "integer", "b": "bool"}
@@ -44,6 +47,7 @@ class Interpreter:
         self.tensors = set(self.inputs) | {o for node in self.nodes for o in node.outputs}
         self.steps = group(self.nodes)
         self._free_after = _last_uses(self.steps, self.inputs)
+        self._donations = _donations(self.steps, self._free_after, self.outputs)
 
     @staticmethod
     def _node(index: int, layer: Any) -> Node:
@@ -69,8 +73,11 @@ class Interpreter:
         env = self._check_feeds(feeds)
         want = self._capture_set(capture)
         keep = set(self.outputs) | want
-        for step, free in zip(self.steps, self._free_after, strict=True):
-            execute(step, env)
+        # A captured tensor outlives its last use, and so may any array it is a view of:
+        # capturing (a debugging aid) turns buffer donation off rather than track that.
+        donations = self._donations if not want else [()] * len(self.steps)
+        for step, free, donated in zip(self.steps, self._free_after, donations, strict=True):
+            execute(step, env, donated)
             for name in free:
                 if name not in keep:
                     env.pop(name, None)
@@ -152,8 +159,65 @@ def _last_uses(steps: Sequence[Node], inputs: Iterable[str]) -> list[list[str]]:
     return free
 
 
-def execute(node: Node, env: dict[str, np.ndarray]) -> None:
-    """Run one layer (or structural step) and store its outputs in ``env``."""
+def _donations(
+    steps: Sequence[Node], free_after: Sequence[Sequence[str]], outputs: Iterable[str]
+) -> list[tuple[int, ...]]:
+    """For each step, the indices of the inputs whose arrays it may overwrite.
+
+    An input qualifies when the run owns its memory (a layer registered ``fresh`` made it:
+    no feed, constant or cached weight), when the step is the last to read it and every tensor
+    that may be a view of it, when the step reads it once, and when no network output
+    may share its memory. Any layer not known to be fresh (a shuffle, slice, identity,
+    loop ...) may return views of its inputs, so its outputs and inputs share one alias
+    group, and a group dies with the last read of any member.
+    """
+    parent: dict[str, str] = {}
+
+    def root(n: str) -> str:
+        r = n
+        while r in parent:
+            r = parent[r]
+        while n != r:  # path compression keeps long reshape chains cheap
+            parent[n], n = r, parent[n]
+        return r
+
+    def union(a: str, b: str) -> None:
+        ra, rb = root(a), root(b)
+        if ra != rb:
+            parent[ra] = rb  # roots never appear as keys
+
+    owned: set[str] = set()
+    for step in steps:
+        new = fresh(step.type) and not isinstance(step, Structure)
+        if new:
+            owned.update(step.outputs)
+        linked = [*step.outputs] + ([] if new else [n for n in step.inputs if n is not None])
+        for n in linked[1:]:
+            union(linked[0], n)
+    dies: dict[str, int] = {}
+    for pos, free in enumerate(free_after):
+        for n in free:
+            r = root(n)
+            dies[r] = max(dies.get(r, pos), pos)
+    exported = {root(n) for n in outputs}
+    plan: list[tuple[int, ...]] = []
+    for pos, step in enumerate(steps):
+        ok: tuple[int, ...] = ()
+        if donates(step.type) and not isinstance(step, Structure):
+            ok = tuple(
+                i
+                for i, n in enumerate(step.inputs)
+                if n in owned and step.inputs.count(n) == 1 and dies.get(root(n)) == pos and root(n) not in exported
+            )
+        plan.append(ok)
+    return plan
+
+
+def execute(node: Node, env: dict[str, np.ndarray], donated: tuple[int, ...] = ()) -> None:
+    """Run one layer (or structural step) and store its outputs in ``env``.
+
+    ``donated``: indices of inputs the layer may overwrite (see ``_donations``).
+    """
     fn = REGISTRY.get(node.type)
     if fn is None:
         raise UnsupportedLayerError(
@@ -166,7 +230,7 @@ def execute(node: Node, env: dict[str, np.ndarray]) -> None:
         return
     args = [None if n is None else precision.compute(fetch(node, n, env)) for n in node.inputs]
     try:
-        result = fn(node, *args)
+        result = fn(node, *args, donated=donated) if donated and getattr(fn, "donates", False) else fn(node, *args)
     except TrtdslError:
         raise
     except Exception as e:

@@ -20,7 +20,7 @@ import math
 
 import numpy as np
 
-from .conv import pad_or_crop, resolve_padding, windows
+from .conv import kernel_offsets, pad_or_crop, resolve_padding, windows
 from .registry import Node, interprets
 
 
@@ -48,27 +48,41 @@ def _reduce_windows(
     """``ufunc`` over each window of the trailing len(window) dims of ``x`` padded with ``fill``, in ``dtype``."""
     nd = len(window)
     out = tuple(d[2] for d in dims)
-    xp = pad_or_crop(x, [d[0] for d in dims], [d[1] + d[3] for d in dims], fill)
     if math.prod(window) > _MAX_OFFSETS or math.prod(out) == 1:
+        xp = pad_or_crop(x, [d[0] for d in dims], [d[1] + d[3] for d in dims], fill)
         view = windows(xp, window, stride, (1,) * nd, out)
         return ufunc.reduce(view, axis=tuple(range(xp.ndim, view.ndim)), dtype=dtype)
     # Max and sum are separable: reduce one dim at a time, outermost first, so that the
     # larger early passes run along contiguous rows and only the last one is strided.
-    acc, reduced = xp, False
-    for axis, f, s, m in zip(range(xp.ndim - nd, xp.ndim), window, stride, out, strict=True):
+    # Padding holds ``fill``, the identity of ``ufunc``, so each window offset only
+    # reduces the outputs that it reads real input for (as in conv.kernel_offsets), and
+    # no padded copy is made.
+    acc = x
+    for axis, f, s, m, d in zip(range(x.ndim - nd, x.ndim), window, stride, out, dims, strict=True):
         lead = (slice(None),) * axis
-        parts = [acc[(*lead, slice(o, o + (m - 1) * s + 1, s))] for o in range(f)]
-        if f == 1:
-            acc = parts[0]
+        boxes = [
+            (dst, src) for _, (dst,), (src,) in kernel_offsets((acc.shape[axis],), (f,), (s,), (1,), (m,), (d[0],))
+        ]
+        whole = [src for dst, src in boxes if dst == slice(0, m)]
+        if len(whole) == f == 1:
+            acc = acc[(*lead, whole[0])]
             continue
-        acc = ufunc(parts[0], parts[1], dtype=dtype)
-        for part in parts[2:]:
-            ufunc(acc, part, out=acc)
-        reduced = True
-    return acc if reduced else np.array(acc, dtype=dtype)
+        if whole:
+            # Start from the offsets that read real input for every output: no fill pass.
+            for src in whole[:2]:
+                boxes.remove((slice(0, m), src))
+            parts = [acc[(*lead, src)] for src in whole[:2]]
+            new = ufunc(*parts, dtype=dtype) if len(parts) == 2 else parts[0].astype(dtype)
+        else:
+            new = np.full((*acc.shape[:axis], m, *acc.shape[axis + 1 :]), fill, dtype=dtype)
+        for dst, src in boxes:
+            part = new[(*lead, dst)]
+            ufunc(part, acc[(*lead, src)], out=part)
+        acc = new
+    return acc if acc is not x and acc.base is None else np.array(acc, dtype=dtype)
 
 
-@interprets("pooling")
+@interprets("pooling", fresh=True)
 def pooling(node: Node, x: np.ndarray) -> np.ndarray:
     layer = node.layer
     window, stride = tuple(layer.window_size_nd), tuple(layer.stride_nd)
@@ -98,7 +112,7 @@ def pooling(node: Node, x: np.ndarray) -> np.ndarray:
     return result
 
 
-@interprets("lrn")
+@interprets("lrn", fresh=True)
 def lrn(node: Node, x: np.ndarray) -> np.ndarray:
     """Cross-channel LRN: x / (k + alpha / n * sum of x^2 over n neighbouring channels) ** beta.
 

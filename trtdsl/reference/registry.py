@@ -12,6 +12,15 @@ and the layer's inputs as arrays (``None`` for an unset optional input), in
 input-index order. Float16/bfloat16 inputs arrive as float32; the interpreter
 rounds outputs back to each output's TensorRT dtype. It returns one array or a
 tuple, one per output.
+
+Two optional promises, stored as attributes of the function, let the
+interpreter reuse dead buffers (see ``interpreter._donations``): ``fresh=True``
+says the function's outputs never share memory with its inputs or with cached
+weights, so the run owns them; ``donates=True`` (which implies fresh) says the
+function takes a keyword ``donated``, the indices of inputs whose arrays nothing
+else will read, and may write its output into one of them
+(``np.add(a, b, out=a)``) and return it. A wrapper made with ``functools.wraps``
+keeps both; any other replacement gets neither, and so no donated buffers.
 """
 
 from __future__ import annotations
@@ -26,17 +35,33 @@ Impl = Callable[..., Any]
 REGISTRY: dict[str, Impl] = {}
 
 
-def interprets(*layer_types: str) -> Callable[[Impl], Impl]:
-    """Register ``fn`` as the reference implementation of ``layer_types`` (lower-case LayerType names)."""
+def interprets(*layer_types: str, fresh: bool = False, donates: bool = False) -> Callable[[Impl], Impl]:
+    """Register ``fn`` as the reference implementation of ``layer_types`` (lower-case LayerType names).
+
+    ``fresh``: its outputs never share memory with its inputs or cached arrays.
+    ``donates``: it accepts ``donated=(input indices it may overwrite)``; implies ``fresh``.
+    """
 
     def register(fn: Impl) -> Impl:
         for t in layer_types:
             if t in REGISTRY:
                 raise RuntimeError(f"layer type {t!r} is registered twice ({REGISTRY[t].__module__}, {fn.__module__})")
             REGISTRY[t] = fn
+        fn.fresh = fresh or donates  # type: ignore[attr-defined]
+        fn.donates = donates  # type: ignore[attr-defined]
         return fn
 
     return register
+
+
+def fresh(layer_type: str) -> bool:
+    """Whether the implementation of ``layer_type`` promises outputs that share no memory with anything else."""
+    return getattr(REGISTRY.get(layer_type), "fresh", False)
+
+
+def donates(layer_type: str) -> bool:
+    """Whether the implementation of ``layer_type`` takes ``donated`` input indices."""
+    return getattr(REGISTRY.get(layer_type), "donates", False)
 
 
 def supported() -> list[str]:

@@ -1,0 +1,173 @@
+"""Buffer reuse in the interpreter: donated inputs and kept im2col matrices.
+
+A layer may overwrite an input that dies with it (a ReLU after a convolution
+writes into the convolution's output); these tests pin down that this never
+touches what the caller or a later layer can still see: feeds, constants,
+captured or output tensors, and views of a dying tensor. A convolution keeps
+its zero-padded im2col matrix between calls; running twice with other inputs
+checks that nothing stale survives. References are torch and NumPy math.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import trtdsl
+from trtdsl import ops
+from trtdsl.reference import conv as conv_impl
+from trtdsl.reference import run
+from trtdsl.reference.interpreter import Interpreter
+
+torch = pytest.importorskip("torch")
+F = torch.nn.functional
+
+pytestmark = pytest.mark.usefixtures("trt")
+
+
+def _t(a):
+    return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float64))
+
+
+def _plan(net) -> dict[str, tuple[int, ...]]:
+    """Layer name -> donated input indices, as the interpreter planned them."""
+    interp = Interpreter(net)
+    return {step.name: d for step, d in zip(interp.steps, interp._donations, strict=True)}
+
+
+def _residual_block(rng):
+    """relu(conv2(relu(conv1(x))) + x1) with x1 = relu(conv0(x)), the ResNet pattern; and its torch reference."""
+    w0, w1, w2 = (rng.standard_normal((4, 4, 3, 3)).astype(np.float32) * 0.3 for _ in range(3))
+    b0, b1, b2 = (rng.standard_normal(4).astype(np.float32) for _ in range(3))
+    net = trtdsl.Network("block")
+    x = net.input("x", "float32", (2, 4, 6, 5))
+    x1 = ops.relu(ops.conv2d(x, w0, b0, padding=1, name="conv0"), name="relu0")
+    h = ops.relu(ops.conv2d(x1, w1, b1, padding=1, name="conv1"), name="relu1")
+    y = ops.relu(ops.add(ops.conv2d(h, w2, b2, padding=1, name="conv2"), x1, name="add"), name="relu2")
+    net.output(ops.exp(ops.sub(y, 1.0, name="sub"), name="exp"), "y")
+
+    def reference(xv):
+        t1 = F.relu(F.conv2d(_t(xv), _t(w0), _t(b0), padding=1))
+        th = F.relu(F.conv2d(t1, _t(w1), _t(b1), padding=1))
+        return torch.exp(F.relu(F.conv2d(th, _t(w2), _t(b2), padding=1) + t1) - 1).numpy()
+
+    return net, reference
+
+
+def test_residual_block_donates_dead_inputs(rng):
+    plan = _plan(_residual_block(rng)[0])
+    assert plan["relu0"] == (0,) and plan["relu1"] == (0,) and plan["relu2"] == (0,)
+    assert plan["add"] == (0, 1)  # conv2's output and x1 are both read for the last time
+    assert plan["sub"] == (0,)  # not the constant 1.0
+    assert plan["conv1"] == () and plan["exp"] == (0,)
+
+
+def test_results_equal_with_and_without_donation(rng):
+    net, reference = _residual_block(rng)
+    x = rng.standard_normal((2, 4, 6, 5)).astype(np.float32)
+    interp = Interpreter(net)
+    donated = interp.run({"x": x})["y"]
+    interp._donations = [()] * len(interp.steps)
+    plain = interp.run({"x": x})["y"]
+    np.testing.assert_array_equal(donated, plain)  # same ufunc loops, so the same bits
+    np.testing.assert_allclose(donated, reference(x), rtol=1e-4, atol=1e-5)
+
+
+def test_feeds_and_constants_are_never_overwritten(rng):
+    c = rng.standard_normal((2, 3)).astype(np.float32)
+    net = trtdsl.Network("keep")
+    x = net.input("x", "float32", (2, 3))
+    const = net.constant(c, "c")
+    # A ReLU of a feed, of a constant, and of a reshaped constant (a view of the cached array).
+    a = ops.relu(x, name="relu_x")
+    b = ops.relu(const, name="relu_c")
+    v = ops.relu(ops.reshape(ops.reshape(const, (3, 2)), (2, 3)), name="relu_view")
+    net.output(ops.add(ops.add(a, b, name="ab"), v, name="abv"), "y")
+    plan = _plan(net)
+    assert plan["relu_x"] == () and plan["relu_c"] == () and plan["relu_view"] == ()
+    x0 = rng.standard_normal((2, 3)).astype(np.float32)
+    xv = x0.copy()
+    for _ in range(2):  # the second run would see a clobbered constant
+        y = run(net, {"x": xv})["y"]
+        np.testing.assert_allclose(y, np.maximum(x0, 0) + 2 * np.maximum(c, 0), rtol=1e-6)
+    np.testing.assert_array_equal(xv, x0)
+
+
+def test_a_view_of_a_dying_tensor_is_not_clobbered(rng):
+    w = rng.standard_normal((3, 2, 1, 1)).astype(np.float32)
+    net = trtdsl.Network("views")
+    x = net.input("x", "float32", (1, 2, 4, 4))
+    t = ops.conv2d(x, w, name="conv")
+    flat = ops.reshape(t, (1, 48), name="flat")  # may be a view of t's array
+    r = ops.relu(t, name="relu")  # t's last direct read, but flat still lives
+    net.output(ops.add(ops.reshape(r, (1, 48)), flat, name="add"), "y")
+    assert _plan(net)["relu"] == ()
+    xv = rng.standard_normal((1, 2, 4, 4)).astype(np.float32)
+    tv = np.einsum("kc,nchw->nkhw", w[:, :, 0, 0], xv).reshape(1, 48)
+    np.testing.assert_allclose(run(net, {"x": xv})["y"], np.maximum(tv, 0) + tv, rtol=1e-5, atol=1e-6)
+
+
+def test_outputs_and_captures_keep_their_values(rng):
+    w = rng.standard_normal((3, 2, 1, 1)).astype(np.float32)
+    net = trtdsl.Network("outs")
+    x = net.input("x", "float32", (1, 2, 3, 3))
+    t = ops.conv2d(x, w, name="conv")
+    h = ops.conv2d(x, w, name="hidden")
+    net.output(t, "t")
+    net.output(ops.add(ops.relu(t, name="relu"), ops.relu(h, name="relu_h"), name="add"), "y")
+    assert _plan(net)["relu"] == () and _plan(net)["relu_h"] == (0,)
+    xv = rng.standard_normal((1, 2, 3, 3)).astype(np.float32)
+    tv = np.einsum("kc,nchw->nkhw", w[:, :, 0, 0], xv)
+    out = run(net, {"x": xv}, capture=[h.name])
+    assert (out["t"] < 0).any()  # not rectified in place
+    np.testing.assert_allclose(out["t"], tv, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(out[h.name], tv, rtol=1e-5, atol=1e-6)  # captured, so not donated to relu_h
+    np.testing.assert_allclose(out["y"], 2 * np.maximum(tv, 0), rtol=1e-5, atol=1e-6)
+
+
+# (nd, in channels, out channels, spatial, kernel, stride, padding, dilation, groups, bias)
+CONVS = [
+    (2, 3, 8, (19, 17), 7, 2, 3, 1, 1, True),  # stem: im2col by stride phases
+    (3, 2, 4, (9, 8, 7), 5, 2, 2, 1, 1, True),  # 3-D stride phases
+    (2, 4, 6, (15, 14), 5, (2, 1), (2, 1), (1, 2), 2, True),  # phases with dilation and groups
+    (2, 4, 16, (6, 7), 1, 1, 0, 1, 1, True),  # expanding 1x1: the bias folds into the GEMM
+    (2, 16, 4, (6, 7), 1, 1, 0, 1, 1, True),  # reducing 1x1: the bias is added after
+    (2, 6, 8, (7, 9), 1, 2, 0, 1, 2, True),  # strided grouped 1x1: copied, bias folded
+    (2, 4, 4, (5, 5), 3, 1, 4, 1, 1, False),  # padding so large that some offsets read only zeros
+]
+
+
+@pytest.mark.parametrize("case", CONVS, ids=[f"{c[0]}d-k{c[4]}-s{c[5]}-g{c[8]}" for c in CONVS])
+def test_convolution_paths_match_torch_on_repeated_runs(case, rng):
+    nd, cin, cout, spatial, k, s, p, d, g, with_bias = case
+    w = rng.standard_normal((cout, cin // g, *([k] * nd))).astype(np.float32)
+    b = rng.standard_normal(cout).astype(np.float32) if with_bias else None
+    net = trtdsl.Network("conv")
+    x = net.input("x", "float32", (2, cin, *spatial))
+    conv = {2: ops.conv2d, 3: ops.conv3d}[nd]
+    net.output(conv(x, w, b, stride=s, padding=p, dilation=d, groups=g), "y")
+    tconv = {2: F.conv2d, 3: F.conv3d}[nd]
+    for _ in range(2):  # the second run reuses the kept im2col matrix with other values
+        xv = rng.standard_normal((2, cin, *spatial)).astype(np.float32)
+        ref = tconv(_t(xv), _t(w), None if b is None else _t(b), stride=s, padding=p, dilation=d, groups=g).numpy()
+        np.testing.assert_allclose(run(net, {"x": xv})["y"], ref, rtol=1e-4, atol=1e-4)
+
+
+def test_kept_im2col_matrices_stay_within_their_budget(rng, monkeypatch):
+    monkeypatch.setattr(conv_impl, "_SCRATCH_BYTES", 20_000)
+    monkeypatch.setattr(conv_impl, "_scratch_local", type(conv_impl._scratch_local)())
+    net = trtdsl.Network("budget")
+    x = net.input("x", "float32", (1, 3, 12, 12))
+    ws = [rng.standard_normal((3, 3, 3, 3)).astype(np.float32) for _ in range(3)]
+    y = x
+    for i, (w, pad) in enumerate(zip(ws, (1, 2, 0), strict=True)):  # three geometries, ~10-15 kB each
+        y = ops.conv2d(y, w, padding=pad, name=f"conv{i}")
+    net.output(y, "y")
+    xv = rng.standard_normal((1, 3, 12, 12)).astype(np.float32)
+    ref = _t(xv)
+    for w, pad in zip(ws, (1, 2, 0), strict=True):
+        ref = F.conv2d(ref, _t(w), padding=pad)
+    for _ in range(2):
+        np.testing.assert_allclose(run(net, {"x": xv})["y"], ref.numpy(), rtol=1e-4, atol=1e-4)
+    kept = conv_impl._scratch_local.cache
+    assert 0 < len(kept) < 3 and sum(a.nbytes for a in kept.values()) <= 20_000
