@@ -63,6 +63,7 @@ class Network:
         self.input_dtypes: dict[str, str] = {}
         self.outputs: dict[str, Tensor] = {}
         self._reference_cache: Any = None  # prepared interpreter, see trtdsl.reference
+        self.generation = 0  # bumped by every rewiring, so prepared interpreters know they are stale
 
     # ----------------------------------------------------------------- inputs
     def dim(self, name: str, min: int | None = None, opt: int | None = None, max: int | None = None) -> Dim:
@@ -210,6 +211,52 @@ class Network:
                     return Tensor(layer.get_output(i), self)
         names = list(self.input_specs) + list(self._producers)
         raise TrtdslError(f"no tensor {name!r} in network {self.name!r}.{did_you_mean(name, names)}")
+
+    # -------------------------------------------------------------- rewriting
+    def consumers(self, tensor: Tensor | str) -> list[tuple[Any, int]]:
+        """Every ``(layer, input_index)`` that reads ``tensor``, in network order."""
+        name = tensor if isinstance(tensor, str) else tensor.name
+        found = []
+        for i in range(self.trt.num_layers):
+            layer = self.trt.get_layer(i)
+            for j in range(layer.num_inputs):
+                t = layer.get_input(j)
+                if t is not None and t.name == name:
+                    found.append((layer, j))
+        return found
+
+    def replace_uses(self, old: Tensor, new: Tensor, *, keep: Sequence[Any] = ()) -> int:
+        """Make every layer that reads ``old`` read ``new`` instead; returns how many inputs moved.
+
+        Layers in ``keep`` still read ``old`` (the layers that compute ``new`` from
+        ``old``; :meth:`insert_after` fills it in for the common case). A network
+        output that is ``old`` stays ``old``; mark ``new`` as an output yourself if
+        you want it. Prepared reference interpreters notice the change.
+        """
+        if old.dtype != new.dtype:
+            raise ShapeError(f"cannot replace {old.name!r} ({old.dtype}) by {new.name!r} ({new.dtype}): dtypes differ")
+        skip = {layer.name for layer in keep}
+        moved = 0
+        for layer, j in self.consumers(old):
+            if layer.name not in skip:
+                layer.set_input(j, new.trt)
+                moved += 1
+        if moved:
+            self.generation += 1
+        return moved
+
+    def insert_after(self, tensor: Tensor, make: Any) -> Tensor:
+        """Insert ``make(tensor)`` between ``tensor`` and every layer that read it.
+
+        ``make`` adds layers with the DSL (e.g. ``lambda t: ops.fake_quantize(t, amax=2.0)``);
+        the layers it adds keep reading ``tensor``. This is how calibration
+        writes Q/DQ into a finished network.
+        """
+        before = self.trt.num_layers
+        new = make(tensor)
+        added = [self.trt.get_layer(i) for i in range(before, self.trt.num_layers)]
+        self.replace_uses(tensor, new, keep=added)
+        return new
 
     # ---------------------------------------------------------------- weights
     def keep(self, array: np.ndarray, role: str) -> Any:

@@ -36,6 +36,7 @@ class Interpreter:
 
     def __init__(self, network: Any):
         self.network = network  # trtdsl.Network or INetworkDefinition
+        self.generation = getattr(network, "generation", 0)  # the rewiring count it was prepared at
         self.definition = getattr(network, "trt", network)
         d = self.definition
         self.inputs: dict[str, tuple[tuple[int, ...], str]] = {}
@@ -274,13 +275,21 @@ _CACHE_ATTR = "_reference_cache"
 
 
 def prepare(network: Any) -> Interpreter:
-    """An ``Interpreter`` for ``network``, cached on a ``trtdsl.Network`` so weights convert once."""
+    """An ``Interpreter`` for ``network``, cached on a ``trtdsl.Network`` so weights convert once.
+
+    The cache is dropped when layers or outputs were added, or when the network
+    was rewired through ``Network.replace_uses``/``insert_after`` (its
+    ``generation``). Rewiring through the raw API (``layer.set_input``) is not
+    seen: call ``prepare`` on a fresh ``Interpreter(network)`` then.
+    """
     if isinstance(network, Interpreter):
         return network
     cached = getattr(network, _CACHE_ATTR, None)
     definition = getattr(network, "trt", network)
+    generation = getattr(network, "generation", 0)
     if (
         isinstance(cached, Interpreter)
+        and cached.generation == generation
         and len(cached.nodes) == definition.num_layers
         and cached.outputs == [definition.get_output(i).name for i in range(definition.num_outputs)]
     ):
