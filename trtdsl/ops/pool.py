@@ -207,9 +207,7 @@ def global_max_pool(x: Tensor, *, name: str | None = None) -> Tensor:
     return _global("global_max_pool", "MAX", x, name)
 
 
-def _adaptive(
-    kind: str, nd: int, ptype: str, x: Tensor, output_size: IntOrSeq, name: str | None
-) -> Tensor:
+def _adaptive(kind: str, nd: int, ptype: str, x: Tensor, output_size: IntOrSeq, name: str | None) -> Tensor:
     _check_rank(x, nd, kind)
     out = pair(output_size, nd, f"{kind}: output_size")
     if all(o == 1 for o in out):
