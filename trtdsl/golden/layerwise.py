@@ -65,6 +65,7 @@ def layerwise_diff(
         print(d or "no divergence")  # first divergence at layer 7 'block1.softmax' (softmax) ...
     """
     from .. import reference as ref
+    from ..reference.control import toposort
 
     interp = ref.prepare(network)
     ours = dict(captured) if captured is not None else ref.run(interp, feeds, capture="all")
@@ -81,7 +82,7 @@ def layerwise_diff(
     for n, (_, dt) in interp.inputs.items():
         precision[n] = dt
         order.append((n, -1, n, "input"))
-    for node in _topological(interp.nodes):
+    for node in toposort(interp.nodes, cycles="append"):
         upstream = [precision.get(i, "float32") for i in node.inputs if i is not None]
         for t, dt in zip(node.outputs, node.out_dtypes, strict=True):
             precision[t] = _loosest([dt, *upstream]) if dtypes.is_float(dt) else dt
@@ -103,38 +104,6 @@ def layerwise_diff(
             return Divergence(tensor, index, lname, ltype, r, compared)
         compared.append(tensor)
     return None
-
-
-def _topological(nodes: list[Any]) -> list[Any]:
-    """``nodes`` in an order where producers come first, otherwise keeping network order.
-
-    TensorRT does not require layers in topological order, and its ONNX parser
-    does not keep it: shape-helper casts can follow their readers. Back edges of
-    loops (a recurrence fed by a later layer) are ignored.
-    """
-    producer = {t: node for node in nodes for t in node.outputs}
-    done: set[int] = set()
-    order: list[Any] = []
-    for root in nodes:
-        stack: list[tuple[Any, bool]] = [(root, False)]
-        visiting: set[int] = set()
-        while stack:
-            node, expanded = stack.pop()
-            if node.index in done:
-                continue
-            if expanded:
-                done.add(node.index)
-                order.append(node)
-                continue
-            if node.index in visiting:
-                continue  # a cycle through a loop's recurrence
-            visiting.add(node.index)
-            stack.append((node, True))
-            for name in reversed([i for i in node.inputs if i is not None]):
-                dep = producer.get(name)
-                if dep is not None and dep.index not in done and dep.index not in visiting:
-                    stack.append((dep, False))
-    return order
 
 
 _LOOSENESS = ("float32", "float16", "bfloat16", "fp8", "int8")

@@ -80,7 +80,7 @@ def group(nodes: list[Node]) -> list[Node]:
             boundary.setdefault(id(known), []).append(node)
     if not boundary:
         # Still sorted: set_input can wire a layer to one added after it.
-        return _toposort(list(nodes))
+        return toposort(list(nodes))
     consumers: dict[str, list[Node]] = {}
     for node in nodes:
         for name in node.inputs:
@@ -130,7 +130,7 @@ def _arrange(nodes: list[Node], specs: list[tuple[Any, list[Node], set[int]]], b
         inner = [s for s in inside if s[2] < member_ids]
         body_steps = _arrange(body, inner, by_index)
         steps.append(_make_step(owner, bnodes, body_steps, [by_index[i] for i in sorted(member_ids)]))
-    return _toposort(steps)
+    return toposort(steps)
 
 
 def _make_step(owner: Any, bnodes: list[Node], body: list[Node], members: list[Node]) -> Structure:
@@ -190,8 +190,14 @@ def _make_step(owner: Any, bnodes: list[Node], body: list[Node], members: list[N
     )
 
 
-def _toposort(steps: list[Node]) -> list[Node]:
-    """Order steps so each runs after the producers of its inputs; ties keep network order."""
+def toposort(steps: list[Node], *, cycles: str = "raise") -> list[Node]:
+    """Order steps so each runs after the producers of its inputs; ties keep network order.
+
+    TensorRT does not require layers in topological order, and its ONNX parser
+    does not keep it. ``cycles="append"`` puts steps caught in a cycle (a loop's
+    recurrence, when loop bodies are not grouped) at the end in network order
+    instead of raising.
+    """
     producer = {o: k for k, s in enumerate(steps) for o in s.outputs}
     deps = [{producer[i] for i in s.inputs if i in producer and producer[i] != k} for k, s in enumerate(steps)]
     users: list[list[int]] = [[] for _ in steps]
@@ -209,6 +215,8 @@ def _toposort(steps: list[Node]) -> list[Node]:
             waiting[u] -= 1
             if not waiting[u]:
                 heapq.heappush(ready, (steps[u].index, u))
+    if len(order) != len(steps) and cycles == "append":
+        return order + [s for k, s in enumerate(steps) if waiting[k]]
     if len(order) != len(steps):
         stuck = [f"{s.index} {s.name!r}" for k, s in enumerate(steps) if waiting[k]]
         raise InterpreterError(
