@@ -16,6 +16,7 @@ from .errors import (
     TrtdslError,
     UnsupportedLayerError,
     WeightError,
+    WeightShapeError,
 )
 from .network import Network
 from .profile import Dim, Profile
@@ -27,5 +28,5 @@ __version__ = "0.1.0"
 __all__ = [
     "BackendError", "BuildError", "Dim", "IOSpec", "Plan", "build", "GoldenMismatch", "InterpreterError", "Network",
     "Profile", "ProfileError", "ReferenceSession", "Session", "ShapeError", "Tensor", "TrtdslError", "UnsupportedLayerError",
-    "WeightError", "__version__", "golden", "ops", "reference", "weights",
+    "WeightError", "WeightShapeError", "__version__", "golden", "ops", "reference", "weights",
 ]  # fmt: skip

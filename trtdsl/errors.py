@@ -28,6 +28,10 @@ class WeightError(TrtdslError):
     """A weight is missing, malformed, or a weight file cannot be read."""
 
 
+class WeightShapeError(WeightError, ShapeError):
+    """A weight exists but its shape does not fit; caught by ``except WeightError`` and ``except ShapeError``."""
+
+
 class ProfileError(TrtdslError):
     """A dynamic dimension has no valid range, or a shape is outside every profile."""
 

@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import WeightError, did_you_mean
-from ..weights.store import WeightShapeError, layout_hint
+from ..errors import WeightError, WeightShapeError, did_you_mean
+from ..weights.store import layout_hint
 
 _F32 = np.dtype(np.float32)
 Shape = Sequence[int | None]  # None: any size on that axis

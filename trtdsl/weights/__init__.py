@@ -17,7 +17,8 @@ Example::
 # Each module registers its loader; Keras formats sniff before generic HDF5 by priority.
 from . import h5, keras, layout, npz, safetensors, torch, wts  # noqa: F401
 from .registry import FORMATS, detect, load, loads
-from .store import Entry, WeightShapeError, WeightStore
+from ..errors import WeightShapeError
+from .store import Entry, WeightStore
 from .wts import write_wts
 
 __all__ = ["FORMATS", "Entry", "WeightShapeError", "WeightStore", "detect", "layout", "load", "loads", "write_wts"]

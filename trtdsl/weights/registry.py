@@ -100,7 +100,7 @@ def detect(path: str | os.PathLike) -> str:
 def load(
     path: str | os.PathLike,
     *,
-    format: str | None = None,  # noqa: A002 - `format=` reads best at the call site
+    format: str | None = None,
     strict: bool = False,
     **options: Any,
 ) -> WeightStore:

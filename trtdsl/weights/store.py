@@ -24,13 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ShapeError, WeightError, did_you_mean
+from ..errors import WeightError, WeightShapeError, did_you_mean
 
 log = logging.getLogger("trtdsl.weights")
-
-
-class WeightShapeError(WeightError, ShapeError):
-    """A weight exists but its shape does not fit; caught by ``except WeightError`` and ``except ShapeError``."""
 
 
 @dataclass
