@@ -25,3 +25,16 @@ def run_one(fn, *arrays: np.ndarray, dtype: str = "float32"):
     """(output, TensorRT-reported shape, net) of ``fn`` returning one Tensor."""
     outs, shapes, net = run_many(fn, *arrays, dtype=dtype)
     return outs[0], shapes[0], net
+
+
+def torch64(a: np.ndarray):
+    """``a`` as a float64 torch tensor: the independent reference computes in double precision."""
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float64))
+
+
+def run_output(net, y, feeds):
+    """Mark ``y`` as output 'y' and run the reference; ``feeds`` is a dict, or the array for input 'x'."""
+    net.output(y, "y")
+    return reference.run(net, feeds if isinstance(feeds, dict) else {"x": feeds})["y"]

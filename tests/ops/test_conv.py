@@ -8,10 +8,12 @@ import pytest
 import trtdsl
 from trtdsl import ops
 from trtdsl.errors import ShapeError
-from trtdsl.reference import run
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
+
+from _oprun import run_output as _run  # noqa: E402
+from _oprun import torch64 as _t  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("trt")
 
@@ -20,15 +22,6 @@ CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 CONVT = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
 OPS = {1: ops.conv1d, 2: ops.conv2d, 3: ops.conv3d}
 OPST = {1: ops.conv_transpose1d, 2: ops.conv_transpose2d, 3: ops.conv_transpose3d}
-
-
-def _t(a: np.ndarray):
-    return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float64))
-
-
-def _run(net: trtdsl.Network, y, feeds: dict) -> np.ndarray:
-    net.output(y, "y")
-    return run(net, feeds)["y"]
 
 
 # (nd, input spatial, kernel, stride, padding, dilation, groups, c_in, c_out)

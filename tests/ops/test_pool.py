@@ -13,20 +13,14 @@ from trtdsl.reference import run
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
 
+from _oprun import run_output as _run  # noqa: E402
+from _oprun import torch64 as _t  # noqa: E402
+
 pytestmark = pytest.mark.usefixtures("trt")
 
 TOL = {"float32": dict(rtol=1e-5, atol=1e-5), "float16": dict(rtol=2e-3, atol=4e-3)}
 MAXP = {1: (ops.max_pool1d, F.max_pool1d), 2: (ops.max_pool2d, F.max_pool2d), 3: (ops.max_pool3d, F.max_pool3d)}
 AVGP = {1: (ops.avg_pool1d, F.avg_pool1d), 2: (ops.avg_pool2d, F.avg_pool2d), 3: (ops.avg_pool3d, F.avg_pool3d)}
-
-
-def _t(a):
-    return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float64))
-
-
-def _run(net, y, x):
-    net.output(y, "y")
-    return run(net, {"x": x})["y"]
 
 
 # (nd, spatial, kernel, stride, padding, ceil_mode)

@@ -8,23 +8,16 @@ import pytest
 import trtdsl
 from trtdsl import ops
 from trtdsl.errors import ShapeError
-from trtdsl.reference import run
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
 
+from _oprun import run_output as _run  # noqa: E402
+from _oprun import torch64 as _t  # noqa: E402
+
 pytestmark = pytest.mark.usefixtures("trt")
 
 TOL = {"float32": dict(rtol=1e-5, atol=1e-5), "float16": dict(rtol=3e-3, atol=5e-3)}
-
-
-def _t(a):
-    return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float64))
-
-
-def _run(net, y, x):
-    net.output(y, "y")
-    return run(net, {"x": x})["y"]
 
 
 # (mode, spatial, size or None, scale or None, align_corners)

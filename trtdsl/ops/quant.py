@@ -79,10 +79,7 @@ def quantize(
     base = name or "quantize"
     s, ax = _scale(net, x, scale, axis, op="quantize", name=base)
     # x is quantized in its own dtype: a cast to the compute dtype first would only add a rounding.
-    layer = net.trt.add_quantize(x.trt, s.trt, dtypes.to_trt(dt))
-    if ax is not None:
-        layer.axis = ax
-    return net._register(layer, "quantize", base)
+    return _qdq_layer(net, net.trt.add_quantize(x.trt, s.trt, dtypes.to_trt(dt)), ax, "quantize", base)
 
 
 def dequantize(
@@ -107,10 +104,7 @@ def dequantize(
         raise ShapeError(f"dequantize {q.name!r}: output dtype must be one of {dtypes.FLOATS}, got {dtype!r}")
     base = name or "dequantize"
     s, ax = _scale(net, q, scale, axis, op="dequantize", name=base)
-    layer = net.trt.add_dequantize(q.trt, s.trt, dtypes.to_trt(dt))
-    if ax is not None:
-        layer.axis = ax
-    return net._register(layer, "dequantize", base)
+    return _qdq_layer(net, net.trt.add_dequantize(q.trt, s.trt, dtypes.to_trt(dt)), ax, "dequantize", base)
 
 
 def fake_quantize(
@@ -148,3 +142,10 @@ def fake_quantize(
         s, ax = _scale(net, x, scale, axis, op="fake_quantize", name=full, const="scale")
         q = quantize(x, s, axis=ax, dtype=dt, name="q")
         return dequantize(q, s, axis=ax, dtype=x.dtype, name="dq")
+
+
+def _qdq_layer(net: Any, layer: Any, axis: int | None, kind: str, name: str) -> Tensor:
+    """Set a Q/DQ layer's per-channel axis (None: per-tensor) and register it."""
+    if axis is not None:
+        layer.axis = axis
+    return net._register(layer, kind, name)
