@@ -17,6 +17,7 @@ import trtdsl
 from trtdsl import ops
 from trtdsl.reference import conv as conv_impl
 from trtdsl.reference import run
+from trtdsl.reference.buffers import BufferPool
 from trtdsl.reference.interpreter import Interpreter
 
 torch = pytest.importorskip("torch")
@@ -171,3 +172,93 @@ def test_kept_im2col_matrices_stay_within_their_budget(rng, monkeypatch):
         np.testing.assert_allclose(run(net, {"x": xv})["y"], ref.numpy(), rtol=1e-4, atol=1e-4)
     kept = conv_impl._scratch_local.cache
     assert 0 < len(kept) < 3 and sum(a.nbytes for a in kept.values()) <= 20_000
+
+
+# ------------------------------------------------------------- buffer pool
+# pytest's assert rewriting keeps references to the values in an ``assert``, so each
+# ``give`` runs in a statement of its own, its argument a temporary as in the interpreter.
+def test_pool_reuses_a_dead_buffer_of_a_wanted_size():
+    pool = BufferPool()
+    pool.empty((4, 8), np.float32)  # asking marks 128 bytes as wanted
+    unwanted = pool.give(np.empty(3, np.float32))
+    kept = pool.give(np.empty((2, 16), np.float32))
+    assert (unwanted, kept, pool.held) == (False, True, 128)
+    address = pool._free[128][-1].ctypes.data
+    again = pool.empty((128,), np.uint8)
+    assert pool.held == 0 and again.shape == (128,) and again.ctypes.data == address
+    fresh = pool.empty((128,), np.uint8)  # none left: a new allocation
+    assert fresh.ctypes.data != address
+
+
+def test_pool_refuses_memory_it_cannot_prove_dead():
+    pool = BufferPool()
+    pool.empty((16,), np.uint8)
+    named = np.zeros(16, np.uint8)
+    held_by_name = pool.give(named)
+    holder = {"a": np.zeros(16, np.uint8)}
+    view = holder["a"][:8]
+    read_by_view = pool.give(holder.pop("a"))
+    transposed = np.zeros((4, 4), np.uint8)
+    view_of_named = pool.give(transposed.T)
+    foreign = pool.give(np.frombuffer(bytearray(16), np.uint8))
+    read_only = pool.give(_read_only(16))
+    strided = pool.give(np.zeros(32, np.uint8)[::2])
+    assert pool.held == 0
+    assert not any((held_by_name, read_by_view, view_of_named, foreign, read_only, strided))
+    assert view.shape == (8,) and named.shape == (16,) and transposed.shape == (4, 4)
+    # The same arrays are kept once nothing else can reach them.
+    del view
+    proof = [pool.give(np.zeros(16, np.uint8)), pool.give(np.zeros((4, 4), np.uint8).T)]
+    assert proof == [True, True] and pool.held == 32
+
+
+def _read_only(n: int) -> np.ndarray:
+    a = np.zeros(n, np.uint8)
+    a.flags.writeable = False
+    return a
+
+
+def test_pool_stays_within_its_limit():
+    pool = BufferPool(limit=1000)
+    for n in (400, 300):
+        pool.empty((n,), np.uint8)
+    kept = [pool.give(np.empty(400, np.uint8)), pool.give(np.empty(400, np.uint8))]
+    kept.append(pool.give(np.empty(300, np.uint8)))
+    assert kept == [True, True, True]
+    assert pool.held == 700  # over 1000 bytes, a buffer of the largest size was let go
+    pool.clear()
+    assert pool.held == 0
+
+
+def _conv_chain(rng, depth=4):
+    ws = [rng.standard_normal((8, 8, 3, 3)).astype(np.float32) * 0.2 for _ in range(depth)]
+    net = trtdsl.Network("chain")
+    x = net.input("x", "float32", (1, 8, 10, 10))
+    y = x
+    for i, w in enumerate(ws):
+        y = ops.relu(ops.conv2d(y, w, padding=1, name=f"conv{i}"), name=f"relu{i}")
+    net.output(y, "y")
+
+    def reference(xv):
+        t = _t(xv)
+        for w in ws:
+            t = F.relu(F.conv2d(t, _t(w), padding=1))
+        return t.numpy()
+
+    return net, reference
+
+
+def test_results_and_captures_of_an_earlier_run_survive_later_runs(rng):
+    net, reference = _conv_chain(rng)
+    interp = Interpreter(net)
+    x1, x2 = (rng.standard_normal((1, 8, 10, 10)).astype(np.float32) for _ in range(2))
+    first = interp.run({"x": x1}, capture=["conv1.out"])
+    assert interp.pool.held > 0  # the dead activations of the run were kept for the next
+    kept1 = {k: v.copy() for k, v in first.items()}
+    for _ in range(3):
+        second = interp.run({"x": x2})
+    for k in first:
+        np.testing.assert_array_equal(first[k], kept1[k])
+    np.testing.assert_allclose(first["y"], reference(x1), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(second["y"], reference(x2), rtol=1e-4, atol=1e-5)
+    assert not np.shares_memory(first["y"], second["y"])

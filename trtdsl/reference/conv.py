@@ -126,7 +126,7 @@ def kernel_offsets(
 def conv_nd(
     x: np.ndarray, w: np.ndarray, stride: tuple[int, ...], dilation: tuple[int, ...], groups: int,
     out: tuple[int, ...], bias: np.ndarray | None = None, pre: tuple[int, ...] | None = None,
-    memo: Callable[[str, Callable[[], Any]], Any] | None = None,
+    memo: Callable[[str, Callable[[], Any]], Any] | None = None, empty: Callable = np.empty,
 ) -> np.ndarray:  # fmt: skip
     """Grouped N-D correlation of ``x`` (N, C, *L) with ``w`` (K, C/groups, *F) -> (N, K, *out), plus ``bias``.
 
@@ -167,7 +167,7 @@ def conv_nd(
             body[:, :, :, 0] = xg[strided]
         else:
             _im2col(xg, body, kernel, stride, dilation, pre)
-    y = np.matmul(wm, cols).reshape(n, k, *out)
+    y = np.matmul(wm, cols, out=empty((n, groups, k // groups, pixels), cols.dtype)).reshape(n, k, *out)
     if bias is not None and not fold:
         y += bias.reshape(k, *([1] * nd))
     return y
@@ -289,8 +289,9 @@ def convolution(node: Node, x: np.ndarray, kernel: np.ndarray | None = None, bia
     b = layer_weights(node, "bias", bias, (k,))
     b = None if b is None else b.astype(w.dtype, copy=False)
     return conv_nd(
-        x, w, stride, dilation, groups, out, b, pre, memo=node.memo if kernel is None and bias is None else None
-    )
+        x, w, stride, dilation, groups, out, b, pre,
+        memo=node.memo if kernel is None and bias is None else None, empty=node.empty,
+    )  # fmt: skip
 
 
 @interprets("deconvolution", fresh=True)

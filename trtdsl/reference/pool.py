@@ -17,6 +17,7 @@ counts in neither.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 
@@ -43,9 +44,12 @@ _MAX_OFFSETS = 64  # larger windows reduce a window view: fewer, longer NumPy ca
 
 def _reduce_windows(
     ufunc: np.ufunc, x: np.ndarray, window: tuple[int, ...], stride: tuple[int, ...],
-    dims: list[tuple[int, int, int, int]], *, dtype: np.dtype, fill: float,
+    dims: list[tuple[int, int, int, int]], *, dtype: np.dtype, fill: float, empty: Callable = np.empty,
 ) -> np.ndarray:  # fmt: skip
-    """``ufunc`` over each window of the trailing len(window) dims of ``x`` padded with ``fill``, in ``dtype``."""
+    """``ufunc`` over each window of the trailing len(window) dims of ``x`` padded with ``fill``, in ``dtype``.
+
+    ``empty(shape, dtype)`` allocates the passes' arrays (``Node.empty``, to reuse dead buffers).
+    """
     nd = len(window)
     out = tuple(d[2] for d in dims)
     if math.prod(window) > _MAX_OFFSETS or math.prod(out) == 1:
@@ -57,7 +61,7 @@ def _reduce_windows(
     # Padding holds ``fill``, the identity of ``ufunc``, so each window offset only
     # reduces the outputs that it reads real input for (as in conv.kernel_offsets), and
     # no padded copy is made.
-    acc = x
+    acc, made = x, False  # made: acc lies in an array made here, not in x
     for axis, f, s, m, d in zip(range(x.ndim - nd, x.ndim), window, stride, out, dims, strict=True):
         lead = (slice(None),) * axis
         boxes = [
@@ -67,19 +71,23 @@ def _reduce_windows(
         if len(whole) == f == 1:
             acc = acc[(*lead, whole[0])]
             continue
+        new = empty((*acc.shape[:axis], m, *acc.shape[axis + 1 :]), dtype)
         if whole:
             # Start from the offsets that read real input for every output: no fill pass.
             for src in whole[:2]:
                 boxes.remove((slice(0, m), src))
             parts = [acc[(*lead, src)] for src in whole[:2]]
-            new = ufunc(*parts, dtype=dtype) if len(parts) == 2 else parts[0].astype(dtype)
+            if len(parts) == 2:
+                ufunc(*parts, out=new)
+            else:
+                new[...] = parts[0]
         else:
-            new = np.full((*acc.shape[:axis], m, *acc.shape[axis + 1 :]), fill, dtype=dtype)
+            new.fill(fill)
         for dst, src in boxes:
             part = new[(*lead, dst)]
             ufunc(part, acc[(*lead, src)], out=part)
-        acc = new
-    return acc if acc is not x and acc.base is None else np.array(acc, dtype=dtype)
+        acc, made = new, True
+    return acc if made else np.array(acc, dtype=dtype)
 
 
 @interprets("pooling", fresh=True)
@@ -96,7 +104,7 @@ def pooling(node: Node, x: np.ndarray) -> np.ndarray:
     kind = layer.type.name  # IPoolingLayer.type is the PoolingType
     result = None
     if kind in ("MAX", "MAX_AVERAGE_BLEND"):
-        result = _reduce_windows(np.maximum, x, window, stride, dims, dtype=x.dtype, fill=-np.inf)
+        result = _reduce_windows(np.maximum, x, window, stride, dims, dtype=x.dtype, fill=-np.inf, empty=node.empty)
     if kind in ("AVERAGE", "MAX_AVERAGE_BLEND"):
         total = _reduce_windows(np.add, x, window, stride, dims, dtype=np.dtype(np.float64), fill=0.0)
         count = node.memo(

@@ -21,6 +21,10 @@ function takes a keyword ``donated``, the indices of inputs whose arrays nothing
 else will read, and may write its output into one of them
 (``np.add(a, b, out=a)``) and return it. A wrapper made with ``functools.wraps``
 keeps both; any other replacement gets neither, and so no donated buffers.
+
+A function that fills a large new array asks ``node.empty(shape, dtype)`` for
+it: inside an interpreter that is a dead buffer of the same size when one is
+free (``reference.buffers``), elsewhere plain ``np.empty``.
 """
 
 from __future__ import annotations
@@ -81,6 +85,13 @@ class Node:
     out_dtypes: list[str]
     out_shapes: list[tuple[int, ...]]
     cache: dict[str, Any] = field(default_factory=dict)
+    pool: Any = None  # the interpreter's BufferPool
+
+    def empty(self, shape: tuple[int, ...], dtype: Any = np.float32) -> np.ndarray:
+        """An uninitialized array for an output, reusing a dead buffer of the run when one fits."""
+        if self.pool is None:
+            return np.empty(shape, dtype)
+        return self.pool.empty(shape, dtype)
 
     @property
     def name(self) -> str:
