@@ -188,3 +188,66 @@ def test_lrn_matches_torch(trt, window, alpha, beta, k, rng):
     net = _net_with(trt, x.shape, lambda net, xt: net.trt.add_lrn(xt, window, alpha, beta, k))
     ref = F.local_response_norm(_t(x), window, alpha, beta, k).numpy()
     np.testing.assert_allclose(run(net, {"x": x})["y"], ref, rtol=1e-5, atol=1e-6)
+
+
+# ------------------------------------------------------------------ Winograd
+# (batch, in channels, out channels, spatial, bias): 3x3 stride-1 pad-1, each with >= 32 tiles.
+WINOGRAD = [
+    (1, 32, 32, (12, 12), True),
+    (2, 32, 40, (9, 11), True),  # odd sizes: the last tiles hang half outside
+    (3, 48, 32, (7, 6), False),  # three images of 12 tiles
+    (1, 64, 64, (28, 28), True),
+]
+
+
+def _conv3x3_net(shape, w, b, stride=1, groups=1):
+    net = trtdsl.Network("conv3x3")
+    x = net.input("x", "float32", shape)
+    net.output(trtdsl.ops.conv2d(x, w, b, stride=stride, padding=1, groups=groups), "y")
+    return net
+
+
+def _spy_winograd(monkeypatch) -> list:
+    from trtdsl.reference import winograd
+
+    calls = []
+    real = winograd.conv
+
+    def spy(*args, **kwargs):
+        calls.append(args[0].shape)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(winograd, "conv", spy)
+    return calls
+
+
+@pytest.mark.parametrize("case", WINOGRAD, ids=[f"n{c[0]}-c{c[1]}-k{c[2]}-{c[3][0]}x{c[3][1]}" for c in WINOGRAD])
+def test_winograd_matches_float64_torch(case, rng, monkeypatch):
+    n, cin, cout, spatial, with_bias = case
+    calls = _spy_winograd(monkeypatch)
+    w = rng.standard_normal((cout, cin, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(cout).astype(np.float32) if with_bias else None
+    net = _conv3x3_net((n, cin, *spatial), w, b)
+    for _ in range(2):  # the second run reuses the kept phase and tile arrays with other values
+        xv = rng.standard_normal((n, cin, *spatial)).astype(np.float32)
+        ref = F.conv2d(_t(xv), _t(w), None if b is None else _t(b), padding=1).numpy()
+        got = run(net, {"x": xv})["y"]
+        # As accurate as a direct float32 convolution (whose error here is ~5e-7 of the largest output).
+        assert np.max(np.abs(got - ref)) <= 2e-6 * np.max(np.abs(ref))
+    assert len(calls) == 2
+
+
+@pytest.mark.parametrize(
+    "shape, stride, groups",
+    [((1, 32, 7, 7), 1, 1), ((1, 16, 16, 16), 1, 1), ((1, 32, 16, 16), 2, 1), ((1, 32, 16, 16), 1, 2)],
+    ids=["16-tiles", "16-channels", "stride-2", "grouped"],
+)
+def test_winograd_is_left_to_the_direct_path_outside_its_range(shape, stride, groups, rng, monkeypatch):
+    calls = _spy_winograd(monkeypatch)
+    c = shape[1]
+    w = rng.standard_normal((32, c // groups, 3, 3)).astype(np.float32)
+    xv = rng.standard_normal(shape).astype(np.float32)
+    got = run(_conv3x3_net(shape, w, None, stride, groups), {"x": xv})["y"]
+    ref = F.conv2d(_t(xv), _t(w), stride=stride, padding=1, groups=groups).numpy()
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4)
+    assert calls == []

@@ -25,6 +25,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from ..errors import UnsupportedLayerError
+from . import winograd
 from .registry import Node, interprets
 
 
@@ -146,6 +147,8 @@ def conv_nd(
         if bias is not None:
             y += bias.reshape(k, *([1] * nd))
         return y
+    if winograd.applies(x, w, stride, dilation, groups, out, pre):
+        return winograd.conv(x, w, bias, memo=memo, kept=kept, empty=empty)
     pointwise = (
         taps == 1 and not any(pre) and all((m - 1) * s < size for m, s, size in zip(out, stride, spatial, strict=True))
     )
@@ -192,31 +195,43 @@ _SCRATCH_BYTES = 64 << 20
 _scratch_local = threading.local()
 
 
+def kept(key: tuple, make: Callable[[], np.ndarray]) -> np.ndarray:
+    """The work array cached under ``key``, made by ``make()`` the first time, kept for reuse.
+
+    Kept per thread (two threads never share one), the most recently used first, up to
+    _SCRATCH_BYTES in all; an array larger than that is made anew on every call.
+    """
+    cache: OrderedDict | None = getattr(_scratch_local, "cache", None)
+    if cache is None:
+        cache = _scratch_local.cache = OrderedDict()
+    found = cache.get(key)
+    if found is not None:
+        cache.move_to_end(key)
+        return found
+    array = make()
+    if array.nbytes <= _SCRATCH_BYTES:
+        cache[key] = array
+        total = sum(a.nbytes for a in cache.values())
+        while total > _SCRATCH_BYTES:
+            total -= cache.popitem(last=False)[1].nbytes
+    return array
+
+
 def _scratch(shape: tuple[int, ...], dtype: np.dtype, ones_row: bool, geometry: tuple) -> np.ndarray:
     """A zeroed im2col matrix (N, G, rows, pixels), its last row ones if ``ones_row``, kept for reuse.
 
     Every call with the same shape and ``geometry`` writes the same boxes of the matrix,
     so what lies outside them (the padding's zeros, the ones row) never changes and a
     kept matrix needs no clearing: that saves a memset of the whole matrix per call.
-    Kept per thread, the most recently used first, up to _SCRATCH_BYTES in all.
     """
-    cache: OrderedDict | None = getattr(_scratch_local, "cache", None)
-    if cache is None:
-        cache = _scratch_local.cache = OrderedDict()
-    key = (shape, dtype, ones_row, geometry)
-    cols = cache.get(key)
-    if cols is not None:
-        cache.move_to_end(key)
+
+    def make() -> np.ndarray:
+        cols = np.zeros(shape, dtype=dtype)
+        if ones_row:
+            cols[:, :, -1] = 1
         return cols
-    cols = np.zeros(shape, dtype=dtype)
-    if ones_row:
-        cols[:, :, -1] = 1
-    if cols.nbytes <= _SCRATCH_BYTES:
-        cache[key] = cols
-        total = sum(a.nbytes for a in cache.values())
-        while total > _SCRATCH_BYTES:
-            total -= cache.popitem(last=False)[1].nbytes
-    return cols
+
+    return kept(("im2col", shape, np.dtype(dtype), ones_row, geometry), make)
 
 
 def _im2col(
