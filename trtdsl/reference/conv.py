@@ -14,15 +14,17 @@ instead. A deconvolution is the convolution of the stride-dilated
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
+from numpy.lib.stride_tricks import as_strided, sliding_window_view
 
 from ..errors import UnsupportedLayerError
 from . import winograd
@@ -157,7 +159,10 @@ def conv_nd(
     # the matrix is copied anyway, or when copying the input costs less than a pass over
     # the larger output.
     fold = bias is not None and (not pointwise or any(s > 1 for s in stride) or cg < kg)
-    wm = _weight_matrix(w, bias if fold else None, groups, memo)
+    # Many kernel offsets per stride phase (a 7x7 stride-2 stem): im2col by phases.
+    phased = not pointwise and math.prod(kernel) >= 4 * math.prod(stride) > 4
+    plan = _phase_plan(tuple(spatial), kernel, stride, dilation, pre, out) if phased else None
+    wm = _weight_matrix(w, bias if fold else None, groups, memo, plan)
     xg = x.reshape(n, groups, cg, *spatial)
     if pointwise and not fold:
         # A 1x1 kernel needs no im2col: the strided input is the matrix.
@@ -165,30 +170,39 @@ def conv_nd(
     else:
         geometry = (tuple(spatial), kernel, stride, dilation, pre)
         cols = _scratch((n, groups, cg * taps + fold, pixels), np.result_type(x, w), fold, geometry)
-        body = cols[:, :, : cg * taps].reshape(n, groups, cg, taps, *out)
+        body = cols[:, :, : cg * taps]
         if pointwise:
-            body[:, :, :, 0] = xg[strided]
+            body.reshape(n, groups, cg, *out)[...] = xg[strided]
+        elif plan is not None:
+            _im2col_phased(xg, body, plan, out)
         else:
-            _im2col(xg, body, kernel, stride, dilation, pre)
+            _im2col(xg, body.reshape(n, groups, cg, taps, *out), kernel, stride, dilation, pre)
     y = np.matmul(wm, cols, out=empty((n, groups, k // groups, pixels), cols.dtype)).reshape(n, k, *out)
     if bias is not None and not fold:
         y += bias.reshape(k, *([1] * nd))
     return y
 
 
-def _weight_matrix(w: np.ndarray, bias: np.ndarray | None, groups: int, memo: Callable | None) -> np.ndarray:
-    """``w`` as (groups, K/groups, C/groups * prod(F)), plus ``bias`` as one more column when given."""
+def _weight_matrix(
+    w: np.ndarray, bias: np.ndarray | None, groups: int, memo: Callable | None, plan: PhasePlan | None = None
+) -> np.ndarray:
+    """``w`` as (groups, K/groups, C/groups * prod(F)), plus ``bias`` as one more column when given.
+
+    With a ``plan``, the columns follow the rows of its phase-ordered im2col matrix.
+    """
 
     def make() -> np.ndarray:
         k = w.shape[0]
         wm = w.reshape(groups, k // groups, -1)
+        if plan is not None:
+            wm = wm[:, :, plan.columns(w.shape[1])]
         if bias is None:
             return wm
         return np.concatenate([wm, bias.reshape(groups, k // groups, 1).astype(w.dtype, copy=False)], axis=2)
 
-    if memo is None or bias is None:
+    if memo is None or (bias is None and plan is None):
         return make()
-    return memo(f"weight_matrix:{w.shape}:{w.dtype}:{groups}", make)
+    return memo(f"weight_matrix:{w.shape}:{w.dtype}:{groups}:{bias is None}:{plan and plan.key}", make)
 
 
 _SCRATCH_BYTES = 64 << 20
@@ -243,23 +257,85 @@ def _im2col(
     The copies read the unpadded input and write only the outputs whose window sample
     falls inside it; the rest of ``cols`` must already be zero.
     """
-    offsets = kernel_offsets(x.shape[3:], kernel, stride, dilation, cols.shape[4:], pre)
-    if math.prod(stride) == 1 or math.prod(kernel) < 4 * math.prod(stride):
-        for j, dst, src in offsets:
-            cols[(slice(None), slice(None), slice(None), j, *dst)] = x[(Ellipsis, *src)]
-        return
-    # Many offsets per stride phase (a 7x7 stride-2 stem): split the input into its
-    # prod(stride) phases once, so that each offset copies unit-stride runs, not gathers.
-    phases: dict[tuple[int, ...], np.ndarray] = {}
-    for j, dst, src in offsets:
-        phase = tuple(sl.start % s for sl, s in zip(src, stride, strict=True))
-        if phase not in phases:
-            picks = (slice(r, None, s) for r, s in zip(phase, stride, strict=True))
-            phases[phase] = np.ascontiguousarray(x[(Ellipsis, *picks)])
-        local = (
-            slice(sl.start // s, sl.start // s + d.stop - d.start) for sl, s, d in zip(src, stride, dst, strict=True)
+    for j, dst, src in kernel_offsets(x.shape[3:], kernel, stride, dilation, cols.shape[4:], pre):
+        cols[(slice(None), slice(None), slice(None), j, *dst)] = x[(Ellipsis, *src)]
+
+
+@dataclass(frozen=True)
+class PhasePlan:
+    """How a strided kernel's offsets fall into the stride phases of the padded input, per spatial dim.
+
+    Padded input pixel ``o * s + f * d`` (output ``o``, kernel offset ``f``) lies in phase
+    ``r = f * d % s`` at index ``o + f * d // s`` of that phase. The offsets of one phase
+    step through it evenly, so each combination of phases fills its rows of the im2col
+    matrix with one strided copy, each row a unit-stride run of the phase. The rows come
+    phase by phase, so the weight matrix's columns are permuted to match (``columns``).
+    """
+
+    key: tuple
+    lengths: tuple[int, ...]  # per dim: length of each phase
+    fills: tuple[tuple[tuple[slice, slice], ...], ...]  # per dim, per phase: (phase slice, input slice)
+    groups: tuple[tuple[tuple[int, int, int, tuple[int, ...]], ...], ...]  # per dim: (phase, first, step, offsets)
+
+    def columns(self, channels: int) -> np.ndarray:
+        """Weight-matrix column (c * prod(F) + flat offset) of each im2col row, in row order."""
+        kernel = tuple(sum(len(g[3]) for g in dim) for dim in self.groups)
+        out = []
+        for combo in itertools.product(*self.groups):
+            flat = np.ravel_multi_index(np.ix_(*(g[3] for g in combo)), kernel).reshape(-1)
+            out.append((np.arange(channels)[:, None] * math.prod(kernel) + flat).reshape(-1))
+        return np.concatenate(out)
+
+
+@functools.lru_cache(maxsize=256)
+def _phase_plan(
+    spatial: tuple[int, ...], kernel: tuple[int, ...], stride: tuple[int, ...], dilation: tuple[int, ...],
+    pre: tuple[int, ...], out: tuple[int, ...],
+) -> PhasePlan:  # fmt: skip
+    lengths, fills, groups = [], [], []
+    for size, f, s, d, p, m in zip(spatial, kernel, stride, dilation, pre, out, strict=True):
+        q = m + (f - 1) * d // s  # phase pixels any output reads
+        by_phase: dict[int, list[int]] = {}
+        for j in range(f):
+            by_phase.setdefault(j * d % s, []).append(j)
+        dim_groups = []
+        for r, js in sorted(by_phase.items()):
+            firsts = [j * d // s for j in js]
+            dim_groups.append((r, firsts[0], firsts[1] - firsts[0] if len(js) > 1 else 1, tuple(js)))
+        dim_fills = []
+        for r in range(s):
+            q0 = max(0, -((r - p) // s))  # first phase index at or after the input's start
+            i0 = q0 * s + r - p
+            count = max(0, min(q - q0, (size - 1 - i0) // s + 1))
+            dim_fills.append((slice(q0, q0 + count), slice(i0, i0 + max(count - 1, 0) * s + 1, s)))
+        lengths.append(q)
+        fills.append(tuple(dim_fills))
+        groups.append(tuple(dim_groups))
+    return PhasePlan((spatial, kernel, stride, dilation, pre, out), tuple(lengths), tuple(fills), tuple(groups))
+
+
+def _im2col_phased(x: np.ndarray, cols: np.ndarray, plan: PhasePlan, out: tuple[int, ...]) -> None:
+    """Fill ``cols`` (N, G, rows, prod(out)) from ``x`` (N, G, C/G, *L) in the phase order of ``plan``."""
+    lead, nd = x.shape[:3], len(out)
+    strides = tuple(len(dim) for dim in plan.fills)
+    # The zero-padded input split into its stride phases, kept: only the input's boxes are
+    # written, so the padding's zeros stay from the first call.
+    phases = kept(("phases", x.shape, x.dtype, plan.key), lambda: np.zeros((*strides, *lead, *plan.lengths), x.dtype))
+    for rs in itertools.product(*(range(s) for s in strides)):
+        boxes = [plan.fills[i][r] for i, r in enumerate(rs)]
+        if all(dst.stop > dst.start for dst, _ in boxes):
+            phases[rs][(Ellipsis, *(dst for dst, _ in boxes))] = x[(Ellipsis, *(src for _, src in boxes))]
+    pixel = phases.strides[-nd:]
+    row = 0
+    for combo in itertools.product(*plan.groups):
+        start = phases[tuple(g[0] for g in combo)][(Ellipsis, *(slice(g[1], None) for g in combo))]
+        counts = tuple(len(g[3]) for g in combo)
+        view = as_strided(
+            start, (*lead, *counts, *out), (*start.strides[:3], *(g[2] * st for g, st in zip(combo, pixel)), *pixel)
         )
-        cols[(slice(None), slice(None), slice(None), j, *dst)] = phases[phase][(Ellipsis, *local)]
+        rows = lead[2] * math.prod(counts)
+        cols[:, :, row : row + rows].reshape(*lead, *counts, *out)[...] = view
+        row += rows
 
 
 def _depthwise(
