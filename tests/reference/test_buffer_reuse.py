@@ -262,3 +262,46 @@ def test_results_and_captures_of_an_earlier_run_survive_later_runs(rng):
     np.testing.assert_allclose(first["y"], reference(x1), rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(second["y"], reference(x2), rtol=1e-4, atol=1e-5)
     assert not np.shares_memory(first["y"], second["y"])
+
+
+# ------------------------------------------------------------- ReLU fusion
+def _fused(net) -> dict[str, bool]:
+    """Layer name -> True (applies the next ReLU) / False (a ReLU folded into the layer before)."""
+    interp = Interpreter(net)
+    return {interp.steps[pos].name: v for pos, v in interp._relus.items()}
+
+
+def test_relus_fuse_into_the_layer_before_when_nothing_else_reads_it(rng):
+    net, _ = _residual_block(rng)
+    assert _fused(net) == {"conv0": True, "relu0": False, "conv1": True, "relu1": False, "add": True, "relu2": False}
+    # conv's output is a network output and relu_h's input is read by no one else.
+    w = rng.standard_normal((3, 2, 1, 1)).astype(np.float32)
+    net = trtdsl.Network("outs")
+    x = net.input("x", "float32", (1, 2, 3, 3))
+    t = ops.conv2d(x, w, name="conv")
+    h = ops.conv2d(x, w, name="hidden")
+    twice = ops.conv2d(x, w, name="twice")
+    net.output(t, "t")
+    y = ops.add(ops.relu(t, name="relu"), ops.relu(h, name="relu_h"), name="add")
+    net.output(ops.add(y, ops.add(ops.relu(twice, name="relu_twice"), twice, name="add2"), name="add3"), "y")
+    assert _fused(net) == {"hidden": True, "relu_h": False}
+
+
+def test_fused_and_unfused_runs_agree_bit_for_bit(rng):
+    net, reference = _residual_block(rng)
+    x = rng.standard_normal((2, 4, 6, 5)).astype(np.float32)
+    interp = Interpreter(net)
+    fused = interp.run({"x": x})["y"]
+    interp._relus = {}
+    plain = interp.run({"x": x})["y"]
+    np.testing.assert_array_equal(fused, plain)
+    np.testing.assert_allclose(fused, reference(x), rtol=1e-4, atol=1e-5)
+
+
+def test_capturing_runs_unfused_so_pre_activations_are_seen(rng):
+    net, _ = _conv_chain(rng, depth=2)
+    xv = rng.standard_normal((1, 8, 10, 10)).astype(np.float32)
+    out = run(net, {"x": xv}, capture="all")
+    pre = out["conv0.out"]
+    assert (pre < 0).any()  # not rectified in place by a fused ReLU
+    np.testing.assert_array_equal(out["relu0.out"], np.maximum(pre, 0))

@@ -200,10 +200,11 @@ WINOGRAD = [
 ]
 
 
-def _conv3x3_net(shape, w, b, stride=1, groups=1):
+def _conv3x3_net(shape, w, b, stride=1, groups=1, relu=False):
     net = trtdsl.Network("conv3x3")
     x = net.input("x", "float32", shape)
-    net.output(trtdsl.ops.conv2d(x, w, b, stride=stride, padding=1, groups=groups), "y")
+    y = trtdsl.ops.conv2d(x, w, b, stride=stride, padding=1, groups=groups)
+    net.output(trtdsl.ops.relu(y) if relu else y, "y")  # a ReLU fuses into the convolution
     return net
 
 
@@ -227,10 +228,11 @@ def test_winograd_matches_float64_torch(case, rng, monkeypatch):
     calls = _spy_winograd(monkeypatch)
     w = rng.standard_normal((cout, cin, 3, 3)).astype(np.float32)
     b = rng.standard_normal(cout).astype(np.float32) if with_bias else None
-    net = _conv3x3_net((n, cin, *spatial), w, b)
+    net = _conv3x3_net((n, cin, *spatial), w, b, relu=with_bias)
     for _ in range(2):  # the second run reuses the kept phase and tile arrays with other values
         xv = rng.standard_normal((n, cin, *spatial)).astype(np.float32)
-        ref = F.conv2d(_t(xv), _t(w), None if b is None else _t(b), padding=1).numpy()
+        ref = F.conv2d(_t(xv), _t(w), None if b is None else _t(b), padding=1)
+        ref = (F.relu(ref) if with_bias else ref).numpy()
         got = run(net, {"x": xv})["y"]
         # As accurate as a direct float32 convolution (whose error here is ~5e-7 of the largest output).
         assert np.max(np.abs(got - ref)) <= 2e-6 * np.max(np.abs(ref))

@@ -11,7 +11,7 @@ import math
 import numpy as np
 
 from ..errors import InterpreterError
-from .elementwise import erf
+from .elementwise import erf, rectify
 from .registry import Node, interprets
 
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
@@ -29,28 +29,8 @@ def _softplus(x: np.ndarray, a: float, b: float) -> np.ndarray:
     return a * np.logaddexp(0.0, b * x)
 
 
-_ZEROS_BLOCK = 16384
-_zeros: dict[np.dtype, np.ndarray] = {}
-
-
-def _relu(x: np.ndarray, inplace: bool = False) -> np.ndarray:
-    # NumPy's maximum against a scalar skips its SIMD loop (3x slower than array
-    # against array), so a contiguous input is compared row by row with a block of zeros.
-    if x.dtype.kind != "f" or not x.flags.c_contiguous:
-        return np.maximum(x, 0, out=x if inplace else None)
-    zeros = _zeros.get(x.dtype)
-    if zeros is None:
-        zeros = _zeros[x.dtype] = np.zeros(_ZEROS_BLOCK, dtype=x.dtype)
-    flat = x.reshape(-1)
-    out = flat if inplace else np.empty_like(flat)
-    whole = flat.size - flat.size % _ZEROS_BLOCK
-    np.maximum(flat[:whole].reshape(-1, _ZEROS_BLOCK), zeros, out=out[:whole].reshape(-1, _ZEROS_BLOCK))
-    np.maximum(flat[whole:], zeros[: flat.size - whole], out=out[whole:])
-    return out.reshape(x.shape)
-
-
 _ACTIVATIONS = {
-    "RELU": lambda x, a, b: _relu(x),
+    "RELU": lambda x, a, b: rectify(x),
     "SIGMOID": lambda x, a, b: _sigmoid(x),
     "TANH": lambda x, a, b: np.tanh(x),
     "LEAKY_RELU": lambda x, a, b: np.where(x >= 0, x, a * x),
@@ -72,7 +52,7 @@ def activation(node: Node, x: np.ndarray, donated: tuple[int, ...] = ()) -> np.n
     kind = node.memo("kind", lambda: node.layer.type.name)
     if kind == "RELU":
         # The commonest activation, and the one after most convolutions: in place when x is donated.
-        return _relu(x, inplace=bool(donated) and x.flags.writeable)
+        return rectify(x, inplace=bool(donated) and x.flags.writeable)
     fn = _ACTIVATIONS.get(kind)
     if fn is None:
         raise InterpreterError(

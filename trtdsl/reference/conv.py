@@ -28,6 +28,7 @@ from numpy.lib.stride_tricks import as_strided, sliding_window_view
 
 from ..errors import UnsupportedLayerError
 from . import winograd
+from .elementwise import rectify
 from .registry import Node, interprets
 
 
@@ -129,14 +130,15 @@ def kernel_offsets(
 def conv_nd(
     x: np.ndarray, w: np.ndarray, stride: tuple[int, ...], dilation: tuple[int, ...], groups: int,
     out: tuple[int, ...], bias: np.ndarray | None = None, pre: tuple[int, ...] | None = None,
-    memo: Callable[[str, Callable[[], Any]], Any] | None = None, empty: Callable = np.empty,
+    memo: Callable[[str, Callable[[], Any]], Any] | None = None, empty: Callable = np.empty, relu: bool = False,
 ) -> np.ndarray:  # fmt: skip
     """Grouped N-D correlation of ``x`` (N, C, *L) with ``w`` (K, C/groups, *F) -> (N, K, *out), plus ``bias``.
 
     ``x`` is zero-padded by ``pre`` before each spatial dim (negative crops) and as far
     after it as ``out`` needs. The output comes straight out of one batched GEMM in NCHW
     order: ``w`` as (groups, K/groups, C/groups * prod(F)) times the im2col matrix of each
-    image and group, (C/groups * prod(F), prod(out)). ``memo(key, make)`` caches derived weights.
+    image and group, (C/groups * prod(F), prod(out)). ``memo(key, make)`` caches derived weights,
+    ``empty(shape, dtype)`` allocates the output, and ``relu`` rectifies it.
     """
     n, c, *spatial = x.shape
     k, kernel = w.shape[0], w.shape[2:]
@@ -148,9 +150,9 @@ def conv_nd(
         y = _depthwise(x, w, stride, dilation, out, pre)
         if bias is not None:
             y += bias.reshape(k, *([1] * nd))
-        return y
+        return rectify(y, inplace=True) if relu else y
     if winograd.applies(x, w, stride, dilation, groups, out, pre):
-        return winograd.conv(x, w, bias, memo=memo, kept=kept, empty=empty)
+        return winograd.conv(x, w, bias, memo=memo, kept=kept, empty=empty, relu=relu)
     pointwise = (
         taps == 1 and not any(pre) and all((m - 1) * s < size for m, s, size in zip(out, stride, spatial, strict=True))
     )
@@ -180,7 +182,7 @@ def conv_nd(
     y = np.matmul(wm, cols, out=empty((n, groups, k // groups, pixels), cols.dtype)).reshape(n, k, *out)
     if bias is not None and not fold:
         y += bias.reshape(k, *([1] * nd))
-    return y
+    return rectify(y, inplace=True) if relu else y
 
 
 def _weight_matrix(
@@ -371,8 +373,10 @@ def _conv_plan(layer: Any, spatial: tuple[int, ...]) -> tuple:
     return layer.num_groups, layer.num_output_maps, fsize, stride, dilation, out, pre
 
 
-@interprets("convolution", fresh=True)
-def convolution(node: Node, x: np.ndarray, kernel: np.ndarray | None = None, bias: np.ndarray | None = None):
+@interprets("convolution", fresh=True, fuses_relu=True)
+def convolution(
+    node: Node, x: np.ndarray, kernel: np.ndarray | None = None, bias: np.ndarray | None = None, relu: bool = False
+):
     # Reading a layer attribute through the bindings costs microseconds; 53 convolutions read 8 each.
     plan = node.memo(f"plan:{x.shape}", lambda: _conv_plan(node.layer, x.shape[2:]))
     groups, k, fsize, stride, dilation, out, pre = plan
@@ -381,7 +385,7 @@ def convolution(node: Node, x: np.ndarray, kernel: np.ndarray | None = None, bia
     b = None if b is None else b.astype(w.dtype, copy=False)
     return conv_nd(
         x, w, stride, dilation, groups, out, b, pre,
-        memo=node.memo if kernel is None and bias is None else None, empty=node.empty,
+        memo=node.memo if kernel is None and bias is None else None, empty=node.empty, relu=relu,
     )  # fmt: skip
 
 

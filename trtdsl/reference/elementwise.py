@@ -42,8 +42,31 @@ def _donated_out(donated: tuple[int, ...], operands: tuple[np.ndarray, ...], dty
     return None
 
 
-@interprets("elementwise", donates=True)
-def elementwise(node: Node, a: np.ndarray, b: np.ndarray, donated: tuple[int, ...] = ()) -> np.ndarray:
+_ZEROS_BLOCK = 16384
+_zeros: dict[np.dtype, np.ndarray] = {}
+
+
+def rectify(x: np.ndarray, inplace: bool = False) -> np.ndarray:
+    """max(x, 0), into ``x`` itself when ``inplace`` (and ``x`` is writeable)."""
+    # NumPy's maximum against a scalar skips its SIMD loop (3x slower than array
+    # against array), so a contiguous input is compared row by row with a block of zeros.
+    if x.dtype.kind != "f" or not x.flags.c_contiguous:
+        return np.maximum(x, 0, out=x if inplace else None)
+    zeros = _zeros.get(x.dtype)
+    if zeros is None:
+        zeros = _zeros[x.dtype] = np.zeros(_ZEROS_BLOCK, dtype=x.dtype)
+    flat = x.reshape(-1)
+    out = flat if inplace else np.empty_like(flat)
+    whole = flat.size - flat.size % _ZEROS_BLOCK
+    np.maximum(flat[:whole].reshape(-1, _ZEROS_BLOCK), zeros, out=out[:whole].reshape(-1, _ZEROS_BLOCK))
+    np.maximum(flat[whole:], zeros[: flat.size - whole], out=out[whole:])
+    return out.reshape(x.shape)
+
+
+@interprets("elementwise", donates=True, fuses_relu=True)
+def elementwise(
+    node: Node, a: np.ndarray, b: np.ndarray, donated: tuple[int, ...] = (), relu: bool = False
+) -> np.ndarray:
     op = node.memo("op", lambda: node.layer.op.name)
     fn = _BINARY[op]
     out = None
@@ -52,8 +75,11 @@ def elementwise(node: Node, a: np.ndarray, b: np.ndarray, donated: tuple[int, ..
     with np.errstate(all="ignore"):
         if out is not None:
             # Same ufunc loop as without out=, so the same bits; a residual add reuses its dead operand.
-            return np.divide(a, b, out=out) if op == "DIV" else fn(a, b, out=out)
-        return fn(a, b)
+            result = np.divide(a, b, out=out) if op == "DIV" else fn(a, b, out=out)
+        else:
+            result = fn(a, b)
+    # (a 0-d result comes back from the ufunc as a NumPy scalar, which cannot be written to)
+    return rectify(np.asarray(result), inplace=True) if relu else result
 
 
 _erf = None

@@ -13,7 +13,10 @@ nothing else can see (``_donations``): a ReLU after a convolution overwrites
 the convolution's output instead of allocating and filling a new array.
 Dead arrays go to a ``BufferPool`` that layers draw their outputs from
 (``Node.empty``), so a run reuses mapped, warm memory instead of faulting in
-fresh pages for every activation.
+fresh pages for every activation. As TensorRT does, a ReLU whose input nothing
+else reads is fused into the convolution or elementwise layer before it
+(``_fused_relus``); a run that captures intermediates runs unfused, so every
+pre-activation can be seen.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from ..inspect import downcast
 from . import precision
 from .buffers import BufferPool
 from .control import Structure, group
-from .registry import REGISTRY, Node, donates, fresh, supported
+from .registry import REGISTRY, Node, donates, fresh, fuses_relu, supported
 
 Capture = None | str | Iterable[str]
 _KINDS = {"f": "float", "i": "integer", "u": "integer", "b": "bool"}
@@ -53,6 +56,7 @@ class Interpreter:
         self.steps = group(self.nodes)
         self._free_after = _last_uses(self.steps, self.inputs)
         self._donations = _donations(self.steps, self._free_after, self.outputs)
+        self._relus = _fused_relus(self.steps, self.outputs)
         self.pool = BufferPool()
         for node in self.nodes:
             node.pool = self.pool
@@ -84,8 +88,16 @@ class Interpreter:
         # A captured tensor outlives its last use, and so may any array it is a view of:
         # capturing (a debugging aid) turns buffer donation off rather than track that.
         donations = self._donations if not want else [()] * len(self.steps)
-        for step, free, donated in zip(self.steps, self._free_after, donations, strict=True):
-            execute(step, env, donated)
+        # Fusing a ReLU into the layer before it hides the pre-activation, so capturing runs unfused.
+        relus = self._relus if not want else _NO_FUSION
+        for pos, (step, free, donated) in enumerate(zip(self.steps, self._free_after, donations, strict=True)):
+            fused = relus.get(pos)
+            if fused is None:
+                execute(step, env, donated)
+            elif fused:  # this layer also applies the ReLU that follows it
+                execute(step, env, donated, relu=True)
+            else:  # the ReLU itself: its output is its input, already rectified
+                env[step.outputs[0]] = env[step.inputs[0]]
             for name in free:
                 if name not in keep and name in env:
                     self.pool.give(env.pop(name))
@@ -221,10 +233,46 @@ def _donations(
     return plan
 
 
-def execute(node: Node, env: dict[str, np.ndarray], donated: tuple[int, ...] = ()) -> None:
+def _fused_relus(steps: Sequence[Node], outputs: Iterable[str]) -> dict[int, bool]:
+    """Step position -> True for a layer that applies the ReLU after it, False for that ReLU.
+
+    A layer whose implementation ``fuses_relu`` qualifies when its one output is read by
+    nothing but one RELU activation of the same dtype, and is no network output.
+    """
+    readers: dict[str, list[int]] = {}
+    for pos, step in enumerate(steps):
+        for n in set(step.inputs):
+            if n is not None:
+                readers.setdefault(n, []).append(pos)
+    exported = set(outputs)
+    producer = {n: pos for pos, step in enumerate(steps) for n in step.outputs}
+    plan: dict[int, bool] = {}
+    for pos, step in enumerate(steps):
+        if isinstance(step, Structure) or step.type != "activation" or step.inputs[0] is None:
+            continue
+        if step.layer.type.name != "RELU":
+            continue
+        src = step.inputs[0]
+        before = producer.get(src)
+        if before is None or src in exported or readers.get(src) != [pos]:
+            continue
+        first = steps[before]
+        if isinstance(first, Structure) or not fuses_relu(first.type) or len(first.outputs) != 1:
+            continue
+        if first.out_dtypes[0] != step.out_dtypes[0] or before in plan:
+            continue
+        plan[before], plan[pos] = True, False
+    return plan
+
+
+_NO_FUSION: dict[int, bool] = {}
+
+
+def execute(node: Node, env: dict[str, np.ndarray], donated: tuple[int, ...] = (), relu: bool = False) -> None:
     """Run one layer (or structural step) and store its outputs in ``env``.
 
     ``donated``: indices of inputs the layer may overwrite (see ``_donations``).
+    ``relu``: the layer also applies the ReLU that follows it (see ``_fused_relus``).
     """
     fn = REGISTRY.get(node.type)
     if fn is None:
@@ -237,8 +285,11 @@ def execute(node: Node, env: dict[str, np.ndarray], donated: tuple[int, ...] = (
         fn(node, env)
         return
     args = [None if n is None else precision.compute(fetch(node, n, env)) for n in node.inputs]
+    kwargs: dict[str, Any] = {"relu": True} if relu else {}
+    if donated and getattr(fn, "donates", False):
+        kwargs["donated"] = donated
     try:
-        result = fn(node, *args, donated=donated) if donated and getattr(fn, "donates", False) else fn(node, *args)
+        result = fn(node, *args, **kwargs)
     except TrtdslError:
         raise
     except Exception as e:

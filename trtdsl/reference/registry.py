@@ -21,6 +21,8 @@ function takes a keyword ``donated``, the indices of inputs whose arrays nothing
 else will read, and may write its output into one of them
 (``np.add(a, b, out=a)``) and return it. A wrapper made with ``functools.wraps``
 keeps both; any other replacement gets neither, and so no donated buffers.
+A third, ``fuses_relu=True``, says the function takes ``relu=True`` and then
+rectifies its own output, as TensorRT fuses a ReLU into the layer before it.
 
 A function that fills a large new array asks ``node.empty(shape, dtype)`` for
 it: inside an interpreter that is a dead buffer of the same size when one is
@@ -39,11 +41,15 @@ Impl = Callable[..., Any]
 REGISTRY: dict[str, Impl] = {}
 
 
-def interprets(*layer_types: str, fresh: bool = False, donates: bool = False) -> Callable[[Impl], Impl]:
+def interprets(
+    *layer_types: str, fresh: bool = False, donates: bool = False, fuses_relu: bool = False
+) -> Callable[[Impl], Impl]:
     """Register ``fn`` as the reference implementation of ``layer_types`` (lower-case LayerType names).
 
     ``fresh``: its outputs never share memory with its inputs or cached arrays.
     ``donates``: it accepts ``donated=(input indices it may overwrite)``; implies ``fresh``.
+    ``fuses_relu``: it accepts ``relu=True`` and then returns ``max(output, 0)`` (see
+    ``interpreter._fused_relus``).
     """
 
     def register(fn: Impl) -> Impl:
@@ -53,6 +59,7 @@ def interprets(*layer_types: str, fresh: bool = False, donates: bool = False) ->
             REGISTRY[t] = fn
         fn.fresh = fresh or donates  # type: ignore[attr-defined]
         fn.donates = donates  # type: ignore[attr-defined]
+        fn.fuses_relu = fuses_relu  # type: ignore[attr-defined]
         return fn
 
     return register
@@ -66,6 +73,11 @@ def fresh(layer_type: str) -> bool:
 def donates(layer_type: str) -> bool:
     """Whether the implementation of ``layer_type`` takes ``donated`` input indices."""
     return getattr(REGISTRY.get(layer_type), "donates", False)
+
+
+def fuses_relu(layer_type: str) -> bool:
+    """Whether the implementation of ``layer_type`` can apply a following ReLU itself."""
+    return getattr(REGISTRY.get(layer_type), "fuses_relu", False)
 
 
 def supported() -> list[str]:

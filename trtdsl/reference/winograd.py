@@ -76,11 +76,12 @@ def transformed_weights(w: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
 def conv(
     x: np.ndarray, w: np.ndarray, bias: np.ndarray | None, *,
     memo: Callable[[str, Callable[[], Any]], Any] | None, kept: Callable, empty: Callable = np.empty,
+    relu: bool = False,
 ) -> np.ndarray:  # fmt: skip
     """The 3x3, stride-1, pad-1 correlation of ``x`` (N, C, H, W) with ``w`` (K, C, 3, 3), plus ``bias``.
 
     ``memo(key, make)`` caches the transformed weights, ``kept(key, make)`` the work arrays
-    (``conv.kept``), ``empty`` allocates the output.
+    (``conv.kept``), ``empty`` allocates the output; ``relu`` rectifies it on the way out.
     """
     n, c, h, wd = x.shape
     k = w.shape[0]
@@ -127,5 +128,9 @@ def conv(
     for p in (0, 1):
         for q in (0, 1):
             hp, wq = (h - p + 1) // 2, (wd - q + 1) // 2
-            y[:, :, p::2, q::2] = blocks[p, q, :, :, :hp, :wq].transpose(1, 0, 2, 3)
+            part = blocks[p, q, :, :, :hp, :wq].transpose(1, 0, 2, 3)
+            if relu:
+                np.maximum(part, 0, out=y[:, :, p::2, q::2])
+            else:
+                y[:, :, p::2, q::2] = part
     return y
