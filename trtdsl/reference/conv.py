@@ -19,7 +19,7 @@ import itertools
 import math
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,7 +77,7 @@ def layer_weights(node: Node, attr: str, given: np.ndarray | None, shape: tuple[
             return None
         return w.astype(np.float32).reshape(shape)
 
-    return node.memo(f"{attr}:{shape}", convert)
+    return node.memo((attr, shape), convert)
 
 
 def pad_or_crop(x: np.ndarray, before: list[int], after: list[int], value: float = 0.0) -> np.ndarray:
@@ -130,7 +130,7 @@ def kernel_offsets(
 def conv_nd(
     x: np.ndarray, w: np.ndarray, stride: tuple[int, ...], dilation: tuple[int, ...], groups: int,
     out: tuple[int, ...], bias: np.ndarray | None = None, pre: tuple[int, ...] | None = None,
-    memo: Callable[[str, Callable[[], Any]], Any] | None = None, empty: Callable = np.empty, relu: bool = False,
+    memo: Callable[[Hashable, Callable[[], Any]], Any] | None = None, empty: Callable = np.empty, relu: bool = False,
 ) -> np.ndarray:  # fmt: skip
     """Grouped N-D correlation of ``x`` (N, C, *L) with ``w`` (K, C/groups, *F) -> (N, K, *out), plus ``bias``.
 
@@ -204,7 +204,7 @@ def _weight_matrix(
 
     if memo is None or (bias is None and plan is None):
         return make()
-    return memo(f"weight_matrix:{w.shape}:{w.dtype}:{groups}:{bias is None}:{plan and plan.key}", make)
+    return memo(("weight_matrix", w.shape, w.dtype, groups, bias is None, plan and plan.key), make)
 
 
 _SCRATCH_BYTES = 64 << 20
@@ -378,7 +378,7 @@ def convolution(
     node: Node, x: np.ndarray, kernel: np.ndarray | None = None, bias: np.ndarray | None = None, relu: bool = False
 ):
     # Reading a layer attribute through the bindings costs microseconds; 53 convolutions read 8 each.
-    plan = node.memo(f"plan:{x.shape}", lambda: _conv_plan(node.layer, x.shape[2:]))
+    plan = node.memo(("plan", x.shape), lambda: _conv_plan(node.layer, x.shape[2:]))
     groups, k, fsize, stride, dilation, out, pre = plan
     w = layer_weights(node, "kernel", kernel, (k, x.shape[1] // groups, *fsize)).astype(x.dtype, copy=False)
     b = layer_weights(node, "bias", bias, (k,))

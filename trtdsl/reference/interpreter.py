@@ -320,8 +320,10 @@ def store_outputs(node: Node, result: Any, env: dict[str, np.ndarray]) -> None:
             f"{len(results)} outputs, TensorRT has {len(node.outputs)}"
         )
     for name, raw, dt, shape in zip(node.outputs, results, node.out_dtypes, node.out_shapes, strict=True):
-        value = np.asarray(raw)
-        if value.ndim != len(shape) or any(s >= 0 and s != v for s, v in zip(shape, value.shape, strict=True)):
+        value = raw if type(raw) is np.ndarray else np.asarray(raw)
+        if value.shape != shape and (
+            value.ndim != len(shape) or any(s >= 0 and s != v for s, v in zip(shape, value.shape, strict=True))
+        ):
             raise InterpreterError(
                 f"layer {node.index} {node.name!r} ({node.type}): computed output {name!r} has shape "
                 f"{value.shape}, TensorRT reports {shape} (-1 = dynamic)"

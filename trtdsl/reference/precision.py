@@ -48,8 +48,14 @@ def round_fp8(x: np.ndarray) -> np.ndarray:
     return np.where(np.isnan(x32), x32, out).astype(np.float32, copy=False)
 
 
+_NATIVE = {name: np.dtype(name) for name in ("float32", "float16", "int32", "int64", "int8", "uint8", "bool")}
+
+
 def store(x: np.ndarray, dtype: str) -> np.ndarray:
     """``x`` as it would be stored in a TensorRT tensor of ``dtype`` (canonical name)."""
+    native = _NATIVE.get(dtype)
+    if native is not None and x.dtype == native:  # already stored as TensorRT would: the common case
+        return x
     if dtype == "bfloat16":
         return round_bfloat16(x)
     if dtype == "fp8":

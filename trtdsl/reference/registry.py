@@ -31,7 +31,7 @@ free (``reference.buffers``), elsewhere plain ``np.empty``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -96,7 +96,7 @@ class Node:
     outputs: list[str]
     out_dtypes: list[str]
     out_shapes: list[tuple[int, ...]]
-    cache: dict[str, Any] = field(default_factory=dict)
+    cache: dict[Hashable, Any] = field(default_factory=dict)
     pool: Any = None  # the interpreter's BufferPool
 
     def empty(self, shape: tuple[int, ...], dtype: Any = np.float32) -> np.ndarray:
@@ -122,8 +122,10 @@ class Node:
             self.cache[key] = w
         return self.cache[key]
 
-    def memo(self, key: str, make: Callable[[], Any]) -> Any:
+    def memo(self, key: Hashable, make: Callable[[], Any]) -> Any:
         """Compute ``make()`` once per network and layer (for derived weights)."""
-        if key not in self.cache:
-            self.cache[key] = make()
-        return self.cache[key]
+        try:
+            return self.cache[key]
+        except KeyError:
+            value = self.cache[key] = make()
+            return value

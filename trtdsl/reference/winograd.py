@@ -28,7 +28,7 @@ convolution.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import Any
 
 import numpy as np
@@ -75,7 +75,7 @@ def transformed_weights(w: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
 
 def conv(
     x: np.ndarray, w: np.ndarray, bias: np.ndarray | None, *,
-    memo: Callable[[str, Callable[[], Any]], Any] | None, kept: Callable, empty: Callable = np.empty,
+    memo: Callable[[Hashable, Callable[[], Any]], Any] | None, kept: Callable, empty: Callable = np.empty,
     relu: bool = False,
 ) -> np.ndarray:  # fmt: skip
     """The 3x3, stride-1, pad-1 correlation of ``x`` (N, C, H, W) with ``w`` (K, C, 3, 3), plus ``bias``.
@@ -89,7 +89,7 @@ def conv(
     tiles = n * th * tw
     fold = bias is not None
     make_u = lambda: transformed_weights(w, bias)  # noqa: E731
-    u = make_u() if memo is None else memo(f"winograd:{w.shape}:{fold}", make_u)
+    u = make_u() if memo is None else memo(("winograd", w.shape, fold), make_u)
     rows = c + fold
 
     # The zero-padded input split into its four stride-2 phases, so that the tile
