@@ -6,11 +6,16 @@ strided, dilated slice of the unpadded input into an im2col matrix
 made), and the kernel multiplies it from the left in one batched ``np.matmul``
 over the groups (BLAS), which yields the output with no transpose. The bias
 rides in the same GEMM as a column of weights against a row of ones. The
-matrices are kept between calls (their zeros and ones never change), a 7x7
-stride-2 stem copies from the input's stride phases, a 1x1 kernel needs no
-im2col, and a depthwise kernel multiply-accumulates over the kernel offsets
-instead. A deconvolution is the convolution of the stride-dilated
-(zero-stuffed) input with the flipped, transposed kernel."""
+matrices are kept between calls (their zeros and ones never change). Special
+cases, each for speed and each checked against torch like the general path:
+a 1x1 kernel needs no im2col; a strided kernel with many offsets per stride
+phase (a 7x7 stride-2 stem) fills the matrix phase by phase, its weight columns
+permuted to match; a 3x3 stride-1 "same" convolution with enough channels runs
+as Winograd F(2x2, 3x3) (``reference.winograd``); a depthwise kernel
+multiply-accumulates over the kernel offsets instead. A ReLU fused into the
+layer (``relu=True``) rectifies the output in the same call. A deconvolution
+is the convolution of the stride-dilated (zero-stuffed) input with the
+flipped, transposed kernel."""
 
 from __future__ import annotations
 
