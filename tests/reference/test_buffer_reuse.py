@@ -308,3 +308,16 @@ def test_capturing_runs_unfused_so_pre_activations_are_seen(rng):
     pre = out["conv0.out"]
     assert (pre < 0).any()  # not rectified in place by a fused ReLU
     np.testing.assert_array_equal(out["relu0.out"], np.maximum(pre, 0))
+
+
+def test_float32_kernels_are_read_in_place_not_copied(rng):
+    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    net = trtdsl.Network("view")
+    x = net.input("x", "float32", (1, 3, 5, 5))
+    net.output(ops.conv2d(x, w, padding=1, name="conv"), "y")
+    interp = Interpreter(net)
+    xv = rng.standard_normal((1, 3, 5, 5)).astype(np.float32)
+    np.testing.assert_allclose(interp.run({"x": xv})["y"], F.conv2d(_t(xv), _t(w), padding=1).numpy(), rtol=1e-5)
+    (node,) = [n for n in interp.nodes if n.type == "convolution"]
+    kernels = [v for k, v in node.cache.items() if k[0] == "kernel"]
+    assert len(kernels) == 1 and np.shares_memory(kernels[0], node.layer.kernel)

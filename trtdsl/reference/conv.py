@@ -80,7 +80,7 @@ def layer_weights(node: Node, attr: str, given: np.ndarray | None, shape: tuple[
             )
         if w.size == 0:
             return None
-        return w.astype(np.float32).reshape(shape)
+        return w.astype(np.float32, copy=False).reshape(shape)  # float32 weights: a view, no copy
 
     return node.memo((attr, shape), convert)
 
