@@ -88,8 +88,10 @@ def conv(
     th, tw = (h + 1) // 2, (wd + 1) // 2
     tiles = n * th * tw
     fold = bias is not None
-    make_u = lambda: transformed_weights(w, bias)  # noqa: E731
-    u = make_u() if memo is None else memo(("winograd", w.shape, fold), make_u)
+    if memo is None:
+        u = transformed_weights(w, bias)
+    else:
+        u = memo(("winograd", w.shape, fold), lambda: transformed_weights(w, bias))
     rows = c + fold
 
     # The zero-padded input split into its four stride-2 phases, so that the tile
