@@ -136,7 +136,7 @@ class Network:
         dtype = dtypes.canonical(dtype)
         if tensor.dtype != dtype or tensor.trt.is_network_input or tensor.trt.is_network_output:
             layer = self.trt.add_cast(tensor.trt, dtypes.to_trt(dtype))
-            tensor = self._register(layer, "cast", name=name + ".cast", scoped=False)
+            tensor = self.register(layer, "cast", name=name + ".cast", scoped=False)
         producer = self._producers.pop(tensor.name, None)
         tensor.trt.name = name
         if producer is not None:
@@ -168,12 +168,21 @@ class Network:
         self._used_names.add(name)
         return name
 
-    def _register(
+    def register(
         self, layer: Any, kind: str, name: str | None = None, *, scoped: bool = True, resolved: bool = False
     ) -> Tensor:
-        """Name ``layer`` and its outputs from the scope; return output 0 as a Tensor.
+        """Name a layer made with the raw API and its outputs from the current scope; return output 0.
 
-        ``resolved=True`` means ``name`` already came from ``unique_name``.
+        This is the one way layers join a ``Network``: every op, block, converter and
+        rewriting pass calls it, and so can hand-written raw-API code::
+
+            layer = net.trt.add_unary(x.trt, trt.UnaryOperation.ABS)
+            y = net.register(layer, "abs")          # 'block.abs', output 'block.abs.out'
+
+        ``kind`` is the default name when ``name`` is None; a taken name gets a ``_1``
+        suffix. ``scoped=False`` ignores the current scope; ``resolved=True`` means
+        ``name`` already came from :meth:`unique_name`. Outputs are named ``<layer>.out``,
+        or ``<layer>.out0``, ``.out1``... for several; use :meth:`add` for all of them.
         """
         lname = name if resolved and name else self.unique_name(name or kind, scoped)
         layer.name = lname
@@ -190,8 +199,8 @@ class Network:
         return Tensor(first, self)
 
     def add(self, layer: Any, kind: str, name: str | None = None) -> list[Tensor]:
-        """Register a layer made with the raw API (``net.trt.add_*``) and return all its outputs."""
-        self._register(layer, kind, name)
+        """:meth:`register` a raw-API layer and return all its outputs as Tensors."""
+        self.register(layer, kind, name)
         return [Tensor(layer.get_output(i), self) for i in range(layer.num_outputs)]
 
     def producer(self, tensor: Tensor | str) -> Any:
@@ -302,7 +311,7 @@ class Network:
         array = array.astype(dtypes.to_numpy(dt), copy=False)
         lname = self.unique_name(name or "constant")
         layer = self.trt.add_constant(array.shape, self.keep(array, lname))
-        return self._register(layer, "constant", lname, resolved=True)
+        return self.register(layer, "constant", lname, resolved=True)
 
     # -------------------------------------------------------------- precision
     @property
@@ -333,7 +342,7 @@ class Network:
 
         def make() -> Tensor:
             layer = self.trt.add_cast(x.trt, dtypes.to_trt(dt))
-            return self._register(layer, "cast", name or f"{x.name.removesuffix('.out')}.to_{dt}", scoped=False)
+            return self.register(layer, "cast", name or f"{x.name.removesuffix('.out')}.to_{dt}", scoped=False)
 
         return self.derived(x, f"cast:{dt}", make)
 

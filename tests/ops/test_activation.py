@@ -213,7 +213,7 @@ def test_interpreter_activation_formulas(trt, kind, alpha, beta, math_fn, rng):
     t = net.input("x", "float32", x.shape)
     layer = net.trt.add_activation(t.trt, getattr(trt.ActivationType, kind))
     layer.alpha, layer.beta = alpha, beta
-    net.output(net._register(layer, "act"), "y")
+    net.output(net.register(layer, "act"), "y")
     y = reference.run(net, {"x": x})["y"]
     x64 = x.astype(np.float64)
     np.testing.assert_allclose(y, math_fn(x64, alpha, beta), rtol=1e-5, atol=1e-6)

@@ -239,7 +239,7 @@ def test_interpreter_matrix_multiply_vector_ops(trt, rng):
     net = trtdsl.Network("t")
     ta, tb = net.input("a", "float32", a.shape), net.input("b", "float32", b.shape)
     layer = net.trt.add_matrix_multiply(ta.trt, trt.MatrixOperation.VECTOR, tb.trt, trt.MatrixOperation.VECTOR)
-    y = net._register(layer, "dot")
+    y = net.register(layer, "dot")
     assert y.shape == (2, 3)
     net.output(y, "y")
     np.testing.assert_allclose(reference.run(net, {"a": a, "b": b})["y"], (a * b).sum(-1), rtol=1e-5, atol=1e-6)

@@ -273,7 +273,7 @@ def test_interpreter_scale_modes(trt, mode, channel_axis, wshape, rng):
         net.keep(power.reshape(-1), "s.power"),
         channel_axis,
     )
-    net.output(net._register(layer, "scale"), "y")
+    net.output(net.register(layer, "scale"), "y")
     y = reference.run(net, {"x": x})["y"]
     view = {"UNIFORM": (), "CHANNEL": wshape + (1,) * (3 - channel_axis), "ELEMENTWISE": wshape}[mode]
     s, sh, p = (a.astype(np.float64).reshape(view) for a in (scale, shift, power))

@@ -42,7 +42,7 @@ def _net_with(trt, x_shape, make):
     net = trtdsl.Network("raw")
     x = net.input("x", "float32", x_shape)
     layer = make(net, x.trt)
-    net.output(net._register(layer, "layer"), "y")
+    net.output(net.register(layer, "layer"), "y")
     return net
 
 
@@ -122,7 +122,7 @@ def test_kernel_and_bias_weights_are_read_as_float16(trt, rng):
     net = trtdsl.Network("half", dtype="float16")
     xi = net.input("x", "float16", x.shape)
     layer = net.trt.add_convolution_nd(xi.trt, 2, (3, 3), net.keep(w, "w"), net.keep(b, "b"))
-    net.output(net._register(layer, "conv"), "y", dtype="float16")
+    net.output(net.register(layer, "conv"), "y", dtype="float16")
     ref = F.conv2d(_t(x), _t(w), _t(b)).numpy()
     np.testing.assert_allclose(run(net, {"x": x})["y"], ref, rtol=1e-2, atol=1e-2)
 
@@ -133,7 +133,7 @@ def test_bfloat16_weights_that_numpy_cannot_read_are_named(trt):
     bits = np.zeros(2 * 2 * 3 * 3, np.uint16)
     kernel = trt.Weights(trt.bfloat16, bits.ctypes.data, bits.size)
     layer = net.trt.add_convolution_nd(xi.trt, 2, (3, 3), kernel, trt.Weights(trt.bfloat16))
-    net.output(net._register(layer, "conv"), "y")
+    net.output(net.register(layer, "conv"), "y")
     with pytest.raises(UnsupportedLayerError, match=r"'conv': its kernel weights have type DataType.BF16, which "
                                                     r"NumPy cannot read; pass them as a constant tensor on input 1"):  # fmt: skip
         run(net, {"x": np.zeros((1, 2, 4, 4), np.float32)})

@@ -184,7 +184,7 @@ def test_unsupported_layer_names_index_name_type_and_supported(trt):
     if kind is None:
         pytest.skip("every candidate layer type has a reference implementation now")
     layer = candidates[kind]()
-    net.output(net._register(layer, kind, "odd"), "y")
+    net.output(net.register(layer, kind, "odd"), "y")
     with pytest.raises(UnsupportedLayerError) as info:
         reference.run(net, {"x": np.zeros((1, 1, 4, 4), np.float32)})
     message = str(info.value)
@@ -238,7 +238,7 @@ def test_layer_wired_to_a_later_layer_runs_in_dependency_order(trt):
     e = net.trt.add_elementwise(x.trt, x.trt, trt.ElementWiseOperation.SUM)
     c = net.constant(np.array([1, 2, 3], np.float32), "c")
     e.set_input(1, c.trt)  # the consumer (layer 0) now reads layer 1
-    net.output(net._register(e, "add", "add"), "y")
+    net.output(net.register(e, "add", "add"), "y")
     np.testing.assert_array_equal(reference.run(net, {"x": np.ones(3, np.float32)})["y"], [2, 3, 4])
 
 

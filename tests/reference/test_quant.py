@@ -170,6 +170,6 @@ def test_reference_rejects_nonzero_zero_point(trt):
     scale = net.constant(np.float32(0.1), "s", dtype="float32")
     layer = net.trt.add_quantize(x.trt, scale.trt, trt.int8)
     layer.set_input(2, net.constant(np.array(3, np.int8), "zp", dtype="int8").trt)
-    net.output(net._register(layer, "quantize", "q"), "q")
+    net.output(net.register(layer, "quantize", "q"), "q")
     with pytest.raises(WeightError, match=r"quantize layer 1 'q': zero point must be 0 \(TensorRT supports symmetric"):
         reference.run(net, {"x": np.ones(4, np.float32)})

@@ -46,7 +46,7 @@ def _resize_net(trt, shape, configure):
     x = net.input("x", "float32", shape)
     layer = net.trt.add_resize(x.trt)
     configure(layer)
-    net.output(net._register(layer, "resize"), "y")
+    net.output(net.register(layer, "resize"), "y")
     return net
 
 
@@ -138,7 +138,7 @@ def test_output_shape_from_second_input(trt, rng):
     layer = net.trt.add_resize(x.trt)
     layer.set_input(1, net.trt.add_shape(like.trt).get_output(0))
     layer.resize_mode = trt.InterpolationMode.NEAREST
-    net.output(net._register(layer, "resize"), "y")
+    net.output(net.register(layer, "resize"), "y")
     assert net.outputs["y"].shape == (1, 2, -1, -1)
     xv = rng.standard_normal((1, 2, 3, 4)).astype(np.float32)
     got = run(net, {"x": xv, "like": np.zeros((1, 2, 7, 5), np.float32)})["y"]

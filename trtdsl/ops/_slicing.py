@@ -33,7 +33,7 @@ def shape_tensor(x: Tensor) -> Tensor:
 
     def make() -> Tensor:
         layer = net.trt.add_shape(x.trt)
-        return net._register(layer, "shape", f"{x.name.removesuffix('.out')}.shape", scoped=False)
+        return net.register(layer, "shape", f"{x.name.removesuffix('.out')}.shape", scoped=False)
 
     return net.derived(x, "shape", make)
 
@@ -43,12 +43,12 @@ def int_constant(net: Network, values: Sequence[int] | np.ndarray, name: str) ->
     array = np.asarray(values, dtype=np.int64)
     lname = full_name(net, name)
     layer = net.trt.add_constant(array.shape, net.keep(array, lname))
-    return net._register(layer, "constant", lname, resolved=True)
+    return net.register(layer, "constant", lname, resolved=True)
 
 
 def binary(net: Network, a: Tensor, b: Tensor, op: str, name: str) -> Tensor:
     layer = net.trt.add_elementwise(a.trt, b.trt, getattr(_trt.load().ElementWiseOperation, op))
-    return net._register(layer, op.lower(), name, scoped=False)
+    return net.register(layer, op.lower(), name, scoped=False)
 
 
 def dims_of(x: Tensor, axes: Sequence[int], base: str) -> Tensor:
@@ -59,7 +59,7 @@ def dims_of(x: Tensor, axes: Sequence[int], base: str) -> Tensor:
         return shape
     idx = int_constant(net, list(axes), f"{base}.axes")
     layer = net.trt.add_gather(shape.trt, idx.trt, 0)
-    return net._register(layer, "gather", f"{base}.dims", scoped=False)
+    return net.register(layer, "gather", f"{base}.dims", scoped=False)
 
 
 def affine_sizes(x: Tensor, axes: Sequence[int], mul: Sequence[int], add: Sequence[int], base: str) -> Size:
@@ -136,4 +136,4 @@ def weight_constant(net: Network, value: Any, role: str) -> Tensor:
     lname = full_name(net, role)
     layer = net.trt.add_constant(array.shape, net.keep(stored, lname))
     # NumPy has no bfloat16: keep float32 weights and cast in the graph.
-    return net.cast(net._register(layer, "constant", lname, resolved=True), compute)
+    return net.cast(net.register(layer, "constant", lname, resolved=True), compute)

@@ -2,7 +2,7 @@
 
 Every op follows the same shape: find the ``Network`` from its tensor
 arguments, turn Python/NumPy values into constants of a matching dtype, call one
-``net.trt.add_*`` (or a few), and name the layer with ``net._register``.
+``net.trt.add_*`` (or a few), and name the layer with ``net.register``.
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ def unsqueeze_to(x: Tensor, ndim: int) -> Tensor:
 
     def make() -> Tensor:
         layer = net.trt.add_unsqueeze(x.trt, _axes_tensor(net, range(ndim - x.ndim)).trt)
-        return net._register(layer, "unsqueeze", f"{x.name.removesuffix('.out')}.rank{ndim}", scoped=False)
+        return net.register(layer, "unsqueeze", f"{x.name.removesuffix('.out')}.rank{ndim}", scoped=False)
 
     return net.derived(x, f"rank:{ndim}", make)
 

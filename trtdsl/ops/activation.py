@@ -52,7 +52,7 @@ def _activation(
     if alpha or beta or kind not in _ZERO_PARAMS:  # a setter crosses pybind; 0.0 is the default there
         layer.alpha = float(alpha)
         layer.beta = float(beta)
-    return net._register(layer, op, name)
+    return net.register(layer, op, name)
 
 
 def relu(x: Tensor, *, name: str | None = None) -> Tensor:
@@ -201,7 +201,7 @@ def prelu(x: Tensor, weight: TensorLike, *, name: str | None = None) -> Tensor:
             shape[1] = w.size
         slopes = as_tensor(net, w.reshape(shape), x, name=base + ".weight")
     layer = net.trt.add_parametric_relu(x.trt, slopes.trt)
-    return net._register(layer, "prelu", name)
+    return net.register(layer, "prelu", name)
 
 
 def softmax(x: Tensor, dim: int = -1, *, name: str | None = None) -> Tensor:
@@ -212,15 +212,15 @@ def softmax(x: Tensor, dim: int = -1, *, name: str | None = None) -> Tensor:
     if x.ndim >= 2:
         layer = net.trt.add_softmax(x.trt)
         layer.axes = bitmask([d])
-        return net._register(layer, "softmax", name)
+        return net.register(layer, "softmax", name)
     # ISoftMaxLayer needs rank >= 2: run a vector as one row.
     base = name or "softmax"
     axes_t = net.constant(np.asarray([0], dtype=np.int64), base + ".axes", dtype="int64")
-    row = net._register(net.trt.add_unsqueeze(x.trt, axes_t.trt), "unsqueeze", base + ".row")
+    row = net.register(net.trt.add_unsqueeze(x.trt, axes_t.trt), "unsqueeze", base + ".row")
     layer = net.trt.add_softmax(row.trt)
     layer.axes = bitmask([1])
-    y = net._register(layer, "softmax", base + ".softmax")
-    return net._register(net.trt.add_squeeze(y.trt, axes_t.trt), "softmax", base)
+    y = net.register(layer, "softmax", base + ".softmax")
+    return net.register(net.trt.add_squeeze(y.trt, axes_t.trt), "softmax", base)
 
 
 def log_softmax(x: Tensor, dim: int = -1, *, name: str | None = None) -> Tensor:

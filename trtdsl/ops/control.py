@@ -88,7 +88,7 @@ class Loop:
         # Boundary layers are named after the loop, not the current scope.
         lname = self.net.unique_name(f"{self.name}.{kind}", scoped=False)
         if layer.num_outputs:
-            return self.net._register(layer, kind, lname, resolved=True)
+            return self.net.register(layer, kind, lname, resolved=True)
         layer.name = lname
         return None
 
@@ -218,7 +218,7 @@ def cond(
         lname = net.unique_name(f"{full}.{kind}", scoped=False)
         layer.name = lname
         if layer.num_outputs:
-            return net._register(layer, kind, lname, resolved=True)
+            return net.register(layer, kind, lname, resolved=True)
         return None
 
     named(c.set_condition(pred.trt), "condition")

@@ -95,9 +95,9 @@ def _reshape_1d(net: Network, t: Tensor, lname: str, squeeze: bool) -> Tensor:
     axes = _axes_tensor(net, [2])
     if squeeze:
         layer = net.trt.add_squeeze(t.trt, axes.trt)
-        return net._register(layer, "squeeze", f"{lname}.squeeze", scoped=False)
+        return net.register(layer, "squeeze", f"{lname}.squeeze", scoped=False)
     layer = net.trt.add_unsqueeze(t.trt, axes.trt)
-    return net._register(layer, "unsqueeze", f"{lname}.unsqueeze", scoped=False)
+    return net.register(layer, "unsqueeze", f"{lname}.unsqueeze", scoped=False)
 
 
 def _windowed_1d(net: Network, x: Tensor, lname: str) -> Tensor:
@@ -237,7 +237,7 @@ def _add_conv(
     w, b, kt, bt = _weight_inputs(net, lname, kernel, bias, dtype, one_d, k_out, what)
     layer = net.trt.add_convolution_nd(x.trt, k_out, ksize, w, b)
     _configure(layer, kt, bt, stride, dilation, groups, mode, pre, post)
-    return net._register(layer, kind, lname, resolved=True)
+    return net.register(layer, kind, lname, resolved=True)
 
 
 def _conv_checked(
@@ -277,7 +277,7 @@ def _conv_checked(
         layer.dilation_nd = (dilation,) * nd
     if groups != 1:
         layer.num_groups = groups
-    return net._register(layer, kind, lname, resolved=True)
+    return net.register(layer, kind, lname, resolved=True)
 
 
 def conv1d(
@@ -375,7 +375,7 @@ def _conv_transpose(
     w, b, kt, bt = _weight_inputs(net, lname, kernel, bias, dtype, one_d, k_out, what)
     layer = net.trt.add_deconvolution_nd(x.trt, k_out, ksize, w, b)
     _configure(layer, kt, bt, stride, dilation, groups, mode, pre, post)
-    out = net._register(layer, kind, lname, resolved=True)
+    out = net.register(layer, kind, lname, resolved=True)
     if one_d:
         out = _reshape_1d(net, out, lname, squeeze=True)
     return net.cast(out, out_dtype)

@@ -25,7 +25,7 @@ def _binary(op: str, a: TensorLike, b: TensorLike, name: str | None, kind: str) 
     net = net_of(a, b)
     ta, tb = broadcast(net, a, b)
     layer = net.trt.add_elementwise(ta.trt, tb.trt, getattr(_trt.load().ElementWiseOperation, op))
-    return net._register(layer, kind, name)
+    return net.register(layer, kind, name)
 
 
 def add(a: TensorLike, b: TensorLike, *, name: str | None = None) -> Tensor:
@@ -103,7 +103,7 @@ def _unary(op: str, x: Tensor, name: str | None, kind: str) -> Tensor:
     net = x.net
     x = net.to_compute(x)
     layer = net.trt.add_unary(x.trt, getattr(_trt.load().UnaryOperation, op))
-    return net._register(layer, kind, name)
+    return net.register(layer, kind, name)
 
 
 def logical_not(x: Tensor, *, name: str | None = None) -> Tensor:

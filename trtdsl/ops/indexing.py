@@ -168,8 +168,8 @@ def getitem(x: Tensor, index: Any, *, name: str | None = None) -> Tensor:
 
     def done(layer: Any, step: int, kind: str) -> Tensor:
         if step == last:
-            return net._register(layer, "getitem", lname, resolved=True)
-        return net._register(layer, kind, f"{lname}.{kind}", scoped=False)
+            return net.register(layer, "getitem", lname, resolved=True)
+        return net.register(layer, kind, f"{lname}.{kind}", scoped=False)
 
     y = x
     if sliced:
@@ -242,7 +242,7 @@ def gather(x: Tensor, dim: int, index: Tensor | Any, *, name: str | None = None)
             raise ShapeError(f"gather {x.name!r}: index shape {idx.shape} exceeds input shape {x.shape} in dim {i}")
     layer = net.trt.add_gather_v2(x.trt, idx.trt, _trt.load().GatherMode.ELEMENT)
     layer.axis = d
-    return net._register(layer, "gather", lname, resolved=True)
+    return net.register(layer, "gather", lname, resolved=True)
 
 
 def index_select(x: Tensor, dim: int, index: Tensor | Any, *, name: str | None = None) -> Tensor:
@@ -255,7 +255,7 @@ def index_select(x: Tensor, dim: int, index: Tensor | Any, *, name: str | None =
     idx = index_tensor(net, index, f"index_select {x.name!r}", f"{lname}.index")
     if idx.ndim != 1:
         raise ShapeError(f"index_select {x.name!r}: index must be 1-D, got shape {idx.shape}")
-    return net._register(net.trt.add_gather(x.trt, idx.trt, d), "index_select", lname, resolved=True)
+    return net.register(net.trt.add_gather(x.trt, idx.trt, d), "index_select", lname, resolved=True)
 
 
 def embedding(indices: Tensor, weight: Any, *, name: str | None = None) -> Tensor:
@@ -273,7 +273,7 @@ def embedding(indices: Tensor, weight: Any, *, name: str | None = None) -> Tenso
         raise ShapeError(f"embedding: weight must be 2-D (num_embeddings, embedding_dim), got shape {np.shape(weight)}")
     lname = net.unique_name(name or "embedding")
     table = weight_constant(net, weight, f"{lname}.weight")
-    return net._register(net.trt.add_gather(table.trt, indices.trt, 0), "embedding", lname, resolved=True)
+    return net.register(net.trt.add_gather(table.trt, indices.trt, 0), "embedding", lname, resolved=True)
 
 
 def one_hot(indices: Tensor, num_classes: int, *, dtype: str = "int64", name: str | None = None) -> Tensor:
@@ -288,13 +288,13 @@ def one_hot(indices: Tensor, num_classes: int, *, dtype: str = "int64", name: st
     values = _named_constant(net, np.asarray([0, 1]), f"{lname}.values", dtype)
     depth = _named_constant(net, np.asarray(num_classes), f"{lname}.depth", "int32")
     layer = net.trt.add_one_hot(indices.trt, values.trt, depth.trt, -1)
-    return net._register(layer, "one_hot", lname, resolved=True)
+    return net.register(layer, "one_hot", lname, resolved=True)
 
 
 def _named_constant(net: Network, array: np.ndarray, lname: str, dtype: str) -> Tensor:
     array = np.asarray(array, dtype=dtypes.to_numpy(dtype))
     layer = net.trt.add_constant(array.shape, net.keep(array, lname))
-    return net._register(layer, "constant", lname, scoped=False)
+    return net.register(layer, "constant", lname, scoped=False)
 
 
 def scatter(x: Tensor, dim: int, index: Tensor | Any, src: Tensor | float, *, name: str | None = None) -> Tensor:
@@ -319,7 +319,7 @@ def scatter(x: Tensor, dim: int, index: Tensor | Any, src: Tensor | float, *, na
         src = net.cast(src, x.dtype)
     layer = net.trt.add_scatter(x.trt, idx.trt, src.trt, _trt.load().ScatterMode.ELEMENT)
     layer.axis = d
-    return net._register(layer, "scatter", lname, resolved=True)
+    return net.register(layer, "scatter", lname, resolved=True)
 
 
 def scatter_nd(x: Tensor, indices: Tensor | Any, updates: Tensor, *, name: str | None = None) -> Tensor:
@@ -336,4 +336,4 @@ def scatter_nd(x: Tensor, indices: Tensor | Any, updates: Tensor, *, name: str |
     ):
         raise ShapeError(f"scatter_nd {x.name!r}: updates have shape {updates.shape}, expected {want}")
     layer = net.trt.add_scatter(x.trt, idx.trt, net.cast(updates, x.dtype).trt, _trt.load().ScatterMode.ND)
-    return net._register(layer, "scatter_nd", lname, resolved=True)
+    return net.register(layer, "scatter_nd", lname, resolved=True)

@@ -27,7 +27,7 @@ def _weight_constant(net: Network, array: np.ndarray, shape: tuple[int, ...], fu
     stored = array.astype(np.float32 if dt == "bfloat16" else dtypes.to_numpy(dt), copy=False)
     full_name = net.unique_name(full_name, scoped=False)
     layer = net.trt.add_constant(shape, net.keep(stored, full_name))
-    t = net._register(layer, "constant", full_name, resolved=True)
+    t = net.register(layer, "constant", full_name, resolved=True)
     # NumPy has no bfloat16: store float32 and cast in the graph, as Network.constant does.
     return net.cast(t, "bfloat16") if dt == "bfloat16" else t
 
@@ -79,8 +79,8 @@ def linear(x: Tensor, weight: TensorLike, bias: TensorLike | None = None, *, nam
     op0 = trt.MatrixOperation.VECTOR if x.ndim == 1 else trt.MatrixOperation.NONE
     layer = net.trt.add_matrix_multiply(x.trt, op0, w.trt, trt.MatrixOperation.TRANSPOSE)
     if bias is None:
-        return net._register(layer, "linear", lname, resolved=True)
-    y = net._register(layer, "matmul", lname + ".matmul", scoped=False)
+        return net.register(layer, "linear", lname, resolved=True)
+    y = net.register(layer, "matmul", lname + ".matmul", scoped=False)
     if isinstance(bias, Tensor):
         b = unsqueeze_to(net.to_compute(bias), y.ndim)
     else:
@@ -92,7 +92,7 @@ def linear(x: Tensor, weight: TensorLike, bias: TensorLike | None = None, *, nam
             )
         b = _weight_constant(net, barr, (1,) * (y.ndim - 1) + barr.shape, lname + ".bias")
     add = net.trt.add_elementwise(y.trt, b.trt, trt.ElementWiseOperation.SUM)
-    return net._register(add, "linear", lname, resolved=True)
+    return net.register(add, "linear", lname, resolved=True)
 
 
 def _check_batch(a: Tensor, b: Tensor, na: int, nb: int, what: str) -> None:
@@ -159,7 +159,7 @@ def matmul(
         return mo.VECTOR if t.ndim == batch + 1 else (mo.TRANSPOSE if transpose else mo.NONE)
 
     layer = net.trt.add_matrix_multiply(ta.trt, op(ta, transpose_a), tb.trt, op(tb, transpose_b))
-    return net._register(layer, "matmul", name)
+    return net.register(layer, "matmul", name)
 
 
 def bmm(a: Tensor, b: Tensor, *, name: str | None = None) -> Tensor:
@@ -226,4 +226,4 @@ def einsum(equation: str, *operands: TensorLike, name: str | None = None) -> Ten
         raise ShapeError(
             f"einsum {equation!r}: TensorRT rejected the equation for operand shapes {[t.shape for t in tensors]}"
         )
-    return net._register(layer, "einsum", name)
+    return net.register(layer, "einsum", name)

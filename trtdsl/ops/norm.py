@@ -84,7 +84,7 @@ def batch_norm(
         trt.Weights(dtypes.to_trt(dt)),
         1,
     )
-    return net.cast(net._register(layer, "batch_norm", lname, resolved=True), x.dtype)
+    return net.cast(net.register(layer, "batch_norm", lname, resolved=True), x.dtype)
 
 
 def _affine(
@@ -110,7 +110,7 @@ def _normalize(
     layer = net.trt.add_normalization_v2(x.trt, scale.trt, bias.trt, mask)
     layer.epsilon = float(eps)
     layer.num_groups = int(groups)
-    return net._register(layer, kind, lname, resolved=True)
+    return net.register(layer, kind, lname, resolved=True)
 
 
 def layer_norm(
@@ -170,7 +170,7 @@ def _channel_norm(
     if x.ndim == 2:
         # (N, C) group norm: the normalization layer needs an axis after the channels.
         axes_t = net.constant(np.asarray([2], dtype=np.int64), base + ".axes", dtype="int64")
-        src = net._register(net.trt.add_unsqueeze(x.trt, axes_t.trt), "unsqueeze", base + ".unsqueeze")
+        src = net.register(net.trt.add_unsqueeze(x.trt, axes_t.trt), "unsqueeze", base + ".unsqueeze")
     affine = (c,) + (1,) * (src.ndim - 2)
     scale = _affine(net, weight, 1.0, affine, rank=src.ndim, full=lname + ".weight", what=what)
     shift = _affine(net, bias, 0.0, affine, rank=src.ndim, full=lname + ".bias", what=what)
@@ -182,7 +182,7 @@ def _channel_norm(
     out = _normalize(
         src, scale, shift, mask=mask, eps=eps, groups=groups or 1, lname=net.unique_name(base + ".norm"), kind=kind
     )
-    return net._register(net.trt.add_squeeze(out.trt, axes_t.trt), kind, lname, resolved=True)
+    return net.register(net.trt.add_squeeze(out.trt, axes_t.trt), kind, lname, resolved=True)
 
 
 def group_norm(

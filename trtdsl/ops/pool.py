@@ -97,7 +97,7 @@ def _pool(
     layer.padding_mode = getattr(trt.PaddingMode, padding_mode)
     if ptype == "AVERAGE":
         layer.average_count_excludes_padding = not count_include_pad
-    out = net._register(layer, kind, lname, resolved=True)
+    out = net.register(layer, kind, lname, resolved=True)
     if slice_to is not None:
         if min(out.shape) < 0:
             raise ShapeError(
@@ -106,7 +106,7 @@ def _pool(
             )
         shape = (*out.shape[:2], *([1] if nd == 1 else []), *slice_to)
         sl = net.trt.add_slice(out.trt, (0,) * len(shape), shape, (1,) * len(shape))
-        out = net._register(sl, "slice", f"{lname}.ceil_crop", scoped=False)
+        out = net.register(sl, "slice", f"{lname}.ceil_crop", scoped=False)
     return _reshape_1d(net, out, lname, squeeze=True) if nd == 1 else out
 
 
@@ -191,7 +191,7 @@ def _global(kind: str, op: str, x: Tensor, name: str | None) -> Tensor:
     layer = net.trt.add_reduce(
         x.trt, getattr(_trt.load().ReduceOperation, op), bitmask(range(2, x.ndim)), keep_dims=True
     )
-    return net._register(layer, kind, name)
+    return net.register(layer, kind, name)
 
 
 def global_avg_pool(x: Tensor, *, name: str | None = None) -> Tensor:

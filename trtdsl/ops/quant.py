@@ -148,4 +148,4 @@ def _qdq_layer(net: Any, layer: Any, axis: int | None, kind: str, name: str) -> 
     """Set a Q/DQ layer's per-channel axis (None: per-tensor) and register it."""
     if axis is not None:
         layer.axis = axis
-    return net._register(layer, kind, name)
+    return net.register(layer, kind, name)

@@ -42,7 +42,7 @@ def _reduce(x: Tensor, op: str, dim: Dims, keepdim: bool, *, name: str | None, k
         # A rank-0 tensor has nothing to reduce; TensorRT refuses an empty axes mask.
         raise ShapeError(f"{_what(kind, name)}: tensor {x.name!r} of shape {x.shape} has no axis to reduce")
     layer = net.trt.add_reduce(x.trt, getattr(_trt.load().ReduceOperation, op), bitmask(dims), bool(keepdim))
-    return net._register(layer, kind, name)
+    return net.register(layer, kind, name)
 
 
 def sum(x: Tensor, dim: Dims = None, keepdim: bool = False, *, name: str | None = None) -> Tensor:  # noqa: A001
@@ -112,7 +112,7 @@ def _topk_layer(x: Tensor, k: int, dim: int, largest: bool, *, index_dtype: str,
     trt = _trt.load()
     op = trt.TopKOperation.MAX if largest else trt.TopKOperation.MIN
     layer = net.trt.add_topk(x.trt, op, int(k), bitmask([d]), dtypes.to_trt(index_dtype))
-    net._register(layer, kind, name)
+    net.register(layer, kind, name)
     return layer, d
 
 
@@ -154,7 +154,7 @@ def _arg(x: Tensor, dim: int | None, keepdim: bool, largest: bool, *, index_dtyp
         return indices
     net = x.net
     axes_t = net.constant(np.asarray([d], dtype=np.int64), base + ".axes", dtype="int64")
-    return net._register(net.trt.add_squeeze(indices.trt, axes_t.trt), "squeeze", base)
+    return net.register(net.trt.add_squeeze(indices.trt, axes_t.trt), "squeeze", base)
 
 
 def argmax(
@@ -182,4 +182,4 @@ def cumsum(x: Tensor, dim: int, *, exclusive: bool = False, reverse: bool = Fals
     axis_t = net.constant(np.asarray(d, dtype=np.int32), (name or "cumsum") + ".axis", dtype="int32")
     trt = _trt.load()
     layer = net.trt.add_cumulative(x.trt, axis_t.trt, trt.CumulativeOperation.SUM, bool(exclusive), bool(reverse))
-    return net._register(layer, "cumsum", name)
+    return net.register(layer, "cumsum", name)

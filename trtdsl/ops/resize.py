@@ -121,4 +121,4 @@ def interpolate(
         if len(scales) != nd or min(scales) <= 0:
             raise ShapeError(f"{what}: scale_factor needs {nd} positive values, got {scale_factor!r}")
         layer.scales = [1.0, 1.0, *scales]
-    return net._register(layer, kind, name)
+    return net.register(layer, kind, name)

@@ -50,7 +50,7 @@ def _shuffle(x: Tensor, name: str | None, kind: str, *, first=None, dims=None, z
         layer.set_input(1, dims.trt)
     elif dims is not None:
         layer.reshape_dims = tuple(dims)
-    return net._register(layer, kind, name)
+    return net.register(layer, kind, name)
 
 
 def reshape(x: Tensor, shape: int | Sequence[int] | Tensor, *, name: str | None = None) -> Tensor:
@@ -135,18 +135,18 @@ def flatten(x: Tensor, start_dim: int = 0, end_dim: int = -1, *, name: str | Non
     shape = shape_tensor(x)
     parts = []
     if s:
-        parts.append(net._register(slice_layer(shape, [0], [0], [s], [1]), "slice", f"{lname}.head", scoped=False))
+        parts.append(net.register(slice_layer(shape, [0], [0], [s], [1]), "slice", f"{lname}.head", scoped=False))
     parts.append(int_constant(net, [-1], f"{lname}.merged"))
     if e + 1 < x.ndim:
         tail = slice_layer(shape, [0], [e + 1], [x.ndim - e - 1], [1])
-        parts.append(net._register(tail, "slice", f"{lname}.tail", scoped=False))
-    new_shape = net._register(
+        parts.append(net.register(tail, "slice", f"{lname}.tail", scoped=False))
+    new_shape = net.register(
         net.trt.add_concatenation([p.trt for p in parts]), "concat", f"{lname}.shape", scoped=False
     )
     layer = net.trt.add_shuffle(x.trt)
     layer.zero_is_placeholder = False
     layer.set_input(1, new_shape.trt)
-    return net._register(layer, "flatten", lname, resolved=True)
+    return net.register(layer, "flatten", lname, resolved=True)
 
 
 def squeeze(x: Tensor, dim: int | Sequence[int] | None = None, *, name: str | None = None) -> Tensor:
@@ -166,7 +166,7 @@ def squeeze(x: Tensor, dim: int | Sequence[int] | None = None, *, name: str | No
     net = x.net
     lname = net.unique_name(name or "squeeze")
     layer = net.trt.add_squeeze(x.trt, int_constant(net, dims, f"{lname}.axes").trt)
-    return net._register(layer, "squeeze", lname, resolved=True)
+    return net.register(layer, "squeeze", lname, resolved=True)
 
 
 def unsqueeze(x: Tensor, dim: int | Sequence[int], *, name: str | None = None) -> Tensor:
@@ -176,7 +176,7 @@ def unsqueeze(x: Tensor, dim: int | Sequence[int], *, name: str | None = None) -
     net = x.net
     lname = net.unique_name(name or "unsqueeze")
     layer = net.trt.add_unsqueeze(x.trt, int_constant(net, dims, f"{lname}.axes").trt)
-    return net._register(layer, "unsqueeze", lname, resolved=True)
+    return net.register(layer, "unsqueeze", lname, resolved=True)
 
 
 def cast(x: Tensor, dtype: dtypes.DTypeLike, *, name: str | None = None) -> Tensor:
@@ -223,7 +223,7 @@ def concat(tensors: Sequence[TensorLike], dim: int = 0, *, name: str | None = No
         return ts[0]
     layer = net.trt.add_concatenation([t.trt for t in ts])
     layer.axis = d
-    return net._register(layer, "concat", name)
+    return net.register(layer, "concat", name)
 
 
 cat = concat
@@ -255,7 +255,7 @@ def split(
     out, start = [], 0
     for i, s in enumerate(sizes):
         layer = slice_layer(x, [d], [start], [s], [1])
-        out.append(net._register(layer, "split", f"{base}.{i}", scoped=False))
+        out.append(net.register(layer, "split", f"{base}.{i}", scoped=False))
         start += s
     return out
 
@@ -279,12 +279,12 @@ def stack(tensors: Sequence[TensorLike], dim: int = 0, *, name: str | None = Non
     lname = net.unique_name(name or "stack")
     axes_t = int_constant(net, [d], f"{lname}.axes")
     parts = [
-        net._register(net.trt.add_unsqueeze(t.trt, axes_t.trt), "unsqueeze", f"{lname}.in{i}", scoped=False)
+        net.register(net.trt.add_unsqueeze(t.trt, axes_t.trt), "unsqueeze", f"{lname}.in{i}", scoped=False)
         for i, t in enumerate(ts)
     ]
     layer = net.trt.add_concatenation([p.trt for p in parts])
     layer.axis = d
-    return net._register(layer, "stack", lname, resolved=True)
+    return net.register(layer, "stack", lname, resolved=True)
 
 
 _PAD_MODES = {"constant": "FILL", "reflect": "REFLECT", "replicate": "CLAMP", "circular": "WRAP"}
@@ -329,14 +329,14 @@ def pad(
     size = affine_sizes(x, ax, [1] * len(ax), [b + a for b, a in pairs.values()], lname)
     fill = None
     if mode == "constant":
-        fill = net._register(
+        fill = net.register(
             net.trt.add_constant((), net.keep(np.asarray(value, dtype=dtypes.to_numpy(x.dtype)), f"{lname}.value")),
             "constant",
             f"{lname}.value",
             scoped=False,
         )
     layer = slice_layer(x, ax, [-b for b, _ in pairs.values()], size, [1] * len(ax), mode=_PAD_MODES[mode], fill=fill)
-    return net._register(layer, "pad", lname, resolved=True)
+    return net.register(layer, "pad", lname, resolved=True)
 
 
 def where(condition: TensorLike, a: TensorLike, b: TensorLike, *, name: str | None = None) -> Tensor:
@@ -357,7 +357,7 @@ def where(condition: TensorLike, a: TensorLike, b: TensorLike, *, name: str | No
         if len(sizes) > 1:
             raise ShapeError(f"where: shapes {shapes} (condition, a, b) do not broadcast")
     cond, ta, tb = (unsqueeze_to(t, n) for t in (cond, ta, tb))
-    return net._register(net.trt.add_select(cond.trt, ta.trt, tb.trt), "where", name)
+    return net.register(net.trt.add_select(cond.trt, ta.trt, tb.trt), "where", name)
 
 
 def expand(x: Tensor, *sizes: int | Sequence[int], name: str | None = None) -> Tensor:
@@ -381,7 +381,7 @@ def expand(x: Tensor, *sizes: int | Sequence[int], name: str | None = None) -> T
     if not grow:
         return x
     layer = slice_layer(x, grow, [0] * len(grow), [target[i] for i in grow], [0] * len(grow))
-    return x.net._register(layer, "expand", name)
+    return x.net.register(layer, "expand", name)
 
 
 def broadcast_to(x: Tensor, shape: Sequence[int], *, name: str | None = None) -> Tensor:
@@ -402,7 +402,7 @@ def repeat(x: Tensor, *sizes: int | Sequence[int], name: str | None = None) -> T
     lname = net.unique_name(name or "repeat")
     size = affine_sizes(x, ax, [reps[i] for i in ax], [0] * len(ax), lname)
     layer = slice_layer(x, ax, [0] * len(ax), size, [1] * len(ax), mode="WRAP")
-    return net._register(layer, "repeat", lname, resolved=True)
+    return net.register(layer, "repeat", lname, resolved=True)
 
 
 def tile(x: Tensor, reps: int | Sequence[int], *, name: str | None = None) -> Tensor:
@@ -415,7 +415,7 @@ def shape_of(x: Tensor, *, name: str | None = None) -> Tensor:
     """``x``'s shape as a 1-D int64 tensor (runtime values for dynamic axes)."""
     if name is None:
         return shape_tensor(x)
-    return x.net._register(x.net.trt.add_shape(x.trt), "shape", name)
+    return x.net.register(x.net.trt.add_shape(x.trt), "shape", name)
 
 
 def arange(
@@ -434,4 +434,4 @@ def arange(
     layer = net.trt.add_fill((n,), _trt.load().FillOperation.LINSPACE, dtypes.to_trt(fill_dt))
     layer.alpha = int(start) if fill_dt != "float32" else float(start)
     layer.beta = int(step) if fill_dt != "float32" else float(step)
-    return net.cast(net._register(layer, "arange", name), dt)
+    return net.cast(net.register(layer, "arange", name), dt)

@@ -21,7 +21,7 @@ pre-activation can be seen.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -35,6 +35,7 @@ from .control import Structure, group
 from .registry import REGISTRY, Node, donates, fresh, fuses_relu, supported
 
 Capture = None | str | Iterable[str]
+Observer = Callable[[str, np.ndarray], None]
 _KINDS = {"f": "float", "i": "integer", "u": "integer", "b": "bool"}
 
 
@@ -60,6 +61,8 @@ class Interpreter:
         self.pool = BufferPool()
         for node in self.nodes:
             node.pool = self.pool
+        self._top_level = {n for step in self.steps for n in step.outputs}
+        self._observed_plans: dict[frozenset[str], tuple[list[tuple[int, ...]], dict[int, bool]]] = {}
 
     @staticmethod
     def _node(index: int, layer: Any) -> Node:
@@ -80,16 +83,30 @@ class Interpreter:
         )
 
     # -------------------------------------------------------------------- run
-    def run(self, feeds: Mapping[str, Any], *, capture: Capture = None) -> dict[str, np.ndarray]:
-        """Outputs (and captured intermediates) of the network for ``feeds``."""
+    def run(
+        self, feeds: Mapping[str, Any], *, capture: Capture = None, observe: Mapping[str, Observer] | None = None
+    ) -> dict[str, np.ndarray]:
+        """Outputs (and captured intermediates) of the network for ``feeds``.
+
+        ``observe`` maps tensor names to callbacks ``fn(name, array)``, each called once per run
+        right after the tensor is computed, while it is alive (tensors inside a loop or
+        conditional body cannot be observed: observe the structure's outputs). Unlike ``capture``,
+        observing keeps buffer reuse on: the array is only valid during the call, so a callback
+        that wants to keep it must copy it. An observed tensor is never fused away or donated.
+        """
         env = self._check_feeds(feeds)
         want = self._capture_set(capture)
+        watch = self._observe_map(observe)
         keep = set(self.outputs) | want
-        # A captured tensor outlives its last use, and so may any array it is a view of:
-        # capturing (a debugging aid) turns buffer donation off rather than track that.
-        donations = self._donations if not want else [()] * len(self.steps)
-        # Fusing a ReLU into the layer before it hides the pre-activation, so capturing runs unfused.
-        relus = self._relus if not want else _NO_FUSION
+        if want:
+            # A captured tensor outlives its last use, and so may any array it is a view of:
+            # capturing (a debugging aid) turns buffer donation off rather than track that.
+            # Fusing a ReLU into the layer before it hides the pre-activation, so capturing runs unfused.
+            donations, relus = [()] * len(self.steps), _NO_FUSION
+        elif watch:
+            donations, relus = self._observed_plan(frozenset(watch))
+        else:
+            donations, relus = self._donations, self._relus
         for pos, (step, free, donated) in enumerate(zip(self.steps, self._free_after, donations, strict=True)):
             fused = relus.get(pos)
             if fused is None:
@@ -98,6 +115,11 @@ class Interpreter:
                 execute(step, env, donated, relu=True)
             else:  # the ReLU itself: its output is its input, already rectified
                 env[step.outputs[0]] = env[step.inputs[0]]
+            if watch:
+                for name in step.outputs:
+                    fn = watch.get(name)
+                    if fn is not None and name in env:
+                        fn(name, env[name])
             for name in free:
                 if name not in keep and name in env:
                     self.pool.give(env.pop(name))
@@ -114,6 +136,38 @@ class Interpreter:
                     "branch that was not taken, or a loop that ran zero times)"
                 )
         return result
+
+    def _observe_map(self, observe: Mapping[str, Observer] | None) -> dict[str, Observer]:
+        if not observe:
+            return {}
+        if not isinstance(observe, Mapping):
+            raise TrtdslError(f"observe must map tensor names to callbacks fn(name, array), got {type(observe).__name__}")
+        inputs = set(self.inputs)
+        for n, fn in observe.items():
+            if n not in self.tensors:
+                raise TrtdslError(
+                    f"cannot observe unknown tensor {n!r} ({len(self.tensors)} tensors in the network)."
+                    + did_you_mean(n, self.tensors)
+                )
+            if n in inputs:
+                raise TrtdslError(f"cannot observe {n!r}: it is a network input (its value is the feed itself)")
+            if n not in self._top_level:
+                raise TrtdslError(
+                    f"cannot observe {n!r}: it lives inside a loop or conditional body; observe that "
+                    "structure's outputs instead"
+                )
+            if not callable(fn):
+                raise TrtdslError(f"observer for {n!r} must be callable fn(name, array), got {type(fn).__name__}")
+        return dict(observe)
+
+    def _observed_plan(self, names: frozenset[str]) -> tuple[list[tuple[int, ...]], dict[int, bool]]:
+        """Donation and fusion plans that keep ``names`` intact (observed tensors count as exported)."""
+        plan = self._observed_plans.get(names)
+        if plan is None:
+            exported = [*self.outputs, *names]
+            plan = (_donations(self.steps, self._free_after, exported), _fused_relus(self.steps, exported))
+            self._observed_plans[names] = plan
+        return plan
 
     def _capture_set(self, capture: Capture) -> set[str]:
         if capture is None:
@@ -360,14 +414,21 @@ def prepare(network: Any) -> Interpreter:
     return interp
 
 
-def run(network: Any, feeds: Mapping[str, Any], *, capture: Capture = None) -> dict[str, np.ndarray]:
+def run(
+    network: Any,
+    feeds: Mapping[str, Any],
+    *,
+    capture: Capture = None,
+    observe: Mapping[str, Observer] | None = None,
+) -> dict[str, np.ndarray]:
     """Run ``network`` (a ``trtdsl.Network``, an ``INetworkDefinition`` or an ``Interpreter``) on the CPU.
 
     ``capture`` adds intermediate tensors to the result: a name, a list of names, or ``"all"``
-    (a tensor inside a loop body holds its value from the last iteration).
+    (a tensor inside a loop body holds its value from the last iteration). ``observe`` hands
+    named tensors to callbacks while they are alive, without keeping them (see ``Interpreter.run``).
 
     Example::
 
         out = trtdsl.reference.run(net, {"x": np.ones((1, 3, 8, 8), np.float32)})
     """
-    return prepare(network).run(feeds, capture=capture)
+    return prepare(network).run(feeds, capture=capture, observe=observe)
