@@ -55,7 +55,7 @@ def test_observe_sees_pre_activations_and_outputs(rng):
 def test_observe_keeps_reuse_for_unobserved_tensors(rng):
     net, *_ = _block(rng)
     interp = Interpreter(net)
-    donations, relus = interp._observed_plan(frozenset({"conv0.out"}))
+    _, relus = interp._observed_plan(frozenset({"conv0.out"}))
     names = [s.name for s in interp.steps]
     assert relus.get(names.index("conv0")) is None  # observed: not fused
     assert relus.get(names.index("add")) is True  # unobserved: still fused

@@ -141,7 +141,9 @@ class Interpreter:
         if not observe:
             return {}
         if not isinstance(observe, Mapping):
-            raise TrtdslError(f"observe must map tensor names to callbacks fn(name, array), got {type(observe).__name__}")
+            raise TrtdslError(
+                f"observe must map tensor names to callbacks fn(name, array), got {type(observe).__name__}"
+            )
         inputs = set(self.inputs)
         for n, fn in observe.items():
             if n not in self.tensors:
