@@ -10,7 +10,7 @@ import pytest
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
 
-from _oprun import run_many as run  # noqa: E402
+from ._oprun import run_many as run  # noqa: E402
 
 import trtdsl  # noqa: E402
 from trtdsl import ShapeError, ops, reference  # noqa: E402

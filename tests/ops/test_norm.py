@@ -9,7 +9,7 @@ import pytest
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
 
-from _oprun import run_one as run  # noqa: E402
+from ._oprun import run_one as run  # noqa: E402
 
 import trtdsl  # noqa: E402
 from trtdsl import ShapeError, ops, reference  # noqa: E402

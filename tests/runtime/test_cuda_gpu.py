@@ -7,7 +7,7 @@ import gc
 import numpy as np
 import pytest
 
-from runtime._gpu import gpu_marks
+from ._gpu import gpu_marks
 from trtdsl.errors import TrtdslError
 from trtdsl.runtime import DeviceArray, cuda
 
