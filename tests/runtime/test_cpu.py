@@ -11,12 +11,13 @@ import numpy as np
 import pytest
 
 import trtdsl
-from ._runtime_fakes import identity_plan
 from trtdsl.build import IOSpec, Plan
 from trtdsl.errors import BackendError, ProfileError, ShapeError, TrtdslError
 from trtdsl.profile import Profile
 from trtdsl.runtime import ReferenceSession, Session, bench, cuda, dlpack, session, staging
 from trtdsl.runtime.feeds import FeedChecker
+
+from ._runtime_fakes import identity_plan
 
 requires_cuda_python = pytest.mark.skipif(not cuda.available(), reason="cuda-python is not installed")
 
