@@ -14,7 +14,7 @@ from _oprun import run_many as run  # noqa: E402
 
 import trtdsl  # noqa: E402
 from trtdsl import ShapeError, ops, reference  # noqa: E402
-from trtdsl.inspect import downcast  # noqa: E402
+from trtdsl.layerinfo import downcast  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("trt")
 

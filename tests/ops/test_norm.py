@@ -13,7 +13,7 @@ from _oprun import run_one as run  # noqa: E402
 
 import trtdsl  # noqa: E402
 from trtdsl import ShapeError, ops, reference  # noqa: E402
-from trtdsl.inspect import downcast  # noqa: E402
+from trtdsl.layerinfo import downcast  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("trt")
 
