@@ -7,6 +7,8 @@ Families live in their own modules; this package re-exports them all.
 
 from .activation import *  # noqa: F403
 from .activation import __all__ as _activation
+from .attention import *  # noqa: F403
+from .attention import __all__ as _attention
 from .control import *  # noqa: F403
 from .control import __all__ as _control
 from .conv import *  # noqa: F403
@@ -32,6 +34,7 @@ from .shape import __all__ as _shape
 
 __all__ = [
     *_activation,
+    *_attention,
     *_control,
     *_conv,
     *_elementwise,
