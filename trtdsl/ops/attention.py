@@ -41,7 +41,7 @@ def _check_heads(what: str, q: Tensor, k: Tensor, v: Tensor) -> None:
                 f"{what}: {role} {t.name!r} has shape {t.shape}; expected rank 4 (batch, heads, seq, head_dim)"
             )
     hq, hk, hv = q.shape[1], k.shape[1], v.shape[1]
-    if hk != hv or k.shape[2] != v.shape[2] and min(k.shape[2], v.shape[2]) >= 0:
+    if hk != hv or (k.shape[2] != v.shape[2] and min(k.shape[2], v.shape[2]) >= 0):
         raise ShapeError(f"{what}: key {k.shape} and value {v.shape} must have the same heads and sequence length")
     if min(hq, hk) > 0 and hq % hk:
         raise ShapeError(
@@ -161,7 +161,7 @@ def rotary_embedding(
 
     Pairs are ``(x[i], x[i + R/2])`` (the two halves, as Hugging Face Llama), or adjacent
     ``(x[2i], x[2i+1])`` when ``interleaved`` (as Meta's original Llama and GPT-J); each
-    becomes ``(x1·cos − x2·sin, x2·cos + x1·sin)``. Only the first ``rotary_dim`` (R, default
+    becomes ``(x1·cos - x2·sin, x2·cos + x1·sin)``. Only the first ``rotary_dim`` (R, default
     D) features rotate; the rest pass through.
 
     Args:

@@ -7,8 +7,7 @@ captured intermediate tensors) as NumPy arrays.
 """
 
 # Importing the family modules registers their layer implementations.
-from . import attention  # noqa: F401  (transformer layers)
-from . import activation, conv, elementwise, gather, matmul, norm, pool, quant, reduce, resize, shape  # noqa: F401
+from . import activation, attention, conv, elementwise, gather, matmul, norm, pool, quant, reduce, resize, shape  # noqa: F401
 from .interpreter import Interpreter, prepare, run
 from .registry import Node, interprets, supported
 
