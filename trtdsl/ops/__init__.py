@@ -29,6 +29,8 @@ from .reduce import *  # noqa: F403
 from .reduce import __all__ as _reduce
 from .resize import *  # noqa: F403
 from .resize import __all__ as _resize
+from .sampling import *  # noqa: F403
+from .sampling import __all__ as _sampling
 from .shape import *  # noqa: F403
 from .shape import __all__ as _shape
 
@@ -45,5 +47,6 @@ __all__ = [
     *_quant,
     *_reduce,
     *_resize,
+    *_sampling,
     *_shape,
 ]
