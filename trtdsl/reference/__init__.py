@@ -7,7 +7,7 @@ captured intermediate tensors) as NumPy arrays.
 """
 
 # Importing the family modules registers their layer implementations.
-from . import (
+from . import (  # noqa: F401
     activation,
     attention,
     conv,
