@@ -13,6 +13,8 @@ from .control import *  # noqa: F403
 from .control import __all__ as _control
 from .conv import *  # noqa: F403
 from .conv import __all__ as _conv
+from .detection import *  # noqa: F403
+from .detection import __all__ as _detection
 from .elementwise import *  # noqa: F403
 from .elementwise import __all__ as _elementwise
 from .indexing import *  # noqa: F403
@@ -39,6 +41,7 @@ __all__ = [
     *_attention,
     *_control,
     *_conv,
+    *_detection,
     *_elementwise,
     *_indexing,
     *_linear,

@@ -11,6 +11,7 @@ from . import (  # noqa: F401
     activation,
     attention,
     conv,
+    detection,
     elementwise,
     gather,
     matmul,
