@@ -48,7 +48,7 @@ def test_fused_multi_head_attention_matches_torch(kind, trt):
     net.output(y, "y")
     assert _attention_layers(net) == ["ATTENTION_INPUT", "ATTENTION_OUTPUT"]
     if kind == "causal":  # IAttention's own causal mask, no (L, S) constant
-        att = [layer for layer in net.layers() if layer.type.name == "ATTENTION_INPUT"][0]
+        att = next(layer for layer in net.layers() if layer.type.name == "ATTENTION_INPUT")
         assert att.attention.causal_kind == trt.CausalMaskKind.UPPER_LEFT and att.attention.mask is None
     x_t = torch.from_numpy(x)
     with torch.no_grad():
