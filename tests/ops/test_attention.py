@@ -321,3 +321,13 @@ def test_kv_cache_update_bad_inputs_raise():
         ops.kv_cache_update(c, c, net.input("w", "float32", (1,)))
     with pytest.raises(ShapeError, match="update.*expected \\(batch, heads"):
         ops.kv_cache_update(c, net.input("u3", "float32", (2, 1, 4)), [0])
+
+
+def test_rotary_position_id_outside_cache_raises(rng):
+    net = trtdsl.Network("oob")
+    x = net.input("x", "float32", (1, 1, 2, 4))
+    ids = net.input("pos", "int32", (1, 2))
+    net.output(ops.rotary_embedding(x, np.ones((8, 2)), np.zeros((8, 2)), position_ids=ids, name="rope"), "y")
+    feeds = {"x": np.ones((1, 1, 2, 4), np.float32), "pos": np.array([[3, 8]], np.int32)}
+    with pytest.raises(trtdsl.TrtdslError, match=r"'rope'.*position id 8 is outside the 8-row.*valid 0..7"):
+        reference.run(net, feeds)

@@ -108,3 +108,18 @@ def test_grid_sample_bad_inputs_raise():
     x5 = net.input("x5", "float32", (1, 2, 3, 4, 4))
     with pytest.raises(ShapeError, match="'bicubic' takes 4-D"):
         ops.grid_sample(x5, net.input("g5", "float32", (1, 2, 2, 2, 3)), mode="bicubic")
+
+
+@pytest.mark.parametrize("padding_mode", PADDINGS)
+@pytest.mark.parametrize("mode", ["bilinear", "nearest", "bicubic"])
+def test_non_finite_grid_values_do_not_crash(mode, padding_mode, rng):
+    x = rng.standard_normal((1, 2, 4, 4)).astype(np.float32)
+    grid = _grid(rng, 1, (3, 3), 2)
+    grid[0, 0, 0] = [np.nan, 0.0]
+    grid[0, 1, 1] = [np.inf, -np.inf]
+    got, _, _ = _run(x, grid, mode=mode, padding_mode=padding_mode)
+    assert got.shape == (1, 2, 3, 3)
+    finite = np.ones((3, 3), bool)
+    finite[0, 0] = finite[1, 1] = False
+    ref = _torch(x, np.where(np.isfinite(grid), grid, 0), mode=mode, padding_mode=padding_mode, align_corners=False)
+    np.testing.assert_allclose(got[..., finite], ref[..., finite], rtol=1e-4, atol=1e-4)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import UnsupportedLayerError
+from ..errors import InterpreterError, UnsupportedLayerError
 from .registry import Node, interprets
 
 
@@ -144,9 +144,10 @@ def rotary_embedding(
     if position_ids is not None:
         ids = np.asarray(position_ids, np.int64)
         if ids.min(initial=0) < 0 or ids.max(initial=0) >= cos.shape[0]:
-            raise UnsupportedLayerError(
-                f"rotary_embedding {node.name!r}: position id {int(ids.max())} outside the "
-                f"{cos.shape[0]}-row cos/sin cache"
+            bad = ids[(ids < 0) | (ids >= cos.shape[0])].flat[0]
+            raise InterpreterError(
+                f"rotary_embedding {node.name!r}: position id {int(bad)} is outside the "
+                f"{cos.shape[0]}-row cos/sin cache (valid 0..{cos.shape[0] - 1})"
             )
         cos, sin = cos[ids], sin[ids]  # (B, S, R/2)
     cos, sin = cos[:, None], sin[:, None]  # broadcast over heads

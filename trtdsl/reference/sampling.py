@@ -65,14 +65,19 @@ def _gather(flat: np.ndarray, spatial: tuple[int, ...], idx: list[np.ndarray]) -
     inside = np.ones(idx[0].shape, bool)
     pos = np.zeros(idx[0].shape, np.int64)
     for i, size in zip(idx, spatial, strict=True):
-        inside &= (i >= 0) & (i < size)
-        pos = pos * size + np.clip(i, 0, size - 1).astype(np.int64)
+        inside &= (i >= 0) & (i < size)  # False for NaN, from a NaN or infinite grid value
+        pos = pos * size + np.clip(np.nan_to_num(i, nan=0.0), 0, size - 1).astype(np.int64)
     vals = np.take_along_axis(flat, pos[:, None, :], axis=2)
     return vals * inside[:, None, :]
 
 
 @interprets("grid_sample", fresh=True)
 def grid_sample(node: Node, x: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    with np.errstate(invalid="ignore"):  # NaN/inf grid values read nothing (zero), without warnings
+        return _sample(node, x, grid)
+
+
+def _sample(node: Node, x: np.ndarray, grid: np.ndarray) -> np.ndarray:
     layer = node.layer
     mode, pad, align = layer.interpolation_mode.name, layer.sample_mode.name, bool(layer.align_corners)
     n, c, *spatial = x.shape
