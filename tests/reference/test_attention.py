@@ -74,19 +74,25 @@ def test_norm_none_with_causal_mask_is_refused(trt, rng):
         reference.run(net, feeds)
 
 
-def test_int8_quantized_normalization(trt, rng):
-    """NvInfer.h's normalization quantize scale: the softmax output goes through int8 Q/DQ before ·V."""
+@pytest.mark.parametrize("to", ["int8", "fp8"])
+def test_quantized_normalization(trt, to, rng):
+    """NvInfer.h's normalization quantize scale: the softmax output goes through int8/fp8 Q/DQ before ·V."""
     q, k, v = (rng.standard_normal((1, 2, 3, 4)).astype(np.float32) for _ in range(3))
-    scale = np.float32(1 / 127)
+    scale = np.float32(1 / 127 if to == "int8" else 1 / 448)
     net = trtdsl.Network("q8")
     tq, tk, tv = (net.input(n, "float32", a.shape) for n, a in zip("qkv", (q, k, v), strict=True))
     a = net.trt.add_attention_v2(tq.trt, tk.trt, tv.trt, trt.AttentionNormalizationOp.SOFTMAX, trt.CausalMaskKind.NONE)
     a.normalization_quantize_scale = net.constant(np.array([scale], np.float32), "s", dtype="float32").trt
-    a.normalization_quantize_to_type = trt.int8
+    a.normalization_quantize_to_type = trt.int8 if to == "int8" else trt.fp8
     net.trt.mark_output(a.get_output(0))
     got = next(iter(reference.run(net, {"q": q, "k": k, "v": v}).values()))
     p = torch.softmax(torch.from_numpy(q.astype(np.float64) @ k.swapaxes(-1, -2)), -1).numpy()
-    p = np.clip(np.round(p / scale), -128, 127) * scale  # NOTES §3: q = round-half-even(clip(x/s)), x̂ = q·s
+    if to == "int8":  # NOTES §3: q = round-half-even(clip(x/s, -128, 127)), x̂ = q·s
+        p = np.clip(np.round(p / scale), -128, 127) * scale
+    else:  # q = castToFp8(clip(x/s, -448, 448)); ml_dtypes rounds to nearest even
+        import ml_dtypes
+
+        p = np.clip(p / scale, -448, 448).astype(ml_dtypes.float8_e4m3fn).astype(np.float64) * scale
     np.testing.assert_allclose(got, p @ v, rtol=1e-5, atol=1e-5)
 
 
