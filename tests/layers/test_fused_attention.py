@@ -133,3 +133,22 @@ def test_rope_tables_errors():
         layers.rope_tables(16, 7)
     with pytest.raises(trtdsl.errors.ShapeError, match=r"inv_freq has shape \(3,\); expected \(4,\)"):
         layers.rope_tables(16, 8, inv_freq=np.ones(3))
+
+
+def test_fused_works_with_dynamic_batch_and_sequence(trt):
+    m = randomize(nn.MultiheadAttention(E, H, batch_first=True))
+    net = trtdsl.Network("dyn2")
+    q = net.input("q", "float32", (net.dim("b", 1, 2, 4), net.dim("s", 1, 4, 8), E))
+    try:
+        y = layers.multi_head_attention(q, state(m, "attn."), "attn", H, fused=True, causal=True)
+    except trtdsl.errors.ShapeError as e:
+        if "cannot both be dynamic" not in str(e):
+            raise
+        pytest.skip("the projections' reshapes take a dynamic batch and sequence only with the new-user fix")
+    net.output(y, "y")
+    x = _x((3, 6, E), 9)
+    with torch.no_grad():
+        xt = torch.from_numpy(x)
+        want, _ = m(xt, xt, xt, need_weights=False, attn_mask=torch.from_numpy(np.triu(np.ones((6, 6), bool), 1)))
+    close(run(net, {"q": x})["y"], want)
+    trtdsl.build(net, progress=False)

@@ -93,13 +93,29 @@ def _additive(mask: Mask, like: Tensor, name: str) -> Tensor | None:
     return like.net.constant(add.astype(np.float32), name)
 
 
-def _fused_context(q: Tensor, k: Tensor, v: Tensor, masks: list[Tensor], causal: bool) -> Tensor:
-    """One IAttention for the context; the additive masks are summed into one (it takes one)."""
+def _fused(q: Tensor, k: Tensor, v: Tensor, query: Tensor, key: Tensor, p: Weights, e: int, attn_mask: Mask,
+           key_padding_mask: Mask, causal: bool) -> Tensor:  # fmt: skip
+    """The context from one IAttention, merged and projected: ``multi_head_attention(fused=True)``."""
+    masks = [_additive(attn_mask, query, "attn_mask")]
+    if key_padding_mask is not None:
+        kpm = _additive(key_padding_mask, query, "key_padding_mask")
+        masks.append(ops.unsqueeze(kpm, (1, 2), name="key_padding_mask.rank4"))
+    masks = [m for m in masks if m is not None]
+    if causal and masks:  # IAttention takes a mask or its own causal flag, not both: add the causal one
+        length, s = query.shape[1], key.shape[1]
+        if length < 0 or s < 0:
+            raise ShapeError(
+                f"{p.where}: causal=True with another mask needs static sequence lengths, got {length}, {s}"
+            )
+        masks.append(_additive(np.triu(np.ones((length, s), bool), 1), query, "causal_mask"))
     mask = None
     for m in masks:
         mask = m if mask is None else ops.add(mask, m, name="mask")
     # The 1/sqrt(head_dim) scale is already folded into the query projection.
-    return ops.scaled_dot_product_attention(q, k, v, mask=mask, causal=causal, scale=1.0, name="attention")
+    causal_kind = bool(causal) and mask is None  # torch's causal mask keeps key j <= query i: upper left
+    ctx = ops.scaled_dot_product_attention(q, k, v, mask=mask, causal=causal_kind, scale=1.0, name="attention")
+    ctx = ops.flatten(ops.permute(ctx, (0, 2, 1, 3), name="merge_heads"), 2, name="context.flat")
+    return linear(ctx, p, "out_proj", out_features=e)
 
 
 def multi_head_attention(
@@ -167,26 +183,23 @@ def multi_head_attention(
             q = _heads(ops.linear(query, wq, bq, name="q"), num_heads, d, "q")
             k = _heads(ops.linear(key, wk, bk, name="k"), num_heads, d, "k")
             v = _heads(ops.linear(value, wv, bv, name="v"), num_heads, d, "v")
-        scores = None if fused else ops.matmul(q, k, transpose_b=True, name="scores")  # (B, h, L, S)
+        if fused:
+            return _fused(q, k, v, query, key, p, e, attn_mask, key_padding_mask, causal)
+        scores = ops.matmul(q, k, transpose_b=True, name="scores")  # (B, h, L, S)
         masks = [_additive(attn_mask, query, "attn_mask")]
         if key_padding_mask is not None:
             kpm = _additive(key_padding_mask, query, "key_padding_mask")
             masks.append(ops.unsqueeze(kpm, (1, 2), name="key_padding_mask.rank4"))
-        if causal and fused and not any(m is not None for m in masks):
-            masks, causal = [], "upper_left"  # IAttention's own causal mask: no (L, S) constant
-        if causal is True:
+        if causal:
             length, s = query.shape[1], key.shape[1]
             if length < 0 or s < 0:
                 raise ShapeError(f"{p.where}: causal=True needs static sequence lengths, got {length} and {s}")
             masks.append(_additive(np.triu(np.ones((length, s), bool), 1), query, "causal_mask"))
-        if fused:
-            ctx = _fused_context(q, k, v, [m for m in masks if m is not None], causal == "upper_left")
-        else:
-            for m in masks:
-                if m is not None:
-                    scores = ops.add(scores, m, name="masked_scores")
-            attn = ops.softmax(scores, -1, name="softmax")
-            ctx = ops.matmul(attn, v, name="context")  # (B, h, L, d)
+        for m in masks:
+            if m is not None:
+                scores = ops.add(scores, m, name="masked_scores")
+        attn = ops.softmax(scores, -1, name="softmax")
+        ctx = ops.matmul(attn, v, name="context")  # (B, h, L, d)
         ctx = ops.permute(ctx, (0, 2, 1, 3), name="merge_heads")
         ctx = ops.reshape(ctx, (query.shape[0], -1, e) if query.shape[0] >= 0 else (-1, query.shape[1], e),
                           name="context.flat")  # fmt: skip
