@@ -111,7 +111,8 @@ def scaled_dot_product_attention(
     kind = _CAUSAL[causal]
     if mask is not None and kind != "NONE":
         raise ShapeError(f"{what}: give either mask or causal, not both (IAttention takes one); fold one into the mask")
-    q, dt = net._compute(q)
+    q = net.to_compute(q)
+    dt = q.dtype
     k, v = net.to_compute(k), net.to_compute(v)
     if not dtypes.is_float(dt):
         raise ShapeError(f"{what}: query {q.name!r} has dtype {dt}; attention takes float tensors")
@@ -176,7 +177,8 @@ def rotary_embedding(
     """
     net = x.net
     what = _what("rotary_embedding", name)
-    x, dt = net._compute(x)
+    x = net.to_compute(x)
+    dt = x.dtype
     if x.ndim != 4:
         raise ShapeError(f"{what}: input {x.name!r} has shape {x.shape}; expected (batch, heads, seq, head_dim)")
     d = x.shape[3]

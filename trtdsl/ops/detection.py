@@ -75,7 +75,8 @@ def nms(
     what = f"nms {base!r}"
     if box_format not in _FORMATS:
         raise ShapeError(f"{what}: unknown box_format {box_format!r}; expected one of {', '.join(_FORMATS)}")
-    boxes, dt = net._compute(boxes)
+    boxes = net.to_compute(boxes)
+    dt = boxes.dtype
     scores = net.to_compute(scores)
     if not dtypes.is_float(dt) or scores.dtype != dt:
         raise ShapeError(f"{what}: boxes ({boxes.dtype}) and scores ({scores.dtype}) must share one float dtype")

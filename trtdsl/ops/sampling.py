@@ -51,7 +51,8 @@ def grid_sample(
         raise ShapeError(f"{what}: unknown mode {mode!r}; expected one of {', '.join(_MODES)}")
     if padding_mode not in _PADDING:
         raise ShapeError(f"{what}: unknown padding_mode {padding_mode!r}; expected one of {', '.join(_PADDING)}")
-    x, dt = net._compute(x)
+    x = net.to_compute(x)
+    dt = x.dtype
     if not dtypes.is_float(dt):
         raise ShapeError(f"{what}: input {x.name!r} has dtype {dt}; grid_sample takes float tensors")
     grid = net.to_compute(grid)
