@@ -2,7 +2,8 @@
 
 ``scaled_dot_product_attention`` adds one ``IAttention`` (``add_attention_v2``);
 ``rotary_embedding`` one ``IRotaryEmbeddingLayer``; ``kv_cache_update`` one
-``IKVCacheUpdateLayer``. All take the padded (B, heads, S, head_dim) layout.
+``IKVCacheUpdateLayer``. All take the padded (B, heads, S, head_dim) layout; attention
+and the cache update also take TensorRT's packed (tokens, heads, head_dim) form.
 
 IAttention computes ``softmax(Q·Kᵀ + mask)·V`` with no scale of its own, so the
 scale is applied to the inputs, as TensorRT's ONNX parser does: Q and K are each
