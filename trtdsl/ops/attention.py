@@ -255,9 +255,11 @@ def kv_cache_update(
 ) -> Tensor:
     """Write ``update`` (B, H, S, D) into ``cache`` (B, H, max_S, D) at ``write_indices[b]`` (linear mode).
 
-    ``out[b, :, w[b]:w[b] + S] = update[b]``; the rest of the cache passes through. On a
-    GPU the output shares the cache's memory (bind both to one buffer); TensorRT ignores
-    writes past ``max_S``. A rank-3 ``update`` is packed, (total tokens, H, D), with
+    ``out[b, :, w[b]:w[b] + S] = update[b]``; the rest of the cache passes through. TensorRT
+    requires the output to be a network output ("The output tensor must be a network
+    output"; mark a float16 cache with ``net.output(y, name, dtype="float16")`` so no cast
+    comes between), and on a GPU it shares the cache's memory (bind both to one buffer); TensorRT
+    ignores writes past ``max_S``. A rank-3 ``update`` is packed, (total tokens, H, D), with
     ``update_lengths`` the (B + 1,) cumulative token counts.
 
     Example::
