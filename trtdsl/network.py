@@ -368,7 +368,7 @@ class Network:
     # ------------------------------------------------------------------ views
     def layers(self) -> list[Any]:
         """All layers, downcast to their concrete ``I*Layer`` classes."""
-        from .inspect import downcast
+        from .layerinfo import downcast
 
         return [downcast(self.trt.get_layer(i)) for i in range(self.trt.num_layers)]
 
