@@ -303,3 +303,57 @@ def _raise_changed(name: str, d: DType, src: np.dtype, array: np.ndarray, bad: n
         f"{name}: input has dtype {d.name}, got an array of dtype {src} whose value {value!r} at index "
         f"{where} is {why}; {int(bad.sum())} value(s) would change. Convert the array yourself if that is intended"
     )
+
+
+# ------------------------------------------------------------- narrow arrays
+def cast(value: Any, dtype: DTypeLike, *, name: str = "value") -> np.ndarray:
+    """``value`` as an array of ``dtype``'s holder, rounded as a TensorRT cast rounds.
+
+    Floats round half to even; fp8 and fp4 saturate at their largest finite value (the
+    ``ml_dtypes`` casts alone turn 500 into NaN in e4m3fn). Integer types take integer
+    values in range only (``convert``'s rule): silently wrapping a weight is never wanted.
+    """
+    d = info(dtype)
+    array = np.asarray(value)
+    if array.dtype == d.holder:
+        return array
+    if d.is_float and _kind(array.dtype) == "float":
+        a32 = array.astype(np.float32)
+        if d.saturates:
+            a32 = np.clip(a32, -d.max, d.max)
+        with np.errstate(invalid="ignore", over="ignore"):
+            return a32.astype(d.holder)
+    return convert(array, d.name, name=name)
+
+
+def pack(array: np.ndarray) -> np.ndarray:
+    """The bytes TensorRT reads for an array of its type: 4-bit types two per byte, the first in the low bits."""
+    d = TABLE[_FROM_HOLDER[array.dtype]] if array.dtype in _FROM_HOLDER else None
+    flat = np.ascontiguousarray(array).reshape(-1)
+    if d is None or d.bits % 8 == 0:
+        return flat.view(np.uint8) if d is not None and d.narrow else flat
+    codes = flat.view(np.uint8) & np.uint8(0x0F)
+    if codes.size % 2:
+        codes = np.append(codes, np.uint8(0))
+    return codes[0::2] | (codes[1::2] << np.uint8(4))
+
+
+def unpack(packed: np.ndarray, dtype: DTypeLike, count: int) -> np.ndarray:
+    """The inverse of ``pack``: ``count`` values of a 4-bit ``dtype`` from packed bytes."""
+    d = info(dtype)
+    b = np.asarray(packed, np.uint8).reshape(-1)
+    codes = np.empty(b.size * 2, np.uint8)
+    codes[0::2], codes[1::2] = b & np.uint8(0x0F), b >> np.uint8(4)
+    codes = codes[:count]
+    if d.kind == "int":  # sign-extend the 4-bit two's complement code
+        return (codes.astype(np.int8) << 4 >> 4).astype(d.holder)
+    return codes.view(d.holder)
+
+
+def producer_rule(what: str, dtype: str) -> str:
+    """The sentence of TensorRT's rule on which layers may produce fp8, fp4 and int4 tensors."""
+    return (
+        f"{what}: TensorRT only produces {dtype} tensors from Quantize, DynamicQuantize, Constant, "
+        "Concatenation, Shuffle or Identity layers, never from a Cast (the builder refuses it); "
+        "use ops.quantize / ops.dynamic_quantize, or a constant of that dtype"
+    )

@@ -57,6 +57,8 @@ class Network:
         self._producers: dict[str, Any] = {}  # tensor name -> ILayer
         self._derived: dict[tuple[str, str], Tensor] = {}  # (tensor, what) -> cast/unsqueeze of it
         self.weights: dict[str, np.ndarray] = {}  # layer.role -> array handed to TensorRT
+        # constant layer name -> ml_dtypes array: TensorRT's Python API cannot read narrow weights back
+        self.narrow_constants: dict[str, np.ndarray] = {}
         self.dims: dict[str, Dim] = {}
         self._extra_profiles: list[dict[str, tuple[int, int, int]]] = []
         self.input_specs: dict[str, tuple[int | str, ...]] = {}
@@ -304,12 +306,16 @@ class Network:
             else:
                 raise ShapeError(f"constant {name!r}: cannot store dtype {array.dtype}")
         dt = dtypes.canonical(dtype)
-        if dt == "bfloat16":
-            # NumPy has no bfloat16; store float32 and cast in the graph.
-            t = self.constant(array.astype(np.float32), name, dtype="float32")
-            return self.cast(t, "bfloat16")
-        array = array.astype(dtypes.to_numpy(dt), copy=False)
         lname = self.unique_name(name or "constant")
+        if dtypes.TABLE[dt].narrow:  # bfloat16, fp8, fp4, e8m0, int4: typed weights over ml_dtypes bytes
+            held = dtypes.cast(array, dt, name=f"constant {lname!r}")
+            packed = dtypes.pack(held)
+            self.narrow_constants[lname] = held
+            self.weights[lname] = packed
+            weights = _trt.load().Weights(dtypes.to_trt(dt), packed.ctypes.data, held.size)
+            layer = self.trt.add_constant(held.shape, weights)
+            return self.register(layer, "constant", lname, resolved=True)
+        array = array.astype(dtypes.to_numpy(dt), copy=False)
         layer = self.trt.add_constant(array.shape, self.keep(array, lname))
         return self.register(layer, "constant", lname, resolved=True)
 
@@ -333,7 +339,10 @@ class Network:
 
     def cast(self, x: Tensor, dtype: dtypes.DTypeLike, name: str | None = None) -> Tensor:
         """Cast ``x`` (no layer when it already has ``dtype``); one cast per tensor and dtype."""
-        return self._cast(x, x.dtype, dtypes.canonical(dtype), name)
+        dt = dtypes.canonical(dtype)
+        if dt in dtypes.LOW_PRECISION and x.dtype != dt:
+            raise ShapeError(dtypes.producer_rule(f"cast {x.name!r}", dt))
+        return self._cast(x, x.dtype, dt, name)
 
     def _cast(self, x: Tensor, src: str, dt: str, name: str | None = None) -> Tensor:
         """``cast`` with ``x``'s dtype ``src`` and the canonical ``dt`` already known."""

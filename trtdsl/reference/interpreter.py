@@ -61,6 +61,7 @@ class Interpreter:
         self.outputs = [d.get_output(i).name for i in range(d.num_outputs)]
         self.output_dtypes = {t.name: dtypes.canonical(t.dtype) for t in map(d.get_output, range(d.num_outputs))}
         self.nodes = [self._node(i, downcast(d.get_layer(i))) for i in range(d.num_layers)]
+        precision.prepare(self.nodes, network)  # TensorRT's type rules; narrow constants' values
         self.tensors = set(self.inputs) | {o for node in self.nodes for o in node.outputs}
         self.steps = group(self.nodes)
         self._free_after = _last_uses(self.steps, self.inputs)

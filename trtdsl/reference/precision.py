@@ -106,3 +106,40 @@ def from_holder(x: np.ndarray, dtype: str) -> np.ndarray:
 def feed(value: object, dtype: str, name: str) -> np.ndarray:
     """A feed for an input of ``dtype``, by the feed rule of ``dtypes.convert``, in the interpreter's storage."""
     return from_holder(dtypes.convert(value, dtype, name=name), dtype)
+
+
+# Layer types TensorRT lets produce fp8/fp4/int4 tensors (plus the boundary layers of loops and
+# conditionals, which only pass a body's tensors through).
+_LOW_PRODUCERS = frozenset(
+    ("quantize", "dynamic_quantize", "constant", "concatenation", "shuffle", "identity", "iterator", "recurrence")
+) | {"loop_output", "conditional_input", "conditional_output"}
+
+
+def prepare(nodes: list, network: object) -> None:
+    """Check TensorRT's type rules on a network's layers and seed the constants Python cannot read.
+
+    Raises ``InterpreterError`` where TensorRT's builder refuses: an fp8, fp4 or int4 tensor
+    produced by any layer but Quantize, DynamicQuantize, Constant, Concatenation, Shuffle or
+    Identity (a Cast, above all). TensorRT's Python API returns narrow constant weights
+    (bfloat16, fp8, fp4, int4) as opaque ``Weights``, so their values come from the arrays a
+    ``trtdsl.Network`` kept (``Network.narrow_constants``).
+    """
+    from ..errors import InterpreterError
+
+    kept = getattr(network, "narrow_constants", None) or {}
+    for node in nodes:
+        for out, dt in zip(node.outputs, node.out_dtypes, strict=True):
+            if dt in dtypes.LOW_PRECISION and node.type not in _LOW_PRODUCERS:
+                raise InterpreterError(
+                    dtypes.producer_rule(f"layer {node.index} {node.name!r} ({node.type}) output {out!r}", dt)
+                )
+        if node.type == "constant" and dtypes.TABLE[node.out_dtypes[0]].narrow:
+            held = kept.get(node.name)
+            if held is None:
+                raise InterpreterError(
+                    f"constant layer {node.index} {node.name!r} holds {node.out_dtypes[0]} weights, which "
+                    "TensorRT's Python API cannot read back; build it with trtdsl's "
+                    f"net.constant(values, dtype={node.out_dtypes[0]!r}) so the values are kept"
+                )
+            value = from_holder(held, node.out_dtypes[0]).reshape(node.out_shapes[0])
+            node.cache["value"] = value

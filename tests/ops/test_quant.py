@@ -156,9 +156,9 @@ def test_quantize_errors():
         ShapeError, match=r"per-channel scale along axis 1 needs shape \(3,\) for input \(4, 3\), got \(4,\)"
     ):
         ops.quantize(x, np.full(4, 0.1), axis=1)
-    with pytest.raises(ShapeError, match=r"quantize 'x': dtype must be one of \('int8', 'fp8'\), got 'int32'"):
+    with pytest.raises(ShapeError, match=r"quantize 'x': dtype must be one of \('int8', 'fp8', 'int4', 'fp4'\), got 'int32'"):
         ops.quantize(x, 0.1, dtype="int32")
-    with pytest.raises(ShapeError, match=r"dequantize 'x': input must be one of \('int8', 'fp8'\), got float32"):
+    with pytest.raises(ShapeError, match=r"dequantize 'x': input must be one of \('int8', 'fp8', 'int4', 'fp4'\), got float32"):
         ops.dequantize(x, 0.1)
     with pytest.raises(ShapeError, match=r"fake_quantize 'x': give exactly one of scale= or amax="):
         ops.fake_quantize(x, 0.1, amax=1.0)
