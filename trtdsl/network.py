@@ -309,9 +309,9 @@ class Network:
         lname = self.unique_name(name or "constant")
         if dtypes.TABLE[dt].narrow:  # bfloat16, fp8, fp4, e8m0, int4: typed weights over ml_dtypes bytes
             held = dtypes.cast(array, dt, name=f"constant {lname!r}")
-            packed = dtypes.pack(held)
+            packed = dtypes.pack(held)  # a view of ``held`` unless 4-bit values are packed two per byte
             self.narrow_constants[lname] = held
-            self.weights[lname] = packed
+            self.weights[lname] = held if packed.base is held or packed is held else packed
             weights = _trt.load().Weights(dtypes.to_trt(dt), packed.ctypes.data, held.size)
             layer = self.trt.add_constant(held.shape, weights)
             return self.register(layer, "constant", lname, resolved=True)
