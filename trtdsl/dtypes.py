@@ -43,7 +43,7 @@ class DType:
     are held as float32 values already rounded to the type (NumPy arithmetic on
     ``ml_dtypes`` arrays goes through slow custom loops), int4 as int8.
     ``range`` is the integer range (lo, hi) of an integer type; ``max`` the
-    largest finite value of a float type. ``saturates``: the type has no
+    largest finite value of a float type, ``tiny`` its smallest positive normal. ``saturates``: the type has no
     infinity, so a rounding that overflows clips to ``max`` (what TensorRT's
     quantization does) instead of producing inf/NaN. ``dlpack`` is the
     (DLDataTypeCode, bits) pair of dlpack.h. ``tolerance`` is (atol, rtol), the
@@ -59,6 +59,7 @@ class DType:
     kind: str  # "float", "int", "uint" or "bool"
     range: tuple[int, int] | None = None
     max: float | None = None
+    tiny: float | None = None  # smallest positive normal value of a float type
     saturates: bool = False
     dlpack: tuple[int, int] | None = None
     tolerance: tuple[float, float] | None = None
@@ -91,22 +92,22 @@ _F32, _I8 = np.dtype(np.float32), np.dtype(np.int8)
 TABLE: dict[str, DType] = {
     d.name: d
     for d in (
-        DType("float32", "FLOAT", "float32", _F32, _F32, 32, "float", max=float(np.finfo(np.float32).max),
+        DType("float32", "FLOAT", "float32", _F32, _F32, 32, "float", max=float(np.finfo(np.float32).max), tiny=float(np.finfo(np.float32).tiny),
               dlpack=(2, 32), tolerance=(1e-5, 1e-4), aliases=("fp32", "float", "f32", "single")),
         DType("float16", "HALF", "float16", np.dtype(np.float16), np.dtype(np.float16), 16, "float",
-              max=float(np.finfo(np.float16).max), dlpack=(2, 16), tolerance=(1e-3, 1e-2),
+              max=float(np.finfo(np.float16).max), tiny=float(np.finfo(np.float16).tiny), dlpack=(2, 16), tolerance=(1e-3, 1e-2),
               aliases=("fp16", "half", "f16")),
         DType("bfloat16", "BF16", "bfloat16", np.dtype(ml_dtypes.bfloat16), _F32, 16, "float",
-              max=float(ml_dtypes.finfo(ml_dtypes.bfloat16).max), dlpack=(4, 16), tolerance=(1e-2, 5e-2),
+              max=float(ml_dtypes.finfo(ml_dtypes.bfloat16).max), tiny=float(ml_dtypes.finfo(ml_dtypes.bfloat16).tiny), dlpack=(4, 16), tolerance=(1e-2, 5e-2),
               aliases=("bf16",)),
         DType("fp8", "FP8", "fp8", np.dtype(ml_dtypes.float8_e4m3fn), _F32, 8, "float",
-              max=float(ml_dtypes.finfo(ml_dtypes.float8_e4m3fn).max), saturates=True, dlpack=(10, 8),
+              max=float(ml_dtypes.finfo(ml_dtypes.float8_e4m3fn).max), tiny=float(ml_dtypes.finfo(ml_dtypes.float8_e4m3fn).tiny), saturates=True, dlpack=(10, 8),
               tolerance=(5e-2, 1.25e-1), aliases=("float8", "float8_e4m3fn", "fp8e4m3", "e4m3")),
         DType("fp4", "FP4", "fp4", np.dtype(ml_dtypes.float4_e2m1fn), _F32, 4, "float",
-              max=float(ml_dtypes.finfo(ml_dtypes.float4_e2m1fn).max), saturates=True, dlpack=(17, 4),
+              max=float(ml_dtypes.finfo(ml_dtypes.float4_e2m1fn).max), tiny=float(ml_dtypes.finfo(ml_dtypes.float4_e2m1fn).tiny), saturates=True, dlpack=(17, 4),
               tolerance=(2.5e-1, 2.5e-1), aliases=("float4", "float4_e2m1fn", "fp4e2m1", "e2m1")),
         DType("e8m0", "E8M0", "e8m0", np.dtype(ml_dtypes.float8_e8m0fnu), _F32, 8, "float",
-              max=float(ml_dtypes.finfo(ml_dtypes.float8_e8m0fnu).max), dlpack=(14, 8),
+              max=float(ml_dtypes.finfo(ml_dtypes.float8_e8m0fnu).max), tiny=float(ml_dtypes.finfo(ml_dtypes.float8_e8m0fnu).tiny), dlpack=(14, 8),
               aliases=("float8_e8m0fnu", "fp8e8m0")),
         DType("int4", "INT4", "int4", np.dtype(ml_dtypes.int4), _I8, 4, "int", range=(-8, 7), dlpack=(0, 4),
               tolerance=(1e-1, 2.5e-1)),

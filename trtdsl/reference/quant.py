@@ -136,10 +136,12 @@ def dynamic_quantize(node: Node, x: np.ndarray, double_scale: np.ndarray | None 
     top = dtypes.qmax(out)
     if scale_dt == "fp8":  # NVFP4
         s = precision.round_to(amax / top / d, "fp8")
-    else:  # MXFP8: e8m0, a power of two rounded up; 2**-127..2**127
+    else:  # MXFP8: e8m0, a power of two rounded up, within e8m0's exponent range
+        e8m0 = dtypes.info("e8m0")
+        lo, hi = np.log2(e8m0.tiny), np.log2(e8m0.max)
         with np.errstate(divide="ignore"):
             e = np.ceil(np.log2(amax / top / d))
-        s = np.exp2(np.clip(np.where(np.isfinite(e), e, -127), -127, 127)).astype(np.float32)
+        s = np.exp2(np.clip(np.where(np.isfinite(e), e, lo), lo, hi)).astype(np.float32)
     with np.errstate(divide="ignore", invalid="ignore"):
         v = np.where(s > 0, xb / (s * d), 0.0)
     values = quantize_values(v, out).reshape(*lead, n)
