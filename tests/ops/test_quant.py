@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import trtdsl
-from trtdsl import ShapeError, WeightError, ops, reference
+from trtdsl import ShapeError, WeightError, dtypes, ops, reference
 
 pytestmark = pytest.mark.usefixtures("trt")
 
@@ -156,9 +156,13 @@ def test_quantize_errors():
         ShapeError, match=r"per-channel scale along axis 1 needs shape \(3,\) for input \(4, 3\), got \(4,\)"
     ):
         ops.quantize(x, np.full(4, 0.1), axis=1)
-    with pytest.raises(ShapeError, match=r"quantize 'x': dtype must be one of \('int8', 'fp8', 'int4', 'fp4'\), got 'int32'"):
+    with pytest.raises(
+        ShapeError, match=r"quantize 'x': dtype must be one of \('int8', 'fp8', 'int4', 'fp4'\), got 'int32'"
+    ):
         ops.quantize(x, 0.1, dtype="int32")
-    with pytest.raises(ShapeError, match=r"dequantize 'x': input must be one of \('int8', 'fp8', 'int4', 'fp4'\), got float32"):
+    with pytest.raises(
+        ShapeError, match=r"dequantize 'x': input must be one of \('int8', 'fp8', 'int4', 'fp4'\), got float32"
+    ):
         ops.dequantize(x, 0.1)
     with pytest.raises(ShapeError, match=r"fake_quantize 'x': give exactly one of scale= or amax="):
         ops.fake_quantize(x, 0.1, amax=1.0)
@@ -171,5 +175,194 @@ def test_reference_rejects_nonzero_zero_point(trt):
     layer = net.trt.add_quantize(x.trt, scale.trt, trt.int8)
     layer.set_input(2, net.constant(np.array(3, np.int8), "zp", dtype="int8").trt)
     net.output(net.register(layer, "quantize", "q"), "q")
-    with pytest.raises(WeightError, match=r"quantize layer 1 'q': zero point must be 0: TensorRT supports symmetric quantization only.*non-zero zero point"):
+    with pytest.raises(
+        WeightError,
+        match=r"quantize layer 1 'q': zero point must be 0: TensorRT supports symmetric quantization only.*non-zero zero point",
+    ):
         reference.run(net, {"x": np.ones(4, np.float32)})
+
+
+# ------------------------------------------------------------ int4, fp4, fp8
+_E2M1 = np.array([0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0])  # the OCP MX spec's E2M1 magnitudes, code = index
+
+
+def _fp4_oracle(v: np.ndarray) -> np.ndarray:
+    """Nearest E2M1 value by table lookup, ties to the even code, saturating at 6 (no bit arithmetic)."""
+    a = np.minimum(np.abs(v.astype(np.float64)), 6.0)
+    d = np.abs(a[..., None] - _E2M1)
+    best = d.min(axis=-1, keepdims=True)
+    cand = np.where(np.isclose(d, best, rtol=0, atol=0), np.arange(8), 99)
+    even = np.where(cand % 2 == 0, cand, 99).min(axis=-1)
+    code = np.where(even < 99, even, cand.min(axis=-1))
+    return np.copysign(_E2M1[code], v)
+
+
+@pytest.mark.parametrize(("dtype", "scale"), [("int4", 0.25), ("fp4", 0.5), ("fp8", 0.03125), ("int8", 0.0625)])
+def test_quantize_narrow_types_match_the_documented_formulas(dtype, scale, rng):
+    """TensorRT's quantized-types guide: roundWithTiesToEven(clip(x/s, lo, hi)) for ints, cast(clip(x/s)) for floats."""
+    torch = pytest.importorskip("torch")
+    net = trtdsl.Network("q")
+    x = net.input("x", "float32", (64,))
+    q = ops.quantize(x, scale, dtype=dtype)
+    assert q.dtype == dtype
+    net.output(ops.dequantize(q, scale, dtype="float32"), "y")
+    xv = (rng.standard_normal(64) * 40 * scale).astype(np.float32)
+    xv[:6] = np.array([0.25, 0.75, 2.5, 5.0, 1e4, -1e4], np.float32) * scale  # ties and saturation
+    v = xv / np.float32(scale)
+    if dtype in ("int4", "int8"):
+        lo, hi = (-8, 7) if dtype == "int4" else (-128, 127)
+        want = np.clip(np.rint(v), lo, hi)
+    elif dtype == "fp4":
+        want = _fp4_oracle(v)
+    else:  # fp8: torch's float8_e4m3fn cast after clipping to +-448 (torch does not saturate either)
+        want = torch.from_numpy(np.clip(v, -448, 448)).to(torch.float8_e4m3fn).float().numpy()
+    got = reference.run(net, {"x": xv})["y"]
+    np.testing.assert_array_equal(got, (want * scale).astype(np.float32))
+    lo, hi = {"int4": (-8, 7), "fp4": (-6, 6), "fp8": (-448, 448), "int8": (-128, 127)}[dtype]  # documented
+    assert got.max() == hi * scale and got.min() == lo * scale  # saturation was exercised
+
+
+def test_fp4_quantized_output_comes_back_as_ml_dtypes(rng):
+    import ml_dtypes
+
+    net = trtdsl.Network("q4")
+    x = net.input("x", "float32", (8,))
+    net.output(ops.quantize(x, 1.0, dtype="fp4"), "q", dtype="fp4")
+    out = reference.run(net, {"x": np.array([0.25, 0.75, 1.25, 2.5, 3.5, 5.0, 7.0, -0.3], np.float32)})["q"]
+    assert out.dtype == ml_dtypes.float4_e2m1fn
+    np.testing.assert_array_equal(out.astype(np.float32), [0.0, 1.0, 1.0, 2.0, 4.0, 4.0, 6.0, -0.5])
+
+
+# ------------------------------------------------------- block-wise (INT4 weights)
+@pytest.mark.parametrize(("block", "k"), [((64, 1), 128), ((128, 1), 128), ((1, 32), 64)])
+def test_int4_block_weight_only_matmul_matches_numpy(block, k, rng):
+    n = 32
+    w = rng.standard_normal((k, n)).astype(np.float32)
+    grid = (k // block[0], n // block[1])
+    amax = np.abs(w.reshape(grid[0], block[0], grid[1], block[1])).max(axis=(1, 3))
+    scale = (amax / 7).astype(np.float32)
+    s_full = np.repeat(np.repeat(scale, block[0], 0), block[1], 1)
+    q = np.clip(np.rint(w / s_full), -8, 7)  # the documented INT4 formula
+    net = trtdsl.Network("w4")
+    x = net.input("x", "float32", (3, k))
+    wq = net.constant(q.astype(np.int8), "w", dtype="int4")
+    wd = ops.dequantize(wq, scale, block_shape=block, dtype="float32")
+    net.output(ops.matmul(x, wd), "y")
+    xv = rng.standard_normal((3, k)).astype(np.float32)
+    got = reference.run(net, {"x": xv})["y"]
+    want = xv.astype(np.float64) @ (q * s_full).astype(np.float64)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
+    # and a block Q of the float weights gives the same integers
+    net2 = trtdsl.Network("q4")
+    wi = net2.input("w", "float32", (k, n))
+    net2.output(ops.dequantize(ops.quantize(wi, scale, block_shape=block, dtype="int4"), scale,
+                               block_shape=block, dtype="float32"), "y")  # fmt: skip
+    np.testing.assert_array_equal(reference.run(net2, {"w": w})["y"], (q * s_full).astype(np.float32))
+
+
+def test_block_dequantize_builds_or_says_why(trt):
+    from trtdsl.errors import BuildError
+
+    net = trtdsl.Network("w4b")
+    x = net.input("x", "float32", (2, 128))
+    w = net.constant(np.zeros((128, 16), np.int8), "w", dtype="int4")
+    net.output(x @ ops.dequantize(w, np.full((1, 16), 0.1, np.float32), block_shape=(128, 1), dtype="float32"), "y")
+    try:
+        trtdsl.build(net)
+    except BuildError as e:
+        if "Blockwise dequantization requires input type to be int8 or fp8e4m3 or fp4e2m1" not in str(e):
+            raise
+        pytest.skip("TensorRT-RTX's CPU build has no blockwise INT4 dequantize kernel (int8/fp8/fp4 only)")
+
+
+def test_block_shape_errors():
+    net = trtdsl.Network("e")
+    x = net.input("x", "float32", (4, 64))
+    with pytest.raises(ShapeError, match=r"block_shape \(1, 48\) does not divide input shape \(4, 64\)"):
+        ops.quantize(x, np.ones((4, 1)), block_shape=(1, 48), dtype="int4")
+    with pytest.raises(
+        ShapeError, match=r"block scale for input \(4, 64\) with block shape \(1, 32\) needs shape \(4, 2\)"
+    ):
+        ops.quantize(x, np.ones((4, 1)), block_shape=(1, 32), dtype="int4")
+
+
+# ------------------------------------------------------- dynamic quantization
+def _nvfp4_oracle(x: np.ndarray, axis: int, d: float) -> tuple[np.ndarray, np.ndarray]:
+    """NVFP4 restated from the TensorRT/ModelOpt formulas: s = fp8(amax/6/d); q = fp4(x / (s*d))."""
+    torch = pytest.importorskip("torch")
+    xb = np.moveaxis(x.astype(np.float32), axis, -1)
+    xb = xb.reshape(*xb.shape[:-1], -1, 16)
+    amax = np.abs(xb).max(-1, keepdims=True)
+    s = torch.from_numpy(np.minimum(amax / np.float32(6) / np.float32(d), 448)).to(torch.float8_e4m3fn).float().numpy()
+    q = _fp4_oracle(np.where(s > 0, xb / (s * np.float32(d)), 0))
+    lead = xb.shape[:-2]
+    return (np.moveaxis(q.reshape(*lead, -1), -1, axis), np.moveaxis(s.reshape(*lead, -1), -1, axis))
+
+
+def _mxfp8_oracle(x: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
+    """MXFP8: s = 2**ceil(log2(amax/448)) (e8m0, rounded up); q = fp8(clip(x/s, +-448))."""
+    torch = pytest.importorskip("torch")
+    xb = np.moveaxis(x.astype(np.float32), axis, -1)
+    xb = xb.reshape(*xb.shape[:-1], -1, 32)
+    amax = np.abs(xb).max(-1, keepdims=True).astype(np.float64)
+    s = np.exp2(np.ceil(np.log2(amax / 448))).astype(np.float32)
+    q = torch.from_numpy(np.clip(xb / s, -448, 448)).to(torch.float8_e4m3fn).float().numpy()
+    lead = xb.shape[:-2]
+    return (np.moveaxis(q.reshape(*lead, -1), -1, axis), np.moveaxis(s.reshape(*lead, -1), -1, axis))
+
+
+@pytest.mark.parametrize("shape_axis", [((4, 64), -1), ((64, 6), 0), ((2, 3, 32), -1), ((2, 32, 5), 1)])
+@pytest.mark.parametrize("dtype", ["fp4", "fp8"])
+def test_dynamic_quantize_matches_the_formulas(dtype, shape_axis, rng):
+    import ml_dtypes
+
+    shape, axis = shape_axis
+    x = (rng.standard_normal(shape) * rng.uniform(0.01, 100, shape)).astype(np.float32)
+    d = 0.02 if dtype == "fp4" else 1.0
+    net = trtdsl.Network("dq")
+    xi = net.input("x", "float32", shape)
+    q, s = ops.dynamic_quantize(xi, dtype=dtype, axis=axis, double_scale=d)
+    assert q.dtype == dtype and s.dtype == ("fp8" if dtype == "fp4" else "e8m0")
+    blocked = list(shape)
+    blocked[axis] //= 16 if dtype == "fp4" else 32
+    assert q.shape == shape and s.shape == tuple(blocked)
+    net.output(ops.dynamic_dequantize(q, s, axis=axis, double_scale=d, dtype="float32"), "y")
+    net.output(q, "q", dtype=dtype)
+    net.output(s, "s", dtype=s.dtype)
+    out = reference.run(net, {"x": x})
+    wq, ws = _nvfp4_oracle(x, axis, d) if dtype == "fp4" else _mxfp8_oracle(x, axis)
+    assert out["q"].dtype == dtypes.holder(dtype) and out["s"].dtype == np.dtype(
+        ml_dtypes.float8_e4m3fn if dtype == "fp4" else ml_dtypes.float8_e8m0fnu
+    )
+    np.testing.assert_array_equal(out["s"].astype(np.float32), ws)
+    np.testing.assert_array_equal(out["q"].astype(np.float32), wq)
+    full = np.repeat(ws, 16 if dtype == "fp4" else 32, axis=axis) * np.float32(d)
+    np.testing.assert_allclose(out["y"], wq * full, rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", ["fp4", "fp8"])
+def test_dynamic_quantize_builds_on_the_cpu(dtype, trt):
+    net = trtdsl.Network("dqb")
+    x = net.input("x", "float16", (4, 64))
+    d = 0.01 if dtype == "fp4" else 1.0
+    q, s = ops.dynamic_quantize(x, dtype=dtype, double_scale=d)
+    net.output(ops.dynamic_dequantize(q, s, double_scale=d, dtype="float16"), "y")
+    assert trtdsl.build(net) is not None
+
+
+def test_dynamic_quantize_errors():
+    net = trtdsl.Network("e")
+    x = net.input("x", "float32", (4, 40))
+    with pytest.raises(ShapeError, match=r"axis 1 of \(4, 40\) must be a build-time multiple of 16 \(NVFP4 blocks\)"):
+        ops.dynamic_quantize(x, dtype="fp4")
+    with pytest.raises(ShapeError, match=r"dtype must be 'fp4' \(NVFP4\) or 'fp8' \(MXFP8\), got 'int8'"):
+        ops.dynamic_quantize(x, dtype="int8")
+    x4 = net.input("x4", "float32", (2, 2, 2, 32))
+    with pytest.raises(ShapeError, match=r"input must be 2-D or 3-D"):
+        ops.dynamic_quantize(x4, dtype="fp8")
+    x3 = net.input("x3", "float32", (32, 2, 2))
+    with pytest.raises(ShapeError, match=r"axis must be the last or second-to-last of \(32, 2, 2\), got 0"):
+        ops.dynamic_quantize(x3, dtype="fp8", axis=0)
+    y = net.input("y", "float32", (4, 64))
+    with pytest.raises(ShapeError, match=r"MXFP8 \(e8m0 scales\) takes no double_scale"):
+        ops.dynamic_quantize(y, dtype="fp8", double_scale=0.5)
