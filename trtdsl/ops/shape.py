@@ -478,7 +478,7 @@ def arange(
     return net.cast(net.register(layer, "arange", name), dt)
 
 
-def _runtime_arange(net: Network, start, end, step, dtype, name) -> Tensor:  # noqa: ANN001
+def _runtime_arange(net: Network, start, end, step, dtype, name) -> Tensor:
     ints = all(
         (v.dtype in ("int32", "int64")) if isinstance(v, Tensor) else isinstance(v, (int, np.integer))
         for v in (start, end, step)
