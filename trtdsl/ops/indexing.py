@@ -30,7 +30,9 @@ from ._slicing import (
 )
 from ._util import axis, net_of
 
-__all__ = ["getitem", "slice", "gather", "index_select", "embedding", "one_hot", "scatter", "scatter_nd"]
+__all__ = [
+    "getitem", "slice", "gather", "take_along_dim", "index_select", "embedding", "one_hot", "scatter", "scatter_nd",
+]  # fmt: skip
 
 _pyslice = builtins.slice
 
@@ -274,6 +276,49 @@ def gather(x: Tensor, dim: int, index: Tensor | Any, *, name: str | None = None)
     layer = net.trt.add_gather_v2(x.trt, idx.trt, _trt.load().GatherMode.ELEMENT)
     layer.axis = d
     return net.register(layer, "gather", lname, resolved=True)
+
+
+def take_along_dim(x: Tensor, indices: Tensor | Any, dim: int | None = None, *, name: str | None = None) -> Tensor:
+    """``torch.take_along_dim``: values of ``x`` at ``indices`` along ``dim`` (``None``: of the flattened ``x``).
+
+    ``x`` and ``indices`` broadcast against each other on every other axis (size-1 axes
+    expand), then it is ``gather``: TensorRT's ELEMENT-mode gather.
+
+    Example::
+
+        top = ops.take_along_dim(scores, ops.argsort(scores, dim=-1)[..., :5], dim=-1)
+    """
+    from .shape import expand, reshape  # shape imports indexing's helpers: import here
+
+    net = x.net
+    lname = net.unique_name(name or "take_along_dim")
+    idx = index_tensor(net, indices, f"take_along_dim {x.name!r}", f"{lname}.index")
+    if dim is None:
+        return gather(reshape(x, (-1,), name=f"{lname}.flat"), 0, reshape(idx, (-1,), name=f"{lname}.flat_index"),
+                      name=lname)  # fmt: skip
+    if idx.ndim != x.ndim:
+        raise ShapeError(
+            f"take_along_dim {x.name!r}: indices have rank {idx.ndim}, input has rank {x.ndim}; they must match"
+        )
+    d = axis(dim, x.ndim, "take_along_dim dim")
+    xs, js = list(x.shape), list(idx.shape)
+    for i, (a, b) in enumerate(zip(xs, js, strict=True)):
+        if i == d or a == b:
+            continue
+        if a == 1:
+            xs[i] = b
+        elif b == 1:
+            js[i] = a
+        else:
+            raise ShapeError(
+                f"take_along_dim {x.name!r}: input {x.shape} and indices {idx.shape} do not broadcast at dim {i}"
+            )
+    if tuple(js) != idx.shape:
+        idx = expand(idx, tuple(js), name=f"{lname}.index_expand")
+    if tuple(xs) != x.shape:
+        xs[d] = -1
+        x = expand(x, tuple(xs), name=f"{lname}.expand")
+    return gather(x, d, idx, name=lname)
 
 
 def index_select(x: Tensor, dim: int, index: Tensor | Any, *, name: str | None = None) -> Tensor:
