@@ -149,6 +149,8 @@ def getitem(x: Tensor, index: Any, *, name: str | None = None) -> Tensor:
             sliced[ax] = it
             int_axes.append(ax)
         elif isinstance(it, _pyslice):
+            if isinstance(it.step, Tensor):
+                raise ShapeError(f"{what}: a slice step must be a Python int (TensorRT strides are build-time)")
             if it.step == 0:
                 raise ShapeError(f"{what}: slice step cannot be zero")
             sliced[ax] = it
@@ -168,8 +170,6 @@ def getitem(x: Tensor, index: Any, *, name: str | None = None) -> Tensor:
         if isinstance(it, _pyslice) and (isinstance(it.start, Tensor) or isinstance(it.stop, Tensor)):
             dynamic = True  # runtime bounds: start and size are computed by layers
             continue
-        if isinstance(it, _pyslice) and isinstance(it.step, Tensor):
-            raise ShapeError(f"{what}: a slice step must be a Python int (TensorRT strides are build-time)")
         if n == -1:
             full = isinstance(it, _pyslice) and it.start in (None, 0) and it.stop is None and it.step in (None, 1)
             if full:
