@@ -71,7 +71,7 @@ def test_reshape_pad_arange_with_runtime_sizes(seq):
 
 
 def test_runtime_bound_errors():
-    net, x, n = _seq_net()
+    _, x, n = _seq_net()
     f = ops.cast(n, "float32")
     with pytest.raises(ShapeError, match=r"runtime bound .* has dtype float32; expected int32 or int64"):
         x[:, :f]
