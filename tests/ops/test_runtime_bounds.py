@@ -89,12 +89,14 @@ def test_floordiv_and_mod_operators_match_python(dtype, rng):
     a = net.input("a", dtype, (12,))
     b = net.input("b", dtype, (12,))
     outs = {"fd": a // b, "md": a % b, "fd3": a // 3, "md3": a % -3, "rfd": 7 // b, "rmd": 7 % b}
+    outs["rem"] = ops.remainder(a, b)
     for k, t in outs.items():
         net.output(t, k)
     av = rng.integers(-20, 20, 12).astype(dtype)
     bv = rng.choice([-5, -3, -1, 1, 2, 4], 12).astype(dtype)
     out = reference.run(net, {"a": av, "b": bv})
     ref = {"fd": av // bv, "md": av % bv, "fd3": av // 3, "md3": av % -3, "rfd": 7 // bv, "rmd": 7 % bv}
+    ref["rem"] = torch.remainder(torch.from_numpy(av), torch.from_numpy(bv)).numpy()
     for k in outs:
         np.testing.assert_array_equal(out[k], ref[k].astype(dtype), err_msg=k)  # sign of the divisor, as Python
 
