@@ -12,12 +12,11 @@ import re
 import numpy as np
 import pytest
 import torch
+from _oprun import run_one
 
 import trtdsl
 from trtdsl import ops, reference
 from trtdsl.reference.registry import REGISTRY
-
-from _oprun import run_one
 
 pytestmark = pytest.mark.usefixtures("trt")
 

@@ -16,7 +16,7 @@ from runtime._runtime_fakes import identity_plan
 from trtdsl.build import IOSpec, Plan
 from trtdsl.errors import BackendError, ProfileError, ShapeError, TrtdslError
 from trtdsl.profile import Profile
-from trtdsl.runtime import ReferenceSession, Session, bench, cuda, dlpack, session, staging
+from trtdsl.runtime import ReferenceSession, Session, bench, cuda, dlpack, session
 from trtdsl.runtime.feeds import FeedChecker
 
 requires_cuda_python = pytest.mark.skipif(not cuda.available(), reason="cuda-python is not installed")

@@ -18,15 +18,6 @@ types with no op, because nothing here could test them, are listed in ``UNTESTAB
   holds past each sequence's bound, so there is no independent reference to test against.
 """
 
-UNTESTABLE: dict[str, str] = {
-    "moe": "fused mixture-of-experts kernels exist only in full TensorRT on a GPU",
-    "dist_collective": "needs several GPUs and NCCL; the interpreter has no ranks",
-    "plugin": "user-compiled CUDA code; TensorRT-RTX has no plugin API",
-    "plugin_v2": "user-compiled CUDA code; TensorRT-RTX has no plugin API",
-    "plugin_v3": "user-compiled CUDA code; TensorRT-RTX has no plugin API",
-    "ragged_softmax": "the output past each bound is undocumented: no independent reference",
-}
-
 from .activation import *  # noqa: F403
 from .activation import __all__ as _activation
 from .control import *  # noqa: F403
@@ -51,6 +42,15 @@ from .resize import *  # noqa: F403
 from .resize import __all__ as _resize
 from .shape import *  # noqa: F403
 from .shape import __all__ as _shape
+
+UNTESTABLE: dict[str, str] = {
+    "moe": "fused mixture-of-experts kernels exist only in full TensorRT on a GPU",
+    "dist_collective": "needs several GPUs and NCCL; the interpreter has no ranks",
+    "plugin": "user-compiled CUDA code; TensorRT-RTX has no plugin API",
+    "plugin_v2": "user-compiled CUDA code; TensorRT-RTX has no plugin API",
+    "plugin_v3": "user-compiled CUDA code; TensorRT-RTX has no plugin API",
+    "ragged_softmax": "the output past each bound is undocumented: no independent reference",
+}
 
 __all__ = [
     *_activation,
