@@ -174,6 +174,8 @@ def test_cast_to_low_precision_is_refused_as_tensorrt_does(dtype, trt):
     net.output(ops.dequantize(q, 1.0, dtype="float32"), "y")
     with pytest.raises(trtdsl.errors.InterpreterError, match=r"layer 0 'raw_cast' \(cast\) .*never from a Cast"):
         reference.run(net, {"x": np.ones(4, np.float32)})
+    with pytest.raises(trtdsl.errors.BuildError, match="raw_cast"):
+        trtdsl.build(net)  # TensorRT's builder refuses it too
 
 
 def test_narrow_constants_hold_their_values(rng):
@@ -223,3 +225,15 @@ def test_no_other_module_defines_a_range_or_size_table():
                 if len(keys & set(dtypes.TABLE)) >= 3:
                     offenders.append(f"{path.relative_to(root)}:{node.lineno} dict keyed by dtype names")
     assert not offenders, "dtype facts outside trtdsl/dtypes.py:\n" + "\n".join(offenders)
+
+
+def test_reading_low_precision_outside_dequantize_is_refused_as_tensorrt_does(trt):
+    net = trtdsl.Network("r")
+    x = net.input("x", "float32", (4,))
+    q = ops.quantize(x, 0.1, dtype="fp8")
+    layer = net.trt.add_cast(q.trt, dtypes.to_trt("float32"))
+    net.output(net.register(layer, "cast", "back"), "y")
+    with pytest.raises(trtdsl.errors.InterpreterError, match=r"'back' \(cast\) reads fp8 tensor 'quantize.out'"):
+        reference.run(net, {"x": np.ones(4, np.float32)})
+    with pytest.raises(trtdsl.errors.BuildError, match="has datatype FP8 but is not consumed by"):
+        trtdsl.build(net)  # TensorRT's own builder says the same

@@ -115,18 +115,44 @@ _LOW_PRODUCERS = frozenset(
 ) | {"loop_output", "conditional_input", "conditional_output"}
 
 
+# ... and the layer types that may read them (the builder: "Tensor ... has datatype FP8 but is not
+# consumed by IPluginLayer, IPluginV2Layer, IPluginV3Layer, IDequantizeLayer, IConcatenationLayer,
+# IShuffleLayer, IShapeLayer, or IdentityLayer").
+_LOW_CONSUMERS = frozenset(
+    ("dequantize", "concatenation", "shuffle", "shape", "identity", "plugin", "plugin_v2", "plugin_v3")
+) | {"iterator", "recurrence", "loop_output", "conditional_input", "conditional_output"}
+
+
 def prepare(nodes: list, network: object) -> None:
     """Check TensorRT's type rules on a network's layers and seed the constants Python cannot read.
 
     Raises ``InterpreterError`` where TensorRT's builder refuses: an fp8, fp4 or int4 tensor
     produced by any layer but Quantize, DynamicQuantize, Constant, Concatenation, Shuffle or
-    Identity (a Cast, above all). TensorRT's Python API returns narrow constant weights
+    Identity (a Cast, above all), or read by any layer but Dequantize, Concatenation, Shuffle,
+    Shape, Identity or a plugin. TensorRT's Python API returns narrow constant weights
     (bfloat16, fp8, fp4, int4) as opaque ``Weights``, so their values come from the arrays a
     ``trtdsl.Network`` kept (``Network.narrow_constants``).
     """
     from ..errors import InterpreterError
 
     kept = getattr(network, "narrow_constants", None) or {}
+    definition = getattr(network, "trt", network)
+    low = {}
+    for i in range(getattr(definition, "num_inputs", 0)):
+        t = definition.get_input(i)
+        if dtypes.canonical(t.dtype) in dtypes.LOW_PRECISION:
+            low[t.name] = dtypes.canonical(t.dtype)
+    for node in nodes:
+        low.update((o, dt) for o, dt in zip(node.outputs, node.out_dtypes, strict=True) if dt in dtypes.LOW_PRECISION)
+    for node in nodes:
+        if node.type not in _LOW_CONSUMERS:
+            for name in node.inputs:
+                if name in low:
+                    raise InterpreterError(
+                        f"layer {node.index} {node.name!r} ({node.type}) reads {low[name]} tensor {name!r}: TensorRT "
+                        "lets only Dequantize, Concatenation, Shuffle, Shape, Identity or plugin layers read fp8, "
+                        "fp4 and int4 tensors (the builder refuses it); dequantize it first"
+                    )
     for node in nodes:
         for out, dt in zip(node.outputs, node.out_dtypes, strict=True):
             if dt in dtypes.LOW_PRECISION and node.type not in _LOW_PRODUCERS:
