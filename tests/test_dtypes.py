@@ -237,3 +237,18 @@ def test_reading_low_precision_outside_dequantize_is_refused_as_tensorrt_does(tr
         reference.run(net, {"x": np.ones(4, np.float32)})
     with pytest.raises(trtdsl.errors.BuildError, match="has datatype FP8 but is not consumed by"):
         trtdsl.build(net)  # TensorRT's own builder says the same
+
+
+@pytest.mark.parametrize("dt", ALL)
+def test_every_type_round_trips_through_an_input_and_an_output(dt):
+    d = dtypes.info(dt)
+    net = trtdsl.Network("io")
+    x = net.input("x", dt, (4,))
+    assert x.dtype == dt
+    layer = net.trt.add_identity(x.trt)
+    net.output(net.register(layer, "identity", "id"), "y", dtype=dt)
+    values = {"bool": [1, 0, 1, 0], "e8m0": [1, 2, 4, 0.5], "uint8": [1, 2, 3, 0]}.get(dt, [1, -2, 3, 0])
+    v = np.array(values).astype(d.holder)
+    out = reference.run(net, {"x": v})["y"]
+    assert out.dtype == d.holder
+    np.testing.assert_array_equal(out.astype(np.float64), v.astype(np.float64))
