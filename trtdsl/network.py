@@ -308,15 +308,24 @@ class Network:
         dt = dtypes.canonical(dtype)
         lname = self.unique_name(name or "constant")
         if dtypes.TABLE[dt].narrow:  # bfloat16, fp8, fp4, e8m0, int4: typed weights over ml_dtypes bytes
-            held = dtypes.cast(array, dt, name=f"constant {lname!r}")
-            packed = dtypes.pack(held)  # a view of ``held`` unless 4-bit values are packed two per byte
-            self.narrow_constants[lname] = held
-            self.weights[lname] = held if packed.base is held or packed is held else packed
-            weights = _trt.load().Weights(dtypes.to_trt(dt), packed.ctypes.data, held.size)
-            layer = self.trt.add_constant(held.shape, weights)
-            return self.register(layer, "constant", lname, resolved=True)
+            return self.narrow_constant(array, dt, lname)
         array = array.astype(dtypes.to_numpy(dt), copy=False)
         layer = self.trt.add_constant(array.shape, self.keep(array, lname))
+        return self.register(layer, "constant", lname, resolved=True)
+
+    def narrow_constant(self, value: Any, dtype: str, lname: str, shape: tuple[int, ...] | None = None) -> Tensor:
+        """A constant layer ``lname`` (already unique) of a narrow type, rounded as a cast rounds.
+
+        NumPy has no bfloat16/fp8/fp4/int4, so the values are ``ml_dtypes`` arrays handed to
+        TensorRT as typed ``Weights`` (4-bit types packed two per byte); the arrays are kept
+        in ``narrow_constants``, since TensorRT's Python API cannot read such weights back.
+        """
+        held = dtypes.cast(value, dtype, name=f"constant {lname!r}")
+        packed = dtypes.pack(held)  # a view of ``held`` unless 4-bit values are packed two per byte
+        self.narrow_constants[lname] = held
+        self.weights[lname] = held if packed.base is held or packed is held else packed
+        weights = _trt.load().Weights(dtypes.to_trt(dtype), packed.ctypes.data, held.size)
+        layer = self.trt.add_constant(held.shape if shape is None else shape, weights)
         return self.register(layer, "constant", lname, resolved=True)
 
     # -------------------------------------------------------------- precision

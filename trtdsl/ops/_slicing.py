@@ -132,11 +132,12 @@ def weight_constant(net: Network, value: Any, role: str) -> Tensor:
         return net.to_compute(value)
     array = np.asarray(value, dtype=np.float32)
     compute = net.compute_dtype
-    stored = array.astype(np.float16) if compute == "float16" else array
     lname = full_name(net, role)
+    if compute == "bfloat16":  # typed bfloat16 weights, no cast layer
+        return net.narrow_constant(array, compute, lname)
+    stored = array.astype(np.float16) if compute == "float16" else array
     layer = net.trt.add_constant(array.shape, net.keep(stored, lname))
-    # NumPy has no bfloat16: keep float32 weights and cast in the graph.
-    return net.cast(net.register(layer, "constant", lname, resolved=True), compute)
+    return net.register(layer, "constant", lname, resolved=True)
 
 
 def scalar_int(v: Tensor, what: str, name: str) -> Tensor:
