@@ -142,6 +142,10 @@ _LOW_CONSUMERS = frozenset(
 ) | {"iterator", "recurrence", "loop_output", "conditional_input", "conditional_output"}
 
 
+def _volume(shape: tuple[int, ...]) -> int:
+    return int(np.prod(shape, dtype=np.int64)) if all(d >= 0 for d in shape) else -1
+
+
 def prepare(nodes: list, network: object) -> None:
     """Check TensorRT's type rules on a network's layers and seed the constants Python cannot read.
 
@@ -150,11 +154,14 @@ def prepare(nodes: list, network: object) -> None:
     Identity (a Cast, above all), or read by any layer but Dequantize, Concatenation, Shuffle,
     Shape, Identity or a plugin. TensorRT's Python API returns narrow constant weights
     (bfloat16, fp8, fp4, int4) as opaque ``Weights``, so their values come from the arrays a
-    ``trtdsl.Network`` kept (``Network.narrow_constants``).
+    ``trtdsl.Network`` kept (``Network.narrow_constants``); other constants also read the
+    arrays the Network kept, which (unlike views of TensorRT's ``Weights``) stay alive in
+    captured results after the network is gone.
     """
     from ..errors import InterpreterError
 
     kept = getattr(network, "narrow_constants", None) or {}
+    weights = getattr(network, "weights", None) or {}
     definition = getattr(network, "trt", network)
     low = {}
     for i in range(getattr(definition, "num_inputs", 0)):
@@ -178,7 +185,16 @@ def prepare(nodes: list, network: object) -> None:
                 raise InterpreterError(
                     dtypes.producer_rule(f"layer {node.index} {node.name!r} ({node.type}) output {out!r}", dt)
                 )
-        if node.type == "constant" and dtypes.TABLE[node.out_dtypes[0]].narrow:
+        if node.type == "constant" and not dtypes.TABLE[node.out_dtypes[0]].narrow:
+            # Read the array the Network kept, not a view of TensorRT's Weights: such a view does
+            # not keep the memory alive, and a captured constant must outlive the network.
+            own = weights.get(node.name)
+            if own is not None and own.size == _volume(node.out_shapes[0]):
+                view = np.asarray(node.layer.weights)
+                if view.dtype == own.dtype and view.ctypes.data == own.ctypes.data:  # the very same memory
+                    node.cache["value"] = own.reshape(node.out_shapes[0])
+            continue
+        if node.type == "constant":
             held = kept.get(node.name)
             if held is None:
                 raise InterpreterError(
