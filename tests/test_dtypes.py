@@ -252,3 +252,14 @@ def test_every_type_round_trips_through_an_input_and_an_output(dt):
     out = reference.run(net, {"x": v})["y"]
     assert out.dtype == d.holder
     np.testing.assert_array_equal(out.astype(np.float64), v.astype(np.float64))
+
+
+def test_ops_on_low_precision_tensors_say_to_dequantize_first():
+    net = trtdsl.Network("lp")
+    x = net.input("x", "float32", (4,))
+    q = ops.quantize(x, 0.1, dtype="fp8")
+    with pytest.raises(ShapeError, match=r"cast 'quantize.out': TensorRT lets only Dequantize.*read fp8 tensors"):
+        ops.relu(q)  # a compute op would cast its input to the compute dtype
+    with pytest.raises(ShapeError, match=r"use ops.dequantize first"):
+        ops.cast(q, "float32")
+    assert ops.reshape(q, (2, 2)).dtype == "fp8"  # a shuffle may read it

@@ -348,15 +348,19 @@ class Network:
 
     def cast(self, x: Tensor, dtype: dtypes.DTypeLike, name: str | None = None) -> Tensor:
         """Cast ``x`` (no layer when it already has ``dtype``); one cast per tensor and dtype."""
-        dt = dtypes.canonical(dtype)
-        if dt in dtypes.LOW_PRECISION and x.dtype != dt:
-            raise ShapeError(dtypes.producer_rule(f"cast {x.name!r}", dt))
-        return self._cast(x, x.dtype, dt, name)
+        return self._cast(x, x.dtype, dtypes.canonical(dtype), name)
 
     def _cast(self, x: Tensor, src: str, dt: str, name: str | None = None) -> Tensor:
         """``cast`` with ``x``'s dtype ``src`` and the canonical ``dt`` already known."""
         if src == dt:
             return x
+        if dt in dtypes.LOW_PRECISION:
+            raise ShapeError(dtypes.producer_rule(f"cast {x.name!r}", dt))
+        if src in dtypes.LOW_PRECISION:
+            raise ShapeError(
+                f"cast {x.name!r}: TensorRT lets only Dequantize, Concatenation, Shuffle, Shape, Identity or "
+                f"plugin layers read {src} tensors, never a Cast or a compute layer; use ops.dequantize first"
+            )
 
         def make() -> Tensor:
             layer = self.trt.add_cast(x.trt, dtypes.to_trt(dt))
