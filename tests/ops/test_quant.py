@@ -220,6 +220,7 @@ def test_quantize_narrow_types_match_the_documented_formulas(dtype, scale, rng):
     np.testing.assert_array_equal(got, (want * scale).astype(np.float32))
     lo, hi = {"int4": (-8, 7), "fp4": (-6, 6), "fp8": (-448, 448), "int8": (-128, 127)}[dtype]  # documented
     assert got.max() == hi * scale and got.min() == lo * scale  # saturation was exercised
+    assert trtdsl.build(net) is not None
 
 
 def test_fp4_quantized_output_comes_back_as_ml_dtypes(rng):

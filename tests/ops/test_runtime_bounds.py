@@ -99,6 +99,7 @@ def test_floordiv_and_mod_operators_match_python(dtype, rng):
     ref["rem"] = torch.remainder(torch.from_numpy(av), torch.from_numpy(bv)).numpy()
     for k in outs:
         np.testing.assert_array_equal(out[k], ref[k].astype(dtype), err_msg=k)  # sign of the divisor, as Python
+    assert trtdsl.build(net) is not None
 
 
 # ------------------------------------------------------------- take_along_dim
