@@ -263,3 +263,18 @@ def test_ops_on_low_precision_tensors_say_to_dequantize_first():
     with pytest.raises(ShapeError, match=r"use ops.dequantize first"):
         ops.cast(q, "float32")
     assert ops.reshape(q, (2, 2)).dtype == "fp8"  # a shuffle may read it
+
+
+def test_quantized_outputs_keep_their_type_and_build(trt):
+    import ml_dtypes
+
+    net = trtdsl.Network("qo")
+    x = net.input("x", "float32", (4,))
+    q = ops.quantize(x, 0.5, dtype="fp8")
+    assert net.output(q, "q").dtype == "fp8"  # no float32 cast: TensorRT refuses a Cast reading fp8
+    with pytest.raises(ShapeError, match=r"output 'r': a fp8 tensor cannot be cast to float32; dequantize it first"):
+        net.output(q, "r", dtype="float32")
+    out = reference.run(net, {"x": np.array([1.0, 500.0, -0.3, 0.0], np.float32)})["q"]
+    assert out.dtype == ml_dtypes.float8_e4m3fn
+    np.testing.assert_array_equal(out.astype(np.float32), [2.0, 448.0, -0.625, 0.0])
+    assert trtdsl.build(net) is not None

@@ -130,14 +130,24 @@ class Network:
         return Tensor(itensor, self)
 
     def output(self, tensor: Tensor, name: str, dtype: dtypes.DTypeLike | None = None) -> Tensor:
-        """Mark ``tensor`` as output ``name``, cast to ``dtype`` (default: float32 for floats)."""
+        """Mark ``tensor`` as output ``name``, cast to ``dtype`` (default: float32 for floats).
+
+        Quantized tensors (fp8, fp4, int4, e8m0 scales) keep their type: TensorRT never casts them.
+        """
         if name in self.outputs:
             raise TrtdslError(f"output {name!r} is already marked")
+        src = tensor.dtype
+        quantized = src in dtypes.LOW_PRECISION or src == "e8m0"
         if dtype is None:
-            dtype = "float32" if dtypes.is_float(tensor.dtype) else tensor.dtype
+            dtype = "float32" if dtypes.is_float(src) and not quantized else src
         dtype = dtypes.canonical(dtype)
-        if tensor.dtype != dtype or tensor.trt.is_network_input or tensor.trt.is_network_output:
-            layer = self.trt.add_cast(tensor.trt, dtypes.to_trt(dtype))
+        if quantized and dtype != src:
+            raise ShapeError(f"output {name!r}: a {src} tensor cannot be cast to {dtype}; dequantize it first")
+        if src != dtype or tensor.trt.is_network_input or tensor.trt.is_network_output:
+            # a copy of a quantized tensor is an identity layer: TensorRT refuses a Cast on it
+            layer = (
+                self.trt.add_identity(tensor.trt) if quantized else self.trt.add_cast(tensor.trt, dtypes.to_trt(dtype))
+            )
             tensor = self.register(layer, "cast", name=name + ".cast", scoped=False)
         producer = self._producers.pop(tensor.name, None)
         tensor.trt.name = name
