@@ -81,6 +81,26 @@ class DType:
 
 
 _F32, _I8 = np.dtype(np.float32), np.dtype(np.int8)
+
+
+def _float(name: str, trt_name: str, holder: Any, bits: int, storage: np.dtype = _F32, **kw: Any) -> DType:
+    """A float row; its largest and smallest normal values come from ``ml_dtypes.finfo``."""
+    fi = ml_dtypes.finfo(holder)
+    return DType(name, trt_name, name, np.dtype(holder), storage, bits, "float", max=float(fi.max),
+                 tiny=float(fi.tiny), **kw)  # fmt: skip
+
+
+def _int(name: str, trt_name: str, holder: Any, bits: int, storage: Any = None, **kw: Any) -> DType:
+    """An integer (or bool) row; its range comes from ``ml_dtypes.iinfo``."""
+    h = np.dtype(holder)
+    if h == np.bool_:
+        rng, kind = (0, 1), "bool"
+    else:
+        ii = ml_dtypes.iinfo(holder)
+        rng, kind = (int(ii.min), int(ii.max)), "uint" if int(ii.min) == 0 else "int"
+    return DType(name, trt_name, name, h, np.dtype(storage or holder), bits, kind, range=rng, **kw)
+
+
 # Tolerances, by the precision a network computes in. float32: a few ulps of accumulated
 # rounding over long reductions (rtol 1e-4 is the ONNX Runtime comparison target of the
 # project). float16 has a 2**-11 ~ 5e-4 ulp and deep networks accumulate several;
@@ -92,35 +112,22 @@ _F32, _I8 = np.dtype(np.float32), np.dtype(np.int8)
 TABLE: dict[str, DType] = {
     d.name: d
     for d in (
-        DType("float32", "FLOAT", "float32", _F32, _F32, 32, "float", max=float(np.finfo(np.float32).max), tiny=float(np.finfo(np.float32).tiny),
-              dlpack=(2, 32), tolerance=(1e-5, 1e-4), aliases=("fp32", "float", "f32", "single")),
-        DType("float16", "HALF", "float16", np.dtype(np.float16), np.dtype(np.float16), 16, "float",
-              max=float(np.finfo(np.float16).max), tiny=float(np.finfo(np.float16).tiny), dlpack=(2, 16), tolerance=(1e-3, 1e-2),
-              aliases=("fp16", "half", "f16")),
-        DType("bfloat16", "BF16", "bfloat16", np.dtype(ml_dtypes.bfloat16), _F32, 16, "float",
-              max=float(ml_dtypes.finfo(ml_dtypes.bfloat16).max), tiny=float(ml_dtypes.finfo(ml_dtypes.bfloat16).tiny), dlpack=(4, 16), tolerance=(1e-2, 5e-2),
-              aliases=("bf16",)),
-        DType("fp8", "FP8", "fp8", np.dtype(ml_dtypes.float8_e4m3fn), _F32, 8, "float",
-              max=float(ml_dtypes.finfo(ml_dtypes.float8_e4m3fn).max), tiny=float(ml_dtypes.finfo(ml_dtypes.float8_e4m3fn).tiny), saturates=True, dlpack=(10, 8),
-              tolerance=(5e-2, 1.25e-1), aliases=("float8", "float8_e4m3fn", "fp8e4m3", "e4m3")),
-        DType("fp4", "FP4", "fp4", np.dtype(ml_dtypes.float4_e2m1fn), _F32, 4, "float",
-              max=float(ml_dtypes.finfo(ml_dtypes.float4_e2m1fn).max), tiny=float(ml_dtypes.finfo(ml_dtypes.float4_e2m1fn).tiny), saturates=True, dlpack=(17, 4),
-              tolerance=(2.5e-1, 2.5e-1), aliases=("float4", "float4_e2m1fn", "fp4e2m1", "e2m1")),
-        DType("e8m0", "E8M0", "e8m0", np.dtype(ml_dtypes.float8_e8m0fnu), _F32, 8, "float",
-              max=float(ml_dtypes.finfo(ml_dtypes.float8_e8m0fnu).max), tiny=float(ml_dtypes.finfo(ml_dtypes.float8_e8m0fnu).tiny), dlpack=(14, 8),
-              aliases=("float8_e8m0fnu", "fp8e8m0")),
-        DType("int4", "INT4", "int4", np.dtype(ml_dtypes.int4), _I8, 4, "int", range=(-8, 7), dlpack=(0, 4),
-              tolerance=(1e-1, 2.5e-1)),
-        DType("int8", "INT8", "int8", _I8, _I8, 8, "int", range=(-128, 127), dlpack=(0, 8),
-              tolerance=(5e-2, 1e-1), aliases=("i8",)),
-        DType("uint8", "UINT8", "uint8", np.dtype(np.uint8), np.dtype(np.uint8), 8, "uint", range=(0, 255),
-              dlpack=(1, 8), aliases=("u8",)),
-        DType("int32", "INT32", "int32", np.dtype(np.int32), np.dtype(np.int32), 32, "int",
-              range=(int(np.iinfo(np.int32).min), int(np.iinfo(np.int32).max)), dlpack=(0, 32), aliases=("i32",)),
-        DType("int64", "INT64", "int64", np.dtype(np.int64), np.dtype(np.int64), 64, "int",
-              range=(int(np.iinfo(np.int64).min), int(np.iinfo(np.int64).max)), dlpack=(0, 64), aliases=("i64",)),
-        DType("bool", "BOOL", "bool", np.dtype(np.bool_), np.dtype(np.bool_), 8, "bool", range=(0, 1),
-              dlpack=(6, 8), aliases=("bool_",)),
+        _float("float32", "FLOAT", np.float32, 32, _F32, dlpack=(2, 32), tolerance=(1e-5, 1e-4),
+               aliases=("fp32", "float", "f32", "single")),
+        _float("float16", "HALF", np.float16, 16, np.dtype(np.float16), dlpack=(2, 16), tolerance=(1e-3, 1e-2),
+               aliases=("fp16", "half", "f16")),
+        _float("bfloat16", "BF16", ml_dtypes.bfloat16, 16, dlpack=(4, 16), tolerance=(1e-2, 5e-2), aliases=("bf16",)),
+        _float("fp8", "FP8", ml_dtypes.float8_e4m3fn, 8, saturates=True, dlpack=(10, 8), tolerance=(5e-2, 1.25e-1),
+               aliases=("float8", "float8_e4m3fn", "fp8e4m3", "e4m3")),
+        _float("fp4", "FP4", ml_dtypes.float4_e2m1fn, 4, saturates=True, dlpack=(17, 4), tolerance=(2.5e-1, 2.5e-1),
+               aliases=("float4", "float4_e2m1fn", "fp4e2m1", "e2m1")),
+        _float("e8m0", "E8M0", ml_dtypes.float8_e8m0fnu, 8, dlpack=(14, 8), aliases=("float8_e8m0fnu", "fp8e8m0")),
+        _int("int4", "INT4", ml_dtypes.int4, 4, _I8, dlpack=(0, 4), tolerance=(1e-1, 2.5e-1)),
+        _int("int8", "INT8", np.int8, 8, dlpack=(0, 8), tolerance=(5e-2, 1e-1), aliases=("i8",)),
+        _int("uint8", "UINT8", np.uint8, 8, dlpack=(1, 8), aliases=("u8",)),
+        _int("int32", "INT32", np.int32, 32, dlpack=(0, 32), aliases=("i32",)),
+        _int("int64", "INT64", np.int64, 64, dlpack=(0, 64), aliases=("i64",)),
+        _int("bool", "BOOL", np.bool_, 8, dlpack=(6, 8), aliases=("bool_",)),
     )
 }  # fmt: skip
 
