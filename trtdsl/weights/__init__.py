@@ -15,7 +15,7 @@ Example::
 """
 
 # Each module registers its loader; Keras formats sniff before generic HDF5 by priority.
-from . import h5, keras, layout, npz, safetensors, torch, wts  # noqa: F401
+from . import h5, keras, layout, npz, safetensors, torchfile, wts  # noqa: F401
 from .registry import FORMATS, detect, load, loads
 from ..errors import WeightShapeError
 from .store import Entry, WeightStore
