@@ -5,6 +5,13 @@ plain containers, so a checkpoint cannot run code. Zip-format checkpoints are
 opened with ``mmap=True``: tensor storages stay in the file and
 ``Tensor.numpy()`` shares them, so no copy is made. Nested dicts (``{'model':
 {...}}``) are flattened with ``.``; values that are not tensors are skipped.
+
+A checkpoint is untrusted: a zip one is checked by :class:`.zipcheck.Archive`
+first (duplicate members, overlaps, names), its pickle's CRC-32 before torch
+reads it and every storage's before the first tensor is handed out. The
+flattening visits at most ``limits.max_entries`` values, so shared references
+(``x = [x, x]`` forty times is 2**40 paths in 1.8 KB) cannot make it run forever,
+and two values that flatten to one name are an error, never a silent overwrite.
 """
 
 from __future__ import annotations
@@ -17,25 +24,59 @@ from typing import Any
 import numpy as np
 
 from ..errors import WeightError
+from .limits import DEFAULT, Limits, quote
 from .registry import Probe, loads
 from .store import Entry, WeightStore
+from .zipcheck import Archive
+
+
+# The legacy (non-zip) format starts with torch's magic number pickled at protocol 2:
+# PROTO 2, LONG1 of 10 bytes, 0x1950a86a20f9469cfc6c little-endian (torch/serialization.py MAGIC_NUMBER).
+LEGACY_MAGIC = b"\x80\x02\x8a\x0a" + (0x1950A86A20F9469CFC6C).to_bytes(10, "little")
 
 
 def _sniff(p: Probe) -> bool:
     names = p.zip_names or []
-    # torch.save writes '<archive>/data.pkl'; the legacy format is a bare pickle.
-    return any(n.endswith("/data.pkl") or n == "data.pkl" for n in names) or p.head[:1] == b"\x80"
+    # torch.save writes '<archive>/data.pkl'; the legacy format is a pickle that starts with torch's magic number.
+    return any(n.endswith("/data.pkl") or n == "data.pkl" for n in names) or p.head.startswith(LEGACY_MAGIC)
 
 
-def _flatten(obj: Any, prefix: str, out: dict[str, Any], torch: Any) -> None:
-    if isinstance(obj, torch.Tensor):
-        out[prefix] = obj
-    elif isinstance(obj, dict):
-        for k, v in obj.items():
-            _flatten(v, f"{prefix}.{k}" if prefix else str(k), out, torch)
-    elif isinstance(obj, (list, tuple)):
-        for i, v in enumerate(obj):
-            _flatten(v, f"{prefix}.{i}" if prefix else str(i), out, torch)
+def _flatten(obj: Any, torch: Any, limits: Limits, label: str) -> dict[str, Any]:
+    """Tensors by dotted path. Iterative, bounded by ``limits``, refusing cycles and colliding names."""
+    out: dict[str, Any] = {}
+    stack: list[tuple[Any, str, int, tuple[int, ...]]] = [(obj, "", 0, ())]
+    seen = 0
+    while stack:
+        value, prefix, depth, ancestors = stack.pop()
+        seen += 1
+        if seen > limits.max_entries:
+            raise WeightError(
+                f"{label}: refused: the checkpoint holds more than limits.max_entries={limits.max_entries} values "
+                "(containers shared by reference multiply the paths); raise it with load(..., limits=Limits(...)) "
+                "if you trust the file"
+            )
+        if isinstance(value, torch.Tensor):
+            if prefix in out:
+                raise WeightError(
+                    f"{label}: two tensors flatten to the name {quote(prefix)} (e.g. a key 'a.b' and a key 'b' "
+                    "inside 'a'); rename one before saving"
+                )
+            out[prefix] = value
+            continue
+        if isinstance(value, dict):
+            items = [(str(k), v) for k, v in value.items()]
+        elif isinstance(value, (list, tuple)):
+            items = [(str(i), v) for i, v in enumerate(value)]
+        else:
+            continue  # numbers, strings, optimizer settings: not weights
+        if id(value) in ancestors:
+            raise WeightError(f"{label}: refused: container {quote(prefix or '<root>')} contains itself")
+        if depth >= limits.max_depth:
+            raise WeightError(f"{label}: refused: containers nest deeper than limits.max_depth={limits.max_depth}")
+        inner = (*ancestors, id(value))
+        for k, v in reversed(items):  # reversed: the stack pops them in file order
+            stack.append((v, f"{prefix}.{k}" if prefix else k, depth + 1, inner))
+    return out
 
 
 def _numpy_dtype(t: Any, torch: Any) -> np.dtype:
@@ -45,12 +86,23 @@ def _numpy_dtype(t: Any, torch: Any) -> np.dtype:
 
 
 @loads(".pt", ".pth", ".bin", ".ckpt", name="torch", sniff=_sniff, priority=7)
-def load_torch(path: Path, mmap: bool = True) -> WeightStore:
+def load_torch(path: Path, mmap: bool = True, limits: Limits = DEFAULT) -> WeightStore:
     """A PyTorch checkpoint; needs torch, and refuses files holding anything but tensors and containers."""
     try:
         import torch
     except ImportError:
         raise WeightError(f"{path.name}: reading PyTorch checkpoints needs torch (pip install torch)") from None
+    archive = None
+    with open(path, "rb") as fh:
+        is_zip = fh.read(4) in (b"PK\x03\x04", b"PK\x05\x06")
+    if is_zip:
+        archive = Archive(path, limits, mmap=mmap)
+        for name, m in archive.members.items():
+            if "/data/" not in name:  # the pickle and small records: torch parses these now
+                archive.verify(name)
+        verify = _verifier(archive)
+    else:
+        verify = None
     try:
         with warnings.catch_warnings():  # torch warns about odd pickle protocols before refusing them
             warnings.simplefilter("ignore", UserWarning)
@@ -65,20 +117,40 @@ def load_torch(path: Path, mmap: bool = True) -> WeightStore:
             f"{path.name}: refused: it holds Python objects other than tensors and containers, and trtdsl only "
             f"loads with torch.load(weights_only=True). ({str(e).strip().splitlines()[-1][:200]})"
         ) from e
-    tensors: dict[str, Any] = {}
-    _flatten(obj, "", tensors, torch)
+    tensors = _flatten(obj, torch, limits, path.name)
     entries = {}
     for name, t in tensors.items():
         if t.layout != torch.strided or t.is_quantized:
             raise WeightError(
                 f"{path.name}: tensor {name!r} is {t.layout}{' quantized' if t.is_quantized else ''}; only dense tensors can become weights"
             )
-        entries[name] = Entry(tuple(t.shape), _numpy_dtype(t, torch), _reader(t, torch))
-    return WeightStore.from_entries(path, "torch", entries)
+        entries[name] = Entry(tuple(t.shape), _numpy_dtype(t, torch), _reader(t, torch, verify))
+    return WeightStore.from_entries(path, "torch", entries, close=archive.close if archive else None)
 
 
-def _reader(t: Any, torch: Any):
+def _verifier(archive: Archive):
+    """Check every storage member's CRC-32, once, before the first tensor is handed out.
+
+    torch maps all storages from one map of the file, and a tensor does not say
+    which member it came from, so the first read checks them all (TensorRT reads
+    every byte of every weight at build time anyway).
+    """
+    done = False
+
+    def verify() -> None:
+        nonlocal done
+        if not done:
+            for name in archive.members:
+                archive.verify(name)
+            done = True
+
+    return verify
+
+
+def _reader(t: Any, torch: Any, verify: Any):
     def read() -> np.ndarray:
+        if verify is not None:
+            verify()
         x = t.detach()
         if x.dtype == torch.bfloat16:
             x = x.float()  # NumPy has no bfloat16
