@@ -167,7 +167,9 @@ class H5Image:
         info = self.nodes.get(path)
         if info is None:
             return None
-        return Group(self, path) if info["kind"] == "group" else Dataset(self, path) if info["kind"] == "dataset" else None
+        return (
+            Group(self, path) if info["kind"] == "group" else Dataset(self, path) if info["kind"] == "dataset" else None
+        )
 
     def refuse_links(self) -> None:
         """WeightError for the first soft, external or user-defined link anywhere in the file."""

@@ -176,15 +176,28 @@ def describe(path: str, base: int = 0, size: int | None = None, max_entries: int
     nodes: dict[str, Any] = {"": {"kind": "group", "attrs": _attrs(f, budget, "/")}}
     links: dict[str, Any] = {}
 
-    def visit(name: Any, link: Any) -> None:
-        name = _text(name, "object name")
+    failed: list[BaseException] = []
+
+    def visit(name: bytes, link: Any) -> bool | None:
+        # The low-level walk hands over raw name bytes (h5py's high-level one fails inside its own callback on a
+        # name that is not UTF-8). An exception is kept and the walk stopped (a non-None return value stops it).
+        try:
+            _visit(name, link)
+        except Exception as e:
+            failed.append(e)
+            return True
+        return None
+
+    def _visit(raw: bytes, link: Any) -> None:
+        name = _text(raw, "object name")
         if len(nodes) + len(links) > max_entries:
             raise Refused(f"it holds more than limits.max_entries={max_entries} objects")
-        if isinstance(link, h5py.SoftLink):
-            links[name] = {"type": "soft", "target": _text(link.path, "soft link target")[:200]}
-        elif isinstance(link, h5py.ExternalLink):
-            links[name] = {"type": "external", "target": _text(link.filename, "external link file")[:200]}
-        elif not isinstance(link, h5py.HardLink):
+        if link.type == h5py.h5l.TYPE_SOFT:
+            links[name] = {"type": "soft", "target": _text(f.id.links.get_val(raw), "soft link target")[:200]}
+        elif link.type == h5py.h5l.TYPE_EXTERNAL:
+            target = _text(f.id.links.get_val(raw)[0], "external link file")[:200]
+            links[name] = {"type": "external", "target": target}
+        elif link.type != h5py.h5l.TYPE_HARD:
             links[name] = {"type": "user-defined", "target": ""}
         else:
             obj = f[name]
@@ -195,7 +208,9 @@ def describe(path: str, base: int = 0, size: int | None = None, max_entries: int
             else:
                 nodes[name] = {"kind": "other", "attrs": {}}
 
-    f.visititems_links(visit)
+    f.id.links.visit(visit, info=True)
+    if failed:
+        raise failed[0]
     return {"nodes": nodes, "links": links}
 
 
@@ -356,7 +371,10 @@ class Client:
                 self.kill()
                 raise WorkerError(f"HDF5 did not answer within {timeout:.0f} s (killed it)", crashed=True) from None
             except (EOFError, BrokenPipeError, OSError, struct.error, ValueError) as e:
-                code = proc.poll()
+                try:
+                    code = proc.wait(5)  # a dead worker's pipe closes a moment before it can be reaped
+                except subprocess.TimeoutExpired:
+                    code = None
                 self.kill()
                 why = _exit(code) if code is not None else f"{type(e).__name__}"
                 raise WorkerError(f"HDF5 crashed reading it ({why})", crashed=True) from None

@@ -83,7 +83,9 @@ def load_safetensors(path: Path, mmap: bool = True, limits: Limits = DEFAULT) ->
         if any(d < 0 for d in shape) or not all(type(v) is int for v in (begin, end, *info["shape"])):
             raise WeightError(f"{path.name}: tensor {quote(name)}: shape and offsets must be non-negative integers")
         if code not in DTYPES:
-            raise WeightError(f"{path.name}: tensor {quote(name)} has dtype {quote(code)}, which trtdsl cannot hand to NumPy")
+            raise WeightError(
+                f"{path.name}: tensor {quote(name)} has dtype {quote(code)}, which trtdsl cannot hand to NumPy"
+            )
         dtype = np.dtype(DTYPES[code]).newbyteorder("<")
         nbytes = math.prod(shape) * dtype.itemsize  # Python ints: a lying shape cannot wrap around
         if not (0 <= begin <= end and end - begin == nbytes and data_start + end <= size):

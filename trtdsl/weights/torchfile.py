@@ -24,11 +24,10 @@ from typing import Any
 import numpy as np
 
 from ..errors import WeightError
-from .limits import DEFAULT, Limits, quote
+from .limits import DEFAULT, Limits, preview, quote
 from .registry import Probe, loads
 from .store import Entry, WeightStore
 from .zipcheck import Archive
-
 
 # The legacy (non-zip) format starts with torch's magic number pickled at protocol 2:
 # PROTO 2, LONG1 of 10 bytes, 0x1950a86a20f9469cfc6c little-endian (torch/serialization.py MAGIC_NUMBER).
@@ -94,10 +93,16 @@ def load_torch(path: Path, mmap: bool = True, limits: Limits = DEFAULT) -> Weigh
         raise WeightError(f"{path.name}: reading PyTorch checkpoints needs torch (pip install torch)") from None
     archive = None
     with open(path, "rb") as fh:
-        is_zip = fh.read(4) in (b"PK\x03\x04", b"PK\x05\x06")
+        head = fh.read(len(LEGACY_MAGIC))
+    is_zip = head[:4] in (b"PK\x03\x04", b"PK\x05\x06")
+    if not is_zip and not head.startswith(LEGACY_MAGIC):
+        raise WeightError(
+            f"{path.name}: not a PyTorch checkpoint: it starts with {preview(head)}, expected a zip (b'PK\\x03\\x04', "
+            f"torch.save's format) or the legacy format's pickled magic number {preview(LEGACY_MAGIC, 4)}"
+        )
     if is_zip:
         archive = Archive(path, limits, mmap=mmap)
-        for name, m in archive.members.items():
+        for name in archive.members:
             if "/data/" not in name:  # the pickle and small records: torch parses these now
                 archive.verify(name)
         verify = _verifier(archive)
@@ -113,9 +118,12 @@ def load_torch(path: Path, mmap: bool = True, limits: Limits = DEFAULT) -> Weigh
                     raise
                 obj = torch.load(path, map_location="cpu", weights_only=True)  # legacy (non-zip) format
     except pickle.UnpicklingError as e:
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+        why = next((ln for ln in lines if "Unsupported" in ln or "WeightsUnpickler" in ln), lines[0] if lines else "")
+        why = "".join(c if c.isprintable() else repr(c)[1:-1] for c in why[:200])
         raise WeightError(
             f"{path.name}: refused: it holds Python objects other than tensors and containers, and trtdsl only "
-            f"loads with torch.load(weights_only=True). ({str(e).strip().splitlines()[-1][:200]})"
+            f"loads with torch.load(weights_only=True). ({why})"
         ) from e
     tensors = _flatten(obj, torch, limits, path.name)
     entries = {}

@@ -52,7 +52,9 @@ def _values(path: Path, lineno: int, name: str, count: int, body: bytes) -> np.n
         words = body[pos:end].split()
         pos = end
         if n + len(words) > count:
-            raise WeightError(f"{path.name}: line {lineno}: weight {quote(name)} has more than the {count} values it declares")
+            raise WeightError(
+                f"{path.name}: line {lineno}: weight {quote(name)} has more than the {count} values it declares"
+            )
         try:
             bits = [int(w, 16) for w in words]
         except ValueError:
@@ -77,9 +79,7 @@ def load_wts(path: Path) -> WeightStore:
         except ValueError:
             declared = -1
         if declared < 0:
-            raise WeightError(
-                f"{path.name}: first line must be the number of weights, got {preview(first)}"
-            ) from None
+            raise WeightError(f"{path.name}: first line must be the number of weights, got {preview(first)}") from None
         for lineno, line in enumerate(f, 2):
             head = line[:512].split(None, 2)
             if not head:
@@ -93,7 +93,9 @@ def load_wts(path: Path) -> WeightStore:
             if name in entries:
                 raise WeightError(f"{path.name}: line {lineno}: weight {quote(name)} appears twice")
             if len(entries) >= declared:
-                raise WeightError(f"{path.name}: line {lineno}: more weights than the {declared} the first line declares")
+                raise WeightError(
+                    f"{path.name}: line {lineno}: more weights than the {declared} the first line declares"
+                )
             skip = line.index(head[1], len(head[0])) + len(head[1])  # the values start after the count
             body = line[skip:].strip()
             del line  # at most the line and its stripped copy are alive at once

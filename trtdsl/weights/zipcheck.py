@@ -12,6 +12,7 @@ bytes is handed out: zero copies, and a flipped data byte is caught.
 
 from __future__ import annotations
 
+import itertools
 import re
 import struct
 import zipfile
@@ -73,7 +74,9 @@ class Archive:
             raise WeightError(f"{self.label}: a zip member name is flagged UTF-8 but is not UTF-8 ({e.reason})") from e
         infos = self.zf.infolist()
         if len(infos) > limits.max_entries:
-            raise WeightError(f"{self.label}: {len(infos)} zip members, more than limits.max_entries={limits.max_entries}")
+            raise WeightError(
+                f"{self.label}: {len(infos)} zip members, more than limits.max_entries={limits.max_entries}"
+            )
         self.members: dict[str, Member] = {}
         with open(path, "rb") as fh:
             for info in infos:
@@ -85,7 +88,7 @@ class Archive:
                     )
                 self.members[member.name] = member
         ordered = sorted(self.members.values(), key=lambda m: m.info.header_offset)
-        for a, b in zip(ordered, ordered[1:]):
+        for a, b in itertools.pairwise(ordered):
             if a.end > b.info.header_offset:
                 raise WeightError(
                     f"{self.label}: refused: zip members {quote(a.name)} and {quote(b.name)} overlap "
@@ -103,7 +106,9 @@ class Archive:
             raise WeightError(f"{self.label}: zip member name {raw[:40]!r} is not UTF-8") from None
         p = PurePosixPath(name.replace("\\", "/"))
         if p.is_absolute() or ".." in p.parts or re.match(r"^[A-Za-z]:", name):
-            raise WeightError(f"{self.label}: refused: zip member {quote(name)} points outside the archive (path traversal)")
+            raise WeightError(
+                f"{self.label}: refused: zip member {quote(name)} points outside the archive (path traversal)"
+            )
         if info.flag_bits & _ENCRYPTED:
             raise WeightError(f"{self.label}: zip member {quote(name)} is encrypted")
         fh.seek(info.header_offset)
