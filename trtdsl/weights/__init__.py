@@ -18,8 +18,9 @@ Example::
     k = weights.layout.keras_conv(w.take("conv2d/kernel", shape=(3, 3, 3, 16)))
 """
 
-# Each module registers its loader; Keras formats sniff before generic HDF5 by priority.
 from ..errors import WeightShapeError
+
+# Each module registers its loader; Keras formats sniff before generic HDF5 by priority.
 from . import h5, keras, layout, npz, safetensors, torchfile, wts  # noqa: F401
 from .limits import Limits
 from .registry import FORMATS, detect, load, loads
