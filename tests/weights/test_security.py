@@ -521,3 +521,14 @@ def test_a_pickle_is_not_called_a_torch_checkpoint(tmp_path):
         W.load(tmp_path / "data.bin")
     torch.save({"w": torch.ones(1)}, tmp_path / "legacy.bin", _use_new_zipfile_serialization=False)
     assert W.detect(tmp_path / "legacy.bin") == "torch"
+
+
+def test_exiting_with_a_trusted_keras_store_open_does_not_crash():
+    # An h5py file over a zip member's file object, still open at interpreter teardown, crashed HDF5 (SIGSEGV).
+    import subprocess
+    import sys
+
+    code = f"from trtdsl import weights; w = weights.load({str(FIX / 'keras3_convnet.keras')!r}, trusted=True); print(len(w))"
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]

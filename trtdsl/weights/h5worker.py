@@ -20,6 +20,7 @@ time. ``trusted=True`` runs the same two functions in-process.
 
 from __future__ import annotations
 
+import atexit
 import io
 import json
 import math
@@ -103,6 +104,11 @@ def forget() -> None:
         except Exception:
             pass
     _open.clear()
+
+
+# Close kept files before interpreter teardown: an h5py file over a Python file object (a zip member's Window)
+# that is still open when modules are torn down crashes in HDF5's close (SIGSEGV at exit, seen with trusted=True).
+atexit.register(forget)
 
 
 def _text(name: Any, what: str) -> str:
