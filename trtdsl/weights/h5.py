@@ -122,7 +122,7 @@ class H5Image:
     """The checked structure of the HDF5 image at bytes ``[base, base+size)`` of ``path``.
 
     ``before_read`` runs before any data is handed out (a ``.keras`` archive checks
-    the CRC-32 of its weights member there).
+    the CRC-32 of its weights member there); ``mm`` is a map of ``path`` to share.
     """
 
     def __init__(
@@ -136,6 +136,7 @@ class H5Image:
         limits: Limits = DEFAULT,
         label: str | None = None,
         before_read: Any = None,
+        mm: np.memmap | None = None,
     ):
         self.path, self.base, self.trusted, self.limits = path, base, trusted, limits
         self.label = label or path.name
@@ -149,7 +150,9 @@ class H5Image:
             if p:
                 parent, _, leaf = p.rpartition("/")
                 self.children.setdefault(parent, []).append(leaf)
-        self.mm = np.memmap(path, np.uint8, mode="r") if mmap and path.stat().st_size else None
+        if mm is None and mmap and path.stat().st_size:
+            mm = np.memmap(path, np.uint8, mode="r")
+        self.mm = mm if mmap else None  # one map per file: a page mapped twice counts twice in RSS
         self.before_read = before_read
 
     @property

@@ -206,9 +206,11 @@ def describe(path: str, base: int = 0, size: int | None = None, max_entries: int
         elif link.type != h5py.h5l.TYPE_HARD:
             links[name] = {"type": "user-defined", "target": ""}
         else:
-            obj = f[name]
+            oid = h5py.h5o.open(f.id, raw)  # by the walk's own name: no second path lookup from the root
+            kind = h5py.h5i.get_type(oid)
+            obj = h5py.Dataset(oid) if kind == h5py.h5i.DATASET else h5py.Group(oid) if kind == h5py.h5i.GROUP else None
             if isinstance(obj, h5py.Dataset):
-                nodes[name] = {**_dataset(obj), "attrs": _attrs(obj, budget, name)}
+                nodes[name] = {**_dataset(obj), "attrs": {}}  # no loader reads dataset attributes
             elif isinstance(obj, h5py.Group):
                 nodes[name] = {"kind": "group", "attrs": _attrs(obj, budget, name)}
             else:

@@ -223,6 +223,7 @@ def load_keras(path: Path, mmap: bool = True, trusted: bool = False, limits: Lim
         mapper = H5Image(
             path, base=m.start, size=m.info.file_size, mmap=mmap, trusted=trusted, limits=limits,
             before_read=lambda: z.verify(m.name),  # CRC-32 of the whole member, before its first weight
+            mm=z.mm,
         )  # fmt: skip
     else:  # inflate once (bounded by Archive's limits, CRC-checked at the end) to a file the worker can open
         tmp = tempfile.NamedTemporaryFile(prefix="trtdsl-", suffix=".weights.h5")

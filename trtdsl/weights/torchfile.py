@@ -101,7 +101,9 @@ def load_torch(path: Path, mmap: bool = True, limits: Limits = DEFAULT) -> Weigh
             f"torch.save's format) or the legacy format's pickled magic number {preview(LEGACY_MAGIC, 4)}"
         )
     if is_zip:
-        archive = Archive(path, limits, mmap=mmap)
+        # No map of our own: torch maps the file, and a page mapped twice counts twice in RSS. The CRC-32 reads
+        # through the page cache instead.
+        archive = Archive(path, limits, mmap=False)
         for name in archive.members:
             if "/data/" not in name:  # the pickle and small records: torch parses these now
                 archive.verify(name)
