@@ -146,10 +146,11 @@ def _hypothesis(examples: int):
         st.tuples(st.just("splice"), st.tuples(st.floats(0, 1), st.binary(min_size=1, max_size=64))),
         st.tuples(st.just("random"), st.binary(max_size=512)),
     )
-    return settings(
+    config = settings(
         max_examples=examples, deadline=None, database=None, derandomize=True,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
-    )(given(mutation=mutation))  # fmt: skip
+    )  # fmt: skip
+    return lambda fn: config(given(mutation=mutation)(fn))
 
 
 def _apply(data: bytes, mutation) -> bytes:
@@ -171,7 +172,7 @@ def _apply(data: bytes, mutation) -> bytes:
 
 @pytest.mark.parametrize("seed", sorted(SEEDS))
 def test_hypothesis_mutations(loader, seed):
-    @_hypothesis(8)
+    @_hypothesis(20)
     def check(mutation):
         failure = run_case(loader, seed, f"hypothesis-{mutation[0]}", _apply(SEEDS[seed][0], mutation))
         assert failure is None, failure

@@ -229,6 +229,15 @@ def test_hdf5_contiguous_data_outside_the_file_is_refused(loader, tmp_path):
     )
 
 
+def test_hdf5_attribute_text_is_capped(loader):
+    # tf_keras keeps the model config (JSON) and the weight names in attributes: their text counts against
+    # limits.max_json_bytes, raisable by the caller.
+    path = FIX / "tfkeras_convnet.h5"
+    refused(loader, path, r"tfkeras_convnet.h5: refused: its attributes hold more text than limits.max_json_bytes",
+            limits={"max_json_bytes": 1000})  # fmt: skip
+    assert "ok" in loader.load(path)
+
+
 def test_hdf5_chunked_and_compact_data_decode_in_the_worker(tmp_path, rng):
     a = rng.standard_normal((50, 7)).astype(">f8")  # big-endian on purpose: the store hands out native order
     with h5py.File(tmp_path / "w.h5", "w") as f:
@@ -255,7 +264,6 @@ def test_hdf5_non_utf8_names_are_refused(loader, tmp_path):
 # ------------------------------------------------------------------ HDF5 cannot take the process down
 def test_hdf5_worker_failures_become_weight_errors_naming_the_file():
     path = FIX / "tfkeras_seqnet.h5"
-    h5worker.CLIENT.kill()
     # A worker whose address space is too small to import NumPy dies (Python's SIGSEGV or exit status 1).
     with pytest.raises(
         WeightError,

@@ -298,13 +298,15 @@ class Client:
 
     def __init__(self) -> None:
         self.proc: subprocess.Popen | None = None
-        self.owner = 0
+        self.owner = self.memory = 0
         self.lock = threading.Lock()
 
     def _start(self, memory: int) -> subprocess.Popen:
         if self.proc is not None and self.owner == os.getpid() and self.proc.poll() is None:
-            return self.proc
-        self.proc = None
+            if memory == self.memory:
+                return self.proc
+            self.kill()  # another memory limit: it is set when the worker starts
+        self.proc, self.memory = None, memory
         env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
         # -I: neither the working directory nor this package's folder can shadow a module the worker
         # imports; h5py and NumPy come from where this process found them.
