@@ -209,7 +209,7 @@ def _is_keras_zip(p: Probe) -> bool:
 @loads(".keras", sniff=_is_keras_zip, priority=1)
 def load_keras(path: Path, mmap: bool = True, trusted: bool = False, limits: Limits = DEFAULT) -> WeightStore:
     """A Keras 3 ``.keras`` zip; the weights file inside is mapped in place when stored uncompressed."""
-    z = Archive(path, limits)  # refuses traversal, duplicate members, overlaps and bombs
+    z = Archive(path, limits, mmap=mmap)  # refuses traversal, duplicate members, overlaps and bombs
     for need in ("config.json", "model.weights.h5"):
         if need not in z.members:
             raise WeightError(f"{path.name}: not a Keras 3 archive: no member {need!r}")
