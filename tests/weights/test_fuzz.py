@@ -128,15 +128,14 @@ def _sweep(loader, seed: str, n: int) -> None:
     assert not failures, "\n".join(failures[:10])
 
 
-@pytest.mark.parametrize("seed", sorted(SEEDS))
-def test_mutations_give_arrays_or_trtdsl_error(loader, seed):
-    _sweep(loader, seed, 48)
+# The default run tries about 50 mutations per seed; -m fuzz about 600 more.
+SIZES = [48, pytest.param(600, marks=pytest.mark.fuzz, id="fuzz")]
 
 
-@pytest.mark.fuzz
+@pytest.mark.parametrize("n", SIZES)
 @pytest.mark.parametrize("seed", sorted(SEEDS))
-def test_many_mutations(loader, seed):
-    _sweep(loader, seed, 600)
+def test_mutations_give_arrays_or_trtdsl_error(loader, seed, n):
+    _sweep(loader, seed, n)
 
 
 def _hypothesis(examples: int):
@@ -170,20 +169,10 @@ def _apply(data: bytes, mutation) -> bytes:
     return bytes(arg)
 
 
+@pytest.mark.parametrize("examples", [20, pytest.param(300, marks=pytest.mark.fuzz, id="fuzz")])
 @pytest.mark.parametrize("seed", sorted(SEEDS))
-def test_hypothesis_mutations(loader, seed):
-    @_hypothesis(20)
-    def check(mutation):
-        failure = run_case(loader, seed, f"hypothesis-{mutation[0]}", _apply(SEEDS[seed][0], mutation))
-        assert failure is None, failure
-
-    check()
-
-
-@pytest.mark.fuzz
-@pytest.mark.parametrize("seed", sorted(SEEDS))
-def test_hypothesis_many(loader, seed):
-    @_hypothesis(300)
+def test_hypothesis_mutations(loader, seed, examples):
+    @_hypothesis(examples)
     def check(mutation):
         failure = run_case(loader, seed, f"hypothesis-{mutation[0]}", _apply(SEEDS[seed][0], mutation))
         assert failure is None, failure
