@@ -306,6 +306,25 @@ def test_a_killed_worker_is_replaced(tmp_path):
     np.testing.assert_array_equal(w["c"], np.arange(10.0))
 
 
+@pytest.mark.parametrize("trusted", [False, True])
+def test_threads_share_the_worker(tmp_path, trusted):
+    from concurrent.futures import ThreadPoolExecutor
+
+    want = {}
+    for i in range(4):
+        want[i] = np.arange(1000.0) * i
+        with h5py.File(tmp_path / f"w{i}.h5", "w") as f:
+            f.create_dataset("c", data=want[i], chunks=(100,), compression="gzip")
+
+    def read(i: int) -> np.ndarray:
+        with W.load(tmp_path / f"w{i % 4}.h5", trusted=trusted) as w:
+            return np.array(w["c"])
+
+    with ThreadPoolExecutor(4) as pool:
+        for i, got in enumerate(pool.map(read, range(16))):
+            np.testing.assert_array_equal(got, want[i % 4])
+
+
 def test_trusted_reads_hdf5_in_this_process(tmp_path):
     h5worker.CLIENT.kill()
     w = W.load(FIX / "tfkeras_convnet.h5", trusted=True)

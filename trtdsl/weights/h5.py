@@ -41,7 +41,8 @@ def _describe(path: Path, base: int, size: int | None, *, trusted: bool, limits:
     args["max_text"] = limits.max_json_bytes
     if trusted:
         try:
-            desc = h5worker.describe(**args)
+            with h5worker.LOCK:
+                desc = h5worker.describe(**args)
         except h5worker.Refused as e:
             raise WeightError(f"{label}: refused: {e}") from e
         except Exception as e:
@@ -261,11 +262,12 @@ class H5Image:
 
             if self.trusted:
                 try:
-                    for slab in h5worker.read_slabs(req["path"], self.base, self.window, name):
-                        target = sink(len(slab))
-                        if target is None:
-                            raise WeightError(f"{where}: HDF5 returned more bytes than the dataset declares")
-                        target[:] = slab
+                    with h5worker.LOCK:
+                        for slab in h5worker.read_slabs(req["path"], self.base, self.window, name):
+                            target = sink(len(slab))
+                            if target is None:
+                                raise WeightError(f"{where}: HDF5 returned more bytes than the dataset declares")
+                            target[:] = slab
                 except (WeightError, MemoryError):
                     raise
                 except Exception as e:
@@ -282,7 +284,8 @@ class H5Image:
     def close(self) -> None:
         """Let the worker close the file (a temporary file can then be deleted)."""
         if self.trusted:
-            h5worker.forget()
+            with h5worker.LOCK:
+                h5worker.forget()
         elif h5worker.CLIENT.proc is not None and h5worker.CLIENT.owner == os.getpid():
             try:
                 h5worker.CLIENT.request({"op": "forget"}, timeout=10, memory=self.limits.h5_worker_memory)

@@ -79,6 +79,7 @@ class Window(io.RawIOBase):
 
 # ------------------------------------------------------------------ worker side (plain functions)
 _open: dict[tuple, h5py.File] = {}
+LOCK = threading.RLock()  # trusted (in-process) callers share the one kept file: one at a time
 
 
 def _file(path: str, base: int, size: int | None) -> h5py.File:
