@@ -331,9 +331,12 @@ class Network:
         finally:
             self._precision.pop()
 
-    def cast(self, x: Tensor, dtype: dtypes.DTypeLike, name: str | None = None) -> Tensor:
-        """Cast ``x`` (no layer when it already has ``dtype``); one cast per tensor and dtype."""
-        return self._cast(x, x.dtype, dtypes.canonical(dtype), name)
+    def cast(self, x: Tensor, dtype: dtypes.DTypeLike, name: str | None = None, *, src: str | None = None) -> Tensor:
+        """Cast ``x`` (no layer when it already has ``dtype``); one cast per tensor and dtype.
+
+        ``src``: ``x``'s dtype when the caller already read it (each read crosses pybind).
+        """
+        return self._cast(x, x.dtype if src is None else src, dtypes.canonical(dtype), name)
 
     def _cast(self, x: Tensor, src: str, dt: str, name: str | None = None) -> Tensor:
         """``cast`` with ``x``'s dtype ``src`` and the canonical ``dt`` already known."""
@@ -355,9 +358,9 @@ class Network:
 
     def to_compute(self, x: Tensor) -> Tensor:
         """Cast a float tensor to the current compute dtype; other dtypes pass through."""
-        return self._compute(x)[0]
+        return self.in_compute(x)[0]
 
-    def _compute(self, x: Tensor) -> tuple[Tensor, str]:
+    def in_compute(self, x: Tensor) -> tuple[Tensor, str]:
         """``to_compute(x)`` and its dtype. Every op calls this on its inputs: one dtype read."""
         src = x.dtype
         if src in dtypes._FLOATISH:

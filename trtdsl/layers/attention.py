@@ -9,21 +9,20 @@ matmul-softmax-matmul pattern and fuses it into one attention kernel anyway.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
 
 from .. import ops
 from ..errors import ShapeError
 from ..tensor import Tensor
+from ..weights.store import WeightStore
 from . import _act
-from ._params import Params, scope
+from ._params import Weights, block, scope
 from .linear import linear
 
 __all__ = ["mlp", "multi_head_attention"]
 
-Weights = Mapping[str, Any] | Params
 Mask = Tensor | np.ndarray | None
 
 
@@ -47,7 +46,7 @@ def mlp(
 
         y = mlp(x, w, "encoder.layers.encoder_layer_0.mlp", names=("0", "3"))
     """
-    p = Params(w, prefix, "mlp")
+    p = block(w, prefix, "mlp")
     with scope(x.net, prefix):
         for i, n in enumerate(names):
             last = i == len(names) - 1
@@ -55,9 +54,9 @@ def mlp(
     return x
 
 
-def _projections(p: Params, e: int, ek: int, ev: int) -> list[tuple[np.ndarray, np.ndarray | None]]:
+def _projections(p: WeightStore, e: int, ek: int, ev: int) -> list[tuple[np.ndarray, np.ndarray | None]]:
     """(weight, bias) of the q, k and v projections from torch's fused or separate layout."""
-    if p.has("in_proj_weight"):
+    if "in_proj_weight" in p:
         if ek != e or ev != e:
             raise ShapeError(
                 f"{p.where}: fused 'in_proj_weight' needs key/value width {e}, got {ek}/{ev}; "
@@ -124,7 +123,7 @@ def multi_head_attention(
         y = multi_head_attention(x, w, "self_attn", num_heads=8)
     """
     net = query.net
-    p = Params(w, prefix, "multi_head_attention")
+    p = block(w, prefix, "multi_head_attention")
     key = query if key is None else key
     value = key if value is None else value
     for t, what in ((query, "query"), (key, "key"), (value, "value")):

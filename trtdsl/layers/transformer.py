@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
 
 import numpy as np
 
@@ -18,12 +17,11 @@ from .. import ops
 from ..errors import ShapeError, WeightError
 from ..tensor import Tensor
 from . import _act
-from ._params import Params, scope
+from ._params import Weights, block, scope
 from .attention import Mask, mlp, multi_head_attention
 
 __all__ = ["transformer_encoder_layer", "layer_norm", "embedding", "sinusoidal_positions", "TORCH_KEYS", "VIT_KEYS"]
 
-Weights = Mapping[str, Any] | Params
 
 # Where the parts of an encoder layer sit under its prefix.
 TORCH_KEYS = {"attn": "self_attn", "norm1": "norm1", "norm2": "norm2", "fc1": "linear1", "fc2": "linear2"}
@@ -32,7 +30,7 @@ VIT_KEYS = {"attn": "self_attention", "norm1": "ln_1", "norm2": "ln_2", "fc1": "
 
 def layer_norm(x: Tensor, w: Weights, prefix: str, *, eps: float = 1e-5) -> Tensor:
     """``torch.nn.LayerNorm`` over the last axis with ``<prefix>.weight`` and ``<prefix>.bias``."""
-    p = Params(w, prefix, "layer_norm")
+    p = block(w, prefix, "layer_norm")
     c = x.shape[-1]
     return ops.layer_norm(x, c, p.optional("weight", (c,)), p.optional("bias", (c,)), eps, name=prefix)
 
@@ -61,7 +59,7 @@ def transformer_encoder_layer(
         for i in range(6):
             x = transformer_encoder_layer(x, w, f"encoder.layers.{i}", 8, norm_first=True, act="gelu")
     """
-    p = Params(w, prefix, "transformer_encoder_layer")
+    p = block(w, prefix, "transformer_encoder_layer")
     missing = {"attn", "norm1", "norm2", "fc1", "fc2"} - set(keys)
     if missing:
         raise WeightError(f"{p.where}: keys needs entries {sorted(missing)}; got {dict(keys)}")
@@ -116,7 +114,7 @@ def embedding(
         x = embedding(ids, w, "embed_tokens", positions="embed_positions.weight")
     """
     net = ids.net
-    p = Params(w, prefix, "embedding")
+    p = block(w, prefix, "embedding")
     table = p.take("weight", (num_embeddings, embedding_dim))
     dim = table.shape[1]
     with scope(net, prefix):
@@ -131,7 +129,7 @@ def embedding(
         if positions == "sinusoidal":
             pos = sinusoidal_positions(length, dim)
         else:
-            learned = Params(w, "", "embedding").take(positions)
+            learned = block(w, "", "embedding").take(positions)
             learned = learned.reshape(learned.shape[-2:]) if learned.ndim == 3 and learned.shape[0] == 1 else learned
             if learned.ndim != 2 or learned.shape[1] != dim or learned.shape[0] < length:
                 raise ShapeError(
