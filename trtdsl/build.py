@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from . import _trt
-from .errors import BuildError, TrtdslError
+from .errors import BuildError, TrtdslError, did_you_mean
 from .profile import Profile, select_profile
 
 log = logging.getLogger("trtdsl.build")
@@ -123,6 +124,11 @@ def build(
     strip_plan: bool = False,
     progress: bool | None = None,
     weights: Any = None,
+    ignore_weights: Sequence[str] = (),
+    profiling_verbosity: str | None = None,
+    max_aux_streams: int | None = None,
+    sparsity: bool = False,
+    configure: Callable[[Any], None] | None = None,
 ) -> Plan:
     """Build ``net`` into a ``Plan``.
 
@@ -135,7 +141,15 @@ def build(
             bit-tight float32 golden comparisons on a GPU.
         refit: build a refittable engine; ``strip_plan``: leave refittable weights out of the plan.
         progress: show a progress bar (default: when stderr is a terminal).
-        weights: a ``WeightStore``; after the build, raise if any of its weights went unused.
+        weights: a ``WeightStore`` (or a dict); raise before building if any of its weights
+            went unused. ``ignore_weights``: fnmatch patterns of weights not meant to be used
+            (``num_batches_tracked`` counters are always skipped).
+        profiling_verbosity: what the engine inspector and profiles show per layer:
+            ``"layer_names_only"`` (TensorRT's default), ``"detailed"`` or ``"none"``.
+        max_aux_streams: how many auxiliary streams TensorRT may run layers on in parallel (0: none).
+        sparsity: let TensorRT pick 2:4 structured-sparse kernels for weights that allow them.
+        configure: called with the ``trt.IBuilderConfig`` after trtdsl set its options, to
+            set anything else (``lambda c: setattr(c, "avg_timing_iterations", 4)``).
 
     Example::
 
@@ -145,13 +159,18 @@ def build(
     trt = _trt.load()
     if net.trt.num_outputs == 0:
         raise BuildError(f"network {net.name!r} has no outputs; mark one with net.output(tensor, name)")
+    if weights is not None:
+        # Before the build, which takes minutes on a real model.
+        from .weights.store import as_store
+
+        as_store(weights).check_all_used(f"network {net.name!r}", ignore=ignore_weights)
     profiles = net.profiles()
     builder = net.builder
     config = builder.create_builder_config()
     options: dict[str, Any] = {"tf32": tf32, "refit": refit, "strip_plan": strip_plan}
     if optimization_level is not None:
-        if not 0 <= optimization_level <= 5:
-            raise BuildError(f"optimization_level must be 0..5, got {optimization_level}")
+        if type(optimization_level) is not int or not 0 <= optimization_level <= 5:
+            raise BuildError(f"optimization_level must be 0..5, got {optimization_level!r}")
         config.builder_optimization_level = optimization_level
         options["optimization_level"] = optimization_level
     pools = dict(memory_pools or {})
@@ -160,12 +179,31 @@ def build(
     for pool, limit in pools.items():
         if not hasattr(trt.MemoryPoolType, pool):
             raise BuildError(f"unknown memory pool {pool!r}; expected one of {list(trt.MemoryPoolType.__members__)}")
-        config.set_memory_pool_limit(getattr(trt.MemoryPoolType, pool), int(limit))
+        config.set_memory_pool_limit(getattr(trt.MemoryPoolType, pool), _pool_bytes(pool, limit))
     if pools:
         options["memory_pools"] = pools
     _set_flag(config, trt, "TF32", tf32)
     _set_flag(config, trt, "REFIT", refit)
     _set_flag(config, trt, "STRIP_PLAN", strip_plan)
+    _set_flag(config, trt, "SPARSE_WEIGHTS", sparsity)
+    if sparsity:
+        options["sparsity"] = True
+    if profiling_verbosity is not None:
+        levels = {k.lower(): v for k, v in trt.ProfilingVerbosity.__members__.items()}
+        level = levels.get(str(profiling_verbosity).lower())
+        if level is None:
+            raise BuildError(
+                f"profiling_verbosity must be one of {sorted(levels)}, got {profiling_verbosity!r}"
+                f"{did_you_mean(str(profiling_verbosity).lower(), levels)}"
+            )
+        config.profiling_verbosity = level
+        options["profiling_verbosity"] = str(profiling_verbosity).lower()
+    if max_aux_streams is not None:
+        if type(max_aux_streams) is not int or max_aux_streams < 0:
+            raise BuildError(f"max_aux_streams must be a non-negative int, got {max_aux_streams!r}")
+        config.max_aux_streams = max_aux_streams
+        options["max_aux_streams"] = max_aux_streams
+    _check_timing_cache_path(timing_cache)
 
     dynamic = {n: s for n, s in net.input_specs.items() if any(isinstance(d, str) for d in s)}
     for profile in profiles if dynamic else []:
@@ -174,6 +212,9 @@ def build(
             p.set_shape(name, *profile.shapes(spec))
         config.add_optimization_profile(p)
 
+    if configure is not None:
+        configure(config)
+        options["configure"] = getattr(configure, "__qualname__", type(configure).__name__)
     cache = _load_timing_cache(config, timing_cache)
     monitor = _progress_monitor(trt, progress)
     if monitor is not None:
@@ -203,8 +244,6 @@ def build(
             warnings.simplefilter("ignore", DeprecationWarning)
             Path(timing_cache).write_bytes(memoryview(cache.serialize()))
     log.info("built %s in %.2fs (%d bytes)", net.name, seconds, engine.nbytes)
-    if weights is not None:
-        weights.check_all_used()
     return Plan(
         engine=bytes(engine),
         inputs={n: IOSpec(n, net.input_dtypes[n], spec) for n, spec in net.input_specs.items()},
@@ -215,6 +254,25 @@ def build(
         build_seconds=seconds,
         options=options,
     )
+
+
+def _pool_bytes(pool: str, limit: Any) -> int:
+    """A memory-pool limit as the non-negative int64 TensorRT takes, or a BuildError naming the pool."""
+    ok = isinstance(limit, (int, float)) and not isinstance(limit, bool) and math.isfinite(limit)
+    if not ok or limit < 0 or limit >= 1 << 63 or limit != int(limit):
+        raise BuildError(f"memory pool {pool} limit must be a whole number of bytes, 0 <= limit < 2**63, got {limit!r}")
+    return int(limit)
+
+
+def _check_timing_cache_path(path: str | os.PathLike | None) -> None:
+    """Fail before the build (not after it) when the timing cache cannot be read or written back."""
+    if path is None:
+        return
+    p = Path(path)
+    if p.is_dir():
+        raise BuildError(f"timing cache {str(p)!r} is a directory; give a file path")
+    if not p.parent.is_dir():
+        raise BuildError(f"timing cache {str(p)!r}: folder {str(p.parent)!r} does not exist")
 
 
 def _set_flag(config: Any, trt: Any, flag: str, on: bool) -> None:

@@ -22,6 +22,7 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -37,6 +38,13 @@ from .tensor import Tensor
 _CANONICAL_IDS = frozenset(
     id(np.dtype(t)) for t in (np.float32, np.float16, np.int8, np.int32, np.int64, np.uint8, np.bool_)
 )
+
+
+def _after(tensor_name: str, kind: str) -> str:
+    """``'images.max_pool2d'`` for an op ``kind`` on tensor ``images``; at most two parts of the input's name."""
+    base = re.sub(r"\.out\d*$", "", tensor_name)
+    parts = base.split(".")
+    return ".".join([*parts[-2:], kind])
 
 
 class Network:
@@ -168,6 +176,17 @@ class Network:
         self._used_names.add(name)
         return name
 
+    def op_name(self, name: str | None, kind: str, x: Tensor | None = None) -> str:
+        """The unique name of an op's layer: ``name`` (or ``kind``) in the current scope.
+
+        Outside every scope an unnamed op is named after its input, so that an engine
+        inspector listing stays readable: ``max_pool2d`` on ``images`` is
+        ``images.max_pool2d``, not ``max_pool2d_1``.
+        """
+        if name is None and not self._scopes and x is not None:
+            return self.unique_name(_after(x.name, kind), scoped=False)
+        return self.unique_name(name or kind)
+
     def register(
         self, layer: Any, kind: str, name: str | None = None, *, scoped: bool = True, resolved: bool = False
     ) -> Tensor:
@@ -184,7 +203,12 @@ class Network:
         ``name`` already came from :meth:`unique_name`. Outputs are named ``<layer>.out``,
         or ``<layer>.out0``, ``.out1``... for several; use :meth:`add` for all of them.
         """
-        lname = name if resolved and name else self.unique_name(name or kind, scoped)
+        if resolved and name:
+            lname = name
+        elif name is None and scoped and not self._scopes and layer.num_inputs and layer.get_input(0) is not None:
+            lname = self.unique_name(_after(layer.get_input(0).name, kind), scoped=False)
+        else:
+            lname = self.unique_name(name or kind, scoped)
         layer.name = lname
         n = layer.num_outputs
         first = layer.get_output(0)

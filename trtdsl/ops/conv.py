@@ -206,7 +206,7 @@ def _conv(
     name: str | None,
 ) -> Tensor:
     net = x.net
-    lname = net.unique_name(name or kind)
+    lname = net.op_name(name, kind, x)
     what = f"{kind} {lname!r}"
     shape = x.shape  # a cast to the compute dtype keeps it
     _check_rank(x, nd, what, shape)
@@ -295,7 +295,7 @@ def _conv_transpose(
     name: str | None,
 ) -> Tensor:
     net = x.net
-    lname = net.unique_name(name or kind)
+    lname = net.op_name(name, kind, x)
     what = f"{kind} {lname!r}"
     _check_rank(x, nd, what)
     x = net.to_compute(x)

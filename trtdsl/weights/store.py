@@ -20,6 +20,7 @@ Example::
 
 from __future__ import annotations
 
+import bisect
 import difflib
 import fnmatch
 import logging
@@ -137,6 +138,7 @@ class WeightStore(Mapping[str, np.ndarray]):
         self._block = block  # (own label, label with its parent) of a layer block's view
         self._root = root if root is not None else self._names  # full names, for suggestions
         self._float32 = False  # block views hand out float weights as float32
+        self._sorted: list[str] | None = None  # this view's names, sorted when a view is first opened on it
 
     @classmethod
     def from_entries(
@@ -243,13 +245,14 @@ class WeightStore(Mapping[str, np.ndarray]):
     # --------------------------------------------------------------- views
     def _under(self, prefix: str) -> tuple[dict[str, str], str]:
         """Names under ``prefix`` (``.`` or ``/`` separated) relative to it, and the separator used."""
-        n = len(prefix)
-        names = {k[n + 1 :]: v for k, v in self._names.items() if k.startswith(prefix) and k[n : n + 1] in (".", "/")}
-        sep = "."
-        for k in self._names:
-            if k.startswith(prefix) and k[n : n + 1] in (".", "/"):
-                sep = k[n]
-                break
+        # Names that start with the prefix are one run of the sorted names: a model's
+        # blocks each open a view, so a scan of every name per view would add up.
+        if self._sorted is None:
+            self._sorted = sorted(self._names)
+        keys, n = self._sorted, len(prefix)
+        run = keys[bisect.bisect_left(keys, prefix) : bisect.bisect_right(keys, prefix + "\U0010ffff")]
+        names = {k[n + 1 :]: self._names[k] for k in run if k[n : n + 1] in (".", "/")}
+        sep = next((k[n] for k in run if k[n : n + 1] in (".", "/")), ".")
         return names, sep
 
     def scope(self, prefix: str) -> WeightStore:
