@@ -50,6 +50,16 @@ class Plan:
     build_seconds: float = 0.0
     options: dict[str, Any] = field(default_factory=dict)
 
+    def __repr__(self) -> str:
+        # Not the dataclass repr: that would print every byte of the engine.
+        def io(specs: dict[str, IOSpec]) -> str:
+            return ", ".join(f"{s.name}: {s.dtype}[{', '.join(str(d) for d in s.shape)}]" for s in specs.values())
+
+        return (
+            f"Plan({self.network!r}, {len(self.engine):,} bytes, inputs=({io(self.inputs)}), "
+            f"outputs=({io(self.outputs)}), profiles={len(self.profiles)}, backend={self.backend!r})"
+        )
+
     def select_profile(self, shapes: Mapping[str, Sequence[int]]) -> int:
         """Index of the first profile admitting ``shapes``; ProfileError naming input, dim and range otherwise."""
         return select_profile(self.profiles, {n: s.shape for n, s in self.inputs.items()}, shapes)

@@ -33,6 +33,13 @@ class Tolerance:
             return EXACT
         return DEFAULT_TOLERANCES[key]
 
+    def __post_init__(self) -> None:
+        for what in ("atol", "rtol"):
+            v = getattr(self, what)
+            if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)) or not v >= 0:
+                # `not v >= 0` is also true for NaN, which would make every comparison pass.
+                raise TrtdslError(f"tolerance {what} must be a number >= 0, got {v!r}")
+
     def __str__(self) -> str:
         return f"atol={self.atol:g} rtol={self.rtol:g}"
 
@@ -141,6 +148,11 @@ class OutputReport:
     def ok(self) -> bool:
         return self.status == "ok"
 
+    def __repr__(self) -> str:
+        shape = self.expected_shape if self.expected_shape is not None else self.actual_shape
+        tail = f", {self.mismatches} of {self.size} elements exceed {self.tolerance}" if self.status == "mismatch" else ""
+        return f"OutputReport({self.name!r}, {self.status}, shape={shape}, max_abs={_num(self.max_abs)}{tail})"
+
     def describe(self) -> str:
         """One sentence on what failed (empty when ok)."""
         if self.status == "missing":
@@ -215,7 +227,8 @@ class Report:
         return "\n".join([*lines, verdict, *notes])
 
     def __repr__(self) -> str:
-        return f"Report(ok={self.ok}, outputs={list(self.outputs)})"
+        failing = [r.name for r in self.failures]
+        return f"Report(ok={self.ok}, outputs={list(self.outputs)}" + (f", failing={failing})" if failing else ")")
 
 
 def _pick(

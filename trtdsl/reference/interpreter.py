@@ -28,6 +28,7 @@ import numpy as np
 
 from .. import _trt, dtypes
 from ..errors import InterpreterError, ShapeError, TrtdslError, UnsupportedLayerError, did_you_mean
+from ..feeds import check_mapping
 from ..inspect import downcast
 from . import precision
 from .buffers import BufferPool
@@ -94,6 +95,11 @@ class Interpreter:
         observing keeps buffer reuse on: the array is only valid during the call, so a callback
         that wants to keep it must copy it. An observed tensor is never fused away or donated.
         """
+        if not self.outputs:
+            raise InterpreterError(
+                f"network {self.definition.name!r} has no outputs, so a run computes nothing; "
+                "mark one with net.output(tensor, name)"
+            )
         env = self._check_feeds(feeds)
         want = self._capture_set(capture)
         watch = self._observe_map(observe)
@@ -186,6 +192,7 @@ class Interpreter:
         return set(names)
 
     def _check_feeds(self, feeds: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        check_mapping(feeds, self.inputs, f"network {getattr(self.network, 'name', self.definition.name)!r}")
         for name in feeds:
             if name not in self.inputs:
                 raise ShapeError(

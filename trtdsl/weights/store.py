@@ -47,11 +47,19 @@ class Entry:
     read: Callable[[], np.ndarray]
 
     def __post_init__(self) -> None:
-        self.dtype = canonical(self.dtype)
+        if id(self.dtype) not in _CANONICAL_IDS:
+            self.dtype = canonical(self.dtype)
 
     @property
     def nbytes(self) -> int:
         return int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
+
+
+# ids of NumPy's own dtype instances of the common types (immortal singletons): the
+# common case skips canonical(), which a model's construction calls per weight.
+_CANONICAL_IDS = frozenset(
+    id(np.dtype(t)) for t in (np.float32, np.float16, np.float64, np.int8, np.int32, np.int64, np.uint8, np.bool_)
+)
 
 
 def canonical(dtype: np.dtype) -> np.dtype:
@@ -79,7 +87,7 @@ class _Source:
                 raise
             except Exception as e:
                 raise WeightError(f"{self.path.name}: cannot read weight {key!r}: {type(e).__name__}: {e}") from e
-            if arr.dtype is not canonical(arr.dtype):
+            if id(arr.dtype) not in _CANONICAL_IDS and arr.dtype is not canonical(arr.dtype):
                 arr = arr.view(canonical(arr.dtype))  # same bytes, a dtype TensorRT accepts
             arr.flags.writeable = False  # one cached array is shared by every view and every take()
             self.cache[key] = arr
@@ -251,9 +259,13 @@ class WeightStore(Mapping[str, np.ndarray]):
             self._sorted = sorted(self._names)
         keys, n = self._sorted, len(prefix)
         run = keys[bisect.bisect_left(keys, prefix) : bisect.bisect_right(keys, prefix + "\U0010ffff")]
-        names = {k[n + 1 :]: self._names[k] for k in run if k[n : n + 1] in (".", "/")}
-        sep = next((k[n] for k in run if k[n : n + 1] in (".", "/")), ".")
-        return names, sep
+        names, sep, all_names = {}, "", self._names
+        for k in run:
+            c = k[n : n + 1]
+            if c == "." or c == "/":
+                names[k[n + 1 :]] = all_names[k]
+                sep = sep or c
+        return names, sep or "."
 
     def scope(self, prefix: str) -> WeightStore:
         """The weights under ``prefix`` with names relative to it.
@@ -330,7 +342,10 @@ class WeightStore(Mapping[str, np.ndarray]):
         layer in error messages. Flat formats (``.wts``) are reshaped to ``shape``
         when the sizes agree.
         """
-        key = self._key(name, layer, shape)
+        try:
+            key = self._names[name]
+        except (KeyError, TypeError):
+            key = self._key(name, layer, shape)
         arr = self._src.array(key)
         if shape is not None and arr.shape != shape:
             arr = self._check_shape(name, arr, shape, layer)
