@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from . import _trt
-from .errors import BuildError, TrtdslError, did_you_mean
+from .errors import BuildError, ProfileError, TrtdslError, did_you_mean
 from .profile import Profile, select_profile
 
 log = logging.getLogger("trtdsl.build")
@@ -231,12 +231,19 @@ def build(
         config.progress_monitor = monitor
     logger = _trt.logger()
     first_error = len(logger.errors)
+    inconsistent = _Collect("not self-consistent")
+    trt_log = logging.getLogger("trtdsl.tensorrt")
+    trt_log.addHandler(inconsistent)
     start = time.perf_counter()
     try:
         engine = builder.build_serialized_network(net.trt, config)
     finally:
+        trt_log.removeHandler(inconsistent)
         if monitor is not None:
             monitor.close()
+    if inconsistent.messages:
+        # TensorRT only warns and builds an engine that fails at run time for those shapes.
+        raise ProfileError(_inconsistent_profile(net, profiles, inconsistent.messages[0]))
     seconds = time.perf_counter() - start
     if engine is None:
         errors = logger.errors[first_error:] or ["(TensorRT gave no error message)"]
@@ -263,6 +270,49 @@ def build(
         network=net.name,
         build_seconds=seconds,
         options=options,
+    )
+
+
+class _Collect(logging.Handler):
+    """Keeps the TensorRT log messages that contain ``needle``, whatever their level."""
+
+    def __init__(self, needle: str):
+        super().__init__(logging.DEBUG)
+        self.needle, self.messages = needle, []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        msg = record.getMessage()
+        if self.needle in msg:
+            self.messages.append(msg)
+
+
+def _inconsistent_profile(net: Any, profiles: Sequence[Profile], msg: str) -> str:
+    """TensorRT's "Profile kMAX values are not self-consistent" warning in terms of the named dims.
+
+    TensorRT writes input axes as ``(# 2 (SHAPE x))``: axis 2 of input ``x``, which
+    the network declared as a named dim.
+    """
+    import re
+
+    def dim(m: re.Match) -> str:
+        spec = net.input_specs.get(m.group(2), ())
+        i = int(m.group(1))
+        d = spec[i] if i < len(spec) else None
+        return d if isinstance(d, str) else f"{m.group(2)}[{i}]"
+
+    which = re.search(r"Profile k(MIN|OPT|MAX) values", msg)
+    point = {"MIN": 0, "OPT": 1, "MAX": 2}[which.group(1)] if which else 2
+    body = msg.split("not self-consistent.", 1)[-1].split(" In operator()", 1)[0].strip()
+    body = re.sub(r"\(# (\d+) \(SHAPE ([^()\s]+)\)\)", dim, body)
+    layer = body.split(":", 1)[0]
+    used = [d for d in net.dims if re.search(rf"\b{re.escape(d)}\b", body)] or list(profiles[0].ranges)
+    at = ", ".join(f"{d}={profiles[0].ranges[d][point]}" for d in used if d in profiles[0].ranges)
+    ranges = ", ".join(f"{d} {lo}..{hi}" for d in used if d in profiles[0].ranges for lo, _, hi in [profiles[0].ranges[d]])
+    return (
+        f"network {net.name!r}: the profile allows shapes the network cannot take: layer {layer!r} fails at the "
+        f"profile's {('min', 'opt', 'max')[point]} ({at}): {body.split(':', 1)[-1].strip()} "
+        f"Narrow the range ({ranges}) to sizes every layer accepts (e.g. multiples of the total pooling stride), "
+        "or pad the input."
     )
 
 

@@ -19,6 +19,7 @@ from ..tensor import Tensor
 from . import _act
 from ._params import Weights, block, scope
 from .attention import Mask, mlp, multi_head_attention
+from .attention import positions as _positions
 
 __all__ = ["transformer_encoder_layer", "layer_norm", "embedding", "sinusoidal_positions", "TORCH_KEYS", "VIT_KEYS"]
 
@@ -100,14 +101,18 @@ def embedding(
     scale: float | None = None,
     num_embeddings: int | None = None,
     embedding_dim: int | None = None,
+    max_length: int | None = None,
 ) -> Tensor:
     """Token embedding ``w[prefix + '.weight'][ids]`` (B, L) -> (B, L, D), plus positions.
 
     Args:
         positions: None; ``'sinusoidal'``; or the key (relative to ``w``) of a learned
             table (max_len, D) or (1, max_len, D), e.g. ``'pos_embedding.weight'``.
-            Positions are added for indices 0..L-1, so L must be static.
+            Positions 0..L-1 are added; L may be dynamic: the table is read at the
+            run-time positions (a gather), so any L up to the table's length works.
         scale: multiply the token embeddings first (``sqrt(D)`` in the original Transformer).
+        max_length: the longest sequence, for a sinusoidal table with a dynamic L
+            (default: the largest profile value of the ids' sequence dim, for a network input).
 
     Example::
 
@@ -124,16 +129,32 @@ def embedding(
         if positions is None:
             return x
         length = ids.shape[-1]
-        if length < 0:
-            raise ShapeError(f"{p.where}: positions need a static sequence length, got ids shape {ids.shape}")
         if positions == "sinusoidal":
-            pos = sinusoidal_positions(length, dim)
+            longest = length if length >= 0 else (max_length or _longest(ids, p.where))
+            pos = sinusoidal_positions(longest, dim)
         else:
             learned = block(w, "", "embedding").take(positions)
             learned = learned.reshape(learned.shape[-2:]) if learned.ndim == 3 and learned.shape[0] == 1 else learned
-            if learned.ndim != 2 or learned.shape[1] != dim or learned.shape[0] < length:
+            if learned.ndim != 2 or learned.shape[1] != dim or learned.shape[0] < max(length, 1):
                 raise ShapeError(
-                    f"{p.where}: positions {positions!r} has shape {learned.shape}; expected (max_len >= {length}, {dim})"
+                    f"{p.where}: positions {positions!r} has shape {learned.shape}; "
+                    f"expected (max_len >= {length if length >= 0 else 'L'}, {dim})"
                 )
-            pos = learned[:length]
-        return ops.add(x, net.constant(pos, "positions"), name="add_positions")
+            pos = learned
+        if length >= 0:
+            return ops.add(x, net.constant(pos[:length], "positions"), name="add_positions")
+        # (L, D) rows at the run-time positions 0..L-1, broadcast over the batch.
+        rows = ops.embedding(_positions(ids, -1, "position_ids"), pos, name="positions")
+        return ops.add(x, rows, name="add_positions")
+
+
+def _longest(ids: Tensor, where: str) -> int:
+    """The largest sequence length the profiles allow for a network-input ``ids``."""
+    spec = ids.net.input_specs.get(ids.name) if ids.trt.is_network_input else None
+    dim = spec[-1] if spec else None
+    if isinstance(dim, str):
+        return max(p.ranges[dim][2] for p in ids.net.profiles())
+    raise ShapeError(
+        f"{where}: sinusoidal positions for a dynamic sequence length need max_length=; ids {ids.name!r} has "
+        f"shape {ids.shape}"
+    )
