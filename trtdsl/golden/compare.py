@@ -97,19 +97,41 @@ def load(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, Any]
     path = Path(path)
     if not path.exists():
         raise TrtdslError(f"golden file {str(path)!r} does not exist")
+    if not path.is_file():
+        raise TrtdslError(f"golden file {str(path)!r} is not a file")
     outputs: dict[str, np.ndarray] = {}
-    metadata: dict[str, Any] = {}
-    with np.load(path, allow_pickle=False) as data:
+    metadata: Any = {}
+    try:
+        data = np.load(path, allow_pickle=False)
+    except Exception as e:  # garbage, a truncated zip, a pickle: numpy fails in many ways, none a crash here
+        raise TrtdslError(f"golden file {str(path)!r} is not a readable .npz: {type(e).__name__}: {e}") from e
+    if not isinstance(data, np.lib.npyio.NpzFile):
+        raise TrtdslError(f"golden file {str(path)!r} holds one bare array (.npy); golden files are .npz of named arrays")
+    with data:
         for name in data.files:
             try:
                 array = data[name]
             except ValueError as e:  # numpy's refusal to unpickle an object array
                 raise TrtdslError(
-                    f"golden file {str(path)!r}: array {name!r} is a pickled object array; "
-                    "golden files hold plain arrays only, and trtdsl does not unpickle"
+                    f"golden file {str(path)!r}: array {name!r} is a pickled object array or damaged; "
+                    f"golden files hold plain arrays only, and trtdsl does not unpickle ({e})"
                 ) from e
+            except Exception as e:
+                raise TrtdslError(f"golden file {str(path)!r}: cannot read array {name!r}: {type(e).__name__}: {e}") from e
             if name == _META_KEY:
-                metadata = json.loads(str(array)) if array.dtype.kind == "U" else json.loads(bytes(array).decode())
+                try:
+                    metadata = json.loads(str(array)) if array.dtype.kind == "U" else json.loads(bytes(array).decode())
+                except (ValueError, TypeError, UnicodeDecodeError, RecursionError) as e:
+                    raise TrtdslError(f"golden file {str(path)!r}: metadata is not valid JSON: {e}") from e
+                if not isinstance(metadata, dict):
+                    raise TrtdslError(
+                        f"golden file {str(path)!r}: metadata must be a JSON object, got {type(metadata).__name__}"
+                    )
+            elif array.dtype.kind not in "biufc":
+                raise TrtdslError(
+                    f"golden file {str(path)!r}: array {name!r} has dtype {array.dtype}; golden files hold numeric "
+                    "or bool arrays only"
+                )
             else:
                 outputs[name] = array
     return outputs, metadata
