@@ -261,16 +261,70 @@ def build(
             warnings.simplefilter("ignore", DeprecationWarning)
             Path(timing_cache).write_bytes(memoryview(cache.serialize()))
     log.info("built %s in %.2fs (%d bytes)", net.name, seconds, engine.nbytes)
+    out_shapes = _output_dims(net, profiles)
     return Plan(
         engine=bytes(engine),
         inputs={n: IOSpec(n, net.input_dtypes[n], spec) for n, spec in net.input_specs.items()},
-        outputs={n: IOSpec(n, t.dtype, t.shape) for n, t in net.outputs.items()},
+        outputs={n: IOSpec(n, t.dtype, shape) for (n, t), shape in zip(net.outputs.items(), out_shapes, strict=True)},
         profiles=profiles,
         backend=f"{_trt.name()} {trt.__version__}",
         network=net.name,
         build_seconds=seconds,
         options=options,
     )
+
+
+_PROBE_BYTES = 256 << 20  # larger networks keep -1 in their output shapes (no probe runs)
+
+
+def _output_dims(net: Any, profiles: Sequence[Profile]) -> list[tuple[int | str, ...]]:
+    """Output shapes with the named dim where a dynamic output axis is exactly one input dim.
+
+    TensorRT reports -1 for those axes. Which dim an axis follows is found by
+    running the reference interpreter on zeros at the first profile's minimum
+    shapes, then with one dim at a time moved: an axis that equals that dim's value
+    in both runs, and no other, carries its name. Anything else stays -1, as does
+    every axis of a network too large to probe or that the interpreter cannot run.
+    """
+    shapes = [t.shape for t in net.outputs.values()]
+    dims = sorted({d for spec in net.input_specs.values() for d in spec if isinstance(d, str)})
+    if not dims or all(-1 not in s for s in shapes) or sum(a.nbytes for a in net.weights.values()) > _PROBE_BYTES:
+        return shapes
+    import numpy as np
+
+    from . import dtypes
+    from .reference import Interpreter
+
+    first = profiles[0].ranges
+
+    def probe(values: dict[str, int]) -> list[tuple[int, ...]]:
+        feeds = {}
+        for name, spec in net.input_specs.items():
+            shape = tuple(values[d] if isinstance(d, str) else d for d in spec)
+            feeds[name] = np.zeros(shape, dtypes.to_numpy(net.input_dtypes[name]))
+        out = interp.run(feeds)
+        return [out[n].shape for n in net.outputs]
+
+    try:
+        interp = Interpreter(net)
+        base = {d: first[d][0] for d in dims}
+        runs = {None: probe(base)}
+        for d in dims:
+            lo, _, hi = first[d]
+            if hi > lo:
+                runs[d] = probe({**base, d: lo + 1})
+    except Exception as e:  # an op the interpreter lacks, or one that needs real data: keep -1
+        log.debug("output dims not named (%s: %s)", type(e).__name__, e)
+        return shapes
+    named = []
+    for i, shape in enumerate(shapes):
+        axes: list[int | str] = []
+        for a, n in enumerate(shape):
+            follow = [d for d in dims if d in runs and runs[None][i][a] == base[d] and runs[d][i][a] == base[d] + 1]
+            moved = [d for d in dims if d in runs and runs[d][i][a] != runs[None][i][a]]
+            axes.append(follow[0] if n == -1 and len(follow) == 1 and moved == follow else n)
+        named.append(tuple(axes))
+    return named
 
 
 class _Collect(logging.Handler):

@@ -95,7 +95,7 @@ def _number(kind: type, what: str, minimum: float | None = None) -> Callable[[st
 # ---------------------------------------------------------------------- build
 def _add_script_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--arg", action="append", default=[], metavar="KEY=VALUE", help="keyword for build_network()")
-    p.add_argument("script_args", nargs="*", metavar="-- ARGS", help="arguments for build_network() after --")
+    p.epilog = "Arguments after -- go to build_network(): -- 8 --fp16 is build_network(8, fp16=True)."
 
 
 def _network(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
@@ -184,7 +184,7 @@ def _complete_feeds(
         if name in feeds and tuple(feeds[name].shape) != tuple(shape):
             raise TrtdslError(f"--shapes {name}: {shape} disagrees with --input {name} of shape {feeds[name].shape}")
     given = {n: np.shape(a) for n, a in feeds.items() if n in specs} | shapes
-    bound = inputs.bind_dims(specs, given, "run")
+    bound = inputs.bind_dims(specs, given, "--input/--shapes")
     missing = {n: s for n, s in specs.items() if n not in feeds}
     profile = profiles[args.profile] if profiles[args.profile].ranges else None
     return feeds | inputs.random_feeds(missing, dtypes_, profile, bound, highs, seed=args.seed)
@@ -198,10 +198,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         from . import reference
 
         net, _ = _network(args)
-        if not args.reference:
-            print("note: running the network definition on the CPU with the reference interpreter", file=sys.stderr)
         feeds = _complete_feeds(feeds, net.input_specs, net.input_dtypes, net.profiles(), args, inputs.index_ranges(net))
         outputs = reference.run(net, feeds)
+        if not args.reference:
+            print("note: ran the network definition on the CPU with the reference interpreter", file=sys.stderr)
     else:
         from .build import Plan
 
@@ -296,8 +296,13 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    # Everything after the first "--" belongs to the script (argparse cannot tell once
+    # a subcommand has positionals of its own).
+    script_args = argv[argv.index("--") + 1 :] if "--" in argv else []
+    argv = argv[: argv.index("--")] if "--" in argv else argv
     try:
         args = parser().parse_args(argv)
+        args.script_args = script_args
     except SystemExit as e:  # --help, or a usage error already printed as one line
         return int(e.code or 0) if not isinstance(e.code, str) else 2
     level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
