@@ -174,7 +174,7 @@ class WeightStore(Mapping[str, np.ndarray]):
             if not isinstance(key, str):
                 raise WeightError(f"{name}: weight names must be strings, got {key!r} ({type(key).__name__})")
             value = mapping[key]
-            array = value if type(value) is np.ndarray else _as_array(value, key, name)
+            array = value if type(value) is np.ndarray and value.dtype.kind in "fiub" else _as_array(value, key, name)
             # A view, so that making it read-only leaves the caller's array alone.
             entries[key] = Entry(array.shape, array.dtype, array.view)
         return cls(_Source(Path(name), "in-memory", entries, shapeless=False, close=None))
