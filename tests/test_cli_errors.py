@@ -140,15 +140,31 @@ CASES: list[tuple[str, list[str], int, str]] = [
     ("build-syntax-error", ["build", "syntax.py"], 2, r"syntax\.py: syntax error at line 1"),
     ("build-no-build-network", ["build", "nofn.py"], 2, r"nofn\.py defines no build_network\(\) function"),
     ("build-script-raises", ["build", "raises.py"], 70, r"unexpected RuntimeError: the script's own bug .*--traceback"),
-    ("build-output-missing-dir", ["build", "marker.py", "-o", "missing/x.plan"], 2,
-     r"-o 'missing/x.plan': folder 'missing' does not exist"),
+    (
+        "build-output-missing-dir",
+        ["build", "marker.py", "-o", "missing/x.plan"],
+        2,
+        r"-o 'missing/x.plan': folder 'missing' does not exist",
+    ),
     ("build-output-is-dir", ["build", "marker.py", "-o", "folder"], 2, r"-o 'folder' is a directory"),
-    ("build-timing-cache-missing-dir", ["build", "tiny.py", "-o", "t.plan", "--timing-cache", "nodir/c.bin"], 2,
-     r"BuildError: timing cache 'nodir/c.bin': folder 'nodir' does not exist"),
-    ("build-timing-cache-is-dir", ["build", "tiny.py", "-o", "t.plan", "--timing-cache", "folder"], 2,
-     r"timing cache 'folder' is a directory"),
-    ("build-workspace-negative", ["build", "tiny.py", "--workspace", "-1"], 2,
-     r"argument --workspace: '-1' must be a finite size in MiB"),
+    (
+        "build-timing-cache-missing-dir",
+        ["build", "tiny.py", "-o", "t.plan", "--timing-cache", "nodir/c.bin"],
+        2,
+        r"BuildError: timing cache 'nodir/c.bin': folder 'nodir' does not exist",
+    ),
+    (
+        "build-timing-cache-is-dir",
+        ["build", "tiny.py", "-o", "t.plan", "--timing-cache", "folder"],
+        2,
+        r"timing cache 'folder' is a directory",
+    ),
+    (
+        "build-workspace-negative",
+        ["build", "tiny.py", "--workspace", "-1"],
+        2,
+        r"argument --workspace: '-1' must be a finite size in MiB",
+    ),
     ("build-workspace-nan", ["build", "tiny.py", "--workspace", "nan"], 2, r"argument --workspace: 'nan' must be"),
     ("build-workspace-huge", ["build", "tiny.py", "--workspace", "1e30"], 2, r"argument --workspace: '1e30' must be"),
     ("build-workspace-word", ["build", "tiny.py", "--workspace", "lots"], 2, r"'lots' is not a number of MiB"),
@@ -156,8 +172,12 @@ CASES: list[tuple[str, list[str], int, str]] = [
     ("build-aux-streams", ["build", "tiny.py", "--aux-streams", "-2"], 2, r"argument --aux-streams: '-2' must be"),
     ("build-verbosity", ["build", "tiny.py", "--profiling-verbosity", "loud"], 2, r"invalid choice: 'loud'"),
     ("build-arg-no-equals", ["build", "tiny.py", "--arg", "width"], 2, r"--arg 'width': expected key=value"),
-    ("build-arg-unknown", ["build", "tiny.py", "--arg", "depth=2"], 2,
-     r"build_network\(width=3\) cannot take these arguments: got an unexpected keyword argument 'depth'"),
+    (
+        "build-arg-unknown",
+        ["build", "tiny.py", "--arg", "depth=2"],
+        2,
+        r"build_network\(width=3\) cannot take these arguments: got an unexpected keyword argument 'depth'",
+    ),
     ("build-extra-positional", ["build", "tiny.py", "--", "3", "4"], 2, r"cannot take these arguments"),
     # info
     ("info-missing", ["info", "nope.plan"], 2, r"no plan file 'nope.plan'"),
@@ -177,19 +197,31 @@ CASES: list[tuple[str, list[str], int, str]] = [
     ("run-npz-garbage", ["run", "tiny.py", "--input", "garbage.npz"], 2, r"--input 'garbage.npz': "),
     ("run-npz-truncated", ["run", "tiny.py", "--input", "truncated.npz"], 2, r"--input 'truncated.npz': "),
     ("run-npz-object", ["run", "tiny.py", "--input", "objz.npz"], 2, r"--input 'objz.npz': .*(object|pickle)"),
-    ("run-npz-no-such-array", ["run", "tiny.py", "--input", "x=two.npz"], 2,
-     r"two\.npz holds 2 arrays \(a, b\) and none is named 'x'"),
+    (
+        "run-npz-no-such-array",
+        ["run", "tiny.py", "--input", "x=two.npz"],
+        2,
+        r"two\.npz holds 2 arrays \(a, b\) and none is named 'x'",
+    ),
     ("run-npz-names-not-inputs", ["run", "tiny.py", "--input", "two.npz"], 2, r"'a' is not an input"),
     ("run-input-not-an-input", ["run", "tiny.py", "--input", "z=x.npy"], 2, r"'z' is not an input"),
     ("run-input-wrong-rank", ["run", "tiny.py", "--input", "x=x_rank1.npy"], 2, r"input 'x' has rank 2"),
     # run: shapes, profiles, outputs
     ("run-shapes-garbage", ["run", "tiny.py", "--shapes", "x:axb"], 2, r"--shapes entry 'x:axb' must look like"),
     ("run-shapes-unknown", ["run", "tiny.py", "--shapes", "q:1x3"], 2, r"--input/--shapes: 'q' is not an input"),
-    ("run-shapes-vs-input", ["run", "tiny.py", "--input", "x=x.npy", "--shapes", "x:1x3"], 2,
-     r"--shapes x: \(1, 3\) disagrees with --input x of shape \(2, 3\)"),
+    (
+        "run-shapes-vs-input",
+        ["run", "tiny.py", "--input", "x=x.npy", "--shapes", "x:1x3"],
+        2,
+        r"--shapes x: \(1, 3\) disagrees with --input x of shape \(2, 3\)",
+    ),
     ("run-shapes-fixed-axis", ["run", "tiny.py", "--shapes", "x:2x4"], 2, r"input 'x' axis 1 is fixed at 3, got 4"),
-    ("run-shapes-disagree", ["run", "embed.py", "--shapes", "ids:2x5", "--shapes", "mask:2x6"], 2,
-     r"dim 'seq' is 5 in input 'ids' but 6 in input 'mask'"),
+    (
+        "run-shapes-disagree",
+        ["run", "embed.py", "--shapes", "ids:2x5", "--shapes", "mask:2x6"],
+        2,
+        r"dim 'seq' is 5 in input 'ids' but 6 in input 'mask'",
+    ),
     ("run-shapes-outside-profile", ["run", "tiny.py", "--shapes", "x:9x3"], 2, r"ProfileError: .*batch.*1\.\.4"),
     ("run-profile-out-of-range", ["run", "tiny.py", "--profile", "3"], 2, r"--profile 3: the network has 1 profile"),
     ("run-profile-negative", ["run", "tiny.py", "--profile", "-1"], 2, r"argument --profile: '-1' must be"),
@@ -208,8 +240,12 @@ CASES: list[tuple[str, list[str], int, str]] = [
     ("compare-strings", ["compare", "strings.npz", "a.npz"], 2, r"array 'y' has dtype <U1"),
     ("compare-bad-metadata", ["compare", "a.npz", "badjson.npz"], 2, r"metadata is not valid JSON"),
     ("compare-list-metadata", ["compare", "a.npz", "listjson.npz"], 2, r"metadata must be a JSON object, got list"),
-    ("compare-unknown-precision", ["compare", "a.npz", "oddprec.npz", "--atol", "0.1"], 2,
-     r"metadata precision 'float7' has no preset; pass --tolerance"),
+    (
+        "compare-unknown-precision",
+        ["compare", "a.npz", "oddprec.npz", "--atol", "0.1"],
+        2,
+        r"metadata precision 'float7' has no preset; pass --tolerance",
+    ),
     ("compare-atol-nan", ["compare", "a.npz", "a.npz", "--atol", "nan"], 2, r"argument --atol: 'nan' must be a finite"),
     ("compare-atol-negative", ["compare", "a.npz", "a.npz", "--atol", "-1"], 2, r"argument --atol: '-1' must be"),
     ("compare-rtol-inf", ["compare", "a.npz", "a.npz", "--rtol", "inf"], 2, r"argument --rtol: 'inf' must be"),
@@ -274,7 +310,7 @@ def results(files):
 
 @pytest.mark.parametrize("cid,argv,status,pattern", CASES, ids=[c[0] for c in CASES])
 def test_bad_input_is_one_line_and_a_nonzero_exit(results, cid, argv, status, pattern):
-    code, out, err = results[cid]
+    code, _out, err = results[cid]
     lines = err.strip().splitlines()
     assert "Traceback" not in err, err
     assert len(lines) == 1, f"expected one line on stderr, got:\n{err}"

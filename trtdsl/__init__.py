@@ -18,7 +18,7 @@ from .errors import (
     WeightError,
     WeightShapeError,
 )
-from .network import Network
+from .network import Network, layer_type
 from .profile import Dim, Profile
 from .runtime import ReferenceSession, Session
 from .tensor import Tensor
@@ -29,4 +29,5 @@ __all__ = [
     "BackendError", "BuildError", "Dim", "IOSpec", "Plan", "build", "GoldenMismatch", "InterpreterError", "Network",
     "Profile", "ProfileError", "ReferenceSession", "Session", "ShapeError", "Tensor", "TrtdslError", "UnsupportedLayerError",
     "WeightError", "WeightShapeError", "__version__", "golden", "ops", "reference", "weights",
+    "layer_type",
 ]  # fmt: skip

@@ -184,7 +184,9 @@ def bind_dims(
         if spec is None:
             from .errors import did_you_mean
 
-            raise TrtdslError(f"{where}: {name!r} is not an input; inputs are {list(specs)}.{did_you_mean(name, specs)}")
+            raise TrtdslError(
+                f"{where}: {name!r} is not an input; inputs are {list(specs)}.{did_you_mean(name, specs)}"
+            )
         if len(shape) != len(spec):
             raise ProfileError(f"{where}: input {name!r} has rank {len(spec)} {tuple(spec)}, got shape {tuple(shape)}")
         for axis, (d, n) in enumerate(zip(spec, shape, strict=True)):

@@ -361,7 +361,9 @@ def _inconsistent_profile(net: Any, profiles: Sequence[Profile], msg: str) -> st
     layer = body.split(":", 1)[0]
     used = [d for d in net.dims if re.search(rf"\b{re.escape(d)}\b", body)] or list(profiles[0].ranges)
     at = ", ".join(f"{d}={profiles[0].ranges[d][point]}" for d in used if d in profiles[0].ranges)
-    ranges = ", ".join(f"{d} {lo}..{hi}" for d in used if d in profiles[0].ranges for lo, _, hi in [profiles[0].ranges[d]])
+    ranges = ", ".join(
+        f"{d} {lo}..{hi}" for d in used if d in profiles[0].ranges for lo, _, hi in [profiles[0].ranges[d]]
+    )
     return (
         f"network {net.name!r}: the profile allows shapes the network cannot take: layer {layer!r} fails at the "
         f"profile's {('min', 'opt', 'max')[point]} ({at}): {body.split(':', 1)[-1].strip()} "

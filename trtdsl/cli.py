@@ -178,7 +178,9 @@ def _complete_feeds(
     from .runtime.bench import parse_shapes
 
     if args.profile >= len(profiles):
-        raise TrtdslError(f"--profile {args.profile}: the network has {len(profiles)} profile(s), 0..{len(profiles) - 1}")
+        raise TrtdslError(
+            f"--profile {args.profile}: the network has {len(profiles)} profile(s), 0..{len(profiles) - 1}"
+        )
     shapes = parse_shapes(args.shapes)
     for name, shape in shapes.items():
         if name in feeds and tuple(feeds[name].shape) != tuple(shape):
@@ -198,7 +200,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         from . import reference
 
         net, _ = _network(args)
-        feeds = _complete_feeds(feeds, net.input_specs, net.input_dtypes, net.profiles(), args, inputs.index_ranges(net))
+        feeds = _complete_feeds(
+            feeds, net.input_specs, net.input_dtypes, net.profiles(), args, inputs.index_ranges(net)
+        )
         outputs = reference.run(net, feeds)
         if not args.reference:
             print("note: ran the network definition on the CPU with the reference interpreter", file=sys.stderr)
