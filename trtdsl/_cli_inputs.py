@@ -240,44 +240,6 @@ def random_feeds(
     return feeds
 
 
-def index_ranges(net: Any) -> dict[str, int]:
-    """For each integer input read as indices by a gather (an embedding), the size of the axis it indexes.
-
-    Casts, reshapes and identities between the input and the gather are followed.
-    """
-    from . import _trt
-    from .network import layer_type
-
-    trt = _trt.load()
-    passthrough = {trt.LayerType.SHUFFLE, trt.LayerType.IDENTITY, trt.LayerType.CAST}
-    readers: dict[str, list[tuple[Any, int]]] = {}
-    for layer in net.layers():
-        for j in range(layer.num_inputs):
-            t = layer.get_input(j)
-            if t is not None:
-                readers.setdefault(t.name, []).append((layer, j))
-    highs: dict[str, int] = {}
-    for name, dt in net.input_dtypes.items():
-        if dt not in ("int32", "int64", "int8", "uint8"):
-            continue
-        frontier, seen, limits = [name], set(), []
-        while frontier:
-            t = frontier.pop()
-            seen.add(t)
-            for layer, j in readers.get(t, ()):
-                kind = layer_type(layer)
-                if kind == trt.LayerType.GATHER and j == 1:
-                    data = layer.get_input(0).shape
-                    n = data[layer.axis] if layer.axis < len(data) else -1
-                    if n > 0:
-                        limits.append(int(n))
-                elif kind in passthrough and layer.get_output(0).name not in seen:
-                    frontier.append(layer.get_output(0).name)
-        if limits:
-            highs[name] = min(limits)
-    return highs
-
-
 def workspace_mib(text: str) -> float:
     """argparse type of ``--workspace``: a finite size in MiB, 0 < size < 2**43 (8 EiB in bytes)."""
     try:
