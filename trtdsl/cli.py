@@ -200,9 +200,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         from . import reference
 
         net, _ = _network(args)
-        feeds = _complete_feeds(
-            feeds, net.input_specs, net.input_dtypes, net.profiles(), args, net.index_ranges()
-        )
+        feeds = _complete_feeds(feeds, net.input_specs, net.input_dtypes, net.profiles(), args, net.index_ranges())
         outputs = reference.run(net, feeds)
         if not args.reference:
             print("note: ran the network definition on the CPU with the reference interpreter", file=sys.stderr)

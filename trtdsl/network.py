@@ -42,7 +42,8 @@ _CANONICAL_IDS = frozenset(
 
 def _after(tensor_name: str, kind: str) -> str:
     """``'images.max_pool2d'`` for an op ``kind`` on tensor ``images``; at most two parts of the input's name."""
-    base = re.sub(r"\.out\d*$", "", tensor_name)
+    # A cast to the compute dtype is plumbing, not part of the name: 'x.to_float16.out' -> 'x'.
+    base = re.sub(r"(\.to_[a-z0-9]+)?\.out\d*$", "", tensor_name)
     parts = base.split(".")
     return ".".join([*parts[-2:], kind])
 
