@@ -17,11 +17,15 @@ import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import _trt
 from .errors import BuildError, ProfileError, TrtdslError, did_you_mean
 from .profile import Profile, select_profile
+
+if TYPE_CHECKING:
+    from .network import Network
+    from .weights.store import WeightStore
 
 log = logging.getLogger("trtdsl.build")
 METADATA_SUFFIX = ".json"
@@ -123,7 +127,7 @@ class Plan:
 
 
 def build(
-    net: Any,
+    net: Network,
     *,
     optimization_level: int | None = None,
     workspace: int | None = None,
@@ -133,7 +137,7 @@ def build(
     refit: bool = False,
     strip_plan: bool = False,
     progress: bool | None = None,
-    weights: Any = None,
+    weights: WeightStore | Mapping[str, Any] | None = None,
     ignore_weights: Sequence[str] = (),
     profiling_verbosity: str | None = None,
     max_aux_streams: int | None = None,
