@@ -19,7 +19,8 @@ from .errors import (
     WeightError,
     WeightShapeError,
 )
-from .network import Network, layer_type
+from .layerinfo import layer_type
+from .network import Network
 from .profile import Dim, Profile
 from .runtime import ReferenceSession, Session
 from .tensor import Tensor

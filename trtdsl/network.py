@@ -30,6 +30,7 @@ import numpy as np
 
 from . import _trt, dtypes
 from .errors import ProfileError, ShapeError, TrtdslError, did_you_mean
+from .layerinfo import layer_type
 from .profile import Dim, Profile, check_range
 from .tensor import Tensor
 
@@ -451,7 +452,7 @@ class Network:
 
     # ------------------------------------------------------------------ views
     def layers(self) -> list[Any]:
-        """All layers, downcast to their concrete ``I*Layer`` classes; see :func:`layer_type` for the kind."""
+        """All layers, downcast to their concrete ``I*Layer`` classes; see ``trtdsl.layer_type`` for the kind."""
         from .layerinfo import downcast
 
         return [downcast(self.trt.get_layer(i)) for i in range(self.trt.num_layers)]
@@ -528,20 +529,6 @@ class Network:
             f"Network({self.name!r}, dtype={self.dtype!r}, inputs=({ins}), "
             f"outputs={list(self.outputs)}, layers={self.trt.num_layers})"
         )
-
-
-def layer_type(layer: Any) -> Any:
-    """The ``trt.LayerType`` of any layer, downcast or not.
-
-    A downcast layer's ``type`` attribute can be its own parameter instead:
-    ``IActivationLayer.type`` is the ``ActivationType`` (``RELU``) and
-    ``IPoolingLayer.type`` the ``PoolingType``. This reads ``ILayer.type`` itself.
-
-    Example::
-
-        convs = [l for l in net.layers() if trtdsl.layer_type(l) == trt.LayerType.CONVOLUTION]
-    """
-    return _trt.load().ILayer.type.__get__(layer)
 
 
 def _shape(dims: Any) -> tuple[int | str, ...]:
