@@ -74,7 +74,7 @@ def record(outputs: Mapping[str, Any], path: str | os.PathLike, *, metadata: Map
             # npz has no bfloat16/fp8 dtype: keep the exact values in the storage dtype and the type by name.
             narrow[name] = narrow_name
             array = array.astype(dtypes.to_numpy(narrow_name))
-        if array.dtype.hasobject or array.dtype.kind not in "biufc":
+        if array.dtype.hasobject or array.dtype.kind not in "biuf":
             raise TrtdslError(
                 f"golden record {str(path)!r}: output {name!r} has dtype {array.dtype}; "
                 "golden files hold numeric or bool arrays only"
@@ -136,7 +136,7 @@ def load(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, Any]
                     narrow = json.loads(str(array))
                 except (ValueError, RecursionError) as e:
                     raise TrtdslError(f"golden file {str(path)!r}: its dtype record is not valid JSON: {e}") from e
-            elif array.dtype.kind not in "biufc":
+            elif array.dtype.kind not in "biuf":
                 raise TrtdslError(
                     f"golden file {str(path)!r}: array {name!r} has dtype {array.dtype}; golden files hold numeric "
                     "or bool arrays only"
