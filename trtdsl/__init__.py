@@ -19,6 +19,7 @@ from .errors import (
     WeightError,
     WeightShapeError,
 )
+from .layerinfo import layer_type
 from .network import Network
 from .profile import Dim, Profile
 from .runtime import ReferenceSession, Session
@@ -29,5 +30,6 @@ __version__ = "0.1.0"
 __all__ = [
     "BackendError", "BuildError", "CudaError", "Dim", "IOSpec", "Plan", "build", "GoldenMismatch", "InterpreterError", "Network",
     "Profile", "ProfileError", "ReferenceSession", "Session", "ShapeError", "Tensor", "TrtdslError", "UnsupportedLayerError",
-    "WeightError", "WeightShapeError", "__version__", "golden", "layers", "models", "ops", "reference", "weights",
+    "WeightError", "WeightShapeError", "__version__", "golden", "layers", "layer_type", "models", "ops", "reference",
+    "weights",
 ]  # fmt: skip
