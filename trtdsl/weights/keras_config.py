@@ -144,6 +144,7 @@ class ModelFile:
     format: str  # "h5" (legacy, Keras 2 or 3) or "keras" (Keras 3 zip)
     config: dict
     keras_version: str
+    backend: str | None = None  # legacy .h5 records it; .keras does not
 
     @property
     def keras_major(self) -> int:
@@ -169,6 +170,7 @@ def read(path: str | Path) -> ModelFile:
         try:
             with h5py.File(path, "r") as f:
                 raw, version = f.attrs.get("model_config"), f.attrs.get("keras_version", b"")
+                backend = f.attrs.get("backend")
         except OSError as e:
             raise WeightError(f"{path.name}: cannot read the HDF5 file (truncated or damaged?): {e}") from e
         if raw is None:
@@ -177,7 +179,8 @@ def read(path: str | Path) -> ModelFile:
                 "(save_weights); save the whole model with model.save(...)"
             )
         version = version.decode() if isinstance(version, bytes) else str(version)
-        return ModelFile(path, "h5", _json(raw, "attribute 'model_config'", path), version or "2")
+        backend = backend.decode() if isinstance(backend, bytes) else (None if backend is None else str(backend))
+        return ModelFile(path, "h5", _json(raw, "attribute 'model_config'", path), version or "2", backend)
     if head.startswith(b"PK"):
         try:
             with zipfile.ZipFile(path) as zf:
@@ -302,6 +305,9 @@ def _kind(entry: dict) -> tuple[str, str]:
         return "tfop", str((entry.get("config") or {}).get("function"))
     if module.startswith(("keras.src.ops", "keras.ops")):
         return "operation", cls
+    if not module and "trainable" not in (entry.get("config") or {}):
+        return "operation", cls  # Keras 3 legacy .h5 drops the module; layers always save 'trainable'
+    
     return "layer", cls
 
 
