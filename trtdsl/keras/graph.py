@@ -260,3 +260,27 @@ def held_constant(x: KTensor, value: Any) -> np.ndarray:
         return a
     a = a.reshape((1,) * (x.rank - a.ndim) + a.shape)
     return np.ascontiguousarray(a.transpose(to_cf_perm(x.rank)))
+
+
+def find_weight(layer: Call, part: str, leaf: str) -> str:
+    """The key of weight ``leaf`` of sublayer ``part`` (``query``, ``forward``) of a wrapper layer.
+
+    Legacy ``.h5`` files name them ``<layer>/<layer>/query/kernel`` or
+    ``<layer>/<layer>/forward_lstm/lstm_cell/kernel``, ``.keras`` files
+    ``<layer>/query/kernel``; a path component equal to ``part`` or starting
+    with ``part_`` selects the sublayer.
+    """
+    base = f"{layer.wprefix}{layer.name}/"
+    hits = []
+    for key in layer.ctx.store:
+        if key.startswith(base) and key.endswith("/" + leaf):
+            comps = key[len(base) :].split("/")[:-1]
+            if any(c == part or c.startswith(part + "_") for c in comps):
+                hits.append(key)
+    if len(hits) != 1:
+        mine = [k[len(base) :] for k in layer.ctx.store if k.startswith(base)]
+        raise WeightError(
+            f"{layer.layer.class_name} layer {layer.where!r}: expected one weight {part}/{leaf}, found "
+            f"{len(hits)} among {mine or 'no weights'}"
+        )
+    return hits[0]

@@ -69,7 +69,7 @@ def layer_normalization(layer: Call, x: KTensor) -> KTensor:
     beta = layer.take("beta") if c.get("center", True) else None
     held = sorted(layer.axis(x, a) for a in axes)
     rms = bool(c.get("rms_scaling"))
-    if not rms and held == list(range(x.rank - len(held), x.rank)) and min(shape) > 0:
+    if not rms and len(axes) == 1 and held == [x.rank - 1] and min(shape) > 0:
         g = None if gamma is None else gamma.reshape([x.t.shape[a] for a in held])
         b = None if beta is None else beta.reshape([x.t.shape[a] for a in held])
         return layer.like(x, ops.layer_norm(x.t, [x.t.shape[a] for a in held], g, b, eps))

@@ -208,3 +208,58 @@ def getitem_op(layer: Call, x: KTensor, *args: Any, **kwargs: Any) -> KTensor:
     key = _key(args[0] if args else kwargs.get("slice_spec", kwargs.get("key")))
     t: Tensor = layer.logical(x)
     return KTensor(t[key])
+
+
+_COMPARE = {
+    "NotEqual": ops.not_equal, "Equal": ops.equal, "Greater": ops.greater, "Less": ops.less,
+    "GreaterEqual": ops.greater_equal, "LessEqual": ops.less_equal,
+}  # fmt: skip
+_TF_COMPARE = {"math.not_equal": ops.not_equal, "math.equal": ops.equal, "math.greater": ops.greater,
+               "math.less": ops.less}  # fmt: skip
+for _cls, _fn in _COMPARE.items():
+    converts(_cls, kind="operation")(_make_binary(_fn))
+for _cls, _fn in _TF_COMPARE.items():
+    converts(_cls, kind="tfop")(_make_binary(_fn))
+
+
+def _bool_reduce(fn):
+    def convert(layer: Call, x: KTensor, *args: Any, **kwargs: Any) -> KTensor:
+        t = x.t if x.t.dtype != "bool" else ops.cast(x.t, "float32")
+        t = ops.cast(ops.not_equal(t, 0.0), "float32")
+        r = _reduce(fn)(layer, KTensor(t, x.cl), *args, **kwargs)
+        return KTensor(ops.greater(r.t, 0.5), r.cl)
+
+    return convert
+
+
+converts("Any", kind="operation")(_bool_reduce(ops.amax))
+converts("All", kind="operation")(_bool_reduce(ops.amin))
+converts("math.reduce_any", kind="tfop")(_bool_reduce(ops.amax))
+
+
+@converts("LogicalAnd", "LogicalOr", kind="operation")
+def logical_op(layer: Call, a: KTensor, b: KTensor) -> KTensor:
+    fn = ops.logical_and if layer.layer.class_name == "LogicalAnd" else ops.logical_or
+    return _binary(layer, a, b, fn)
+
+
+@converts("LogicalNot", kind="operation")
+def logical_not_op(layer: Call, x: KTensor) -> KTensor:
+    return layer.like(x, ops.logical_not(x.t))
+
+
+@converts("Cast", kind="operation")
+@converts("cast", kind="tfop")
+def cast_op(layer: Call, x: KTensor, *args: Any, **kwargs: Any) -> KTensor:
+    dtype = str(kwargs.get("dtype", layer.config.get("dtype", "float32")))
+    dt = {"float64": "float32", "int64": "int32", "bool": "bool"}.get(dtype, dtype)
+    return layer.like(x, ops.cast(x.t, dt))
+
+
+@converts("Where", kind="operation")
+def where_op(layer: Call, cond: KTensor, a: Any = None, b: Any = None) -> KTensor:
+    ts = [v for v in (cond, a, b) if isinstance(v, KTensor)]
+    held, cl = layer.same_layout(ts)
+    it = iter(held)
+    vals = [next(it) if isinstance(v, KTensor) else float(v) for v in (cond, a, b)]
+    return KTensor(ops.where(*vals), cl)

@@ -6,7 +6,7 @@ from typing import Any
 
 
 from .. import ops
-from .graph import Call, KTensor
+from .graph import Call, KTensor, to_cl_perm
 from .registry import converts
 
 
@@ -21,11 +21,17 @@ def flatten(layer: Call, x: KTensor) -> KTensor:
     fmt = layer.config.get("data_format") or "channels_last"
     if x.rank <= 2:
         return x
-    if x.cl and fmt == "channels_last" and min(x.shape[1:]) > 0:
+    if fmt == "channels_first":
+        # Keras moves the channels last before flattening (to keep weight order across formats):
+        # the Keras tensor (N, C, *spatial) is flattened in (*spatial, C) order.
+        held = layer.logical(x)
+        if min(held.shape[1:]) > 0:
+            return KTensor(ops.flatten(held, 1), flat=(*held.shape[2:], held.shape[1]))
+        return KTensor(ops.flatten(ops.permute(held, to_cl_perm(held.ndim)), 1))
+    if x.cl and min(x.shape[1:]) > 0:
         # Held (N, C, *spatial): flatten as held; a Dense after it permutes its rows (see graph.KTensor.flat).
         return KTensor(ops.flatten(x.t, 1), flat=tuple(x.shape[1:]))
-    t = layer.channels_first(x) if fmt == "channels_first" and x.cl else layer.logical(x)
-    return KTensor(ops.flatten(t, 1))
+    return KTensor(ops.flatten(layer.logical(x), 1))
 
 
 @converts("Permute")

@@ -38,6 +38,7 @@ from .keras_config import layer_name as _layer_name
 from .keras_config import layers_of as _layers
 from .keras_config import sub_class as _sub_class
 from .keras_config import tree as _tree
+from .keras_config import wrapped
 from .registry import Probe, loads
 from .store import Entry, WeightStore
 
@@ -191,21 +192,27 @@ def _walk(
         if _layers(layer) and isinstance(g.get("layers"), h5py.Group):
             _walk(layer, g["layers"], name + "/", entries=entries, mapper=mapper, label=label)
             continue
-        vars_ = g.get("vars")
-        if (not isinstance(vars_, h5py.Group) or not len(vars_)) and isinstance(g.get("cell"), h5py.Group):
-            vars_ = g["cell"].get("vars")  # recurrent layers keep their weights in the cell
-        if not isinstance(vars_, h5py.Group) or not len(vars_):
-            continue
-        count = len(vars_)
-        known = VARIABLES.get(cls)
-        names = known(layer.get("config") or {}) if known else []
-        if len(names) != count:  # unknown class or unexpected options: number the variables
-            names = [str(i) for i in range(count)]
-        for i, wname in enumerate(names):
-            ds = vars_.get(str(i))
-            if not isinstance(ds, h5py.Dataset):
-                raise WeightError(f"{label}: layer {name!r}: model.weights.h5 has no variable {i} under {vars_.name}")
-            entry = mapper.entry(ds)
-            if entry is None:
-                raise WeightError(f"{label}: layer {name!r}: variable {i} has non-numeric dtype {ds.dtype}")
-            entries[f"{name}/{wname}"] = entry
+        for sub_group, sub, cls_, cfg in wrapped(cls, layer.get("config") or {}):
+            sg = g.get(sub_group) if sub_group else g  # wrappers keep each inner layer in a group of its own
+            if not isinstance(sg, h5py.Group):
+                continue
+            vars_ = sg.get("vars")
+            if (not isinstance(vars_, h5py.Group) or not len(vars_)) and isinstance(sg.get("cell"), h5py.Group):
+                vars_ = sg["cell"].get("vars")  # recurrent layers keep their weights in the cell
+            if not isinstance(vars_, h5py.Group) or not len(vars_):
+                continue
+            count = len(vars_)
+            known = VARIABLES.get(cls_)
+            names = known(cfg) if known else []
+            if len(names) != count:  # unknown class or unexpected options: number the variables
+                names = [str(i) for i in range(count)]
+            for i, wname in enumerate(names):
+                ds = vars_.get(str(i))
+                if not isinstance(ds, h5py.Dataset):
+                    raise WeightError(
+                        f"{label}: layer {name!r}: model.weights.h5 has no variable {i} under {vars_.name}"
+                    )
+                entry = mapper.entry(ds)
+                if entry is None:
+                    raise WeightError(f"{label}: layer {name!r}: variable {i} has non-numeric dtype {ds.dtype}")
+                entries[f"{name}/{sub}{wname}"] = entry

@@ -93,6 +93,42 @@ ALIASES = {("DepthwiseConv1D", "kernel"): "depthwise_kernel", ("DepthwiseConv2D"
 MODEL_CLASSES = frozenset({"Functional", "Model", "Sequential"})
 
 
+def _inner(c: dict, key: str) -> tuple[str, dict]:
+    entry = c.get(key) or {}
+    return str(entry.get("class_name")), entry.get("config") or {}
+
+
+def _bidirectional(c: dict) -> list[tuple[str, str, str, dict]]:
+    fcls, fcfg = _inner(c, "layer")
+    bcls, bcfg = _inner(c, "backward_layer") if c.get("backward_layer") else (fcls, fcfg)
+    return [("forward_layer", "forward/", fcls, fcfg), ("backward_layer", "backward/", bcls, bcfg)]
+
+
+def _mha(c: dict) -> list[tuple[str, str, str, dict]]:
+    # .keras groups -> the names legacy .h5 files give these sublayers
+    dense = {"use_bias": c.get("use_bias", True), "bias_axes": "x" if c.get("use_bias", True) else None}
+    return [
+        (g, f"{n}/", "EinsumDense", dense)
+        for g, n in (("query_dense", "query"), ("key_dense", "key"), ("value_dense", "value"),
+                     ("output_dense", "attention_output"))
+    ]  # fmt: skip
+
+
+# Wrapper classes whose weights sit in inner groups of model.weights.h5:
+# cls -> fn(config) -> [(group, stable name prefix, inner class, inner config)]
+WRAPPERS: dict[str, Callable[[dict], list[tuple[str, str, str, dict]]]] = {
+    "Bidirectional": _bidirectional,
+    "TimeDistributed": lambda c: [("layer", "", *_inner(c, "layer"))],
+    "MultiHeadAttention": _mha,
+}
+
+
+def wrapped(cls: str, config: dict) -> list[tuple[str, str, str, dict]]:
+    """The parts of a layer that hold variables: itself, or a wrapper's inner layers."""
+    fn = WRAPPERS.get(cls)
+    return fn(config) if fn else [("", "", cls, config)]
+
+
 def to_snake_case(name: str) -> str:
     """Keras' own rule for the group name of a class in ``model.weights.h5``."""
     name = re.sub(r"\W+", "", name)
@@ -307,7 +343,7 @@ def _kind(entry: dict) -> tuple[str, str]:
         return "operation", cls
     if not module and "trainable" not in (entry.get("config") or {}):
         return "operation", cls  # Keras 3 legacy .h5 drops the module; layers always save 'trainable'
-    
+
     return "layer", cls
 
 
