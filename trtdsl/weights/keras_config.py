@@ -321,6 +321,8 @@ def _nodes(raw: Any, known: set[str], where: str) -> list[Node]:
         if isinstance(n, dict):  # Keras 3
             nodes.append(Node(list(_keras3_value(n.get("args") or [])), dict(_keras3_value(n.get("kwargs") or {}))))
         elif isinstance(n, list):  # Keras 2: a list of [layer, node, index, kwargs]
+            if n and isinstance(n[0], str):  # TFOpLambda: one bare entry
+                n = [n]
             refs, kwargs = [], {}
             for entry in n:
                 if not (isinstance(entry, list) and len(entry) >= 3):
@@ -359,6 +361,45 @@ def _layer(entry: dict, known: set[str]) -> Layer:
     return layer
 
 
+def _keras2_offsets(layers: list[Layer], entries: list) -> None:
+    """Keras 2 numbers the calls of a nested Functional model from 1 when its first layer is an
+    InputLayer (node 0 is its own construction; tf_keras ``_should_skip_first_node``): shift to 0."""
+    if not any(isinstance(n, list) for e in entries if isinstance(e, dict) for n in e.get("inbound_nodes") or []):
+        return
+    models = {layer.name: layer for layer in layers if layer.model is not None}
+    refs: list[Ref] = []
+
+    def collect(v: Any) -> None:
+        if isinstance(v, Ref):
+            refs.append(v)
+        elif isinstance(v, (list, tuple)):
+            for x in v:
+                collect(x)
+        elif isinstance(v, dict):
+            for x in v.values():
+                collect(x)
+
+    for layer in layers:
+        for n in layer.nodes:
+            collect([n.args, n.kwargs])
+    # The offset shows as a reference one past the serialized calls (Sequential models too).
+    skip = {r.layer for r in refs if r.layer in models and r.node >= len(models[r.layer].nodes)}
+    if not skip:
+        return
+
+    def shift(v: Any) -> Any:
+        if isinstance(v, Ref):
+            return Ref(v.layer, v.node - 1, v.index) if v.layer in skip and v.node > 0 else v
+        if isinstance(v, list):
+            return [shift(x) for x in v]
+        if isinstance(v, dict):
+            return {k: shift(x) for k, x in v.items()}
+        return v
+
+    for layer in layers:
+        layer.nodes = [Node(shift(n.args), shift(n.kwargs)) for n in layer.nodes]
+
+
 def parse_model(model_cfg: dict) -> Model:
     """Parse a Sequential or Functional config into layers with normalized call nodes.
 
@@ -371,6 +412,7 @@ def parse_model(model_cfg: dict) -> Model:
     entries = layers_of(model_cfg)
     known = {layer_name(e) for e in entries if isinstance(e, dict)}
     layers = [_layer(e, known) for e in entries]
+    _keras2_offsets(layers, entries)
     name = str(cfg.get("name") or cls.lower())
     if cls != "Sequential":
         return Model(name, cls, layers, _refs(cfg.get("input_layers")), _refs(cfg.get("output_layers")))
