@@ -48,7 +48,7 @@ def _conv(layer: Call, x: KTensor, nd: int) -> KTensor:
     kernel = layer.take("kernel", (*ksize, None, filters))
     t = layer.channels_first(x)
     y = _CONV[nd](
-        t, layout.keras_conv(kernel), layer.optional("bias", (filters,)), stride=strides,
+        t, layout.keras_conv(kernel), layer.bias(filters), stride=strides,
         padding=_padding(layer, nd, ksize, dilation), dilation=dilation, groups=groups,
     )  # fmt: skip
     return activate(layer, layer.spatial_out(y))
@@ -75,7 +75,7 @@ def _depthwise(layer: Call, x: KTensor, nd: int, bias_key: str | None = "bias") 
     c_in = t.shape[1]
     mult = int(layer.config.get("depth_multiplier", 1))
     kernel = layer.take("depthwise_kernel", (*ksize, c_in, mult))
-    bias = layer.optional(bias_key, (c_in * mult,)) if bias_key else None
+    bias = layer.bias(c_in * mult) if bias_key else None
     y = _CONV[nd](
         t, layout.keras_depthwise(kernel), bias, stride=strides, padding=_padding(layer, nd, ksize, dilation),
         dilation=dilation, groups=c_in,
@@ -99,7 +99,7 @@ def _separable(layer: Call, x: KTensor, nd: int) -> KTensor:
     filters = int(layer.config["filters"])
     pointwise = layer.take("pointwise_kernel", (*([1] * nd), mid, filters))
     with layer.net.scope("pointwise"):
-        y = _CONV[nd](y, layout.keras_conv(pointwise), layer.optional("bias", (filters,)))
+        y = _CONV[nd](y, layout.keras_conv(pointwise), layer.bias(filters))
     return activate(layer, layer.spatial_out(y))
 
 
@@ -140,7 +140,7 @@ def _transpose(layer: Call, x: KTensor, nd: int) -> KTensor:
             post.append(p - op)
     t = layer.channels_first(x)
     y = _DECONV[nd](
-        t, layout.keras_conv_transpose(kernel), layer.optional("bias", (filters,)), stride=strides,
+        t, layout.keras_conv_transpose(kernel), layer.bias(filters), stride=strides,
         padding=list(zip(pre, post)), dilation=dilation,
     )  # fmt: skip
     return activate(layer, layer.spatial_out(y))

@@ -169,9 +169,9 @@ def dense(layer: Call, x: KTensor) -> KTensor:
         # Flatten of a tensor held (N, C, *spatial): permute the kernel rows instead of the data.
         kernel = layer.take("kernel", (int(np.prod(x.flat)), units))
         w = layout.nhwc_flatten_rows(layout.keras_dense(kernel), x.flat, axis=1)
-        return activate(layer, KTensor(ops.linear(x.t, w, layer.optional("bias", (units,)))))
+        return activate(layer, KTensor(ops.linear(x.t, w, layer.bias(units))))
     kernel = layer.take("kernel", (None, units))
-    bias = layer.optional("bias", (units,))
+    bias = layer.bias(units)
     if x.cl:  # Dense on the channels of an image (ConvNeXt's pointwise layers) is a 1x1 convolution
         nd = x.rank - 2
         k = layout.keras_dense(kernel).reshape(units, -1, *([1] * nd))
@@ -186,7 +186,7 @@ def einsum_dense(layer: Call, x: KTensor) -> KTensor:
     equation = str(c["equation"])
     kernel = layer.take("kernel")
     y = ops.einsum(equation, layer.logical(x), np.asarray(kernel, np.float32))
-    bias = layer.optional("bias")
+    bias = layer.take("bias") if c.get("bias_axes") else None
     if bias is not None:
         y = ops.add(y, np.asarray(bias, np.float32))
     return activate(layer, KTensor(y))

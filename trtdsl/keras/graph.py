@@ -106,6 +106,10 @@ class Call:
     def optional(self, name: str, shape: Sequence[int | None] | None = None) -> np.ndarray | None:
         return self.take(name, shape) if self.has(name) else None
 
+    def bias(self, n: int, name: str = "bias") -> np.ndarray | None:
+        """The bias when the config says ``use_bias`` (then the file must hold it), else None."""
+        return self.take(name, (n,)) if self.config.get("use_bias", True) else None
+
     # ------------------------------------------------------------- layout
     def logical(self, x: KTensor) -> Tensor:
         """``x`` in Keras' own axis order."""

@@ -31,7 +31,7 @@ def _input_quantizer(layer: Call) -> dict | None:
 def int8_dense(layer: Call, x: Tensor, units: int) -> Tensor:
     """Keras' ``Dense._int8_call`` on ``x`` (bias added, activation not)."""
     kernel = layer.take("kernel", (None, units))
-    bias = layer.optional("bias", (units,))
+    bias = layer.bias(units)
     kscale = layer.take("kernel_scale", (units,)).astype(np.float32)
     if kernel.dtype != np.int8:
         raise layer.error(f"an int8-quantized Dense needs an int8 kernel, the file has {kernel.dtype}")

@@ -261,6 +261,7 @@ class Layer:
     config: dict
     nodes: list[Node] = field(default_factory=list)
     model: Model | None = None  # for a nested model
+    registered: str | None = None  # 'package>Name' of a class registered with register_keras_serializable
 
 
 @dataclass
@@ -355,7 +356,11 @@ def _layer(entry: dict, known: set[str]) -> Layer:
     name = layer_name(entry)
     kind, cls = _kind(entry)
     cfg = entry.get("config") or {}
-    layer = Layer(name, cls, kind, str(entry.get("module") or ""), cfg, _nodes(entry.get("inbound_nodes"), known, name))
+    registered = entry.get("registered_name")
+    if ">" in cls:  # legacy .h5 writes a registered class as 'package>Name'
+        registered, cls = cls, cls.rsplit(">", 1)[-1]
+    nodes = _nodes(entry.get("inbound_nodes"), known, name)
+    layer = Layer(name, cls, kind, str(entry.get("module") or ""), cfg, nodes, registered=registered)
     if cls in MODEL_CLASSES and layers_of(entry):
         layer.model = parse_model(entry)
     return layer
