@@ -13,7 +13,7 @@ after it permutes its kernel rows instead of moving data.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -66,6 +66,18 @@ class Context:
     keras_major: int
     path: str
     backend: str = "tensorflow"  # the Keras backend whose numerics to follow where backends differ
+    records: list[Record] = field(default_factory=list)
+
+
+@dataclass
+class Record:
+    """What one Keras call became, for ``trtdsl keras --summary``."""
+
+    where: str
+    class_name: str
+    shapes: list[tuple[int, ...]]
+    params: int
+    trt_layers: list[str]
 
 
 class Call:
@@ -76,6 +88,7 @@ class Call:
         self.net = ctx.net
         self.config: dict = layer.config
         self.name = layer.name
+        self.params = 0  # elements of the weights this call took
 
     @property
     def keras_major(self) -> int:
@@ -101,7 +114,13 @@ class Call:
                 f"{self.layer.class_name} layer {self.where!r}: the file has no weight {key!r}; "
                 f"the layer has {mine or 'no weights'}. Does the config disagree with the weights?"
             )
-        return self.ctx.store.take(key, shape, layer=self.where)
+        return self.take_key(key, shape)
+
+    def take_key(self, key: str, shape: Sequence[int | None] | None = None) -> np.ndarray:
+        """A weight by its full name in the file (wrappers' inner layers: see :func:`find_weight`)."""
+        arr = self.ctx.store.take(key, shape, layer=self.where)
+        self.params += int(arr.size)
+        return arr
 
     def optional(self, name: str, shape: Sequence[int | None] | None = None) -> np.ndarray | None:
         return self.take(name, shape) if self.has(name) else None
@@ -245,8 +264,14 @@ def _call(
         with ctx.net.scope(layer.name):
             return run_model(ctx, layer.model, flat, f"{wprefix}{layer.name}/", f"{where}/")
     fn = lookup(layer, where)
+    call = Call(ctx, layer, wprefix, where)
+    before = ctx.net.trt.num_layers
     with ctx.net.scope(layer.name):
-        return _outputs(fn(Call(ctx, layer, wprefix, where), *args, **kwargs), where)
+        outs = _outputs(fn(call, *args, **kwargs), where)
+    added = [ctx.net.trt.get_layer(i) for i in range(before, ctx.net.trt.num_layers)]
+    kinds = [str(lyr.type).rsplit(".", 1)[-1] for lyr in added]
+    ctx.records.append(Record(where, layer.class_name, [o.shape for o in outs], call.params, kinds))
+    return outs
 
 
 def _flatten(value: Any) -> list:

@@ -119,9 +119,8 @@ def bidirectional(layer: Call, x: KTensor, mask: Any = None, **kwargs: Any) -> l
     if cls not in _GATES:
         raise layer.error(f"Bidirectional({cls}) is not supported ({', '.join(_GATES)})")
     _check(layer, cls, cfg)
-    w = _weights(layer, cls, cfg, lambda n: layer.ctx.store.take(find_weight(layer, "forward", n), layer=layer.where))
-    w.update(_weights(layer, cls, cfg, lambda n: layer.ctx.store.take(find_weight(layer, "backward", n),
-                                                                        layer=layer.where), "_l0_reverse"))  # fmt: skip
+    w = _weights(layer, cls, cfg, lambda n: layer.take_key(find_weight(layer, "forward", n)))
+    w.update(_weights(layer, cls, cfg, lambda n: layer.take_key(find_weight(layer, "backward", n)), "_l0_reverse"))  # fmt: skip
     m = _mask(x, mask)
     seqs = bool(cfg.get("return_sequences"))
     # Bidirectional forces zero_output_for_mask = return_sequences on both layers.
@@ -164,5 +163,6 @@ def time_distributed(layer: Call, x: KTensor, mask: Any = None, **kwargs: Any) -
     folded = ops.reshape(t, (-1, *t.shape[2:]))  # (B*T, ...): the wrapped layer sees one step per sample
     call = Call(layer.ctx, inner, layer.wprefix, layer.where)
     y = fn(call, KTensor(folded))
+    layer.params += call.params
     yt = call.logical(y if isinstance(y, KTensor) else KTensor(y))
     return KTensor(ops.reshape(yt, (-1, steps, *yt.shape[1:])))
