@@ -5,6 +5,7 @@
 """
 
 from . import golden, ops, reference, weights
+from . import keras  # Keras .h5/.keras models to networks (trtdsl.keras.load_model)
 from .build import IOSpec, Plan, build
 from .errors import (
     BackendError,
@@ -29,4 +30,5 @@ __all__ = [
     "BackendError", "BuildError", "Dim", "IOSpec", "Plan", "build", "GoldenMismatch", "InterpreterError", "Network",
     "Profile", "ProfileError", "ReferenceSession", "Session", "ShapeError", "Tensor", "TrtdslError", "UnsupportedLayerError",
     "WeightError", "WeightShapeError", "__version__", "golden", "ops", "reference", "weights",
+    "keras",
 ]  # fmt: skip
