@@ -267,4 +267,5 @@ def unit_normalization(layer: Call, x: KTensor) -> KTensor:
     t = x.t
     # keras.ops.normalize(order=2, epsilon=1e-12): x * min(rsqrt(sum(x^2)), 1 / epsilon)
     ss = ops.sum(ops.mul(t, t), axes, keepdim=True)
-    return layer.like(x, ops.mul(t, ops.minimum(ops.rsqrt(ss), 1e12)))
+    limit = 1e12 if layer.net.compute_dtype == "float32" else 6e4  # 1/epsilon, within float16's range
+    return layer.like(x, ops.mul(t, ops.minimum(ops.rsqrt(ss), limit)))

@@ -324,11 +324,15 @@ def _nodes(raw: Any, known: set[str], where: str) -> list[Node]:
         elif isinstance(n, list):  # Keras 2: a list of [layer, node, index, kwargs]
             if n and isinstance(n[0], str):  # TFOpLambda: one bare entry
                 n = [n]
-            refs, kwargs = [], {}
+            refs: list[Any] = []
+            kwargs: dict = {}
             for entry in n:
                 if not (isinstance(entry, list) and len(entry) >= 3):
                     raise WeightError(f"layer {where!r}: malformed inbound node entry {entry!r:.200}")
-                refs.append(Ref(str(entry[0]), int(entry[1]), int(entry[2])))
+                if entry[0] == "_CONSTANT_VALUE" and entry[1] == -1:  # `3.0 - x`: a constant first argument
+                    refs.append(entry[2])
+                else:
+                    refs.append(Ref(str(entry[0]), int(entry[1]), int(entry[2])))
                 if len(entry) > 3 and isinstance(entry[3], dict):
                     kwargs.update(_keras2_value(entry[3], known))
             nodes.append(Node([refs[0]] if len(refs) == 1 else [refs], kwargs))
