@@ -78,7 +78,9 @@ print(json.dumps({"import": t1 - t0, "work": t2 - t1, "ok": bool(ok), "layers": 
 
 def _run(python: str, code: str, *args: str) -> dict:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    done = subprocess.run([python, "-c", code, *args], capture_output=True, text=True, env=env, timeout=1800)
+    done = subprocess.run(
+        [python, "-c", code, *args], check=False, capture_output=True, text=True, env=env, timeout=1800
+    )
     if done.returncode:
         raise SystemExit(f"{python} failed:\n{done.stderr[-4000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -86,7 +88,9 @@ def _run(python: str, code: str, *args: str) -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--peer-python", required=True, help="python of an environment with tensorflow-cpu, tf-keras, tf2onnx")
+    ap.add_argument(
+        "--peer-python", required=True, help="python of an environment with tensorflow-cpu, tf-keras, tf2onnx"
+    )
     ap.add_argument("--model", help="ResNet50 .h5 (default: written once by the peer into a temp dir)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--json", action="store_true")
@@ -128,7 +132,9 @@ def main() -> int:
     print(f"  tf_keras + tf2onnx + ONNX parser   {t_peer:7.2f} s   (load+convert {result['peer_load_tf2onnx_s']:.2f} s, "
           f"parse {result['peer_onnx_parse_s']:.2f} s; {result['onnx_parser_layers']} layers)")  # fmt: skip
     print(f"  ratio                              {result['ratio']:7.1f}x")
-    print(f"  with imports: trtdsl {t_ours_imp:.2f} s, peer {t_peer_imp:.2f} s, ratio {result['ratio_with_imports']:.1f}x")
+    print(
+        f"  with imports: trtdsl {t_ours_imp:.2f} s, peer {t_peer_imp:.2f} s, ratio {result['ratio_with_imports']:.1f}x"
+    )
     print(f"  trtdsl to a built plan (tensorrt_rtx, CPU): +{result['trtdsl_build_plan_s']:.1f} s")
     print(f"  peak RSS: trtdsl {result['trtdsl_peak_rss_mb']:.0f} MB (with the build "
           f"{result['trtdsl_peak_rss_with_build_mb']:.0f} MB), peer {result['peer_peak_rss_mb']:.0f} MB "

@@ -62,7 +62,9 @@ def main() -> int:
     err = float(np.abs(got - keras_logits).max() / np.abs(keras_logits).max())
     print(f"max error vs Keras' own prediction, relative to its largest logit: {err:.2e}")
     auto = trtdsl.reference.run(trtdsl.keras.load_model(MODEL), {"image": image})["logits"]
-    print(f"trtdsl.keras.load_model on the same file: {float(np.abs(auto - keras_logits).max() / np.abs(keras_logits).max()):.2e}")
+    print(
+        f"trtdsl.keras.load_model on the same file: {float(np.abs(auto - keras_logits).max() / np.abs(keras_logits).max()):.2e}"
+    )
     ok = err <= 1e-4
     print("MATCH" if ok else "MISMATCH")
     return 0 if ok else 1

@@ -4,8 +4,13 @@
 ``trtdsl.BackendError`` naming the pip extra to install.
 """
 
-from . import golden, ops, reference, weights
-from . import keras  # Keras .h5/.keras models to networks (trtdsl.keras.load_model)
+from . import (
+    golden,
+    keras,  # Keras .h5/.keras models to networks (trtdsl.keras.load_model)
+    ops,
+    reference,
+    weights,
+)
 from .build import IOSpec, Plan, build
 from .errors import (
     BackendError,

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+
 import trtdsl
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "keras"

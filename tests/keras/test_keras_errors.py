@@ -9,14 +9,13 @@ import zipfile
 import h5py
 import numpy as np
 import pytest
+from conftest import requires_trt
+from keras_util import FIXTURES, compare, recorded
 
 import trtdsl
 from trtdsl import keras as tk
 from trtdsl import ops
 from trtdsl.errors import KerasError, TrtdslError, UnsupportedKerasLayerError, WeightError, WeightShapeError
-
-from conftest import requires_trt
-from keras_util import FIXTURES, compare, recorded
 
 pytestmark = requires_trt
 K3, K2 = FIXTURES / "k3", FIXTURES / "k2"
@@ -92,7 +91,9 @@ def test_user_converter_for_a_custom_class():
 
 def test_unknown_class_names_layer_and_suggests(tmp_path):
     bad = _edit_h5_config(K3 / "cnn.h5", tmp_path / "bad.h5", lambda c: _layer(c, "stem").update(class_name="Conv2d"))
-    with pytest.raises(UnsupportedKerasLayerError, match=r"layer 'stem': no converter for layer class 'Conv2d'\. Did you mean 'Conv2D'") as e:
+    with pytest.raises(
+        UnsupportedKerasLayerError, match=r"layer 'stem': no converter for layer class 'Conv2d'\. Did you mean 'Conv2D'"
+    ) as e:
         tk.load_model(bad)
     assert "Supported: " in str(e.value) and "MultiHeadAttention" in str(e.value)
 
@@ -137,7 +138,7 @@ def test_missing_weight(tmp_path):
     shutil.copy(K3 / "sequential.h5", p)
     with h5py.File(p, "r+") as f:
         g = f["model_weights"]
-        layer = [n for n in g if n.startswith("dense")][0]
+        layer = next(n for n in g if n.startswith("dense"))
         sub = g[layer]
         names = [n.decode() if isinstance(n, bytes) else n for n in sub.attrs["weight_names"]]
         kept = [n for n in names if not n.endswith("bias")]

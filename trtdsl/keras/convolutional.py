@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-
 from .. import ops
 from ..weights import layout
 from .core import activate
@@ -127,7 +126,9 @@ def _transpose(layer: Call, x: KTensor, nd: int) -> KTensor:
             # Keras' sizes: 'valid' -> (in-1)*s + k (needs k >= s); 'same' -> in*s, cropping k - s with
             # the larger half at the end (the gradient of a SAME_UPPER convolution).
             if k < s:
-                raise layer.error(f"a kernel of {k} smaller than its stride {s} without output_padding is not supported")
+                raise layer.error(
+                    f"a kernel of {k} smaller than its stride {s} without output_padding is not supported"
+                )
             total = 0 if pad == "valid" else k - s
             pre.append(total // 2)
             post.append(total - total // 2)
@@ -159,5 +160,3 @@ def conv2d_transpose(layer: Call, x: KTensor) -> KTensor:
 @converts("Conv3DTranspose", "Convolution3DTranspose")
 def conv3d_transpose(layer: Call, x: KTensor) -> KTensor:
     return _transpose(layer, x, 3)
-
-

@@ -65,7 +65,9 @@ ACTIVATIONS: dict[str, Any] = {
     "tanh_shrink": lambda layer, t, axis: ops.sub(t, ops.tanh(t)),
     "squareplus": lambda layer, t, axis: ops.mul(ops.add(t, ops.sqrt(ops.add(ops.mul(t, t), 4.0))), 0.5),
     "sparse_plus": lambda layer, t, axis: ops.where(
-        ops.less_equal(t, -1.0), 0.0, ops.where(ops.greater_equal(t, 1.0), t, ops.mul(ops.square(ops.add(t, 1.0)), 0.25))
+        ops.less_equal(t, -1.0),
+        0.0,
+        ops.where(ops.greater_equal(t, 1.0), t, ops.mul(ops.square(ops.add(t, 1.0)), 0.25)),
     ),
     "soft_shrink": lambda layer, t, axis: ops.where(
         ops.greater(t, 0.5), ops.sub(t, 0.5), ops.where(ops.less(t, -0.5), ops.add(t, 0.5), ops.mul(t, 0.0))

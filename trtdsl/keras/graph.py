@@ -208,16 +208,17 @@ def _bind(value: Any, values: dict[tuple[str, int], list[KTensor]], where: str) 
 def _outputs(result: Any, where: str) -> list[KTensor]:
     items = result if isinstance(result, (list, tuple)) else [result]
     outs = []
-    for r in items:
-        if isinstance(r, Tensor):
-            r = KTensor(r)
+    for item in items:
+        r = KTensor(item) if isinstance(item, Tensor) else item
         if not isinstance(r, KTensor):
             raise KerasError(f"the converter of layer {where!r} returned {type(r).__name__}, expected a KTensor")
         outs.append(r)
     return outs
 
 
-def run_model(ctx: Context, model: Model, inputs: Sequence[KTensor], wprefix: str = "", where: str = "") -> list[KTensor]:
+def run_model(
+    ctx: Context, model: Model, inputs: Sequence[KTensor], wprefix: str = "", where: str = ""
+) -> list[KTensor]:
     """Convert every node that the outputs of ``model`` depend on; return the outputs."""
     by_name = {layer.name: layer for layer in model.layers}
     if len(inputs) != len(model.inputs):
@@ -253,9 +254,7 @@ def run_model(ctx: Context, model: Model, inputs: Sequence[KTensor], wprefix: st
     return [_bind(ref, values, model.name) for ref in model.outputs]
 
 
-def _call(
-    ctx: Context, layer: Layer, node: Node, values: dict, wprefix: str, where: str
-) -> list[KTensor]:
+def _call(ctx: Context, layer: Layer, node: Node, values: dict, wprefix: str, where: str) -> list[KTensor]:
     args = _bind(node.args, values, where)
     kwargs = _bind(node.kwargs, values, where)
     kwargs.pop("name", None)  # Keras 2 op lambdas record name=None

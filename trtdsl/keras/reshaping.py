@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-
 from .. import ops
 from .graph import Call, KTensor, to_cl_perm
 from .registry import converts
@@ -133,5 +132,3 @@ def center_crop(layer: Call, x: KTensor) -> KTensor:
         raise layer.error(f"input {h}x{w} is smaller than the crop {th}x{tw} (Keras would resize; not supported)")
     top, left = (h - th) // 2, (w - tw) // 2
     return layer.spatial_out(t[:, :, top : top + th, left : left + tw])
-
-

@@ -63,12 +63,14 @@ def _run(layer: Call, cls: str, cfg: dict, t: Tensor, w: dict, mask: Tensor | No
     units = int(cfg["units"])
     kw: dict[str, Any] = {"bidirectional": bidirectional, "batch_first": True, "mask": mask, "zero_masked": zero_masked}
     if cls == "LSTM":
-        h0, c0 = (initial + [None, None])[:2]
+        h0, c0 = [*initial, None, None][:2]
         y, (h, c) = recurrent.lstm(t, w, "", units, gate_order="ifco", h0=h0, c0=c0, **kw)
         return y, [h, c]
     h0 = initial[0] if initial else None
     if cls == "GRU":
-        y, h = recurrent.gru(t, w, "", units, gate_order="zrh", reset_after=bool(cfg.get("reset_after", True)), h0=h0, **kw)
+        y, h = recurrent.gru(
+            t, w, "", units, gate_order="zrh", reset_after=bool(cfg.get("reset_after", True)), h0=h0, **kw
+        )
     else:
         act = activation_name(cfg.get("activation", "tanh"))
         y, h = recurrent.simple_rnn(t, w, "", units, nonlinearity=act, h0=h0, **kw)

@@ -322,11 +322,10 @@ def _nodes(raw: Any, known: set[str], where: str) -> list[Node]:
         if isinstance(n, dict):  # Keras 3
             nodes.append(Node(list(_keras3_value(n.get("args") or [])), dict(_keras3_value(n.get("kwargs") or {}))))
         elif isinstance(n, list):  # Keras 2: a list of [layer, node, index, kwargs]
-            if n and isinstance(n[0], str):  # TFOpLambda: one bare entry
-                n = [n]
+            entries = [n] if n and isinstance(n[0], str) else n  # TFOpLambda: one bare entry
             refs: list[Any] = []
             kwargs: dict = {}
-            for entry in n:
+            for entry in entries:
                 if not (isinstance(entry, list) and len(entry) >= 3):
                     raise WeightError(f"layer {where!r}: malformed inbound node entry {entry!r:.200}")
                 if entry[0] == "_CONSTANT_VALUE" and entry[1] == -1:  # `3.0 - x`: a constant first argument
