@@ -258,6 +258,7 @@ def _call(ctx: Context, layer: Layer, node: Node, values: dict, wprefix: str, wh
     args = _bind(node.args, values, where)
     kwargs = _bind(node.kwargs, values, where)
     kwargs.pop("name", None)  # Keras 2 op lambdas record name=None
+    kwargs.pop("training", None)  # always inference
     if layer.model is not None:
         flat = [a for a in _flatten(args) if isinstance(a, KTensor)]
         with ctx.net.scope(layer.name):
