@@ -117,8 +117,10 @@ def test_float16(path):
 
 
 @requires_trt
-def test_quantized_int8_kernel_is_an_int8_constant_with_dequantize():
-    path = FIXTURES / "k3" / "quantized.keras"
+@pytest.mark.parametrize("name", ["quantized", "quantized_seq"])
+def test_quantized_int8_kernel_is_an_int8_constant_with_dequantize(name):
+    """Dense and EinsumDense int8 kernels (and an int8 Embedding) against Keras' own quantized prediction."""
+    path = FIXTURES / "k3" / f"{name}.keras"
     net = _load(path)
     compare(net, recorded(path), tol=1e-5)
     kinds = [type(layer).__name__ for layer in net.layers()]

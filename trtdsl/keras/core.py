@@ -185,6 +185,10 @@ def dense(layer: Call, x: KTensor) -> KTensor:
 @converts("EinsumDense")
 def einsum_dense(layer: Call, x: KTensor) -> KTensor:
     c = layer.config
+    if c.get("quantization_config") or (isinstance(c.get("dtype"), dict) and "Quantized" in str(c["dtype"])):
+        from .quantized import int8_einsum
+
+        return activate(layer, KTensor(int8_einsum(layer, layer.logical(x))))
     equation = str(c["equation"])
     kernel = layer.take("kernel")
     y = ops.einsum(equation, layer.logical(x), np.asarray(kernel, np.float32))

@@ -109,7 +109,8 @@ def resizing(layer: Call, x: KTensor) -> KTensor:
     if c.get("crop_to_aspect_ratio") or c.get("pad_to_aspect_ratio"):
         raise layer.error("crop_to_aspect_ratio / pad_to_aspect_ratio are not supported")
     interp = str(c.get("interpolation", "bilinear"))
-    modes = {"nearest": "nearest", "bilinear": "bilinear", "bicubic": "bicubic"}
+    # bicubic is left out: TensorFlow's kernel (a = -0.5) and torch's (a = -0.75) differ
+    modes = {"nearest": "nearest", "bilinear": "bilinear"}
     if interp not in modes:
         raise layer.error(f"interpolation {interp!r} is not supported ({', '.join(modes)})")
     if interp == "nearest":

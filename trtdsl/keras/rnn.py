@@ -85,8 +85,12 @@ def _initial(layer: Call, kwargs: dict) -> list:
     return [ops.unsqueeze(layer.logical(s), 0) for s in items]  # (1, B, H): one layer, one direction
 
 
-def _recurrent(layer: Call, x: KTensor, cls: str, mask: Any = None, **kwargs: Any) -> list[KTensor] | KTensor:
+def _recurrent(layer: Call, x: Any, cls: str, mask: Any = None, **kwargs: Any) -> list[KTensor] | KTensor:
     cfg = layer.config
+    if isinstance(x, list):  # Keras 2 records initial states as further inputs of the call
+        x, states = x[0], x[1:]
+        if states:
+            kwargs["initial_state"] = states
     _check(layer, cls, cfg)
     t = layer.logical(x)
     if cfg.get("go_backwards"):

@@ -78,7 +78,8 @@ VARIABLES: dict[str, Callable[[dict], list[str]]] = {
         ["SeparableConv1D", "SeparableConv2D"], lambda c: ["depthwise_kernel", "pointwise_kernel", *_bias(c)]
     ),
     "BatchNormalization": lambda c: [*_affine(c), "moving_mean", "moving_variance"],
-    "LayerNormalization": _affine,
+    # rms_scaling keeps gamma only (Keras 3 LayerNormalization.build)
+    "LayerNormalization": lambda c: ["gamma"] if c.get("rms_scaling") else _affine(c),
     "GroupNormalization": _affine,
     "Embedding": lambda c: _scaled(["embeddings"], "embeddings_scale", c),
     "PReLU": lambda c: ["alpha"],
