@@ -8,6 +8,7 @@ the time axis by ``dilation * (kernel - 1)``.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from .. import ops
@@ -53,21 +54,6 @@ def _conv(layer: Call, x: KTensor, nd: int) -> KTensor:
     return activate(layer, layer.spatial_out(y))
 
 
-@converts("Conv1D", "Convolution1D")
-def conv1d(layer: Call, x: KTensor) -> KTensor:
-    return _conv(layer, x, 1)
-
-
-@converts("Conv2D", "Convolution2D")
-def conv2d(layer: Call, x: KTensor) -> KTensor:
-    return _conv(layer, x, 2)
-
-
-@converts("Conv3D", "Convolution3D")
-def conv3d(layer: Call, x: KTensor) -> KTensor:
-    return _conv(layer, x, 3)
-
-
 def _depthwise(layer: Call, x: KTensor, nd: int, bias_key: str | None = "bias") -> tuple[Any, int]:
     ksize, strides, dilation = _geometry(layer, nd)
     t = layer.channels_first(x)
@@ -82,16 +68,6 @@ def _depthwise(layer: Call, x: KTensor, nd: int, bias_key: str | None = "bias") 
     return y, c_in * mult
 
 
-@converts("DepthwiseConv1D")
-def depthwise_conv1d(layer: Call, x: KTensor) -> KTensor:
-    return activate(layer, layer.spatial_out(_depthwise(layer, x, 1)[0]))
-
-
-@converts("DepthwiseConv2D")
-def depthwise_conv2d(layer: Call, x: KTensor) -> KTensor:
-    return activate(layer, layer.spatial_out(_depthwise(layer, x, 2)[0]))
-
-
 def _separable(layer: Call, x: KTensor, nd: int) -> KTensor:
     with layer.net.scope("depthwise"):
         y, mid = _depthwise(layer, x, nd, bias_key=None)
@@ -100,16 +76,6 @@ def _separable(layer: Call, x: KTensor, nd: int) -> KTensor:
     with layer.net.scope("pointwise"):
         y = _CONV[nd](y, layout.keras_conv(pointwise), layer.bias(filters))
     return activate(layer, layer.spatial_out(y))
-
-
-@converts("SeparableConv1D", "SeparableConvolution1D")
-def separable_conv1d(layer: Call, x: KTensor) -> KTensor:
-    return _separable(layer, x, 1)
-
-
-@converts("SeparableConv2D", "SeparableConvolution2D")
-def separable_conv2d(layer: Call, x: KTensor) -> KTensor:
-    return _separable(layer, x, 2)
 
 
 def _transpose(layer: Call, x: KTensor, nd: int) -> KTensor:
@@ -147,16 +113,14 @@ def _transpose(layer: Call, x: KTensor, nd: int) -> KTensor:
     return activate(layer, layer.spatial_out(y))
 
 
-@converts("Conv1DTranspose", "Convolution1DTranspose")
-def conv1d_transpose(layer: Call, x: KTensor) -> KTensor:
-    return _transpose(layer, x, 1)
+def _depthwise_layer(layer: Call, x: KTensor, nd: int) -> KTensor:
+    return activate(layer, layer.spatial_out(_depthwise(layer, x, nd)[0]))
 
 
-@converts("Conv2DTranspose", "Convolution2DTranspose")
-def conv2d_transpose(layer: Call, x: KTensor) -> KTensor:
-    return _transpose(layer, x, 2)
-
-
-@converts("Conv3DTranspose", "Convolution3DTranspose")
-def conv3d_transpose(layer: Call, x: KTensor) -> KTensor:
-    return _transpose(layer, x, 3)
+# One converter per class, registered for both of Keras' spellings of each name.
+for _nd in (1, 2, 3):
+    converts(f"Conv{_nd}D", f"Convolution{_nd}D")(partial(_conv, nd=_nd))
+    converts(f"Conv{_nd}DTranspose", f"Convolution{_nd}DTranspose")(partial(_transpose, nd=_nd))
+for _nd in (1, 2):
+    converts(f"DepthwiseConv{_nd}D")(partial(_depthwise_layer, nd=_nd))
+    converts(f"SeparableConv{_nd}D", f"SeparableConvolution{_nd}D")(partial(_separable, nd=_nd))
