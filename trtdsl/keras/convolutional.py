@@ -21,6 +21,9 @@ _CONV = {1: ops.conv1d, 2: ops.conv2d, 3: ops.conv3d}
 _DECONV = {1: ops.conv_transpose1d, 2: ops.conv_transpose2d, 3: ops.conv_transpose3d}
 
 
+_LIMIT = 1 << 14  # far above any real kernel, stride or dilation; below TensorRT's own maxima
+
+
 def _ints(value: Any, nd: int) -> tuple[int, ...]:
     return tuple(int(v) for v in value) if isinstance(value, (list, tuple)) else (int(value),) * nd
 
@@ -38,7 +41,11 @@ def _padding(layer: Call, nd: int, ksize: tuple[int, ...], dilation: tuple[int, 
 
 def _geometry(layer: Call, nd: int) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
     c = layer.config
-    return _ints(c["kernel_size"], nd), _ints(c.get("strides", 1), nd), _ints(c.get("dilation_rate", 1), nd)
+    geo = _ints(c["kernel_size"], nd), _ints(c.get("strides", 1), nd), _ints(c.get("dilation_rate", 1), nd)
+    for what, values in zip(("kernel_size", "strides", "dilation_rate"), geo):
+        if len(values) != nd or min(values) < 1 or max(values) > _LIMIT:
+            raise layer.error(f"{what} {values} must be {nd} ints in 1..{_LIMIT}")
+    return geo
 
 
 def _conv(layer: Call, x: KTensor, nd: int) -> KTensor:
