@@ -81,6 +81,7 @@ VARIABLES: dict[str, Callable[[dict], list[str]]] = {
     # rms_scaling keeps gamma only (Keras 3 LayerNormalization.build)
     "LayerNormalization": lambda c: ["gamma"] if c.get("rms_scaling") else _affine(c),
     "GroupNormalization": _affine,
+    "RMSNormalization": lambda c: ["scale"],
     "Embedding": lambda c: _scaled(["embeddings"], "embeddings_scale", c),
     "PReLU": lambda c: ["alpha"],
     "EinsumDense": lambda c: _scaled(["kernel", *(["bias"] if c.get("bias_axes") else [])], "kernel_scale", c),
