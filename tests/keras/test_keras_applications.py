@@ -22,9 +22,16 @@ from keras_util import FIXTURES, compare, recorded
 import trtdsl
 from trtdsl import keras as tk
 
+
+def _keras_installed() -> bool:
+    # A spec without an origin is a namespace package: a folder named keras (tests/keras), not Keras.
+    spec = importlib.util.find_spec("keras")
+    return spec is not None and spec.origin is not None
+
+
 pytestmark = [
     requires_trt,
-    pytest.mark.skipif(importlib.util.find_spec("keras") is None, reason="Keras 3 (the dev extra) is not installed"),
+    pytest.mark.skipif(not _keras_installed(), reason="Keras 3 (the dev extra) is not installed"),
 ]
 
 SCRIPT = FIXTURES.parent / "make_keras.py"
