@@ -45,7 +45,7 @@ class Command(NamedTuple):
 COMMANDS: dict[str, Command] = {}
 
 # Modules that register subcommands when imported (other packages add theirs here).
-COMMAND_MODULES: list[str] = []
+COMMAND_MODULES: list[str] = ["trtdsl.keras.cli"]
 
 
 def register(
@@ -192,7 +192,9 @@ def _complete_feeds(
     for dim, n in bound.items():  # before any random array is made at that size
         lo, _, hi = profile.ranges.get(dim, (n, n, n)) if profile is not None else (n, n, n)
         if not lo <= n <= hi and missing:
-            raise ProfileError(f"dim {dim!r} = {n} (from --input/--shapes) is outside profile {args.profile}: {lo}..{hi}")
+            raise ProfileError(
+                f"dim {dim!r} = {n} (from --input/--shapes) is outside profile {args.profile}: {lo}..{hi}"
+            )
     return feeds | inputs.random_feeds(missing, dtypes_, profile, bound, highs, seed=args.seed)
 
 
