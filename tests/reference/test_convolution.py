@@ -209,7 +209,7 @@ def _conv3x3_net(shape, w, b, stride=1, groups=1, relu=False):
 
 
 def _spy_winograd(monkeypatch) -> list:
-    from trtdsl.reference import winograd
+    from trtdsl.reference.kernels import winograd
 
     calls = []
     real = winograd.conv

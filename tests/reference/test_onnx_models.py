@@ -13,7 +13,7 @@ from collections import Counter
 
 import numpy as np
 import pytest
-from onnx_models import INPUT, MODELS, Parsed, example, export, onnxruntime_run, parse
+from bench.models import INPUT, MODELS, Parsed, example, export, onnxruntime_run, parse
 
 import trtdsl
 import trtdsl.reference
