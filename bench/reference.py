@@ -1,11 +1,15 @@
-"""Latency of trtdsl.reference.run against ONNX Runtime CPU on the same ResNet-50.
+"""Latency of trtdsl.reference.run against ONNX Runtime CPU on the same networks.
 
-torchvision ResNet-50 (random weights, batch 1, 224x224) is exported to ONNX
-once; TensorRT's ONNX parser turns it into the network the interpreter runs,
-and ONNX Runtime's CPU provider runs the same file. Both get the same thread
-count, in one process. The goal is a median ratio within 1.5x.
+torchvision models (random weights) are exported to ONNX once; TensorRT's ONNX
+parser turns each into the network the interpreter runs, called as users call
+it (``trtdsl.reference.run(parsed_network, feeds)``), and ONNX Runtime's CPU
+provider runs the same file. Both get the same thread count, in one process,
+timed interleaved. ``--suite`` runs the benchmark suite (bench/models.py SUITE)
+and prints a table of medians and ratios; ``--memory`` also measures each
+one's peak memory, each in a process of its own.
 
-    python bench/reference.py --iterations 20 --threads 2
+    python bench/reference.py --iterations 20 --threads 2                 # ResNet-50, batch 1
+    python bench/reference.py --suite --threads 2 --iterations 10 --memory
 """
 
 from __future__ import annotations
@@ -24,7 +28,13 @@ def _args() -> argparse.Namespace:
     p.add_argument("--iterations", type=int, default=20, help="timed runs of each (default 20)")
     p.add_argument("--warmup", type=int, default=3, help="untimed runs first (default 3)")
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="threads for both (default: all cores)")
-    p.add_argument("--model", default="resnet50", help="a model of tests/reference/onnx_models.py (default resnet50)")
+    p.add_argument("--model", default="resnet50", help="a model of bench/models.py MODELS (default resnet50)")
+    p.add_argument("--suite", action="store_true", help="run the benchmark suite (bench/models.py SUITE)")
+    p.add_argument("--only", nargs="*", help="with --suite: only these networks")
+    p.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "trtdsl-bench",
+                   help="with --suite: where the exported ONNX files are kept (default %(default)s)")  # fmt: skip
+    p.add_argument("--memory", action="store_true", help="with --suite: also peak memory, each in its own process")
+    p.add_argument("--memory-child", nargs=2, metavar=("NETWORK", "ENGINE"), help=argparse.SUPPRESS)
     p.add_argument("--onnx", type=Path, help="reuse or keep the exported ONNX file here")
     p.add_argument(
         "--pause", type=float, default=0.2, help="seconds of idle before each timed call (default 0.2; see _time)"
@@ -42,11 +52,11 @@ if ARGS is not None:
 import numpy as np  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "tests" / "reference")]
-
-import onnx_models  # noqa: E402
+if str(REPO) not in sys.path:  # run as a script: make the repository's packages importable
+    sys.path.insert(0, str(REPO))
 
 import trtdsl.reference  # noqa: E402
+from bench import models as onnx_models  # noqa: E402
 from trtdsl import golden  # noqa: E402
 
 
@@ -120,7 +130,124 @@ def _blas_threads(n: int):
     return threadpool_limits(limits=n)
 
 
+def _suite_file(args: argparse.Namespace, name: str) -> Path:
+    args.cache.mkdir(parents=True, exist_ok=True)
+    path = args.cache / f"{name}.onnx"
+    if not path.exists():
+        import torch
+
+        torch.set_num_threads(args.threads)
+        t = time.perf_counter()
+        part = path.with_suffix(".part")
+        onnx_models.export(name, part, models=onnx_models.SUITE)
+        part.replace(path)
+        print(f"exported {name} to ONNX in {time.perf_counter() - t:.1f} s", flush=True)
+    return path
+
+
+def _rss_kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
+def _memory_child(args: argparse.Namespace) -> int:
+    """Print the peak RSS (MiB) of three runs above the process's size before the first one."""
+    name, engine = args.memory_child
+    spec = onnx_models.SUITE[name]
+    path = _suite_file(args, name)
+    feeds = {onnx_models.INPUT: onnx_models.example(spec)}
+    _blas_threads(args.threads)
+    if engine == "trtdsl":
+        parsed = onnx_models.parse(path)
+
+        def call():
+            return trtdsl.reference.run(parsed.network, feeds)
+    else:
+        session = onnx_models.onnxruntime_session(path, threads=args.threads)
+        names = [o.name for o in session.get_outputs()]
+
+        def call():
+            return session.run(names, feeds)
+
+    Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS (Linux)
+    before = _rss_kib("VmRSS")
+    for _ in range(3):
+        call()
+    print(f"{(_rss_kib('VmHWM') - before) / 1024:.1f}")
+    return 0
+
+
+def _memory(args: argparse.Namespace, name: str, engine: str) -> float:
+    import subprocess
+
+    cmd = [sys.executable, __file__, "--threads", str(args.threads), "--cache", str(args.cache),
+           "--memory-child", name, engine]  # fmt: skip
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    return float(out.strip().splitlines()[-1])
+
+
+def suite(args: argparse.Namespace) -> int:
+    """The suite table: medians of interleaved calls, ratios, geometric mean; memory on request."""
+    names = args.only or list(onnx_models.SUITE)
+    rows = []
+    load = os.getloadavg()
+    for name in names:
+        spec = onnx_models.SUITE[name]
+        path = _suite_file(args, name)
+        parsed = onnx_models.parse(path)
+        session = onnx_models.onnxruntime_session(path, threads=args.threads)
+        feeds = {onnx_models.INPUT: onnx_models.example(spec)}
+        out_names = [o.name for o in session.get_outputs()]
+        _blas_threads(args.threads)
+        t = time.perf_counter()
+        ours = trtdsl.reference.run(parsed.network, feeds)  # prepares and caches the interpreter
+        first_ms = (time.perf_counter() - t) * 1e3
+        theirs = dict(zip(out_names, session.run(out_names, feeds), strict=True))
+        scale = max(float(np.max(np.abs(v))) for v in theirs.values())
+        report = golden.compare(ours, theirs, golden.Tolerance(atol=1e-5 * max(scale, 1.0), rtol=1e-4))
+        ref_ms, ort_ms = _time(
+            [
+                functools.partial(trtdsl.reference.run, parsed.network, feeds),
+                functools.partial(session.run, out_names, feeds),
+            ],
+            args.warmup, args.iterations, args.pause,
+        )  # fmt: skip
+        row = {"name": name, "shape": spec.shape, "layers": parsed.network.num_layers, "ok": report.ok,
+               "first": first_ms, "ref": float(np.median(ref_ms)), "ort": float(np.median(ort_ms))}  # fmt: skip
+        if args.memory:
+            row["mem_ref"], row["mem_ort"] = _memory(args, name, "trtdsl"), _memory(args, name, "ort")
+        rows.append(row)
+        print(f"{name}: {row['ref']:.1f} ms vs {row['ort']:.1f} ms ({row['ref'] / row['ort']:.2f}x), "
+              f"agree to rtol 1e-4: {report.ok}", flush=True)  # fmt: skip
+        if args.breakdown:
+            _breakdown(trtdsl.reference.interpreter._cached(parsed.network, True)[0], feeds, args.iterations)
+    print()
+    print("load average before timing (1, 5, 15 min): " + ", ".join(f"{v:.2f}" for v in load))
+    print(f"threads: {args.threads} for both, {args.iterations} iterations interleaved, {args.pause} s pause each")
+    head = "| network | input | TensorRT layers | trtdsl.reference.run ms | ONNX Runtime ms | ratio | agrees |"
+    if args.memory:
+        head += " peak MiB (ours / ORT) | memory ratio |"
+    print(head)
+    print("|" + "---|" * head.count(" |"))
+    for r in rows:
+        line = (f"| {r['name']} | {'x'.join(map(str, r['shape']))} | {r['layers']} | {r['ref']:.1f} | {r['ort']:.1f} "
+                f"| {r['ref'] / r['ort']:.2f}x | {'yes' if r['ok'] else 'NO'} |")  # fmt: skip
+        if args.memory:
+            line += f" {r['mem_ref']:.0f} / {r['mem_ort']:.0f} | {r['mem_ref'] / max(r['mem_ort'], 1e-9):.2f}x |"
+        print(line)
+    ratios = [r["ref"] / r["ort"] for r in rows]
+    print(f"geometric mean of the ratios: {float(np.exp(np.mean(np.log(ratios)))):.2f}x (goal <= 2x); "
+          f"worst {max(ratios):.2f}x (goal <= 3x)")  # fmt: skip
+    return 0
+
+
 def main(args: argparse.Namespace) -> int:
+    if args.memory_child:
+        return _memory_child(args)
+    if args.suite:
+        return suite(args)
     import torch
 
     torch.set_num_threads(args.threads)  # only the export uses torch
@@ -138,16 +265,19 @@ def main(args: argparse.Namespace) -> int:
     _blas_threads(args.threads)
 
     t = time.perf_counter()
-    interp = trtdsl.reference.prepare(parsed.network)
+    ours = trtdsl.reference.run(parsed.network, feeds)  # prepares (and caches) the interpreter, converts weights
     prepare_s = time.perf_counter() - t
-    ours = interp.run(feeds)  # the first run converts weights; it is the warm-up's job to absorb that
+    interp = trtdsl.reference.interpreter._cached(parsed.network, True)[0]
     theirs = dict(zip(names, session.run(names, feeds), strict=True))
     scale = max(float(np.max(np.abs(v))) for v in theirs.values())
     report = golden.compare(ours, theirs, golden.Tolerance(atol=1e-5 * max(scale, 1.0), rtol=1e-4))
 
     load = os.getloadavg()  # other processes' load skews both timings; report it
     ref_ms, ort_ms = _time(
-        [lambda: interp.run(feeds), lambda: session.run(names, feeds)], args.warmup, args.iterations, args.pause
+        [lambda: trtdsl.reference.run(parsed.network, feeds), lambda: session.run(names, feeds)],
+        args.warmup,
+        args.iterations,
+        args.pause,
     )
 
     print(f"{args.model}, batch 1, input {spec.shape}, {parsed.network.num_layers} TensorRT layers")
@@ -157,7 +287,7 @@ def main(args: argparse.Namespace) -> int:
         f"{args.pause} s pause before each call"
     )
     print(f"outputs agree to rtol 1e-4: {report.ok} (max abs error {max(r.max_abs for r in report):.3g})")
-    print(f"interpreter prepare (downcast, grouping): {prepare_s * 1e3:.1f} ms")
+    print(f"first call (prepare, convert weights, run): {prepare_s * 1e3:.1f} ms")
     print(f"{'':24}{'median ms':>10}{'p90 ms':>10}")
     for label, ms in (("trtdsl.reference.run", ref_ms), ("onnxruntime CPU", ort_ms)):
         print(f"{label:24}{np.median(ms):10.2f}{np.percentile(ms, 90):10.2f}")

@@ -24,6 +24,8 @@ pytest.importorskip("torch")
 pytest.importorskip("torchvision")
 pytest.importorskip("onnxruntime")
 
+pytestmark = pytest.mark.usefixtures("reference_mode")  # fast and plain paths
+
 MODEL_NAMES = ["resnet18", "mobilenet_v3_small", "vit", "encoder_layer", "text_cnn"]
 RTOL = 1e-4
 

@@ -146,9 +146,13 @@ class Interpreter:
                     fn = watch.get(name)
                     if fn is not None and name in env:
                         fn(name, env[name])
+            pool = self.pool
             for name in free:
                 if name not in keep and name in env:
-                    self.pool.give(env.pop(name))
+                    if pool is None:
+                        del env[name]
+                    else:
+                        pool.give(env.pop(name))
         missing = [n for n in self.outputs if n not in env]
         if missing:
             raise InterpreterError(f"outputs {missing} were never computed")
