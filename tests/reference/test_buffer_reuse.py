@@ -15,11 +15,11 @@ import pytest
 
 import trtdsl
 from trtdsl import ops
-from trtdsl.reference.fusion import Epilogue
-from trtdsl.reference.kernels import scratch
 from trtdsl.reference import run
 from trtdsl.reference.buffers import BufferPool
+from trtdsl.reference.fusion import Epilogue
 from trtdsl.reference.interpreter import Interpreter
+from trtdsl.reference.kernels import scratch
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional

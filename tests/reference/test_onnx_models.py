@@ -13,10 +13,10 @@ from collections import Counter
 
 import numpy as np
 import pytest
-from bench.models import INPUT, MODELS, Parsed, example, export, onnxruntime_run, parse
 
 import trtdsl
 import trtdsl.reference
+from bench.models import INPUT, MODELS, Parsed, example, export, onnxruntime_run, parse
 from trtdsl import golden
 from trtdsl.golden import Tolerance
 
