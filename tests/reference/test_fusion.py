@@ -144,3 +144,22 @@ def test_depthwise_kernel_matches_plain_path_and_torch(case, rng):
         ref = F.conv2d(_t(xv), _t(w), _t(b), stride=s, padding=p, dilation=d, groups=c).numpy()
         np.testing.assert_allclose(fast, ref, rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(fast, plain, rtol=1e-5, atol=1e-5)
+
+
+# ------------------------------------------------------------- matrix multiply
+def test_strided_attention_matmuls_match_plain_path_and_torch(rng):
+    """Heads split from a (seq, batch, 3 * dim) projection: strided stacks that BLAS cannot read in place."""
+    seq, heads, d = 7, 2, 4
+    net = trtdsl.Network("attention")
+    x = net.input("x", "float32", (seq, 1, 3 * heads * d))
+    w = rng.standard_normal((1, 3 * heads * d, 3 * heads * d)).astype(np.float32) / 4
+    qkv = ops.matmul(x, ops.constant(net, w), name="qkv")  # (seq, 1, 3hd) times one shared matrix
+    q, k, v = (ops.permute(ops.reshape(t, (seq, 1, heads, d)), (1, 2, 0, 3)) for t in ops.chunk(qkv, 3, dim=2))
+    scores = ops.matmul(q, ops.permute(k, (0, 1, 3, 2)), name="scores")
+    net.output(ops.matmul(scores, v, name="mix"), "y")
+    xv = rng.standard_normal((seq, 1, 3 * heads * d)).astype(np.float32)
+    tq, tk, tv = (t.reshape(seq, 1, heads, d).permute(1, 2, 0, 3) for t in (_t(xv) @ _t(w)).chunk(3, dim=2))
+    expected = ((tq @ tk.transpose(-1, -2)) @ tv).numpy()
+    fast, plain = run(net, {"x": xv})["y"], run(net, {"x": xv}, fast=False)["y"]
+    np.testing.assert_allclose(fast, expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(fast, plain, rtol=1e-6, atol=1e-6)

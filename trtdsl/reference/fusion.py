@@ -14,8 +14,9 @@ pattern qualify (``plan``):
 
 A tensor that is exported (a network output, captured or observed) is never
 fused away. The in-place functions compute the same formulas as
-``reference.activation`` in float32, some in another order (SiLU as
-``x / (1 + exp(-x))``), within a few float32 ulps of it (tests/reference/test_fusion.py).
+``reference.activation`` in float32, some in another order (the sigmoid as
+scipy's ``expit`` or ``1 / (1 + exp(-x))``), within a few float32 ulps of it
+(tests/reference/test_fusion.py).
 """
 
 from __future__ import annotations
@@ -60,8 +61,21 @@ def _clip(y: np.ndarray, lo: float, hi: float) -> np.ndarray:
     return y
 
 
+def _expit() -> Any:
+    try:
+        from scipy.special import expit  # one pass, in C (scipy is in the fast and dev extras)
+    except ImportError:  # pragma: no cover
+        return None
+    return expit
+
+
+_EXPIT = _expit()
+
+
 def _sigmoid(y: np.ndarray, out: np.ndarray) -> np.ndarray:
     """1 / (1 + exp(-y)) into ``out`` (exp overflows to inf for y < -88, giving 0, as it should)."""
+    if _EXPIT is not None and y.dtype == np.float32:
+        return _EXPIT(y, out=out)
     np.negative(y, out=out)
     np.exp(out, out=out)
     _blocked(np.add, out, 1.0, out)
