@@ -163,3 +163,31 @@ def test_strided_attention_matmuls_match_plain_path_and_torch(rng):
     fast, plain = run(net, {"x": xv})["y"], run(net, {"x": xv}, fast=False)["y"]
     np.testing.assert_allclose(fast, expected, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(fast, plain, rtol=1e-6, atol=1e-6)
+
+
+def test_gelu_as_the_onnx_parser_builds_it_fuses(rng):
+    """x * (1 + erf(x / sqrt 2)) * 0.5 in five layers, constants broadcast through shuffles."""
+    net = trtdsl.Network("gelu_chain")
+    x = net.input("x", "float32", (2, 5, 12))
+    w = rng.standard_normal((12, 12)).astype(np.float32) / 3
+    h = ops.add(ops.matmul(x, ops.constant(net, w)), ops.constant(net, np.ones((1, 1, 12), np.float32)), name="h")
+
+    def scalar(v):
+        return ops.reshape(ops.constant(net, np.array([v], np.float32)), (1, 1, 1))
+
+    e = ops.erf(ops.div(h, scalar(np.sqrt(2.0)), name="div"), name="erf")
+    y = ops.mul(ops.mul(h, ops.add(e, scalar(1.0), name="add1"), name="mul"), scalar(0.5), name="half")
+    net.output(y, "y")
+    heads = _fused_heads(net)
+    assert heads == [Epilogue("GELU_ERF", 0.0, 0.0)]
+    xv = (2 * rng.standard_normal((2, 5, 12))).astype(np.float32)
+    _check(net, {"x": xv}, F.gelu(_t(xv) @ _t(w) + 1).numpy(), heads=1)
+    # Another constant is another function: not fused.
+    net2 = trtdsl.Network("not_gelu")
+    x2 = net2.input("x", "float32", (2, 5, 12))
+    h2 = ops.add(x2, x2, name="h")
+    e2 = ops.erf(ops.div(h2, ops.reshape(ops.constant(net2, np.array([1.5], np.float32)), (1, 1, 1))))
+    one = ops.reshape(ops.constant(net2, np.array([1.0], np.float32)), (1, 1, 1))
+    half = ops.reshape(ops.constant(net2, np.array([0.5], np.float32)), (1, 1, 1))
+    net2.output(ops.mul(ops.mul(h2, ops.add(e2, one)), half), "y")
+    assert _fused_heads(net2) == []

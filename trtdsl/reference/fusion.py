@@ -10,7 +10,9 @@ pattern qualify (``plan``):
   tanh, leaky ReLU, GELU;
 - a gate, ``x * act(x)``: an activation of the output and an elementwise PROD
   of the output with it, which is SiLU (sigmoid) and hard-swish (hard sigmoid)
-  as TensorRT's ONNX parser and ``trtdsl.ops`` build them.
+  as TensorRT's ONNX parser and ``trtdsl.ops`` build them;
+- GELU as five layers, ``x * (1 + erf(x / sqrt 2)) * 0.5`` with scalar
+  constants, as TensorRT's ONNX parser builds torch's exported GELU.
 
 A tensor that is exported (a network output, captured or observed) is never
 fused away. The in-place functions compute the same formulas as
@@ -178,6 +180,7 @@ def plan(steps: Sequence[Node], exported: Iterable[str]) -> Plan:
             if n is not None:
                 readers.setdefault(n, []).append(pos)
     keep = set(exported)
+    producer = {n: step for step in steps for n in step.outputs}
     out: Plan = {}
     for pos, step in enumerate(steps):
         if isinstance(step, Structure) or len(step.outputs) != 1 or step.out_dtypes[0] != "float32":
@@ -193,6 +196,12 @@ def plan(steps: Sequence[Node], exported: Iterable[str]) -> Plan:
             act = follow[0]
             out[pos] = Epilogue(act.layer.type.name, act.layer.alpha, act.layer.beta)
             out[users[0]] = src
+        elif len(users) == 2 and (gelu := _gelu_chain(steps, pos, readers, producer, keep)) is not None:
+            div, erf, add, mul, half = gelu
+            out[pos] = Epilogue("GELU_ERF", 0.0, 0.0)
+            out[div] = out[erf] = out[add] = None
+            # Each alias at a step that reads the tensor it names, before that tensor is freed.
+            out[mul], out[half] = src, steps[mul].outputs[0]
         elif len(users) == 2:
             act_pos, mul_pos = users
             act, mul = steps[act_pos], steps[mul_pos]
@@ -204,6 +213,71 @@ def plan(steps: Sequence[Node], exported: Iterable[str]) -> Plan:
             out[act_pos] = None
             out[mul_pos] = src
     return out
+
+
+def _scalar(name: str | None, producer: dict[str, Node]) -> float | None:
+    """The value of ``name`` when it is a one-element constant (through shuffles and identities), else None."""
+    for _ in range(8):
+        node = producer.get(name) if name is not None else None
+        if node is None or isinstance(node, Structure):
+            return None
+        if node.type == "constant":
+            w = node.layer.weights
+            return float(np.asarray(w).reshape(-1)[0]) if isinstance(w, np.ndarray) and w.size == 1 else None
+        if node.type not in ("shuffle", "identity") or len(node.inputs) != 1:
+            return None
+        name = node.inputs[0]
+    return None
+
+
+def _binary(node: Node, op: str, operand: str, producer: dict[str, Node], value: float) -> bool:
+    """Whether ``node`` is elementwise ``op`` of ``operand`` and a scalar constant equal to float32 ``value``."""
+    if isinstance(node, Structure) or node.type != "elementwise" or node.layer.op.name != op:
+        return False
+    if operand not in node.inputs or node.out_dtypes[0] != "float32":
+        return False
+    other = node.inputs[1] if node.inputs[0] == operand else node.inputs[0]
+    if op == "DIV" and node.inputs[0] != operand:
+        return False
+    return _scalar(other, producer) == float(np.float32(value))
+
+
+def _gelu_chain(
+    steps: Sequence[Node], pos: int, readers: dict[str, list[int]], producer: dict[str, Node], keep: set[str]
+) -> list[int] | None:
+    """The positions of DIV, ERF, SUM, PROD, PROD computing GELU(x) = x * (1 + erf(x / sqrt 2)) * 0.5 of
+    step ``pos``'s output (as TensorRT's ONNX parser builds it from torch's exported GELU), or None."""
+    src = steps[pos].outputs[0]
+    users = readers.get(src, [])
+    if len(users) != 2:
+        return None
+    div, mul = steps[users[0]], steps[users[1]]
+    if not _binary(div, "DIV", src, producer, float(np.sqrt(2.0))):
+        return None
+    chain = [users[0]]
+    erf = _only_reader(steps, readers, div.outputs[0], keep)
+    if erf is None or steps[erf].type != "unary" or steps[erf].layer.op.name != "ERF":
+        return None
+    add = _only_reader(steps, readers, steps[erf].outputs[0], keep)
+    if add is None or not _binary(steps[add], "SUM", steps[erf].outputs[0], producer, 1.0):
+        return None
+    if _only_reader(steps, readers, steps[add].outputs[0], keep) != users[1] or mul.type != "elementwise":
+        return None
+    if mul.layer.op.name != "PROD" or sorted(mul.inputs, key=str) != sorted([src, steps[add].outputs[0]], key=str):
+        return None
+    half = _only_reader(steps, readers, mul.outputs[0], keep)
+    if half is None or not _binary(steps[half], "PROD", mul.outputs[0], producer, 0.5):
+        return None
+    if steps[half].out_shapes[0] != steps[pos].out_shapes[0]:
+        return None
+    return [*chain, erf, add, users[1], half]
+
+
+def _only_reader(steps: Sequence[Node], readers: dict[str, list[int]], name: str, keep: set[str]) -> int | None:
+    users = readers.get(name, [])
+    if name in keep or len(users) != 1 or isinstance(steps[users[0]], Structure):
+        return None
+    return users[0]
 
 
 def _activation(node: Node, table: dict, src: str) -> bool:
