@@ -152,7 +152,11 @@ def _torchvision(name: str, seed: int) -> Callable[[], Any]:
         import torchvision
 
         torch.manual_seed(seed)
-        return _calibrate_norms(getattr(torchvision.models, name)(weights=None), (1, 3, 224, 224), seed)
+        model = getattr(torchvision.models, name)(weights=None)
+        head = getattr(getattr(model, "heads", None), "head", None)
+        if head is not None:  # torchvision's ViT starts with a zero classifier: every logit 0
+            torch.nn.init.normal_(head.weight, std=0.02)
+        return _calibrate_norms(model, (1, 3, 224, 224), seed)
 
     return make
 

@@ -156,8 +156,9 @@ def conv_nd(
     strided = (Ellipsis, *(slice(0, (m - 1) * s + 1, s) for m, s in zip(out, stride, strict=True)))
     # The bias rides in the GEMM as one more column of weights against a row of ones when
     # the matrix is copied anyway, or when copying the input costs less than a pass over
-    # the larger output.
-    fold = bias is not None and (not pointwise or any(s > 1 for s in stride) or cg < kg)
+    # the larger output; but only when the weights are no larger than the output, since the
+    # column makes a kept copy of them (ResNet-50's late stages: 60 MB of copies otherwise).
+    fold = bias is not None and (not pointwise or any(s > 1 for s in stride) or cg < kg) and w.size <= n * k * pixels
     # Many kernel offsets per stride phase (a 7x7 stride-2 stem): im2col by phases.
     phased = not pointwise and math.prod(kernel) >= 4 * math.prod(stride) > 4
     plan = phase_plan(tuple(spatial), kernel, stride, dilation, pre, out) if phased else None
