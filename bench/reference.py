@@ -188,6 +188,40 @@ def _memory(args: argparse.Namespace, name: str, engine: str) -> float:
     return float(out.strip().splitlines()[-1])
 
 
+def _rates(args: argparse.Namespace) -> list[str]:
+    """Measured bounds, interleaved like the suite: GEMM GFLOP/s of NumPy's BLAS and of ONNX Runtime's
+    MatMul on the shapes of a ResNet-50 3x3 convolution and a ViT MLP, and NumPy's copy bandwidth."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    lines = []
+    for m, k, n in ((256, 1152, 784), (197, 768, 3072)):
+        graph = helper.make_graph(
+            [helper.make_node("MatMul", ["a", "b"], ["c"])], "gemm",
+            [helper.make_tensor_value_info("a", TensorProto.FLOAT, [m, k]),
+             helper.make_tensor_value_info("b", TensorProto.FLOAT, [k, n])],
+            [helper.make_tensor_value_info("c", TensorProto.FLOAT, [m, n])],
+        )  # fmt: skip
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+        model.ir_version = 8
+        options = ort.SessionOptions()
+        options.intra_op_num_threads, options.inter_op_num_threads = args.threads, 1
+        session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        onnx.checker.check_model(model)
+        rng = np.random.default_rng(0)
+        a, b = rng.standard_normal((m, k), np.float32), rng.standard_normal((k, n), np.float32)
+        ours, theirs = _time([lambda: a @ b, lambda: session.run(["c"], {"a": a, "b": b})], 2, 9, args.pause)  # noqa: B023
+        flops = 2 * m * k * n / 1e6  # per ms -> GFLOP/s
+        lines.append(f"GEMM {m}x{k}x{n}: NumPy BLAS {flops / np.median(ours):.1f} GFLOP/s, "
+                     f"ONNX Runtime {flops / np.median(theirs):.1f} GFLOP/s")  # fmt: skip
+    src = np.ones(16 << 20, np.float32)
+    dst = np.empty_like(src)
+    (copy,) = _time([lambda: np.copyto(dst, src)], 2, 9, 0.0)
+    lines.append(f"copy bandwidth (64 MiB, read + write): {2 * src.nbytes / 1e6 / np.median(copy):.1f} GB/s")
+    return lines
+
+
 def suite(args: argparse.Namespace) -> int:
     """The suite table: medians of interleaved calls, ratios, geometric mean; memory on request."""
     names = args.only or list(onnx_models.SUITE)
@@ -226,6 +260,8 @@ def suite(args: argparse.Namespace) -> int:
         if args.breakdown:
             _breakdown(trtdsl.reference.interpreter._cached(parsed.network, True)[0], feeds, args.iterations)
     print()
+    for line in _rates(args):
+        print(line)
     print("load average before timing (1, 5, 15 min): " + ", ".join(f"{v:.2f}" for v in load))
     print(f"threads: {args.threads} for both, {args.iterations} iterations interleaved, {args.pause} s pause each")
     head = "| network | input | TensorRT layers | trtdsl.reference.run ms | ONNX Runtime ms | ratio | max error / max output |"
