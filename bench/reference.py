@@ -99,7 +99,11 @@ def _breakdown(interp: trtdsl.reference.Interpreter, feeds: dict, iterations: in
 
         return wrapper
 
+    from trtdsl.reference import fusion
+
     original = dict(registry.REGISTRY)
+    epilogue = fusion.Epilogue.__call__
+    fused = "(fused activations)"
     kinds = {node.type for node in interp.nodes}
     counts = {k: sum(node.type == k for node in interp.nodes) for k in kinds}
     per_run: dict[str, list[float]] = {k: [] for k in kinds}
@@ -108,6 +112,10 @@ def _breakdown(interp: trtdsl.reference.Interpreter, feeds: dict, iterations: in
         for k in kinds:
             if k in original:
                 registry.REGISTRY[k] = timed(k, original[k])
+        fusion.Epilogue.__call__ = timed(fused, epilogue)
+        kinds.add(fused)
+        counts[fused] = sum(isinstance(v, fusion.Epilogue) for v in interp._fusion.values())
+        per_run[fused] = []
         for _ in range(iterations):
             spent.clear()
             t = time.perf_counter()
@@ -117,6 +125,7 @@ def _breakdown(interp: trtdsl.reference.Interpreter, feeds: dict, iterations: in
                 per_run[k].append(spent.get(k, 0.0))
     finally:
         registry.REGISTRY.update(original)
+        fusion.Epilogue.__call__ = epilogue
     print(f"interpreter time per layer type (median of {iterations} runs, total {np.median(totals) * 1e3:.1f} ms):")
     for k in sorted(kinds, key=lambda k: -np.median(per_run[k])):
         print(f"  {k:22}{counts[k]:5} layers{np.median(per_run[k]) * 1e3:10.2f} ms")
