@@ -487,6 +487,12 @@ def prepare(network: Any, *, fast: bool = True) -> Interpreter:
     was prepared (``reference.watch``): added layers, inputs or outputs, rewiring
     (``layer.set_input``, ``Network.replace_uses``), changed layer parameters or weights.
     For a raw ``INetworkDefinition`` this is a new ``Interpreter`` that the caller holds.
+
+    Example::
+
+        interp = trtdsl.reference.prepare(net)
+        for batch in batches:
+            out = interp.run({"x": batch})
     """
     if isinstance(network, Interpreter):
         return network
