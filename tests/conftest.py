@@ -21,3 +21,18 @@ def trt():
     if not _trt.available():
         pytest.skip("TensorRT (trtdsl[rtx] or trtdsl[trt]) is not installed")
     return _trt.load()
+
+
+@pytest.fixture(params=["fast", "plain"])
+def reference_mode(request, monkeypatch) -> str:
+    """Run the test with the interpreter's fast paths on (the default) and off (the plain oracle path).
+
+    Sets the default of ``fast=`` of ``reference.run``, ``prepare`` and ``Interpreter`` for the
+    test only; every fast path must give the plain path's results.
+    """
+    from trtdsl.reference import interpreter
+
+    fast = request.param == "fast"
+    for fn in (interpreter.run, interpreter.prepare, interpreter.Interpreter.__init__):
+        monkeypatch.setattr(fn, "__kwdefaults__", {**fn.__kwdefaults__, "fast": fast})
+    return request.param

@@ -9,7 +9,7 @@ import torch
 import trtdsl
 from trtdsl import ShapeError, WeightError, dtypes, ops, reference
 
-pytestmark = pytest.mark.usefixtures("trt")
+pytestmark = pytest.mark.usefixtures("trt", "reference_mode")  # fast and plain paths
 
 
 def _np_quantize(x: np.ndarray, scale: np.ndarray) -> np.ndarray:

@@ -9,7 +9,7 @@ import torch
 import trtdsl
 from trtdsl import ShapeError, TrtdslError, ops, reference
 
-pytestmark = pytest.mark.usefixtures("trt")
+pytestmark = pytest.mark.usefixtures("trt", "reference_mode")  # fast and plain paths
 
 
 def _builds(net: trtdsl.Network) -> bool:

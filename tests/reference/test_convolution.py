@@ -17,7 +17,7 @@ from trtdsl.reference import run
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
 
-pytestmark = pytest.mark.usefixtures("trt")
+pytestmark = pytest.mark.usefixtures("trt", "reference_mode")  # fast and plain paths
 
 
 def _t(a):
@@ -209,7 +209,7 @@ def _conv3x3_net(shape, w, b, stride=1, groups=1, relu=False):
 
 
 def _spy_winograd(monkeypatch) -> list:
-    from trtdsl.reference import winograd
+    from trtdsl.reference.kernels import winograd
 
     calls = []
     real = winograd.conv
@@ -233,7 +233,7 @@ def test_winograd_matches_float64_torch(case, rng, monkeypatch):
         xv = rng.standard_normal((n, cin, *spatial)).astype(np.float32)
         ref = F.conv2d(_t(xv), _t(w), None if b is None else _t(b), padding=1)
         ref = (F.relu(ref) if with_bias else ref).numpy()
-        got = run(net, {"x": xv})["y"]
+        got = run(net, {"x": xv}, fast=True)["y"]
         # As accurate as a direct float32 convolution (whose error here is ~5e-7 of the largest output).
         assert np.max(np.abs(got - ref)) <= 2e-6 * np.max(np.abs(ref))
     assert len(calls) == 2
@@ -249,7 +249,7 @@ def test_winograd_is_left_to_the_direct_path_outside_its_range(shape, stride, gr
     c = shape[1]
     w = rng.standard_normal((32, c // groups, 3, 3)).astype(np.float32)
     xv = rng.standard_normal(shape).astype(np.float32)
-    got = run(_conv3x3_net(shape, w, None, stride, groups), {"x": xv})["y"]
+    got = run(_conv3x3_net(shape, w, None, stride, groups), {"x": xv}, fast=True)["y"]
     ref = F.conv2d(_t(xv), _t(w), stride=stride, padding=1, groups=groups).numpy()
     np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4)
     assert calls == []

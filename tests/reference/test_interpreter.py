@@ -13,7 +13,7 @@ from trtdsl import InterpreterError, ShapeError, TrtdslError, UnsupportedLayerEr
 from trtdsl.reference import precision
 from trtdsl.reference.registry import REGISTRY
 
-pytestmark = pytest.mark.usefixtures("trt")
+pytestmark = pytest.mark.usefixtures("trt", "reference_mode")  # fast and plain paths
 
 
 # ------------------------------------------------------------------ precision

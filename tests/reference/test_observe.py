@@ -12,6 +12,7 @@ import pytest
 
 import trtdsl
 from trtdsl import TrtdslError, ops
+from trtdsl.reference.fusion import Epilogue
 from trtdsl.reference.interpreter import Interpreter
 
 torch = pytest.importorskip("torch")
@@ -58,7 +59,7 @@ def test_observe_keeps_reuse_for_unobserved_tensors(rng):
     _, relus = interp._observed_plan(frozenset({"conv0.out"}))
     names = [s.name for s in interp.steps]
     assert relus.get(names.index("conv0")) is None  # observed: not fused
-    assert relus.get(names.index("add")) is True  # unobserved: still fused
+    assert relus.get(names.index("add")) == Epilogue("RELU", 0.0, 0.0)  # unobserved: still fused
     x = rng.standard_normal((2, 4, 6, 5)).astype(np.float32)
     plain = interp.run({"x": x})["y"].copy()
     for _ in range(3):  # repeated observed runs give the unobserved result, nothing stale

@@ -16,14 +16,15 @@ import pytest
 
 import trtdsl
 import trtdsl.reference
+from bench.models import INPUT, MODELS, Parsed, example, export, onnxruntime_run, parse
 from trtdsl import golden
 from trtdsl.golden import Tolerance
-
-from .onnx_models import INPUT, MODELS, Parsed, example, export, onnxruntime_run, parse
 
 pytest.importorskip("torch")
 pytest.importorskip("torchvision")
 pytest.importorskip("onnxruntime")
+
+pytestmark = pytest.mark.usefixtures("reference_mode")  # fast and plain paths
 
 MODEL_NAMES = ["resnet18", "mobilenet_v3_small", "vit", "encoder_layer", "text_cnn"]
 RTOL = 1e-4

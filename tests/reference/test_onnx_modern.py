@@ -14,8 +14,7 @@ import numpy as np
 import pytest
 
 import trtdsl.reference
-
-from .onnx_models import parse
+from bench.models import parse
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")

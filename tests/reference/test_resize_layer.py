@@ -19,7 +19,7 @@ ort = pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
 helper = onnx.helper
 
-pytestmark = pytest.mark.usefixtures("trt")
+pytestmark = pytest.mark.usefixtures("trt", "reference_mode")  # fast and plain paths
 
 ROUNDING = {"HALF_UP": "round_prefer_ceil", "HALF_DOWN": "round_prefer_floor", "FLOOR": "floor", "CEIL": "ceil"}
 COORDS = {"ALIGN_CORNERS": "align_corners", "ASYMMETRIC": "asymmetric", "HALF_PIXEL": "half_pixel"}

@@ -15,7 +15,7 @@ import trtdsl
 from trtdsl import reference
 from trtdsl.errors import InterpreterError
 
-pytestmark = pytest.mark.usefixtures("trt")
+pytestmark = pytest.mark.usefixtures("trt", "reference_mode")  # fast and plain paths
 
 
 def _finish(net, layer, feeds, reported=None, kind="layer"):

@@ -3,7 +3,9 @@
 ``run(network, feeds, capture=...)`` executes a ``trtdsl.Network`` or a raw
 ``INetworkDefinition`` (hand-built, or from ``trt.OnnxParser``) layer by layer,
 following TensorRT's documented semantics, and returns the outputs (plus any
-captured intermediate tensors) as NumPy arrays.
+captured intermediate tensors) as NumPy arrays. ``fast=True`` (the default)
+runs the fast paths (buffer reuse, activation fusion, ``kernels/``);
+``fast=False`` the plain textbook path they are tested against.
 """
 
 # Importing the family modules registers their layer implementations.

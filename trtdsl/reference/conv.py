@@ -1,40 +1,44 @@
 """Reference implementations: convolution and deconvolution, N-D.
 
-One code path for every rank, all in NCHW order. Each kernel offset copies its
-strided, dilated slice of the unpadded input into an im2col matrix
-(N, C, prod(F), *out) (the padding's share stays zero, so no padded copy is
-made), and the kernel multiplies it from the left in one batched ``np.matmul``
-over the groups (BLAS), which yields the output with no transpose. The bias
-rides in the same GEMM as a column of weights against a row of ones. The
-matrices are kept between calls (their zeros and ones never change). Special
-cases, each for speed and each checked against torch like the general path:
-a 1x1 kernel needs no im2col; a strided kernel with many offsets per stride
-phase (a 7x7 stride-2 stem) fills the matrix phase by phase, its weight columns
-permuted to match; a 3x3 stride-1 "same" convolution with enough channels runs
-as Winograd F(2x2, 3x3) (``reference.winograd``); a depthwise kernel
-multiply-accumulates over the kernel offsets instead. A ReLU fused into the
-layer (``relu=True``) rectifies the output in the same call. A deconvolution
-is the convolution of the stride-dilated (zero-stuffed) input with the
-flipped, transposed kernel."""
+One code path for every rank, all in NCHW order. The plain path (``fast=False``,
+the oracle): each kernel offset copies its strided, dilated slice of the
+unpadded input into a zeroed im2col matrix (N, G, C/G, prod(F), *out) (the
+padding's share stays zero, so no padded copy is made), and the kernel
+multiplies it from the left in one batched ``np.matmul`` over the groups (BLAS),
+which yields the output with no transpose; the bias is added after.
+
+The fast path (``fast=True``, the default) picks a kernel of
+``reference.kernels`` by shape, each checked against the plain path and torch:
+the im2col matrices are kept between calls (their zeros never change) and the
+bias rides in the GEMM as a column of weights against a row of ones; a 1x1
+kernel needs no im2col; a strided kernel with many offsets per stride phase (a
+7x7 stride-2 stem) fills the matrix phase by phase (``kernels.phases``); a 3x3
+stride-1 "same" convolution with enough channels runs as Winograd F(2x2, 3x3)
+(``kernels.winograd``); a depthwise kernel multiply-accumulates over the kernel
+offsets instead (``kernels.depthwise``). A ReLU fused into the layer
+(``relu=True``) rectifies the output in the same call. A deconvolution is the
+convolution of the stride-dilated (zero-stuffed) input with the flipped,
+transposed kernel."""
 
 from __future__ import annotations
 
-import functools
-import itertools
 import math
-import threading
-from collections import OrderedDict
-from collections.abc import Callable, Hashable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Hashable
 from typing import Any
 
 import numpy as np
-from numpy.lib.stride_tricks import as_strided, sliding_window_view
+from numpy.lib.stride_tricks import sliding_window_view
 
 from ..errors import UnsupportedLayerError
-from . import winograd
 from .elementwise import rectify
+from .kernels import winograd
+from .kernels.depthwise import depthwise_2d, depthwise_mac
+from .kernels.im2col import im2col, kernel_offsets, weight_matrix
+from .kernels.phases import im2col_phased, phase_plan
+from .kernels.scratch import zeroed
 from .registry import Node, interprets
+
+__all__ = ["conv_nd", "kernel_offsets", "pad_or_crop", "resolve_padding", "windows"]
 
 
 def resolve_padding(mode: str, size: int, window: int, stride: int, pre: int, post: int) -> tuple[int, int, int, int]:
@@ -108,34 +112,11 @@ def windows(x: np.ndarray, kernel: tuple[int, ...], stride: tuple[int, ...], dil
     return view[pick]
 
 
-def kernel_offsets(
-    shape: tuple[int, ...], kernel: tuple[int, ...], stride: tuple[int, ...], dilation: tuple[int, ...],
-    out: tuple[int, ...], pre: tuple[int, ...],
-) -> Iterator[tuple[int, tuple[slice, ...], tuple[slice, ...]]]:  # fmt: skip
-    """For each kernel offset, (its index, output slices, input slices) of the outputs that read real input.
-
-    Output ``o`` reads input ``o * stride + f * dilation - pre`` in each dim; the outputs
-    whose read falls in the padding read zero, so no padded copy is made. Offsets that
-    read only padding are left out.
-    """
-    for j, offset in enumerate(itertools.product(*(range(f) for f in kernel))):
-        dst, src = [], []
-        for f, d, s, m, p, size in zip(offset, dilation, stride, out, pre, shape, strict=True):
-            start = f * d - p
-            lo = max(0, -(start // s))  # first o with o * s + start >= 0
-            hi = min(m, (size - 1 - start) // s + 1)  # one past the last o with o * s + start < size
-            if lo >= hi:
-                break
-            dst.append(slice(lo, hi))
-            src.append(slice(start + lo * s, start + (hi - 1) * s + 1, s))
-        else:
-            yield j, tuple(dst), tuple(src)
-
-
 def conv_nd(
     x: np.ndarray, w: np.ndarray, stride: tuple[int, ...], dilation: tuple[int, ...], groups: int,
     out: tuple[int, ...], bias: np.ndarray | None = None, pre: tuple[int, ...] | None = None,
     memo: Callable[[Hashable, Callable[[], Any]], Any] | None = None, empty: Callable = np.empty, relu: bool = False,
+    fast: bool = True,
 ) -> np.ndarray:  # fmt: skip
     """Grouped N-D correlation of ``x`` (N, C, *L) with ``w`` (K, C/groups, *F) -> (N, K, *out), plus ``bias``.
 
@@ -143,7 +124,8 @@ def conv_nd(
     after it as ``out`` needs. The output comes straight out of one batched GEMM in NCHW
     order: ``w`` as (groups, K/groups, C/groups * prod(F)) times the im2col matrix of each
     image and group, (C/groups * prod(F), prod(out)). ``memo(key, make)`` caches derived weights,
-    ``empty(shape, dtype)`` allocates the output, and ``relu`` rectifies it.
+    ``empty(shape, dtype)`` allocates the output, and ``relu`` rectifies it. ``fast=False``
+    runs the plain path (see the module docstring) and ignores ``memo`` and ``empty``.
     """
     n, c, *spatial = x.shape
     k, kernel = w.shape[0], w.shape[2:]
@@ -151,216 +133,54 @@ def conv_nd(
     pre = pre or (0,) * nd
     cg, kg, taps = c // groups, k // groups, math.prod(kernel)
     pixels = math.prod(out)
-    if groups == c == k and cg == 1 and taps > 1:
-        y = _depthwise(x, w, stride, dilation, out, pre)
+    if not fast:
+        cols = np.zeros((n, groups, cg, taps, *out), dtype=np.result_type(x, w))
+        im2col(x.reshape(n, groups, cg, *spatial), cols, kernel, stride, dilation, pre)
+        y = np.matmul(w.reshape(groups, kg, cg * taps), cols.reshape(n, groups, cg * taps, pixels)).reshape(n, k, *out)
         if bias is not None:
             y += bias.reshape(k, *([1] * nd))
         return rectify(y, inplace=True) if relu else y
+    if groups == c == k and cg == 1 and taps > 1:
+        if nd == 2:
+            y = depthwise_2d(x, w, stride, dilation, out, pre, bias, empty)
+        else:
+            y = depthwise_mac(x, w, stride, dilation, out, pre)
+            if bias is not None:
+                y += bias.reshape(k, *([1] * nd))
+        return rectify(y, inplace=True) if relu else y
     if winograd.applies(x, w, stride, dilation, groups, out, pre):
-        return winograd.conv(x, w, bias, memo=memo, kept=kept, empty=empty, relu=relu)
+        return winograd.conv(x, w, bias, memo=memo, empty=empty, relu=relu)
     pointwise = (
         taps == 1 and not any(pre) and all((m - 1) * s < size for m, s, size in zip(out, stride, spatial, strict=True))
     )
     strided = (Ellipsis, *(slice(0, (m - 1) * s + 1, s) for m, s in zip(out, stride, strict=True)))
     # The bias rides in the GEMM as one more column of weights against a row of ones when
     # the matrix is copied anyway, or when copying the input costs less than a pass over
-    # the larger output.
-    fold = bias is not None and (not pointwise or any(s > 1 for s in stride) or cg < kg)
+    # the larger output; but only when the weights are no larger than the output, since the
+    # column makes a kept copy of them (ResNet-50's late stages: 60 MB of copies otherwise).
+    fold = bias is not None and (not pointwise or any(s > 1 for s in stride) or cg < kg) and w.size <= n * k * pixels
     # Many kernel offsets per stride phase (a 7x7 stride-2 stem): im2col by phases.
     phased = not pointwise and math.prod(kernel) >= 4 * math.prod(stride) > 4
-    plan = _phase_plan(tuple(spatial), kernel, stride, dilation, pre, out) if phased else None
-    wm = _weight_matrix(w, bias if fold else None, groups, memo, plan)
+    plan = phase_plan(tuple(spatial), kernel, stride, dilation, pre, out) if phased else None
+    wm = weight_matrix(w, bias if fold else None, groups, memo, plan)
     xg = x.reshape(n, groups, cg, *spatial)
     if pointwise and not fold:
         # A 1x1 kernel needs no im2col: the strided input is the matrix.
         cols = x[strided].reshape(n, groups, cg, pixels)
     else:
         geometry = (tuple(spatial), kernel, stride, dilation, pre)
-        cols = _scratch((n, groups, cg * taps + fold, pixels), np.result_type(x, w), fold, geometry)
+        cols = zeroed((n, groups, cg * taps + fold, pixels), np.result_type(x, w), fold, geometry)
         body = cols[:, :, : cg * taps]
         if pointwise:
             body.reshape(n, groups, cg, *out)[...] = xg[strided]
         elif plan is not None:
-            _im2col_phased(xg, body, plan, out)
+            im2col_phased(xg, body, plan, out)
         else:
-            _im2col(xg, body.reshape(n, groups, cg, taps, *out), kernel, stride, dilation, pre)
+            im2col(xg, body.reshape(n, groups, cg, taps, *out), kernel, stride, dilation, pre)
     y = np.matmul(wm, cols, out=empty((n, groups, k // groups, pixels), cols.dtype)).reshape(n, k, *out)
     if bias is not None and not fold:
         y += bias.reshape(k, *([1] * nd))
     return rectify(y, inplace=True) if relu else y
-
-
-def _weight_matrix(
-    w: np.ndarray, bias: np.ndarray | None, groups: int, memo: Callable | None, plan: PhasePlan | None = None
-) -> np.ndarray:
-    """``w`` as (groups, K/groups, C/groups * prod(F)), plus ``bias`` as one more column when given.
-
-    With a ``plan``, the columns follow the rows of its phase-ordered im2col matrix.
-    """
-
-    def make() -> np.ndarray:
-        k = w.shape[0]
-        wm = w.reshape(groups, k // groups, -1)
-        if plan is not None:
-            wm = wm[:, :, plan.columns(w.shape[1])]
-        if bias is None:
-            return wm
-        return np.concatenate([wm, bias.reshape(groups, k // groups, 1).astype(w.dtype, copy=False)], axis=2)
-
-    if memo is None or (bias is None and plan is None):
-        return make()
-    return memo(("weight_matrix", w.shape, w.dtype, groups, bias is None, plan and plan.key), make)
-
-
-_SCRATCH_BYTES = 64 << 20
-_scratch_local = threading.local()
-
-
-def kept(key: tuple, make: Callable[[], np.ndarray]) -> np.ndarray:
-    """The work array cached under ``key``, made by ``make()`` the first time, kept for reuse.
-
-    Kept per thread (two threads never share one), the most recently used first, up to
-    _SCRATCH_BYTES in all; an array larger than that is made anew on every call.
-    """
-    cache: OrderedDict | None = getattr(_scratch_local, "cache", None)
-    if cache is None:
-        cache = _scratch_local.cache = OrderedDict()
-    found = cache.get(key)
-    if found is not None:
-        cache.move_to_end(key)
-        return found
-    array = make()
-    if array.nbytes <= _SCRATCH_BYTES:
-        cache[key] = array
-        total = sum(a.nbytes for a in cache.values())
-        while total > _SCRATCH_BYTES:
-            total -= cache.popitem(last=False)[1].nbytes
-    return array
-
-
-def _scratch(shape: tuple[int, ...], dtype: np.dtype, ones_row: bool, geometry: tuple) -> np.ndarray:
-    """A zeroed im2col matrix (N, G, rows, pixels), its last row ones if ``ones_row``, kept for reuse.
-
-    Every call with the same shape and ``geometry`` writes the same boxes of the matrix,
-    so what lies outside them (the padding's zeros, the ones row) never changes and a
-    kept matrix needs no clearing: that saves a memset of the whole matrix per call.
-    """
-
-    def make() -> np.ndarray:
-        cols = np.zeros(shape, dtype=dtype)
-        if ones_row:
-            cols[:, :, -1] = 1
-        return cols
-
-    return kept(("im2col", shape, np.dtype(dtype), ones_row, geometry), make)
-
-
-def _im2col(
-    x: np.ndarray, cols: np.ndarray, kernel: tuple[int, ...], stride: tuple[int, ...], dilation: tuple[int, ...],
-    pre: tuple[int, ...],
-) -> None:  # fmt: skip
-    """Fill ``cols`` (N, G, C/G, prod(F), *out) from ``x`` (N, G, C/G, *L): one strided copy per kernel offset.
-
-    The copies read the unpadded input and write only the outputs whose window sample
-    falls inside it; the rest of ``cols`` must already be zero.
-    """
-    for j, dst, src in kernel_offsets(x.shape[3:], kernel, stride, dilation, cols.shape[4:], pre):
-        cols[(slice(None), slice(None), slice(None), j, *dst)] = x[(Ellipsis, *src)]
-
-
-@dataclass(frozen=True)
-class PhasePlan:
-    """How a strided kernel's offsets fall into the stride phases of the padded input, per spatial dim.
-
-    Padded input pixel ``o * s + f * d`` (output ``o``, kernel offset ``f``) lies in phase
-    ``r = f * d % s`` at index ``o + f * d // s`` of that phase. The offsets of one phase
-    step through it evenly, so each combination of phases fills its rows of the im2col
-    matrix with one strided copy, each row a unit-stride run of the phase. The rows come
-    phase by phase, so the weight matrix's columns are permuted to match (``columns``).
-    """
-
-    key: tuple
-    lengths: tuple[int, ...]  # per dim: length of each phase
-    fills: tuple[tuple[tuple[slice, slice], ...], ...]  # per dim, per phase: (phase slice, input slice)
-    groups: tuple[tuple[tuple[int, int, int, tuple[int, ...]], ...], ...]  # per dim: (phase, first, step, offsets)
-
-    def columns(self, channels: int) -> np.ndarray:
-        """Weight-matrix column (c * prod(F) + flat offset) of each im2col row, in row order."""
-        kernel = tuple(sum(len(g[3]) for g in dim) for dim in self.groups)
-        out = []
-        for combo in itertools.product(*self.groups):
-            flat = np.ravel_multi_index(np.ix_(*(g[3] for g in combo)), kernel).reshape(-1)
-            out.append((np.arange(channels)[:, None] * math.prod(kernel) + flat).reshape(-1))
-        return np.concatenate(out)
-
-
-@functools.lru_cache(maxsize=256)
-def _phase_plan(
-    spatial: tuple[int, ...], kernel: tuple[int, ...], stride: tuple[int, ...], dilation: tuple[int, ...],
-    pre: tuple[int, ...], out: tuple[int, ...],
-) -> PhasePlan:  # fmt: skip
-    lengths, fills, groups = [], [], []
-    for size, f, s, d, p, m in zip(spatial, kernel, stride, dilation, pre, out, strict=True):
-        q = m + (f - 1) * d // s  # phase pixels any output reads
-        by_phase: dict[int, list[int]] = {}
-        for j in range(f):
-            by_phase.setdefault(j * d % s, []).append(j)
-        dim_groups = []
-        for r, js in sorted(by_phase.items()):
-            firsts = [j * d // s for j in js]
-            dim_groups.append((r, firsts[0], firsts[1] - firsts[0] if len(js) > 1 else 1, tuple(js)))
-        dim_fills = []
-        for r in range(s):
-            q0 = max(0, -((r - p) // s))  # first phase index at or after the input's start
-            i0 = q0 * s + r - p
-            count = max(0, min(q - q0, (size - 1 - i0) // s + 1))
-            dim_fills.append((slice(q0, q0 + count), slice(i0, i0 + max(count - 1, 0) * s + 1, s)))
-        lengths.append(q)
-        fills.append(tuple(dim_fills))
-        groups.append(tuple(dim_groups))
-    return PhasePlan((spatial, kernel, stride, dilation, pre, out), tuple(lengths), tuple(fills), tuple(groups))
-
-
-def _im2col_phased(x: np.ndarray, cols: np.ndarray, plan: PhasePlan, out: tuple[int, ...]) -> None:
-    """Fill ``cols`` (N, G, rows, prod(out)) from ``x`` (N, G, C/G, *L) in the phase order of ``plan``."""
-    lead, nd = x.shape[:3], len(out)
-    strides = tuple(len(dim) for dim in plan.fills)
-    # The zero-padded input split into its stride phases, kept: only the input's boxes are
-    # written, so the padding's zeros stay from the first call.
-    phases = kept(("phases", x.shape, x.dtype, plan.key), lambda: np.zeros((*strides, *lead, *plan.lengths), x.dtype))
-    for rs in itertools.product(*(range(s) for s in strides)):
-        boxes = [plan.fills[i][r] for i, r in enumerate(rs)]
-        if all(dst.stop > dst.start for dst, _ in boxes):
-            phases[rs][(Ellipsis, *(dst for dst, _ in boxes))] = x[(Ellipsis, *(src for _, src in boxes))]
-    pixel = phases.strides[-nd:]
-    row = 0
-    for combo in itertools.product(*plan.groups):
-        start = phases[tuple(g[0] for g in combo)][(Ellipsis, *(slice(g[1], None) for g in combo))]
-        counts = tuple(len(g[3]) for g in combo)
-        view = as_strided(
-            start, (*lead, *counts, *out), (*start.strides[:3], *(g[2] * st for g, st in zip(combo, pixel)), *pixel)
-        )
-        rows = lead[2] * math.prod(counts)
-        cols[:, :, row : row + rows].reshape(*lead, *counts, *out)[...] = view
-        row += rows
-
-
-def _depthwise(
-    x: np.ndarray, w: np.ndarray, stride: tuple[int, ...], dilation: tuple[int, ...], out: tuple[int, ...],
-    pre: tuple[int, ...],
-) -> np.ndarray:  # fmt: skip
-    """One filter per channel: multiply-accumulate over the kernel offsets (prod(F) strided slices).
-
-    An im2col GEMM would have one output row per group, which BLAS runs far below speed.
-    """
-    nd = len(out)
-    kernel = w.shape[2:]
-    wc = w.reshape(w.shape[0], math.prod(kernel))
-    y = np.zeros((*x.shape[:2], *out), dtype=np.result_type(x, w))
-    for j, dst, src in kernel_offsets(x.shape[2:], kernel, stride, dilation, out, pre):
-        part = y[(Ellipsis, *dst)]
-        part += x[(Ellipsis, *src)] * wc[:, j].reshape(-1, *([1] * nd))
-    return y
 
 
 def _conv_plan(layer: Any, spatial: tuple[int, ...]) -> tuple:
@@ -390,7 +210,7 @@ def convolution(
     b = None if b is None else b.astype(w.dtype, copy=False)
     return conv_nd(
         x, w, stride, dilation, groups, out, b, pre,
-        memo=node.memo if kernel is None and bias is None else None, empty=node.empty, relu=relu,
+        memo=node.memo if kernel is None and bias is None else None, empty=node.empty, relu=relu, fast=node.fast,
     )  # fmt: skip
 
 
@@ -424,4 +244,5 @@ def deconvolution(node: Node, x: np.ndarray, kernel: np.ndarray | None = None, b
                      [e - 1 - ca for e, (_, ca) in zip(extent, crops, strict=True)])  # fmt: skip
     out = tuple(xp.shape[2 + i] - extent[i] + 1 for i in range(nd))
     wc = wc.astype(x.dtype, copy=False)
-    return conv_nd(xp, wc, (1,) * nd, dilation, groups, out, None if b is None else b.astype(wc.dtype, copy=False))
+    bias_ = None if b is None else b.astype(wc.dtype, copy=False)
+    return conv_nd(xp, wc, (1,) * nd, dilation, groups, out, bias_, fast=node.fast)

@@ -13,14 +13,25 @@ nothing else can see (``_donations``): a ReLU after a convolution overwrites
 the convolution's output instead of allocating and filling a new array.
 Dead arrays go to a ``BufferPool`` that layers draw their outputs from
 (``Node.empty``), so a run reuses mapped, warm memory instead of faulting in
-fresh pages for every activation. As TensorRT does, a ReLU whose input nothing
-else reads is fused into the convolution or elementwise layer before it
-(``_fused_relus``); a run that captures intermediates runs unfused, so every
-pre-activation can be seen.
+fresh pages for every activation. As TensorRT does, an activation (ReLU, clip,
+sigmoid, SiLU, hard-swish, GELU ...) whose input nothing else reads is fused
+into the layer before it (``reference.fusion``). A captured or observed tensor
+is never fused away or donated.
+
+All of that is the fast mode (``Interpreter(net, fast=True)``, the default), and
+so are the fast convolution kernels (``reference.kernels``). ``fast=False`` runs
+the plain textbook path, the oracle that the fast paths are tested against: no
+buffer pool, no donation, no fusion, and the plain im2col convolution.
+
+``run`` reuses a prepared interpreter for the same network (cached on a
+``trtdsl.Network``, and weakly by the definition for a raw ``INetworkDefinition``)
+until the network changes (``reference.watch``).
 """
 
 from __future__ import annotations
 
+import threading
+import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -30,10 +41,10 @@ from .. import _trt, dtypes
 from ..errors import InterpreterError, ShapeError, TrtdslError, UnsupportedLayerError, did_you_mean
 from ..feeds import check_mapping
 from ..layerinfo import downcast
-from . import precision
+from . import fusion, precision, watch
 from .buffers import BufferPool
 from .control import Structure, group
-from .registry import REGISTRY, Node, donates, fresh, fuses_relu, supported
+from .registry import REGISTRY, Node, donates, fresh, supported
 
 Capture = None | str | Iterable[str]
 Observer = Callable[[str, np.ndarray], None]
@@ -42,16 +53,26 @@ Observer = Callable[[str, np.ndarray], None]
 class Interpreter:
     """A network prepared once (layers downcast, structure grouped, weights converted) and run many times.
 
+    ``fast=True`` (the default) runs the fast paths: buffer reuse, donation, activation fusion
+    and the fast convolution kernels. ``fast=False`` runs the plain textbook path, the oracle
+    the fast paths are tested against.
+
     Feeds follow one rule (``trtdsl.dtypes.convert``, docs/dtypes.md): a feed is converted to its
     input's type only when no value changes (int64 ids within int32 range; float64 values exact
     in float32); narrow float inputs (bfloat16, fp8, fp4) also take float32 arrays, rounded as a
     TensorRT cast rounds them, and ``ml_dtypes`` arrays of their type; anything else raises,
     naming the input, both types and the first value that would change. Outputs of narrow types
     (bfloat16, fp8, fp4, e8m0, int4) come back as ``ml_dtypes`` arrays of that type.
+
+    Example::
+
+        interp = trtdsl.reference.Interpreter(net)
+        out = interp.run({"x": np.ones((1, 3, 8, 8), np.float32)})
     """
 
-    def __init__(self, network: Any):
+    def __init__(self, network: Any, *, fast: bool = True):
         self.network = network  # trtdsl.Network or INetworkDefinition
+        self.fast = bool(fast)
         self.generation = getattr(network, "generation", 0)  # the rewiring count it was prepared at
         self.definition = getattr(network, "trt", network)
         d = self.definition
@@ -66,13 +87,17 @@ class Interpreter:
         self.tensors = set(self.inputs) | {o for node in self.nodes for o in node.outputs}
         self.steps = group(self.nodes)
         self._free_after = _last_uses(self.steps, self.inputs)
-        self._donations = _donations(self.steps, self._free_after, self.outputs)
-        self._relus = _fused_relus(self.steps, self.outputs)
-        self.pool = BufferPool()
+        self._no_donations: list[tuple[int, ...]] = [()] * len(self.steps)
+        self._donations, self._fusion = self._plans(frozenset())
+        self.pool = BufferPool() if self.fast else None
         for node in self.nodes:
             node.pool = self.pool
+            node.fast = self.fast
+        self._classes = [type(node.layer) for node in self.nodes]
         self._top_level = {n for step in self.steps for n in step.outputs}
-        self._observed_plans: dict[frozenset[str], tuple[list[tuple[int, ...]], dict[int, bool]]] = {}
+        self._observed_plans: dict[frozenset[str], tuple[list[tuple[int, ...]], fusion.Plan]] = {}
+        self._active = 0  # runs in progress (see _attach)
+        self._lock = threading.Lock()
 
     @staticmethod
     def _node(index: int, layer: Any) -> Node:
@@ -113,17 +138,17 @@ class Interpreter:
         want = self._capture_set(capture)
         watch = self._observe_map(observe)
         keep = set(self.outputs) | want
-        if want:
-            # A captured tensor outlives its last use, and so may any array it is a view of:
-            # capturing (a debugging aid) turns buffer donation off rather than track that.
-            # Fusing a ReLU into the layer before it hides the pre-activation, so capturing runs unfused.
-            donations, relus = [()] * len(self.steps), _NO_FUSION
-        elif watch:
-            donations, relus = self._observed_plan(frozenset(watch))
+        if want or watch:
+            # Captured and observed tensors are exported: never fused away, never donated.
+            # A captured tensor also outlives its last use, and so may any array it is a view
+            # of: capturing (a debugging aid) turns buffer donation off rather than track that.
+            donations, fused = self._observed_plan(frozenset(want) | frozenset(watch))
+            if want:
+                donations = self._no_donations
         else:
-            donations, relus = self._donations, self._relus
+            donations, fused = self._donations, self._fusion
         try:
-            self._execute(env, keep, donations, relus, watch)
+            self._execute(env, keep, donations, fused, watch)
         except InterpreterError as e:
             dims = self._dims_text(feeds)
             if not dims:
@@ -170,14 +195,46 @@ class Interpreter:
                 raise TrtdslError(f"observer for {n!r} must be callable fn(name, array), got {type(fn).__name__}")
         return dict(observe)
 
-    def _observed_plan(self, names: frozenset[str]) -> tuple[list[tuple[int, ...]], dict[int, bool]]:
-        """Donation and fusion plans that keep ``names`` intact (observed tensors count as exported)."""
+    def _plans(self, names: frozenset[str]) -> tuple[list[tuple[int, ...]], fusion.Plan]:
+        """Donation and fusion plans that keep the outputs and ``names`` intact (none in plain mode)."""
+        if not self.fast:
+            return self._no_donations, {}
+        exported = [*self.outputs, *names]
+        return _donations(self.steps, self._free_after, exported), fusion.plan(self.steps, exported)
+
+    def _observed_plan(self, names: frozenset[str]) -> tuple[list[tuple[int, ...]], fusion.Plan]:
+        """The plans for a run that captures or observes ``names`` (they count as exported)."""
         plan = self._observed_plans.get(names)
         if plan is None:
-            exported = [*self.outputs, *names]
-            plan = (_donations(self.steps, self._free_after, exported), _fused_relus(self.steps, exported))
-            self._observed_plans[names] = plan
+            plan = self._observed_plans[names] = self._plans(names)
         return plan
+
+    # A raw definition's cached interpreter holds none of its layers between runs: a layer
+    # keeps its network alive, and the cache must not (it is keyed weakly by the network).
+    def _attach(self, definition: Any) -> None:
+        with self._lock:
+            self._active += 1
+            if self.definition is not None:
+                return
+            self.network = self.definition = definition
+            for node, cls in zip(self.nodes, self._classes, strict=True):
+                layer = definition.get_layer(node.index)
+                layer.__class__ = cls
+                node.layer = layer
+            for step in _structures(self.steps):
+                first = step.boundary[0].layer
+                step.layer = first.loop if hasattr(first, "loop") else first.conditional
+
+    def _detach(self) -> None:
+        with self._lock:
+            self._active -= 1
+            if self._active:
+                return
+            self.network = self.definition = None
+            for node in self.nodes:
+                node.layer = None
+            for step in _structures(self.steps):
+                step.layer = None
 
     def _capture_set(self, capture: Capture) -> set[str]:
         if capture is None:
@@ -193,24 +250,28 @@ class Interpreter:
                 )
         return set(names)
 
-    def _execute(self, env: dict, keep: set, donations: Any, relus: Any, watch: Any) -> None:
+    def _execute(self, env: dict, keep: set, donations: Any, fused: Any, watch: Any) -> None:
         """Run every step over ``env`` (the loop of :meth:`run`)."""
         for pos, (step, free, donated) in enumerate(zip(self.steps, self._free_after, donations, strict=True)):
-            fused = relus.get(pos)
-            if fused is None:
+            action = fused.get(pos, _RUN)
+            if action is _RUN:
                 execute(step, env, donated)
-            elif fused:  # this layer also applies the ReLU that follows it
-                execute(step, env, donated, relu=True)
-            else:  # the ReLU itself: its output is its input, already rectified
-                env[step.outputs[0]] = env[step.inputs[0]]
+            elif isinstance(action, fusion.Epilogue):  # this layer also applies the activation(s) after it
+                execute(step, env, donated, epilogue=action)
+            elif action is not None:  # a fused follower: its value is the fusing layer's output
+                env[step.outputs[0]] = env[action]
             if watch:
                 for name in step.outputs:
                     fn = watch.get(name)
                     if fn is not None and name in env:
                         fn(name, env[name])
+            pool = self.pool
             for name in free:
                 if name not in keep and name in env:
-                    self.pool.give(env.pop(name))
+                    if pool is None:
+                        del env[name]
+                    else:
+                        pool.give(env.pop(name))
 
     def _dims_text(self, feeds: Mapping[str, Any]) -> str:
         """'H=17, W=16': the named dims as the feeds set them (empty for a raw definition)."""
@@ -322,46 +383,26 @@ def _donations(
     return plan
 
 
-def _fused_relus(steps: Sequence[Node], outputs: Iterable[str]) -> dict[int, bool]:
-    """Step position -> True for a layer that applies the ReLU after it, False for that ReLU.
-
-    A layer whose implementation ``fuses_relu`` qualifies when its one output is read by
-    nothing but one RELU activation of the same dtype, and is no network output.
-    """
-    readers: dict[str, list[int]] = {}
-    for pos, step in enumerate(steps):
-        for n in set(step.inputs):
-            if n is not None:
-                readers.setdefault(n, []).append(pos)
-    exported = set(outputs)
-    producer = {n: pos for pos, step in enumerate(steps) for n in step.outputs}
-    plan: dict[int, bool] = {}
-    for pos, step in enumerate(steps):
-        if isinstance(step, Structure) or step.type != "activation" or step.inputs[0] is None:
-            continue
-        if step.layer.type.name != "RELU":
-            continue
-        src = step.inputs[0]
-        before = producer.get(src)
-        if before is None or src in exported or readers.get(src) != [pos]:
-            continue
-        first = steps[before]
-        if isinstance(first, Structure) or not fuses_relu(first.type) or len(first.outputs) != 1:
-            continue
-        if first.out_dtypes[0] != step.out_dtypes[0] or before in plan:
-            continue
-        plan[before], plan[pos] = True, False
-    return plan
+def _structures(steps: Sequence[Node]) -> Iterable[Structure]:
+    """Every loop and conditional step, nested ones included."""
+    for step in steps:
+        if isinstance(step, Structure):
+            yield step
+            for attr in ("cond_steps", "body_steps", "true_steps", "false_steps"):
+                yield from _structures(getattr(step, attr, ()))
 
 
-_NO_FUSION: dict[int, bool] = {}
+_RUN = object()  # a step with no fusion action: run it
 
 
-def execute(node: Node, env: dict[str, np.ndarray], donated: tuple[int, ...] = (), relu: bool = False) -> None:
+def execute(
+    node: Node, env: dict[str, np.ndarray], donated: tuple[int, ...] = (), epilogue: fusion.Epilogue | None = None
+) -> None:
     """Run one layer (or structural step) and store its outputs in ``env``.
 
     ``donated``: indices of inputs the layer may overwrite (see ``_donations``).
-    ``relu``: the layer also applies the ReLU that follows it (see ``_fused_relus``).
+    ``epilogue``: the activation(s) after the layer, fused into it (see ``reference.fusion``):
+    a ReLU goes to a layer that ``fuses_relu``, anything else is applied to its fresh output in place.
     """
     fn = REGISTRY.get(node.type)
     if fn is None:
@@ -374,6 +415,7 @@ def execute(node: Node, env: dict[str, np.ndarray], donated: tuple[int, ...] = (
         fn(node, env)
         return
     args = [None if n is None else precision.compute(fetch(node, n, env)) for n in node.inputs]
+    relu = epilogue is not None and epilogue.relu and getattr(fn, "fuses_relu", False)
     kwargs: dict[str, Any] = {"relu": True} if relu else {}
     if donated and getattr(fn, "donates", False):
         kwargs["donated"] = donated
@@ -387,6 +429,9 @@ def execute(node: Node, env: dict[str, np.ndarray], donated: tuple[int, ...] = (
             f"input shapes {[None if a is None else a.shape for a in args]}"
         ) from e
     store_outputs(node, result, env)
+    if epilogue is not None and not relu:
+        name = node.outputs[0]
+        env[name] = epilogue(env[name])
 
 
 def fetch(node: Node, name: str, env: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -421,32 +466,71 @@ def store_outputs(node: Node, result: Any, env: dict[str, np.ndarray]) -> None:
 
 
 _CACHE_ATTR = "_reference_cache"
+# Raw definitions -> {fast: (interpreter, watch.changes() when it was checked)}.
+_RAW: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def prepare(network: Any) -> Interpreter:
-    """An ``Interpreter`` for ``network``, cached on a ``trtdsl.Network`` so weights convert once.
+def _fits(interp: Interpreter, network: Any, definition: Any) -> bool:
+    """Whether ``interp`` was prepared for ``network`` as it still is (counted changes, then counts)."""
+    return (
+        interp.generation == getattr(network, "generation", 0)
+        and len(interp.nodes) == definition.num_layers
+        and len(interp.inputs) == definition.num_inputs
+        and len(interp.outputs) == definition.num_outputs
+    )
 
-    The cache is dropped when layers or outputs were added, or when the network
-    was rewired through ``Network.replace_uses``/``insert_after`` (its
-    ``generation``). Rewiring through the raw API (``layer.set_input``) is not
-    seen: call ``prepare`` on a fresh ``Interpreter(network)`` then.
+
+def _cached(network: Any, fast: bool) -> tuple[Interpreter, bool]:
+    """The cached interpreter for ``network`` in mode ``fast``, and whether it was attached for this run."""
+    if isinstance(network, Interpreter):
+        return network, False
+    watch.install()
+    definition = getattr(network, "trt", network)
+    raw = definition is network
+    entries = _RAW.get(definition) if raw else getattr(network, _CACHE_ATTR, None)
+    if not isinstance(entries, dict):
+        entries = {}
+    found = entries.get(fast)
+    if found is not None:
+        interp, seen = found
+        if seen == watch.changes() and _fits(interp, network, definition):
+            if raw:
+                interp._attach(definition)
+            return interp, raw
+    seen = watch.changes()
+    interp = Interpreter(network, fast=fast)
+    entries[fast] = (interp, seen)
+    if raw:
+        try:
+            _RAW[definition] = entries
+        except TypeError:  # not weakly referenceable: no cache
+            return interp, False
+        interp._active = 1  # attached by construction
+        return interp, True
+    if hasattr(network, _CACHE_ATTR):
+        setattr(network, _CACHE_ATTR, entries)
+    return interp, False
+
+
+def prepare(network: Any, *, fast: bool = True) -> Interpreter:
+    """An ``Interpreter`` for ``network``: the one ``run`` caches for a ``trtdsl.Network``.
+
+    The cache is dropped by any change to the network made through the API since it
+    was prepared (``reference.watch``): added layers, inputs or outputs, rewiring
+    (``layer.set_input``, ``Network.replace_uses``), changed layer parameters or weights.
+    For a raw ``INetworkDefinition`` this is a new ``Interpreter`` that the caller holds.
+
+    Example::
+
+        interp = trtdsl.reference.prepare(net)
+        for batch in batches:
+            out = interp.run({"x": batch})
     """
     if isinstance(network, Interpreter):
         return network
-    cached = getattr(network, _CACHE_ATTR, None)
-    definition = getattr(network, "trt", network)
-    generation = getattr(network, "generation", 0)
-    if (
-        isinstance(cached, Interpreter)
-        and cached.generation == generation
-        and len(cached.nodes) == definition.num_layers
-        and cached.outputs == [definition.get_output(i).name for i in range(definition.num_outputs)]
-    ):
-        return cached
-    interp = Interpreter(network)
-    if hasattr(network, _CACHE_ATTR):
-        setattr(network, _CACHE_ATTR, interp)
-    return interp
+    if getattr(network, "trt", network) is network:
+        return Interpreter(network, fast=fast)
+    return _cached(network, fast)[0]
 
 
 def run(
@@ -455,15 +539,23 @@ def run(
     *,
     capture: Capture = None,
     observe: Mapping[str, Observer] | None = None,
+    fast: bool = True,
 ) -> dict[str, np.ndarray]:
     """Run ``network`` (a ``trtdsl.Network``, an ``INetworkDefinition`` or an ``Interpreter``) on the CPU.
 
     ``capture`` adds intermediate tensors to the result: a name, a list of names, or ``"all"``
     (a tensor inside a loop body holds its value from the last iteration). ``observe`` hands
     named tensors to callbacks while they are alive, without keeping them (see ``Interpreter.run``).
+    ``fast=False`` runs the plain textbook path (see ``Interpreter``). The prepared
+    interpreter is reused by later calls until the network changes (see ``prepare``).
 
     Example::
 
         out = trtdsl.reference.run(net, {"x": np.ones((1, 3, 8, 8), np.float32)})
     """
-    return prepare(network).run(feeds, capture=capture, observe=observe)
+    interp, attached = _cached(network, fast)
+    try:
+        return interp.run(feeds, capture=capture, observe=observe)
+    finally:
+        if attached:
+            interp._detach()

@@ -97,7 +97,8 @@ class Node:
     out_dtypes: list[str]
     out_shapes: list[tuple[int, ...]]
     cache: dict[Hashable, Any] = field(default_factory=dict)
-    pool: Any = None  # the interpreter's BufferPool
+    pool: Any = None  # the interpreter's BufferPool (None in plain mode)
+    fast: bool = True  # the interpreter's mode: False runs the plain path (see Interpreter)
 
     def empty(self, shape: tuple[int, ...], dtype: Any = np.float32) -> np.ndarray:
         """An uninitialized array for an output, reusing a dead buffer of the run when one fits."""

@@ -1,8 +1,14 @@
 """Real architectures exported to ONNX, parsed by TensorRT's own parser, run by ONNX Runtime.
 
-Shared by tests/reference/test_onnx_models.py and bench/reference.py. Weights
-are random (seeded); batch-norm statistics are randomized too, so a misread
-normalization cannot hide behind the identity statistics of a fresh module.
+Shared by tests/reference/test_onnx_models.py and bench/reference.py (torch is
+never a runtime dependency of trtdsl, so these live in bench/, which the tests
+import through pytest's ``pythonpath``). Weights are random (seeded). The small
+test models get randomized batch-norm statistics, so a misread normalization
+cannot hide behind the identity statistics of a fresh module; the full-size
+benchmark models (``SUITE``) get statistics calibrated by forward passes in
+training mode, so their activations have the scale of a trained network's
+(random init with identity statistics lets activations grow or vanish layer by
+layer, which makes timings of activations and softmax unrepresentative).
 """
 
 from __future__ import annotations
@@ -120,6 +126,60 @@ class _TextCNN:
         return TextCNN().eval()
 
 
+def _calibrate_norms(model: Any, shape: tuple[int, ...], seed: int, passes: int = 3) -> Any:
+    """Set every BatchNorm's running statistics to those of the activations of random inputs.
+
+    Training-mode forward passes with ``momentum=None`` average the batch statistics,
+    so each normalization sees the statistics of the data that reaches it, as after training.
+    """
+    import torch
+
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None
+    g = torch.Generator().manual_seed(seed)
+    model.train()
+    with torch.no_grad():
+        for _ in range(passes):
+            model(torch.randn((max(shape[0], 4), *shape[1:]), generator=g))
+    return model.eval()
+
+
+def _torchvision(name: str, seed: int) -> Callable[[], Any]:
+    def make() -> Any:
+        import torch
+        import torchvision
+
+        torch.manual_seed(seed)
+        model = getattr(torchvision.models, name)(weights=None)
+        head = getattr(getattr(model, "heads", None), "head", None)
+        if head is not None:  # torchvision's ViT starts with a zero classifier: every logit 0
+            torch.nn.init.normal_(head.weight, std=0.02)
+        return _calibrate_norms(model, (1, 3, 224, 224), seed)
+
+    return make
+
+
+def bert_encoder(layers: int = 4, dim: int = 768, heads: int = 12, hidden: int = 3072) -> Any:
+    """A BERT-base-size encoder stack (post-norm, GELU), over embeddings (N, seq, dim)."""
+    import torch
+
+    class Encoder(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            layer = torch.nn.TransformerEncoderLayer(
+                d_model=dim, nhead=heads, dim_feedforward=hidden, activation="gelu", batch_first=True, dropout=0.0
+            )
+            self.encoder = torch.nn.TransformerEncoder(layer, num_layers=layers, enable_nested_tensor=False)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.encoder(x)
+
+    torch.manual_seed(5)
+    return Encoder().eval()
+
+
 MODELS: dict[str, Spec] = {
     "resnet18": Spec(resnet18, (1, 3, 64, 64)),
     "mobilenet_v3_small": Spec(mobilenet_v3_small, (1, 3, 64, 64)),
@@ -127,6 +187,17 @@ MODELS: dict[str, Spec] = {
     "encoder_layer": Spec(encoder_layer, (1, 10, 32)),
     "text_cnn": Spec(_TextCNN.make, (1, 16), "int64", vocab=100),
     "resnet50": Spec(resnet50, (1, 3, 224, 224)),
+}
+
+# The benchmark suite (bench/reference.py --suite): full-size networks, calibrated statistics.
+SUITE: dict[str, Spec] = {
+    "resnet50": Spec(_torchvision("resnet50", 10), (1, 3, 224, 224)),
+    "resnet50_b8": Spec(_torchvision("resnet50", 10), (8, 3, 224, 224)),
+    "mobilenet_v2": Spec(_torchvision("mobilenet_v2", 11), (1, 3, 224, 224)),
+    "mobilenet_v3_large": Spec(_torchvision("mobilenet_v3_large", 12), (1, 3, 224, 224)),
+    "efficientnet_b0": Spec(_torchvision("efficientnet_b0", 13), (1, 3, 224, 224)),
+    "vit_b_16": Spec(_torchvision("vit_b_16", 14), (1, 3, 224, 224)),
+    "bert_encoder": Spec(bert_encoder, (1, 128, 768)),
 }
 
 
@@ -139,13 +210,13 @@ def example(spec: Spec, batch: int | None = None, seed: int = 0) -> np.ndarray:
     return rng.standard_normal(shape).astype(spec.dtype)
 
 
-def export(name: str, path: Path, *, dynamic_batch: bool = False) -> Path:
-    """Export model ``name`` to ONNX (legacy TorchScript exporter, opset 17)."""
+def export(name: str, path: Path, *, dynamic_batch: bool = False, models: dict[str, Spec] | None = None) -> Path:
+    """Export model ``name`` of ``models`` (default ``MODELS``) to ONNX (legacy TorchScript exporter, opset 17)."""
     import warnings
 
     import torch
 
-    spec = MODELS[name]
+    spec = (MODELS if models is None else models)[name]
     model = spec.make()
     args = (torch.from_numpy(example(spec)),)
     axes = {INPUT: {0: "batch"}, OUTPUT: {0: "batch"}} if dynamic_batch else None

@@ -19,7 +19,8 @@ weight column against a row of ones.
 F(2x2, 3x3) is the variant whose error stays at the level of direct float32
 convolution: its transforms are exact (0, +-1, +-1/2), and against a float64
 direct convolution its largest error stays within 2e-6 of the largest output,
-where direct float32 im2col lands near 5e-7 (tests/reference/test_convolution.py). Its transforms cost memory passes, which
+where direct float32 im2col lands near 5e-7 (tests/reference/test_convolution.py).
+Its transforms cost memory passes, which
 pay off only for enough channels and tiles: ``applies`` holds the thresholds,
 measured on ResNet-50 (bench/reference.py --breakdown): its 7x7 stage, 16
 tiles, is faster direct; the 56x56, 28x28 and 14x14 stages gain 0.2-0.5 ms a
@@ -34,7 +35,8 @@ from typing import Any
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-ENABLED = True  # False sends every convolution down the direct im2col path
+from .scratch import kept
+
 MIN_CHANNELS = 32  # input and output channels, at least
 MIN_TILES = 32  # 2x2 output tiles (all images), at least
 
@@ -51,7 +53,7 @@ def applies(
     out: tuple[int, ...], pre: tuple[int, ...],
 ) -> bool:  # fmt: skip
     """Whether ``conv`` below computes this convolution, and is the faster way to."""
-    if not ENABLED or x.ndim != 4 or w.shape[2:] != (3, 3) or groups != 1:
+    if x.ndim != 4 or w.shape[2:] != (3, 3) or groups != 1:
         return False
     if stride != (1, 1) or dilation != (1, 1) or pre != (1, 1) or out != x.shape[2:]:
         return False
@@ -75,13 +77,13 @@ def transformed_weights(w: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
 
 def conv(
     x: np.ndarray, w: np.ndarray, bias: np.ndarray | None, *,
-    memo: Callable[[Hashable, Callable[[], Any]], Any] | None, kept: Callable, empty: Callable = np.empty,
+    memo: Callable[[Hashable, Callable[[], Any]], Any] | None, empty: Callable = np.empty,
     relu: bool = False,
 ) -> np.ndarray:  # fmt: skip
     """The 3x3, stride-1, pad-1 correlation of ``x`` (N, C, H, W) with ``w`` (K, C, 3, 3), plus ``bias``.
 
-    ``memo(key, make)`` caches the transformed weights, ``kept(key, make)`` the work arrays
-    (``conv.kept``), ``empty`` allocates the output; ``relu`` rectifies it on the way out.
+    ``memo(key, make)`` caches the transformed weights, the work arrays are kept
+    (``scratch.kept``), ``empty`` allocates the output; ``relu`` rectifies it on the way out.
     """
     n, c, h, wd = x.shape
     k = w.shape[0]

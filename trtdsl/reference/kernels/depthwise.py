@@ -1,0 +1,95 @@
+"""Depthwise convolution: one filter per channel, so no GEMM (one output row per group runs BLAS far below speed).
+
+``depthwise_2d`` (fast mode, 2-D): the zero-padded input is split into its stride
+phases, each laid out with rows of one common width ``q``. Output pixel (i, j)
+at kernel offset (a, b) then reads phase (a*d % s, b*d % s) at flat index
+``(i + a*d//s) * q + j + b*d//s``: for every offset, the whole output is one
+contiguous, shifted run of one phase, so each offset costs two unit-stride
+ufunc passes (multiply, add) over rows of ``q`` (the ``q - out`` extra columns
+are computed and dropped). Channels go in blocks that stay in cache. Measured
+against the strided multiply-accumulate (``depthwise_mac``) on MobileNetV2's
+shapes: 1.9-2.9x faster. The padding's zeros stay from the first call (kept).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+
+from .im2col import kernel_offsets
+from .scratch import kept
+
+# Channels per block: measured on MobileNetV2's shapes, 1 MiB blocks beat 128-512 KiB ones by 5-15%
+# (fewer ufunc calls; the blocks still stay in the 32 MiB L3).
+_BLOCK_BYTES = 1 << 20
+
+
+def depthwise_mac(
+    x: np.ndarray, w: np.ndarray, stride: tuple[int, ...], dilation: tuple[int, ...], out: tuple[int, ...],
+    pre: tuple[int, ...],
+) -> np.ndarray:  # fmt: skip
+    """One filter per channel: multiply-accumulate over the kernel offsets (prod(F) strided slices).
+
+    An im2col GEMM would have one output row per group, which BLAS runs far below speed.
+    """
+    nd = len(out)
+    kernel = w.shape[2:]
+    wc = w.reshape(w.shape[0], math.prod(kernel))
+    y = np.zeros((*x.shape[:2], *out), dtype=np.result_type(x, w))
+    for j, dst, src in kernel_offsets(x.shape[2:], kernel, stride, dilation, out, pre):
+        part = y[(Ellipsis, *dst)]
+        part += x[(Ellipsis, *src)] * wc[:, j].reshape(-1, *([1] * nd))
+    return y
+
+
+def depthwise_2d(
+    x: np.ndarray, w: np.ndarray, stride: tuple[int, ...], dilation: tuple[int, ...], out: tuple[int, ...],
+    pre: tuple[int, ...], bias: np.ndarray | None = None, empty: Callable = np.empty,
+) -> np.ndarray:  # fmt: skip
+    """The depthwise correlation of ``x`` (N, C, H, W) with ``w`` (C, 1, FH, FW), plus ``bias``, by phases."""
+    n, c, h, wd = x.shape
+    fh, fw = w.shape[2:]
+    (sh, sw), (dh, dw), (oh, ow), (ph, pw) = stride, dilation, out, pre
+    rows = oh + (fh - 1) * dh // sh + 1  # one spare row: the last offsets' runs read past the last row
+    q = ow + (fw - 1) * dw // sw
+    phases = kept(("dw-phases", x.shape, x.dtype, stride, dilation, out, pre),
+                  lambda: np.zeros((sh, sw, n * c, rows, q), x.dtype))  # fmt: skip
+    xs = x.reshape(n * c, h, wd)
+    for r in range(sh):
+        i0 = max(0, -((r - ph) // sh))  # first phase row inside the input
+        a0 = i0 * sh + r - ph
+        ni = max(0, min(rows - i0, (h - 1 - a0) // sh + 1))
+        for t in range(sw):
+            j0 = max(0, -((t - pw) // sw))
+            b0 = j0 * sw + t - pw
+            nj = max(0, min(q - j0, (wd - 1 - b0) // sw + 1))
+            if ni and nj:
+                phases[r, t, :, i0 : i0 + ni, j0 : j0 + nj] = xs[:, a0 : a0 + (ni - 1) * sh + 1 : sh,
+                                                                b0 : b0 + (nj - 1) * sw + 1 : sw]  # fmt: skip
+    flat = phases.reshape(sh, sw, n * c, rows * q)
+    length = oh * q
+    wc = w.reshape(c, fh * fw)
+    if n > 1:
+        wc = np.tile(wc, (n, 1))
+    ext = kept(("dw-out", n * c, length, x.dtype), lambda: np.empty((n * c, length), x.dtype))
+    per = max(1, _BLOCK_BYTES // (length * x.itemsize))
+    tmp = kept(("dw-tmp", per, length, x.dtype), lambda: np.empty((per, length), x.dtype))
+    taps = [(a * fw + b, a * dh % sh, b * dw % sw, (a * dh // sh) * q + b * dw // sw)
+            for a in range(fh) for b in range(fw)]  # fmt: skip
+    for c0 in range(0, n * c, per):
+        c1 = min(n * c, c0 + per)
+        yb, tb = ext[c0:c1], tmp[: c1 - c0]
+        for k, (j, r, t, off) in enumerate(taps):
+            run = flat[r, t, c0:c1, off : off + length]
+            if k == 0:
+                np.multiply(run, wc[c0:c1, j, None], out=yb)
+            else:
+                np.multiply(run, wc[c0:c1, j, None], out=tb)
+                yb += tb
+        if bias is not None:
+            yb += (np.tile(bias, n) if n > 1 else bias)[c0:c1, None]
+    y = empty((n, c, oh, ow), x.dtype)
+    y[...] = ext.reshape(n, c, oh, q)[..., :ow]
+    return y
