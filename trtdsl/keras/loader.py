@@ -16,8 +16,13 @@ from .graph import Context, KTensor, run_model, to_cf_perm
 
 BatchLike = tuple[int, int, int] | Dim | int
 
-_DTYPES = {"float32": "float32", "float16": "float32", "float64": "float32", "bfloat16": "float32",
-           "int32": "int32", "int64": "int32", "int8": "int32", "uint8": "int32", "bool": "bool"}  # fmt: skip
+
+def _input_dtype(keras_dtype: object) -> str:
+    """The network input type for a Keras input dtype: floats feed float32, integers int32, bools bool."""
+    name = str(keras_dtype or "float32")
+    if name == "bool":
+        return "bool"
+    return "int32" if name.startswith(("int", "uint")) else "float32"
 
 
 def _input_shape(model: Model, name: str, cfg: dict, override: Mapping[str, Sequence[int]] | None) -> list:
@@ -101,7 +106,7 @@ def load_model(
     for ref in model.inputs:
         cfg = model.layer(ref.layer).config
         shape = _input_shape(model, ref.layer, cfg, input_shapes)
-        dt = _DTYPES.get(str(cfg.get("dtype") or "float32"), "float32")
+        dt = _input_dtype(cfg.get("dtype"))
         nchw = layout == "NCHW" and len(shape) >= 3 and dt == "float32"
         dims = [bdim, *shape[1:]]
         if nchw:

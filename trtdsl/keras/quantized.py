@@ -15,16 +15,19 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import ops
+from .. import dtypes, ops
 from ..tensor import Tensor
 from .graph import Call
+
+# Keras' AbsMaxQuantizer default: symmetric int8, [-127, 127] (the -128 code is never used).
+_INT8_RANGE = (-dtypes.qmax("int8"), dtypes.qmax("int8"))
 
 
 def _input_quantizer(layer: Call) -> dict | None:
     qc = layer.config.get("quantization_config") or {}
     q = (qc.get("config") or {}).get("activation_quantizer", "absent")
     if q == "absent":  # older files: always quantize inputs with AbsMaxQuantizer
-        return {"value_range": [-127, 127], "epsilon": 1e-7}
+        return {"value_range": list(_INT8_RANGE), "epsilon": 1e-7}
     return None if q is None else (q.get("config") or {})
 
 
@@ -55,7 +58,7 @@ def _quantize_rows(layer: Call, x: Tensor) -> tuple[Tensor, Tensor] | None:
     q = _input_quantizer(layer)
     if q is None:
         return None
-    lo, hi = (float(v) for v in q.get("value_range", (-127, 127)))
+    lo, hi = (float(v) for v in q.get("value_range", _INT8_RANGE))
     eps = float(q.get("epsilon", 1e-7))
     s = ops.div(hi, ops.add(ops.amax(ops.abs(x), -1, keepdim=True), eps), name="input_scale")
     return ops.clip(ops.round(ops.mul(x, s)), lo, hi, name="input_q"), s
