@@ -58,3 +58,15 @@ def did_you_mean(name: str, candidates: Iterable[str], n: int = 3) -> str:
     if not matches:
         return ""
     return " Did you mean " + " or ".join(repr(m) for m in matches) + "?"
+
+
+class CalibrationError(TrtdslError):
+    """Calibration cannot proceed: bad calibration data, algorithm or options."""
+
+
+class CacheError(CalibrationError):
+    """A calibration cache is malformed, of a foreign format, or does not fit the network."""
+
+
+class CalibrationWarning(UserWarning):
+    """A calibration cache or data does not quite fit the network (missing or stray tensors)."""
