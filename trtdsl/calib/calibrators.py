@@ -88,7 +88,7 @@ class Calibrator:
         if self.cache is not None:
             Path(self.cache).write_bytes(data)
 
-    def __len__(self) -> int:  # noqa: PLE0303  (TypeError is how len() says "no length")
+    def __len__(self) -> int:
         raise TypeError(f"{type(self).__name__} does not know its number of batches")
 
     def batches(self) -> Iterator[dict[str, np.ndarray]]:
@@ -254,7 +254,7 @@ class ImageFolderCalibrator(Calibrator):
         self._pos = 0
 
     def __len__(self) -> int:
-        return -(-len(self.files) // self.batch_size)
+        return (len(self.files) + self.batch_size - 1) // self.batch_size
 
     def _read(self, path: Path) -> np.ndarray:
         Image = self._image

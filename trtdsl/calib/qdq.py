@@ -95,9 +95,10 @@ def _check_exclude(names: list[str], patterns: Sequence[str]) -> None:
         if any(c in p for c in "*?["):
             log.warning("exclude pattern %r matches no layer", p)
         else:
+            scopes = {n.rsplit(".", k)[0] for n in names for k in range(1, n.count(".") + 1)}
             raise CalibrationError(
                 f"exclude names no layer {p!r} ({len(names)} layers; a name excludes that layer and "
-                f"everything under its scope; globs like 'head.*' are allowed).{did_you_mean(p, names)}"
+                f"everything under its scope; globs like 'head.*' are allowed).{did_you_mean(p, sorted(scopes) + names)}"
             )
 
 
