@@ -107,7 +107,15 @@ RESNET_EXPECTED = {
     ("block2.add", 1): ("block2.down_bn.out", None),
     ("fc.matmul", 0): ("flatten.out", None), ("fc.matmul", 1): (W, 0),
 }  # fmt: skip
-RESNET_FLOAT = ["stem.conv.out", "stem.bn.out", "stem.relu.out", "block1.conv2.out", "block2.relu.out", "gap.out", "logits"]
+RESNET_FLOAT = [
+    "stem.conv.out",
+    "stem.bn.out",
+    "stem.relu.out",
+    "block1.conv2.out",
+    "block2.relu.out",
+    "gap.out",
+    "logits",
+]
 
 
 def test_resnet_style_placement(rng):
@@ -136,7 +144,9 @@ def mobilenet_style(rng):
         y = ops.hard_swish(ops.conv2d(x, _w(rng, 16, 3, 3, 3), _w(rng, 16), padding=1, name="conv"), name="act")
     with net.scope("ir"):  # inverted residual: expand, depthwise, squeeze-excite, project, add
         h = ops.hard_swish(ops.conv2d(y, _w(rng, 32, 16, 1, 1), _w(rng, 32), name="expand"), name="expand_act")
-        h = ops.hard_swish(ops.conv2d(h, _w(rng, 32, 1, 3, 3), _w(rng, 32), padding=1, groups=32, name="dw"), name="dw_act")
+        h = ops.hard_swish(
+            ops.conv2d(h, _w(rng, 32, 1, 3, 3), _w(rng, 32), padding=1, groups=32, name="dw"), name="dw_act"
+        )
         with net.scope("se"):
             s = ops.mean(h, (2, 3), keepdim=True, name="pool")
             s = ops.relu(ops.conv2d(s, _w(rng, 8, 32, 1, 1), _w(rng, 8), name="fc1"), name="relu")
@@ -160,7 +170,15 @@ MOBILENET_EXPECTED = {
     ("fc", 0): ("flatten.out", None), ("fc", 1): (W, 0),  # linear without bias: the matmul is 'fc'
 }  # fmt: skip
 # No Q/DQ around the hard-swish / hard-sigmoid products, the SE multiply, or the output.
-MOBILENET_FLOAT = ["stem.conv.out", "ir.dw.out", "ir.dw_act.out", "ir.se.gate.out", "ir.project.out", "ir.add.out", "logits"]
+MOBILENET_FLOAT = [
+    "stem.conv.out",
+    "ir.dw.out",
+    "ir.dw_act.out",
+    "ir.se.gate.out",
+    "ir.project.out",
+    "ir.add.out",
+    "logits",
+]
 
 
 def test_mobilenet_style_placement(rng):
@@ -185,14 +203,18 @@ def encoder(rng, e=16, heads=2, length=6):
         h = ops.layer_norm(x, (e,), np.ones(e, np.float32), np.zeros(e, np.float32), name="ln")
 
         def heads_of(t, name):
-            return ops.permute(ops.reshape(t, (2, length, heads, d), name=f"{name}.split"), (0, 2, 1, 3), name=f"{name}.heads")
+            return ops.permute(
+                ops.reshape(t, (2, length, heads, d), name=f"{name}.split"), (0, 2, 1, 3), name=f"{name}.heads"
+            )
 
         q = heads_of(ops.linear(h, _w(rng, e, e), _w(rng, e), name="q"), "q")
         k = heads_of(ops.linear(h, _w(rng, e, e), _w(rng, e), name="k"), "k")
         v = heads_of(ops.linear(h, _w(rng, e, e), _w(rng, e), name="v"), "v")
         scores = ops.matmul(q, k, transpose_b=True, name="scores")
         a = ops.softmax(scores, -1, name="softmax")
-        ctx = ops.reshape(ops.permute(ops.matmul(a, v, name="context"), (0, 2, 1, 3), name="merge"), (2, length, e), name="flat")
+        ctx = ops.reshape(
+            ops.permute(ops.matmul(a, v, name="context"), (0, 2, 1, 3), name="merge"), (2, length, e), name="flat"
+        )
         o = ops.linear(ctx, _w(rng, e, e), _w(rng, e), name="out")
     x1 = ops.add(x, o, name="res1")
     with net.scope("mlp"):
