@@ -136,19 +136,22 @@ def test_entropy_legacy_on_the_talks_worked_example():
 
 def test_entropy_legacy_adds_outliers_to_the_last_bin():
     counts = np.array([1, 0, 2, 3, 5, 3, 1, 7, 4])  # 4 beyond the 8th bin
-    kept, div = A.entropy_legacy_divergences(counts, levels=2, start_bin=8)
+    _, div = A.entropy_legacy_divergences(counts, levels=2, start_bin=8)
     p = np.array([1, 0, 2, 3, 5, 3, 1, 11])
     q = np.array([2, 0, 2, 2, 4, 4, 4, 4], float)
     assert div[0] == pytest.approx(scipy_entropy(p, q), rel=1e-12)
 
 
-def test_modelopt_entropy_ties_take_the_last_minimum():
-    # A flat histogram: every candidate that keeps everything has divergence 0, the
-    # loop keeps the last of equal minima, so amax is the last edge.
-    counts = np.full(256, 10)
+def test_modelopt_entropy_exact_ties():
+    # Equal counts in the first 64 bins, nothing after: every candidate reproduces P exactly
+    # (divergence 0), and the loop keeps the last of the equal minima (amax = edges[256]).
+    counts = np.array([10] * 64 + [0] * 192)
     edges = np.linspace(0, 1, 257)
-    oracle, _, div = oracles.entropy_loop(counts, edges)
-    assert A.entropy(counts, edges) == oracle
+    oracle, kept, div = oracles.entropy_loop(counts, edges)
+    assert oracle == 1.0 and np.all(div == 0)
+    _, mine = A.entropy_divergences(counts)
+    assert np.max(np.abs(mine)) < 1e-12  # zero up to the closed form's rounding: any choice is a tie
+    _same_choice(A.entropy(counts, edges), oracle, kept, div, edges[kept])
 
 
 def test_max_amax_is_the_last_non_empty_edge():
