@@ -76,6 +76,9 @@ def cmd_build(args: argparse.Namespace) -> int:
     from .build import build
 
     net = load_network(args.script)
+    from .calib.cli import quantize_for_build
+
+    quantize_for_build(net, args)
     plan = build(
         net,
         optimization_level=args.opt_level,
@@ -159,6 +162,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .calib import cli as calib_cli
+
     parser = argparse.ArgumentParser(prog="trtdsl", description="Write, build, run and check TensorRT networks.")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="TensorRT log detail (-v info, -vv verbose)")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -173,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--refit", action="store_true", help="build a refittable engine")
     p.add_argument("--strip-plan", action="store_true", help="leave refittable weights out of the plan")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    calib_cli.add_build_options(p)
     p.set_defaults(fn=cmd_build)
 
     p = sub.add_parser("info", help="print a plan's inputs, outputs and profiles")
@@ -192,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--atol", type=float)
     p.add_argument("--rtol", type=float)
     p.set_defaults(fn=cmd_compare)
+
+    calib_cli.register(sub)
 
     p = sub.add_parser("bench", help="latency and throughput of a plan on the GPU", add_help=False)
     p.add_argument("argv", nargs=argparse.REMAINDER)

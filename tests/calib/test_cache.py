@@ -48,8 +48,8 @@ def test_legacy_round_trip_is_exact():
 
 @pytest.mark.parametrize(
     ("header", "algorithm"),
-    [("TRT-8601-MinMaxCalibration", "max"), ("TRT-7000-EntropyCalibration", "entropy-legacy"),
-     ("TRT-101300-LegacyCalibration", "percentile"), ("TRT-8501-EntropyCalibration2", "entropy-legacy")],
+    [("TRT-8601-MinMaxCalibration", "MinMaxCalibration"), ("TRT-7000-EntropyCalibration", "EntropyCalibration"),
+     ("TRT-101300-LegacyCalibration", "LegacyCalibration"), ("TRT-8501-EntropyCalibration2", "EntropyCalibration2")],
 )  # fmt: skip
 def test_legacy_headers_4_and_6_digits(header, algorithm):
     c = cache.parse_cache(f"{header}\r\nx: 3f800000\r\n".encode())  # Windows line ends too
