@@ -30,3 +30,7 @@ __all__ = [
     "Profile", "ProfileError", "ReferenceSession", "Session", "ShapeError", "Tensor", "TrtdslError", "UnsupportedLayerError",
     "WeightError", "WeightShapeError", "__version__", "golden", "ops", "reference", "weights",
 ]  # fmt: skip
+
+from . import calib  # noqa: E402  (calibration and explicit Q/DQ; imports the rest of the package)
+
+__all__ += ["calib"]
