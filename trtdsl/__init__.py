@@ -31,6 +31,6 @@ __all__ = [
     "WeightError", "WeightShapeError", "__version__", "golden", "ops", "reference", "weights",
 ]  # fmt: skip
 
-from . import calib  # noqa: E402  (calibration and explicit Q/DQ; imports the rest of the package)
+from . import calib  # calibration and explicit Q/DQ (after the rest: it uses ops, reference, rewrite)
 
 __all__ += ["calib"]
