@@ -203,3 +203,15 @@ def test_calibration_writes_the_cache_it_can_read_back(rng, tmp_path, trt):
             assert second == first
         else:
             assert all(second[n] == float(np.float32(first[n] / 127)) * 127 for n in first)
+
+
+def test_report_json_of_skipped_tensors_is_strict_json(rng, tmp_path, trt):
+    import json
+
+    net = _net(rng)
+    with pytest.warns(CalibrationWarning):
+        calib.quantize(net, {"images": 1.0}, report=tmp_path / "r.json")
+    doc = json.loads((tmp_path / "r.json").read_text(), parse_constant=lambda c: pytest.fail(f"non-JSON {c}"))
+    rows = {r["tensor"]: r for r in doc["tensors"]}
+    assert rows["images"]["amax"] == 1.0 and rows["images"]["scale"] == pytest.approx(1 / 127)
+    assert rows["conv1.relu.out"]["amax"] is None and rows["conv1.relu.out"]["status"].startswith("skipped: no range")

@@ -56,13 +56,16 @@ class Report:
             "batches": self.batches,
             "sample": self.sample,
             "excluded": list(self.excluded),
-            "tensors": [asdict(r) for r in self.rows],
+            # NaN (no range) is not JSON: null instead.
+            "tensors": [
+                {k: (None if isinstance(v, float) and v != v else v) for k, v in asdict(r).items()} for r in self.rows
+            ],
         }
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the report as JSON."""
         p = Path(path)
-        p.write_text(json.dumps(self.to_dict(), indent=1, allow_nan=True) + "\n")
+        p.write_text(json.dumps(self.to_dict(), indent=1, allow_nan=False) + "\n")
         return p
 
     def __str__(self) -> str:
