@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-import math
 import logging
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
@@ -59,7 +59,8 @@ class Report:
             "excluded": list(self.excluded),
             # NaN (no range) is not JSON: null instead.
             "tensors": [
-                {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in asdict(r).items()} for r in self.rows
+                {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in asdict(r).items()}
+                for r in self.rows
             ],
         }
 
