@@ -59,9 +59,9 @@ def _bn(rng, c):
                 weight=rng.uniform(0.5, 1.5, c).astype(np.float32), bias=rng.standard_normal(c).astype(np.float32) * 0.1)  # fmt: skip
 
 
-def _quantize_by_hand(net, tensors, **kw):
+def _quantize_by_hand(net, tensors, dtype="int8", **kw):
     """quantize() with ranges for exactly the hand-listed activation tensors."""
-    return calib.quantize(net, {t: 2.0 for t in tensors}, report=False, **kw)
+    return calib.quantize(net, {t: 2.0 for t in tensors}, dtype=dtype, report=False, **kw)
 
 
 def _runs_and_builds(net, feeds):
@@ -118,10 +118,11 @@ RESNET_FLOAT = [
 ]
 
 
-def test_resnet_style_placement(rng):
+@pytest.mark.parametrize("dtype", ["int8", "fp8"])
+def test_resnet_style_placement(rng, dtype):
     net = resnet_style(rng)
     xv = rng.standard_normal((2, 8, 8, 8)).astype(np.float32)
-    _quantize_by_hand(net, {src for src, _ in RESNET_EXPECTED.values() if src != W})
+    _quantize_by_hand(net, {src for src, _ in RESNET_EXPECTED.values() if src != W}, dtype)
     got = qdq_inputs(net)
     assert got == RESNET_EXPECTED
     quantized_sources = {src for src, _ in got.values()}
@@ -179,9 +180,10 @@ MOBILENET_FLOAT = [
 ]
 
 
-def test_mobilenet_style_placement(rng):
+@pytest.mark.parametrize("dtype", ["int8", "fp8"])
+def test_mobilenet_style_placement(rng, dtype):
     net = mobilenet_style(rng)
-    _quantize_by_hand(net, {src for src, _ in MOBILENET_EXPECTED.values() if src != W})
+    _quantize_by_hand(net, {src for src, _ in MOBILENET_EXPECTED.values() if src != W}, dtype)
     got = qdq_inputs(net)
     assert got == MOBILENET_EXPECTED
     for name in MOBILENET_FLOAT:
@@ -238,9 +240,10 @@ ENCODER_EXPECTED = {
 ENCODER_FLOAT = ["x", "res1.out", "attn.out.out", "mlp.fc2.out", "y"]
 
 
-def test_transformer_encoder_placement(rng):
+@pytest.mark.parametrize("dtype", ["int8", "fp8"])
+def test_transformer_encoder_placement(rng, dtype):
     net = encoder(rng)
-    _quantize_by_hand(net, {src for src, _ in ENCODER_EXPECTED.values() if src != W})
+    _quantize_by_hand(net, {src for src, _ in ENCODER_EXPECTED.values() if src != W}, dtype)
     got = qdq_inputs(net)
     # Weights of ops.linear are (1, out, in) constants read transposed: out-features is axis 1.
     assert got == ENCODER_EXPECTED
