@@ -8,11 +8,12 @@ train), so calibration can use the training split and accuracy the test split.
 The weights are a torchvision-layout state_dict in npz; examples/digits_mobilenet.py
 defines the same network with trtdsl.
 
-    python examples/train_digits_mobilenet.py
+    python examples/train_digits_mobilenet.py [--out DIR]
 """
 
 from __future__ import annotations
 
+import argparse
 from functools import partial
 from pathlib import Path
 
@@ -61,12 +62,17 @@ class DigitsMobileNet(nn.Module):
 
 
 def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", type=Path, default=OUT, help="where to write the npz files (default weights/)")
+    p.add_argument("--epochs", type=int, default=25)
+    args = p.parse_args()
     torch.manual_seed(0)
+    torch.set_num_threads(1)  # reproducible, and small convolutions gain nothing from threads
     x, y, train, test = data()
     model = DigitsMobileNet()
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     xt, yt = torch.from_numpy(x[train]), torch.from_numpy(y[train])
-    for _epoch in range(25):
+    for _epoch in range(args.epochs):
         model.train()
         for idx in torch.randperm(len(xt)).split(64):
             opt.zero_grad()
@@ -77,8 +83,9 @@ def main() -> None:
         logits = model(torch.from_numpy(x[test])).numpy()
     print(f"held-out accuracy {float((logits.argmax(1) == y[test]).mean()):.4f}")
     state = {k: v.numpy() for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
-    np.savez(OUT / "digits_mobilenet.npz", **state)
-    np.savez(OUT / "digits_mobilenet_test.npz", labels=y[test], torch_logits=logits)
+    args.out.mkdir(parents=True, exist_ok=True)
+    np.savez(args.out / "digits_mobilenet.npz", **state)
+    np.savez(args.out / "digits_mobilenet_test.npz", labels=y[test], torch_logits=logits)
 
 
 if __name__ == "__main__":
