@@ -67,8 +67,8 @@ def _random_feeds(
             feeds[name] = rng.standard_normal(shape).astype(dt)
         elif dt.kind == "b":
             feeds[name] = rng.random(shape) > 0.5
-        else:
-            feeds[name] = rng.integers(0, 10, shape).astype(dt)
+        else:  # small non-negative ints fit every integer type (int4 holds -8..7)
+            feeds[name] = rng.integers(0, min(10, dtypes.info(dtypes_[name]).range[1] + 1), shape).astype(dt)
     return feeds
 
 
