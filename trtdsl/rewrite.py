@@ -24,7 +24,7 @@ import numpy as np
 
 from . import _trt
 from .errors import ShapeError, TrtdslError
-from .inspect import downcast
+from .layerinfo import downcast
 from .network import Network
 from .tensor import Tensor
 

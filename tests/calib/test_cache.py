@@ -11,7 +11,7 @@ import trtdsl
 from trtdsl import calib, ops, reference
 from trtdsl.calib import cache
 from trtdsl.errors import CacheError, CalibrationWarning
-from trtdsl.inspect import downcast
+from trtdsl.layerinfo import downcast
 
 ODD = b"""TRT-100300-EntropyCalibration2
 input image: 3c010a14

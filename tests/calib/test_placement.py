@@ -16,7 +16,7 @@ import pytest
 import trtdsl
 from trtdsl import calib, ops, reference
 from trtdsl.errors import CalibrationError, CalibrationWarning
-from trtdsl.inspect import downcast
+from trtdsl.layerinfo import downcast
 
 pytestmark = pytest.mark.usefixtures("trt")
 W = "weight"  # the source of a per-channel weight Q/DQ

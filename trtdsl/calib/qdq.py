@@ -35,7 +35,7 @@ import numpy as np
 
 from .. import ops, rewrite
 from ..errors import CalibrationError, CalibrationWarning, did_you_mean
-from ..inspect import downcast
+from ..layerinfo import downcast
 from ..network import Network
 from ..tensor import Tensor
 

@@ -105,7 +105,7 @@ def _tensor_names(net: Network) -> list[str]:
 
 def _is_input(net: Network, name: str) -> bool:
     """A network input, or a cast of one (a float16 network casts its float32 inputs)."""
-    from ..inspect import downcast
+    from ..layerinfo import downcast
 
     while name not in net.input_specs:
         layer = net.producer(name)
