@@ -58,6 +58,24 @@ class RunningMax:
         return {"max": self.max, "count": self.count, "sample": self.sample}
 
 
+class _Scratch:
+    """Reused buffers for ``|x|`` and its bin indices: fresh ones for every tensor would page-fault
+    in new memory on every call (tens of MB a batch for ResNet-50), which costs more than the counting."""
+
+    def __init__(self) -> None:
+        self._f: dict[np.dtype, np.ndarray] = {}
+        self._i = np.empty(0, np.intp)
+
+    def get(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        n = x.size
+        f = self._f.get(x.dtype)
+        if f is None or f.size < n:
+            f = self._f[x.dtype] = np.empty(max(n, 2 * (0 if f is None else f.size)), x.dtype)
+        if self._i.size < n:
+            self._i = np.empty(max(n, 2 * self._i.size), np.intp)
+        return f[:n].reshape(x.shape), self._i[:n].reshape(x.shape)
+
+
 class Histogram(RunningMax):
     """An incremental histogram of ``|x|`` with uniform bins from 0 (re-binned as the range grows).
 
@@ -69,7 +87,7 @@ class Histogram(RunningMax):
         amax = algorithms.entropy(h.counts, h.edges)
     """
 
-    def __init__(self, num_bins: int = 2048, sample: int | None = None):
+    def __init__(self, num_bins: int = 2048, sample: int | None = None, scratch: _Scratch | None = None):
         super().__init__(sample)
         if num_bins < 1:
             raise CalibrationError(f"num_bins must be positive, got {num_bins}")
@@ -77,6 +95,7 @@ class Histogram(RunningMax):
         self.counts: np.ndarray | None = None
         self.width = 0.0
         self._zeros = 0  # all-zero batches before the first one that sets the range
+        self._scratch = scratch if scratch is not None else _Scratch()
 
     @property
     def edges(self) -> np.ndarray:
@@ -86,7 +105,8 @@ class Histogram(RunningMax):
 
     def update(self, x: np.ndarray) -> None:
         x = _flat(x, self.sample)
-        a = np.abs(x)  # the one temporary; the rest happens in place
+        a, idx = self._scratch.get(x)
+        np.abs(x, out=a)
         m = float(a.max()) if a.size else 0.0
         if not math.isfinite(m):
             raise CalibrationError(f"calibration data produced a non-finite value ({m})")
@@ -107,7 +127,7 @@ class Histogram(RunningMax):
             self.counts = np.concatenate([self.counts, np.zeros(n - self.counts.size, np.int64)])
         n = self.counts.size
         np.multiply(a, a.dtype.type(1.0 / self.width), out=a)
-        idx = a.astype(np.intp)  # truncation is floor for non-negative values
+        idx[...] = a  # truncation is floor for non-negative values
         np.minimum(idx, n - 1, out=idx)  # the max itself (and rounding just above it) is in the last bin
         self.counts += np.bincount(idx.reshape(-1), minlength=n)
 
@@ -138,8 +158,9 @@ class Collector:
         self.names = list(names)
         self.sample = sample
         self.histograms = histograms
+        scratch = _Scratch()  # one set of buffers for all the collector's histograms
         self.stats: dict[str, RunningMax] = {
-            n: Histogram(num_bins, sample) if histograms else RunningMax(sample) for n in self.names
+            n: Histogram(num_bins, sample, scratch) if histograms else RunningMax(sample) for n in self.names
         }
         self.batches = 0
         self._observers = {n: self._update for n in self.names}
