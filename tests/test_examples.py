@@ -41,3 +41,12 @@ def test_digits_script_builds_and_matches_recorded_torch_logits(tmp_path):
         main(["build", str(ROOT / "examples" / "digits_cnn.py"), "-o", str(tmp_path / "d.plan"), "--no-progress"]) == 0
     )
     assert trtdsl.Plan.load(tmp_path / "d.plan").inputs["images"].shape == ("batch", 1, 8, 8)
+
+
+def test_keras_handwritten_matches_keras_prediction():
+    r = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "keras_handwritten.py")], capture_output=True, text=True, timeout=300
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "MATCH" in r.stdout.splitlines()[-1]
+    assert load_network(ROOT / "examples" / "keras_handwritten.py").outputs.keys() == {"logits"}

@@ -4,7 +4,7 @@
 ``trtdsl.BackendError`` naming the pip extra to install.
 """
 
-from . import golden, layers, models, ops, reference, weights
+from . import golden, keras, layers, models, ops, reference, weights
 from .build import IOSpec, Plan, build
 from .errors import (
     BackendError,
@@ -19,6 +19,7 @@ from .errors import (
     WeightError,
     WeightShapeError,
 )
+from .layerinfo import layer_type
 from .network import Network
 from .profile import Dim, Profile
 from .runtime import ReferenceSession, Session
@@ -29,7 +30,8 @@ __version__ = "0.1.0"
 __all__ = [
     "BackendError", "BuildError", "CudaError", "Dim", "IOSpec", "Plan", "build", "GoldenMismatch", "InterpreterError", "Network",
     "Profile", "ProfileError", "ReferenceSession", "Session", "ShapeError", "Tensor", "TrtdslError", "UnsupportedLayerError",
-    "WeightError", "WeightShapeError", "__version__", "golden", "layers", "models", "ops", "reference", "weights",
+    "WeightError", "WeightShapeError", "__version__", "golden", "keras", "layers", "layer_type", "models", "ops",
+    "reference", "weights",
 ]  # fmt: skip
 
 from . import calib  # calibration and explicit Q/DQ (after the rest: it uses ops, reference, rewrite)

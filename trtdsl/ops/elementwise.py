@@ -69,7 +69,7 @@ def remainder(a: TensorLike, b: TensorLike, *, name: str | None = None) -> Tenso
     """
     net = net_of(a, b)
     ta, tb = broadcast(net, a, b)
-    full = net.unique_name(name or "remainder")
+    full = net.op_name(name, "remainder", ta)
     prefix = net.current_scope
     with net.scope(full[len(prefix) + 1 :] if prefix else full):
         q = floor_divide(ta, tb, name="div")

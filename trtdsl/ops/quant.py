@@ -184,7 +184,7 @@ def fake_quantize(
     if scale is None:
         top = dtypes.qmax(dt)
         scale = amax / top if isinstance(amax, Tensor) else np.asarray(amax, np.float64) / top
-    full = net.unique_name(name or "fake_quantize")
+    full = net.op_name(name, "fake_quantize", x)
     prefix = net.current_scope
     with net.scope(full[len(prefix) + 1 :] if prefix else full):
         block = _block(x, block_shape, "fake_quantize")
@@ -244,7 +244,7 @@ def dynamic_quantize(
     if scale_dt == "e8m0" and ds != 1.0:
         # TensorRT: "IDynamicQuantizeNode with scaleOutput kE8M0 requires only one input".
         raise ShapeError(f"dynamic_quantize {x.name!r}: MXFP8 (e8m0 scales) takes no double_scale, got {ds}")
-    lname = net.unique_name(name or "dynamic_quantize")
+    lname = net.op_name(name, "dynamic_quantize", x)
     layer = net.trt.add_dynamic_quantize(x.trt, ax, block, dtypes.to_trt(dt), dtypes.to_trt(scale_dt))
     if scale_dt == "fp8":  # NVFP4's fp8 block scales are quantized by the build-time double scale
         dq_scale = net.constant(np.float32(ds), f"{lname}.double_scale", dtype=x.dtype)
@@ -283,7 +283,7 @@ def dynamic_dequantize(
     shape = [1] * q.ndim
     shape[ax] = block
     dt = dtypes.canonical(dtype) if dtype is not None else net.compute_dtype
-    full = net.unique_name(name or "dynamic_dequantize")
+    full = net.op_name(name, "dynamic_dequantize", q)
     prefix = net.current_scope
     with net.scope(full[len(prefix) + 1 :] if prefix else full):
         if scale_dt == "fp8":

@@ -9,6 +9,7 @@ import numpy as np
 
 from .. import dtypes
 from ..errors import ShapeError, did_you_mean
+from ..feeds import check_mapping
 from .array import host_dtype, is_device, itemsize
 
 
@@ -33,6 +34,7 @@ class FeedChecker:
         self, feeds: Mapping[str, Any], device_feed: Callable[[str, Any], Any] | None = None
     ) -> tuple[list, tuple]:
         names = self.names
+        check_mapping(feeds, names, f"plan {self.plan.network!r}")
         if len(feeds) != len(names) or any(n not in feeds for n in names):
             extra = [n for n in feeds if n not in self.plan.inputs]
             if extra:
