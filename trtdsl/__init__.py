@@ -33,3 +33,14 @@ __all__ = [
     "WeightError", "WeightShapeError", "__version__", "golden", "keras", "layers", "layer_type", "models", "ops",
     "reference", "weights",
 ]  # fmt: skip
+
+from . import calib  # calibration and explicit Q/DQ (after the rest: it uses ops, reference, rewrite)
+from .errors import (  # main's keras merge left them unexported
+    CacheError,
+    CalibrationError,
+    CalibrationWarning,
+    KerasError,
+    UnsupportedKerasLayerError,
+)
+
+__all__ += ["CacheError", "CalibrationError", "CalibrationWarning", "KerasError", "UnsupportedKerasLayerError", "calib"]

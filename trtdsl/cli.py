@@ -45,7 +45,7 @@ class Command(NamedTuple):
 COMMANDS: dict[str, Command] = {}
 
 # Modules that register subcommands when imported (other packages add theirs here).
-COMMAND_MODULES: list[str] = ["trtdsl.keras.cli"]
+COMMAND_MODULES: list[str] = ["trtdsl.keras.cli", "trtdsl.calib.cli"]
 
 
 def register(
@@ -116,6 +116,9 @@ def _add_build(p: argparse.ArgumentParser) -> None:
     p.add_argument("--aux-streams", type=_number(int, "an int", 0), help="max auxiliary streams (0: none)")
     p.add_argument("--sparsity", action="store_true", help="allow 2:4 structured-sparse kernels")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    from .calib.cli import add_build_options
+
+    add_build_options(p)
     _add_script_arguments(p)
 
 
@@ -125,6 +128,9 @@ def cmd_build(args: argparse.Namespace) -> int:
     out = inputs.writable_file(args.output or Path(args.script).with_suffix(".plan").name, "-o")
     inputs.writable_file(str(out) + ".json", "-o")
     net, namespace = _network(args)
+    from .calib.cli import quantize_for_build
+
+    quantize_for_build(net, args)  # --int8 / --fp8: calibrate and write Q/DQ (trtdsl/calib/cli.py)
     hook = namespace.get("configure_builder")  # the script may edit the builder config itself
     plan = build(
         net,
