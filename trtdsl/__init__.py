@@ -4,7 +4,7 @@
 ``trtdsl.BackendError`` naming the pip extra to install.
 """
 
-from . import golden, ops, reference, weights
+from . import golden, onnx, ops, reference, rewrite, weights
 from .build import IOSpec, Plan, build
 from .errors import (
     BackendError,
@@ -29,4 +29,5 @@ __all__ = [
     "BackendError", "BuildError", "Dim", "IOSpec", "Plan", "build", "GoldenMismatch", "InterpreterError", "Network",
     "Profile", "ProfileError", "ReferenceSession", "Session", "ShapeError", "Tensor", "TrtdslError", "UnsupportedLayerError",
     "WeightError", "WeightShapeError", "__version__", "golden", "ops", "reference", "weights",
+    "onnx", "rewrite",
 ]  # fmt: skip

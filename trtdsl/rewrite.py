@@ -1,0 +1,326 @@
+"""Rewriting a finished network: renames, subgraph replacement, precision regions.
+
+These work on any ``Network``, hand-written or adopted (:meth:`Network.adopt`,
+:func:`trtdsl.onnx.parse`), next to the methods ``Network.consumers``,
+``Network.replace_uses`` and ``Network.insert_after``. TensorRT has no way to
+delete a layer, so a replaced subgraph stays in the definition with nothing
+reading it; the builder drops such dead layers. Every rewrite bumps
+``net.generation``, so prepared reference interpreters rebuild.
+
+Example::
+
+    net = trtdsl.onnx.parse("resnet18.onnx", dims={"batch": (1, 8, 32)})
+    rewrite.rename_layers(net, rewrite.onnx_scope_name)          # '/layer1/layer1.0/conv1/Conv' -> 'layer1.0.conv1'
+    relu = net.tensor("layer1.0.relu.out")
+    rewrite.replace_subgraph(net, net.tensor(...), relu, ops.gelu)  # swap an activation
+    rewrite.set_precision(net, "input", "output", "float16")        # the whole net in fp16
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from . import dtypes
+from .errors import ShapeError, TrtdslError, did_you_mean
+from .inspect import downcast
+from .tensor import Tensor
+
+TensorRef = Tensor | str
+Renamer = Mapping[str, str] | Callable[[str], str | None]
+
+
+# ------------------------------------------------------------------- names
+def rename_layer(net: Any, old: str, new: str) -> Any:
+    """Rename layer ``old`` to ``new`` (which must be free); returns the layer."""
+    layer = net.layer(old)
+    if new == old:
+        return layer
+    _claim(net, new, f"layer {old!r}")
+    net._used_names.discard(old)
+    layer.name = new
+    net.generation += 1
+    return layer
+
+
+def rename_tensor(net: Any, old: str, new: str) -> Tensor:
+    """Rename tensor ``old`` (an input, a layer output or a network output) to ``new``."""
+    t = net.tensor(old)
+    if new == old:
+        return t
+    _claim(net, new, f"tensor {old!r}")
+    return _move_tensor_name(net, t, old, new)
+
+
+def _move_tensor_name(net: Any, t: Tensor, old: str, new: str) -> Tensor:
+    """Rename ``t`` from ``old`` to ``new`` (already claimed) in the definition and every table."""
+    net._used_names.discard(old)
+    t.trt.name = new
+    if old in net._producers:
+        net._producers[new] = net._producers.pop(old)
+    for table in (net.input_specs, net.input_dtypes, net.outputs):
+        if old in table:
+            items = [(new if k == old else k, v) for k, v in table.items()]
+            table.clear()
+            table.update(items)
+    for key in [k for k in net._derived if k[0] == old]:
+        net._derived[(new, key[1])] = net._derived.pop(key)
+    net.generation += 1
+    return Tensor(t.trt, net)
+
+
+def rename_layers(net: Any, names: Renamer, *, outputs: bool = True) -> dict[str, str]:
+    """Rename many layers at once: ``names`` maps old to new, or is ``fn(old) -> new | None``.
+
+    With ``outputs``, a layer's output tensors follow: ``<new>.out`` (or ``.out0``,
+    ``.out1``...), except network inputs and outputs, which keep their names.
+    A new name already taken gets a ``_1`` suffix. Returns ``{old: new}``.
+    """
+    fn = names.get if isinstance(names, Mapping) else names
+    done: dict[str, str] = {}
+    for i in range(net.trt.num_layers):
+        layer = net.trt.get_layer(i)
+        want = fn(layer.name)
+        if not want or want == layer.name:
+            continue
+        old = layer.name
+        new = net.unique_name(want, scoped=False)
+        net._used_names.discard(old)
+        layer.name = new
+        done[old] = new
+        if outputs:
+            n = layer.num_outputs
+            for j in range(n):
+                t = layer.get_output(j)
+                if not t.is_network_output:
+                    want_t = net.unique_name(new + (".out" if n == 1 else f".out{j}"), scoped=False)
+                    _move_tensor_name(net, Tensor(t, net), t.name, want_t)
+    if isinstance(names, Mapping):
+        missing = [k for k in names if k not in done and names[k] != k]
+        if missing:
+            known = [net.trt.get_layer(i).name for i in range(net.trt.num_layers)]
+            raise TrtdslError(f"rename_layers: no layer {missing[0]!r}.{did_you_mean(missing[0], known)}")
+    if done:
+        net.generation += 1
+    return done
+
+
+def onnx_scope_name(name: str) -> str | None:
+    """A readable name for an ONNX node path from the torch exporter, or None to keep it.
+
+    ``/layer1/layer1.0/conv1/Conv`` -> ``layer1.0.conv1``; ``/layer1/layer1.0/Add`` ->
+    ``layer1.0.add``; ``/conv1/Conv`` -> ``conv1``. The exporter writes each
+    module's scope as a path whose parts may repeat their parent's prefix.
+    """
+    if not name.startswith("/"):
+        return None
+    parts = [p for p in name.split("/") if p]
+    if len(parts) < 2:
+        return None
+    scope = ""
+    for part in parts[:-1]:
+        scope = part if scope and part.startswith(scope + ".") else (f"{scope}.{part}" if scope else part)
+    op = parts[-1]
+    # The op alone names the layer when its module does one thing (conv1/Conv); otherwise keep it.
+    last = parts[-2].rsplit(".", 1)[-1].rstrip("_0123456789").lower()
+    if last and op.split("_")[0].lower().startswith(last[:3]):
+        return scope
+    return f"{scope}.{op.lower()}"
+
+
+def _claim(net: Any, name: str, what: str) -> None:
+    if name in net._used_names:
+        raise TrtdslError(f"cannot rename {what} to {name!r}: the name is already used in network {net.name!r}")
+    net._used_names.add(name)
+
+
+# ------------------------------------------------------------------ graph
+def _ref(net: Any, t: TensorRef) -> Tensor:
+    return net.tensor(t) if isinstance(t, str) else t
+
+
+def layers_between(net: Any, start: TensorRef | Sequence[TensorRef], end: TensorRef) -> list[Any]:
+    """The layers on some path from ``start`` (one tensor or several) to ``end``, in network order.
+
+    Raises when ``end`` does not depend on ``start``.
+    """
+    starts = [_ref(net, s) for s in ([start] if isinstance(start, (Tensor, str)) else start)]
+    end_t = _ref(net, end)
+    order = {net.trt.get_layer(i).name: i for i in range(net.trt.num_layers)}
+    # Forward from start: every layer reading a tensor reachable from start.
+    reach: set[str] = set()
+    frontier = [s.name for s in starts]
+    seen = set(frontier)
+    while frontier:
+        name = frontier.pop()
+        for layer, _ in net.consumers(name):
+            reach.add(layer.name)
+            for j in range(layer.num_outputs):
+                out = layer.get_output(j).name
+                if out not in seen:
+                    seen.add(out)
+                    frontier.append(out)
+    if end_t.name not in seen:
+        raise TrtdslError(
+            f"tensor {end_t.name!r} does not depend on {', '.join(repr(s.name) for s in starts)}: no region between them"
+        )
+    # Backward from end, staying inside the forward set.
+    region: set[str] = set()
+    stack = [end_t.name]
+    visited: set[str] = set()
+    start_names = {s.name for s in starts}
+    while stack:
+        name = stack.pop()
+        if name in visited or name in start_names:
+            continue
+        visited.add(name)
+        layer = net.producer(name)
+        if layer is None or layer.name not in reach:
+            continue
+        region.add(layer.name)
+        for j in range(layer.num_inputs):
+            t = layer.get_input(j)
+            if t is not None:
+                stack.append(t.name)
+    layers = [net.trt.get_layer(order[n]) for n in region]
+    return sorted(layers, key=lambda layer: order[layer.name])
+
+
+def replace_subgraph(
+    net: Any, start: TensorRef | Sequence[TensorRef], end: TensorRef, make: Callable[..., Tensor]
+) -> Tensor:
+    """Compute ``end`` differently: every reader of ``end`` reads ``make(*start)`` instead.
+
+    ``make`` receives the start tensor(s) and adds layers with the DSL. When
+    ``end`` is a network output, the new tensor takes over its name. The old
+    layers between ``start`` and ``end`` are left with no readers (TensorRT drops
+    them at build). Returns the new tensor.
+
+    Example::
+
+        # the block's ReLU becomes a GELU, reading what the ReLU read
+        relu = net.layer("layer1.0.relu")
+        rewrite.replace_subgraph(net, Tensor(relu.get_input(0), net), Tensor(relu.get_output(0), net), ops.gelu)
+    """
+    starts = [_ref(net, s) for s in ([start] if isinstance(start, (Tensor, str)) else start)]
+    old = _ref(net, end)
+    layers_between(net, starts, old)  # raises when end does not depend on start
+    before = net.trt.num_layers
+    new = make(*starts)
+    if not isinstance(new, Tensor):
+        raise TrtdslError(f"replace_subgraph: make() must return a trtdsl.Tensor, got {type(new).__name__}")
+    if new.dtype != old.dtype:
+        new = net.cast(new, old.dtype)
+    if tuple(new.shape) != tuple(old.shape) and -1 not in (*new.shape, *old.shape):
+        raise ShapeError(f"replace_subgraph: new tensor has shape {new.shape}, {old.name!r} has {old.shape}")
+    added = [net.trt.get_layer(i) for i in range(before, net.trt.num_layers)]
+    was_output = old.trt.is_network_output
+    net.replace_uses(old, new, keep=added)
+    if was_output:
+        new = _take_output(net, old, new)
+    net.generation += 1
+    return new
+
+
+def _take_output(net: Any, old: Tensor, new: Tensor) -> Tensor:
+    """Make ``new`` the network output that ``old`` was, under ``old``'s name."""
+    name = old.name
+    net.trt.unmark_output(old.trt)
+    net.outputs.pop(name, None)
+    _move_tensor_name(net, old, name, net.unique_name(name + ".replaced", scoped=False))
+    if new.trt.is_network_input or new.trt.is_network_output:
+        # A tensor cannot be an input and an output, or two outputs, under one name: copy it.
+        new = net.register(net.trt.add_identity(new.trt), "identity", name + ".copy", scoped=False)
+    net._used_names.add(name)
+    _move_tensor_name(net, new, new.name, name)
+    new = net.tensor(name)
+    net.trt.mark_output(new.trt)
+    net.outputs[name] = new
+    return new
+
+
+# -------------------------------------------------------------- precision
+_WEIGHTED = {
+    "CONVOLUTION": ("kernel", "bias"),
+    "DECONVOLUTION": ("kernel", "bias"),
+    "SCALE": ("shift", "scale", "power"),
+}
+
+
+def set_precision(net: Any, start: TensorRef | Sequence[TensorRef], end: TensorRef, dtype: dtypes.DTypeLike) -> Tensor:
+    """Compute the layers between ``start`` and ``end`` in ``dtype`` (a float type).
+
+    TensorRT 11 networks are strongly typed, so this rewrites types, not flags:
+    float inputs entering the region are cast to ``dtype``, layer weights
+    (convolution kernels and biases, scale layers) are stored in ``dtype``, casts
+    and dequantizes inside the region produce ``dtype``, and every tensor leaving
+    the region is cast back to the type it had, so the rest of the network and
+    the outputs keep their types. Weights come from their first-seen values, so a
+    block moved to float16 and back to float32 gets its float32 weights back.
+    Returns the tensor that now carries ``end``'s value.
+
+    Example::
+
+        rewrite.set_precision(net, "input", "output", "float16")            # whole net in fp16
+        rewrite.set_precision(net, "/layer4/Relu_output_0", "output", "float32")  # the head back in fp32
+    """
+    dt = dtypes.canonical(dtype)
+    if dt not in dtypes.FLOATS:
+        raise ShapeError(f"set_precision: dtype must be one of {dtypes.FLOATS}, got {dtype!r}")
+    starts = [_ref(net, s) for s in ([start] if isinstance(start, (Tensor, str)) else start)]
+    end_t = _ref(net, end)
+    region = layers_between(net, starts, end_t)
+    inside = {layer.name for layer in region}
+    # Record the exits and their types before anything changes.
+    exits = []
+    for layer in region:
+        for j in range(layer.num_outputs):
+            t = layer.get_output(j)
+            # A cast reading an exit keeps its own output type, so it needs no cast back
+            # (and a region moved back to float32 then loses nothing on the way out).
+            readers = [(c, k) for c, k in net.consumers(t.name) if c.name not in inside and c.type.name != "CAST"]
+            if (readers or t.is_network_output) and dtypes.is_float(dtypes.canonical(t.dtype)):
+                exits.append((t.name, dtypes.canonical(t.dtype), readers, t.is_network_output))
+    originals = net.__dict__.setdefault("_original_weights", {})
+
+    for raw in region:
+        kind = raw.type.name  # before downcasting: IActivationLayer.type is the activation kind
+        layer = downcast(raw)
+        for j in range(layer.num_inputs):
+            t = layer.get_input(j)
+            producer = None if t is None else net.producer(t.name)
+            if t is None or (producer is not None and producer.name in inside):
+                continue
+            if dtypes.is_float(dtypes.canonical(t.dtype)):
+                layer.set_input(j, net.cast(Tensor(t, net), dt).trt)
+        for attr in _WEIGHTED.get(kind, ()):
+            w = getattr(layer, attr)
+            if not isinstance(w, np.ndarray) or w.size == 0:
+                continue
+            key = (layer.name, attr)
+            if key not in originals:
+                originals[key] = np.array(w, copy=True)
+            setattr(layer, attr, net.keep(originals[key].astype(dtypes.to_numpy(dt)), f"{layer.name}.{attr}"))
+        if kind in ("CAST", "DEQUANTIZE") and dtypes.is_float(dtypes.canonical(layer.to_type)):
+            layer.to_type = dtypes.to_trt(dt)
+    result = end_t
+    for name, was, readers, is_output in exits:
+        back = net.cast(net.tensor(name), was)
+        for c, k in readers:
+            c.set_input(k, back.trt)
+        if is_output:
+            new = _take_output(net, net.tensor(name), back)
+            if name == end_t.name:
+                result = new
+        elif name == end_t.name:
+            result = back
+    net.generation += 1
+    return result
+
+
+__all__ = [
+    "layers_between", "onnx_scope_name", "rename_layer", "rename_layers", "rename_tensor", "replace_subgraph",
+    "set_precision",
+]  # fmt: skip
