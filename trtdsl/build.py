@@ -98,6 +98,12 @@ class Plan:
         except (KeyError, TypeError, ValueError) as e:
             raise TrtdslError(f"plan metadata {str(meta_path)!r} is malformed: {e}") from e
 
+    def export_triton(self, repository: str | os.PathLike, **options: Any) -> Any:
+        """Write a Triton model repository entry for this plan; see :func:`trtdsl.triton.export_triton`."""
+        from .triton import export_triton
+
+        return export_triton(self, repository, **options)
+
     def summary(self) -> str:
         """Human-readable I/O and profile listing (what ``trtdsl info`` prints)."""
         lines = [f"plan {self.network!r}: {len(self.engine):,} bytes, built with {self.backend}"]

@@ -197,6 +197,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("argv", nargs=argparse.REMAINDER)
     p.set_defaults(fn=cmd_bench)
 
+    from .triton import add_export_parser
+
+    add_export_parser(sub)
+
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["bench"]:  # bench parses its own options, --help included
         args = argparse.Namespace(fn=cmd_bench, argv=argv[1:], verbose=0)
