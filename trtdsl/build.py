@@ -20,6 +20,7 @@ from typing import Any
 
 from . import _trt
 from .errors import BuildError, TrtdslError
+from .layerinfo import layer_records
 from .profile import Profile, select_profile
 
 log = logging.getLogger("trtdsl.build")
@@ -48,6 +49,7 @@ class Plan:
     network: str = ""
     build_seconds: float = 0.0
     options: dict[str, Any] = field(default_factory=dict)
+    layers: list[dict[str, Any]] = field(default_factory=list)  # the network's layers, see trtdsl.layerinfo
 
     def select_profile(self, shapes: Mapping[str, Sequence[int]]) -> int:
         """Index of the first profile admitting ``shapes``; ProfileError naming input, dim and range otherwise."""
@@ -66,6 +68,7 @@ class Plan:
             "inputs": [asdict(s) for s in self.inputs.values()],
             "outputs": [asdict(s) for s in self.outputs.values()],
             "profiles": [{k: list(v) for k, v in p.ranges.items()} for p in self.profiles],
+            "layers": self.layers,
         }
         Path(str(path) + METADATA_SUFFIX).write_text(json.dumps(meta, indent=2))
         return path
@@ -94,6 +97,7 @@ class Plan:
                 network=meta.get("network", ""),
                 build_seconds=meta.get("build_seconds", 0.0),
                 options=meta.get("options", {}),
+                layers=_layers(meta.get("layers", [])),
             )
         except (KeyError, TypeError, ValueError) as e:
             raise TrtdslError(f"plan metadata {str(meta_path)!r} is malformed: {e}") from e
@@ -220,7 +224,15 @@ def build(
         network=net.name,
         build_seconds=seconds,
         options=options,
+        layers=layer_records(net),
     )
+
+
+def _layers(value: Any) -> list[dict[str, Any]]:
+    """The metadata's layer records (absent in plans saved before they were recorded)."""
+    if not isinstance(value, list) or not all(isinstance(r, dict) and isinstance(r.get("name"), str) for r in value):
+        raise TypeError("'layers' must be a list of records with a 'name'")
+    return value
 
 
 def _set_flag(config: Any, trt: Any, flag: str, on: bool) -> None:

@@ -96,7 +96,18 @@ def cmd_build(args: argparse.Namespace) -> int:
 def cmd_info(args: argparse.Namespace) -> int:
     from .build import Plan
 
-    print(Plan.load(args.plan).summary())
+    plan = Plan.load(args.plan)
+    print(plan.summary())
+    if getattr(args, "layers", False):
+        from .layerinfo import engine_layers, format_engine_layers, format_layers
+
+        if plan.layers:
+            print(f"network layers ({len(plan.layers)}):")
+            print(format_layers(plan.layers))
+        else:
+            print("network layers: not recorded (plan saved by a trtdsl without layer metadata; rebuild it)")
+        found, why = engine_layers(plan)
+        print(format_engine_layers(found) if found is not None else f"engine inspector: not available: {why}")
     return 0
 
 
@@ -177,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("info", help="print a plan's inputs, outputs and profiles")
     p.add_argument("plan")
+    p.add_argument("--layers", action="store_true", help="also list the layers (and the engine's, where a GPU allows)")
     p.set_defaults(fn=cmd_info)
 
     p = sub.add_parser("run", help="run a network script (reference interpreter) or a plan (GPU)")
