@@ -7,7 +7,6 @@ made to the PyTorch module does (torch CPU is the reference; torch is test-only)
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,8 +22,8 @@ pytest.importorskip("torchvision")
 pytest.importorskip("onnxruntime")
 pytestmark = pytest.mark.usefixtures("trt")
 
-sys.path.insert(0, str(Path(__file__).parent / "reference"))
-from onnx_models import INPUT, MODELS, OUTPUT, example, export, onnxruntime_run  # noqa: E402
+
+from .reference.onnx_models import INPUT, MODELS, OUTPUT, example, export, onnxruntime_run
 
 
 def _tol(expected: np.ndarray) -> Tolerance:

@@ -36,7 +36,7 @@ def test_insert_after_writes_qdq_between_a_tensor_and_its_readers(rng):
     assert [layer.name for layer, _ in net.consumers(q)] == ["head.exp", "head.add"]
     assert next(layer.name for layer, _ in net.consumers(h)).startswith("act.fq")
     got = reference.run(net, {"x": xv})["y"]
-    # Independent: fake quantization written from the math (NOTES.md section 3).
+    # Independent: fake quantization written from the math (TensorRT developer guide, "Explicit Quantization": q = clamp(rne(x/s)), x = q*s).
     scale = np.float32(2.0 / 127)
     hq = np.clip(np.round(np.maximum(xv, 0) / scale), -128, 127) * scale
     np.testing.assert_allclose(got, np.exp(hq) + hq, rtol=1e-6)

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -109,8 +106,7 @@ def test_set_precision_whole_onnx_network_with_one_block_kept_fp32(tmp_path):
     import onnx
     from onnx import numpy_helper
 
-    sys.path.insert(0, str(Path(__file__).parent / "reference"))
-    from onnx_models import INPUT, MODELS, OUTPUT, example, export, onnxruntime_run
+    from .reference.onnx_models import INPUT, MODELS, OUTPUT, example, export, onnxruntime_run
 
     path = export("resnet18", tmp_path / "r18.onnx")
     net = trtdsl.onnx.parse(path)

@@ -4,11 +4,12 @@
 ``trtdsl.BackendError`` naming the pip extra to install.
 """
 
-from . import golden, onnx, ops, reference, rewrite, weights
+from . import golden, layers, models, onnx, ops, reference, rewrite, weights
 from .build import IOSpec, Plan, build
 from .errors import (
     BackendError,
     BuildError,
+    CudaError,
     GoldenMismatch,
     InterpreterError,
     ProfileError,
@@ -26,8 +27,8 @@ from .tensor import Tensor
 __version__ = "0.1.0"
 
 __all__ = [
-    "BackendError", "BuildError", "Dim", "IOSpec", "Plan", "build", "GoldenMismatch", "InterpreterError", "Network",
+    "BackendError", "BuildError", "CudaError", "Dim", "IOSpec", "Plan", "build", "GoldenMismatch", "InterpreterError", "Network",
     "Profile", "ProfileError", "ReferenceSession", "Session", "ShapeError", "Tensor", "TrtdslError", "UnsupportedLayerError",
-    "WeightError", "WeightShapeError", "__version__", "golden", "ops", "reference", "weights",
+    "WeightError", "WeightShapeError", "__version__", "golden", "layers", "models", "ops", "reference", "weights",
     "onnx", "rewrite",
 ]  # fmt: skip

@@ -16,12 +16,16 @@ import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import _trt
 from .errors import BuildError, TrtdslError
 from .layerinfo import layer_records
 from .profile import Profile, select_profile
+
+if TYPE_CHECKING:
+    from .network import Network
+    from .weights.store import WeightStore
 
 log = logging.getLogger("trtdsl.build")
 METADATA_SUFFIX = ".json"
@@ -122,7 +126,7 @@ class Plan:
 
 
 def build(
-    net: Any,
+    net: Network,
     *,
     optimization_level: int | None = None,
     workspace: int | None = None,
@@ -132,7 +136,7 @@ def build(
     refit: bool = False,
     strip_plan: bool = False,
     progress: bool | None = None,
-    weights: Any = None,
+    weights: WeightStore | None = None,
 ) -> Plan:
     """Build ``net`` into a ``Plan``.
 

@@ -24,6 +24,14 @@ class ShapeError(TrtdslError):
     """A tensor or weight has a shape or dtype the operation cannot take."""
 
 
+class CudaError(TrtdslError):
+    """A CUDA runtime call failed; ``call``, ``code`` and ``error`` say which and why."""
+
+    def __init__(self, call: str, code: int, error: str, detail: str = ""):
+        self.call, self.code, self.error = call, int(code), error
+        super().__init__(f"{call} failed: {error} ({int(code)}){': ' + detail if detail else ''}")
+
+
 class WeightError(TrtdslError):
     """A weight is missing, malformed, or a weight file cannot be read."""
 

@@ -11,10 +11,10 @@ from trtdsl.errors import ShapeError, WeightError
 
 torch = pytest.importorskip("torch")
 tvm = pytest.importorskip("torchvision.models")
-from layers._torch_util import close, randomize, state  # noqa: E402
-
 from trtdsl import reference  # noqa: E402
 from trtdsl import weights as tw  # noqa: E402
+
+from ..layers._torch_util import close, randomize, state  # noqa: E402
 
 
 def _save(module, path, fmt):

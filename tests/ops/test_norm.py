@@ -9,11 +9,11 @@ import pytest
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
 
-from _oprun import run_one as run  # noqa: E402
-
 import trtdsl  # noqa: E402
 from trtdsl import ShapeError, ops, reference  # noqa: E402
 from trtdsl.inspect import downcast  # noqa: E402
+
+from ._oprun import run_one as run  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("trt")
 

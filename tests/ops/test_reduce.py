@@ -7,10 +7,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from _oprun import run_many as run  # noqa: E402
-
 import trtdsl  # noqa: E402
 from trtdsl import ShapeError, ops, reference  # noqa: E402
+
+from ._oprun import run_many as run  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("trt")
 

@@ -12,8 +12,8 @@ from trtdsl.errors import ShapeError
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
 
-from _oprun import run_output as _run  # noqa: E402
-from _oprun import torch64 as _t  # noqa: E402
+from ._oprun import run_output as _run  # noqa: E402
+from ._oprun import torch64 as _t  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("trt")
 

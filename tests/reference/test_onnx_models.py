@@ -13,12 +13,13 @@ from collections import Counter
 
 import numpy as np
 import pytest
-from onnx_models import INPUT, MODELS, Parsed, example, export, onnxruntime_run, parse
 
 import trtdsl
 import trtdsl.reference
 from trtdsl import golden
 from trtdsl.golden import Tolerance
+
+from .onnx_models import INPUT, MODELS, Parsed, example, export, onnxruntime_run, parse
 
 pytest.importorskip("torch")
 pytest.importorskip("torchvision")

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.usefixtures("trt")
 
 
 def _np_quantize(x: np.ndarray, scale: np.ndarray) -> np.ndarray:
-    """NOTES.md section 3, written out: clamp(round_half_even(x / scale), -128, 127), divided in float32."""
+    """TensorRT developer guide, "Explicit Quantization", written out: clamp(round_half_even(x / scale), -128, 127), divided in float32."""
     return np.clip(np.rint(x.astype(np.float32) / np.asarray(scale, np.float32)), -128, 127).astype(np.int8)
 
 

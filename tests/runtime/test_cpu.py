@@ -11,12 +11,13 @@ import numpy as np
 import pytest
 
 import trtdsl
-from runtime._runtime_fakes import identity_plan
 from trtdsl.build import IOSpec, Plan
 from trtdsl.errors import BackendError, ProfileError, ShapeError, TrtdslError
 from trtdsl.profile import Profile
 from trtdsl.runtime import ReferenceSession, Session, bench, cuda, dlpack, session, staging
 from trtdsl.runtime.feeds import FeedChecker
+
+from ._runtime_fakes import identity_plan
 
 requires_cuda_python = pytest.mark.skipif(not cuda.available(), reason="cuda-python is not installed")
 
@@ -56,7 +57,7 @@ def test_check_raises_cuda_error_naming_call_and_error():
 
 @requires_cuda_python
 def test_real_call_without_device_becomes_cuda_error():
-    from runtime._gpu import gpu_skip_reason
+    from ._gpu import gpu_skip_reason
 
     if gpu_skip_reason() is None:
         pytest.skip("a CUDA device is present: the failure path cannot be provoked")
@@ -252,7 +253,7 @@ def test_reference_session_refuses_timing(net):
 
 def test_session_on_this_machine_names_the_alternative(net):
     """Session(plan) on a machine whose GPU the installed TensorRT cannot run says why and names ReferenceSession."""
-    from runtime._gpu import gpu_skip_reason
+    from ._gpu import gpu_skip_reason
 
     if gpu_skip_reason() is None and session.rtx_supports(cuda.compute_capability(0)):
         pytest.skip("this machine's GPU is supported: nothing to refuse")

@@ -7,9 +7,10 @@ import gc
 import numpy as np
 import pytest
 
-from runtime._gpu import gpu_marks
 from trtdsl.errors import TrtdslError
 from trtdsl.runtime import DeviceArray, dlpack
+
+from ._gpu import gpu_marks
 
 pytestmark = gpu_marks()
 torch = pytest.importorskip("torch")

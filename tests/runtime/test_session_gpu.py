@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 
 import trtdsl
-from runtime._gpu import gpu_marks
-from runtime._runtime_fakes import FakeEngine, compress_plan, identity_plan
 from trtdsl import _trt
 from trtdsl.errors import ProfileError, ShapeError
 from trtdsl.runtime import DeviceArray, RunHandle, Session, cuda, session, staging
+
+from ._gpu import gpu_marks
+from ._runtime_fakes import FakeEngine, compress_plan, identity_plan
 
 pytestmark = gpu_marks()
 

@@ -2,8 +2,8 @@
 
 TensorRT 11 has no implicit INT8: a network is quantized by placing
 ``add_quantize``/``add_dequantize`` pairs, and TensorRT fuses them into the
-neighbouring convolutions and matmuls (see NOTES.md section 3 for where to put
-them). Quantization is symmetric: ``q = clamp(round_half_even(x / scale), -128, 127)``
+neighbouring convolutions and matmuls (TensorRT developer guide, "Explicit
+Quantization", Q/DQ layer-placement recommendations). Quantization is symmetric: ``q = clamp(round_half_even(x / scale), -128, 127)``
 and ``x_hat = q * scale``. A scale is a positive scalar (per-tensor) or a 1-D
 array along ``axis`` (per-channel, for weights).
 """

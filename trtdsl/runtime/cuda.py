@@ -31,19 +31,11 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import BackendError, TrtdslError
+from ..errors import BackendError, CudaError, TrtdslError
 
 INSTALL_HINT = "pip install 'trtdsl[cuda]'"
 _MODULES = ("cuda.bindings.runtime", "cuda.cudart")
 _rt: ModuleType | None = None
-
-
-class CudaError(TrtdslError):
-    """A CUDA runtime call failed; ``call``, ``code`` and ``error`` say which and why."""
-
-    def __init__(self, call: str, code: int, error: str, detail: str = ""):
-        self.call, self.code, self.error = call, int(code), error
-        super().__init__(f"{call} failed: {error} ({int(code)}){': ' + detail if detail else ''}")
 
 
 def runtime() -> ModuleType:

@@ -14,7 +14,7 @@ tv_resnet = pytest.importorskip("torchvision.models.resnet")
 from torchvision.models import mobilenetv2, mobilenetv3  # noqa: E402
 from torchvision.ops import SqueezeExcitation  # noqa: E402
 
-from layers._torch_util import close, randomize, run, state  # noqa: E402
+from ._torch_util import close, randomize, run, state  # noqa: E402
 
 nn = torch.nn
 
