@@ -17,13 +17,12 @@ import trtdsl.onnx
 from trtdsl import Tensor, golden, ops, reference, rewrite
 from trtdsl.golden import Tolerance
 
+from .reference.onnx_models import INPUT, MODELS, OUTPUT, example, export, onnxruntime_run
+
 pytest.importorskip("torch")
 pytest.importorskip("torchvision")
 pytest.importorskip("onnxruntime")
 pytestmark = pytest.mark.usefixtures("trt")
-
-
-from .reference.onnx_models import INPUT, MODELS, OUTPUT, example, export, onnxruntime_run
 
 
 def _tol(expected: np.ndarray) -> Tolerance:
