@@ -66,3 +66,11 @@ def did_you_mean(name: str, candidates: Iterable[str], n: int = 3) -> str:
     if not matches:
         return ""
     return " Did you mean " + " or ".join(repr(m) for m in matches) + "?"
+
+
+class KerasError(TrtdslError):
+    """A Keras model file cannot be converted: a malformed config, a refused layer, missing weights."""
+
+
+class UnsupportedKerasLayerError(KerasError, UnsupportedLayerError):
+    """A Keras layer class has no converter (register one with ``@trtdsl.keras.converts``)."""

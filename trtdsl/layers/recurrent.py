@@ -80,7 +80,7 @@ def _zeros(like: Tensor, hidden: int, name: str) -> Tensor:
 
 def _direction(
     kind: str, xs: Tensor, p: Params, suffix: str, hidden: int, init: list[Tensor | None], mask: Tensor | None,
-    reverse: bool, perm: list[int], reset_after: bool, nonlinearity: str,
+    reverse: bool, perm: list[int], reset_after: bool, nonlinearity: str, zero_masked: bool = True,
 ) -> tuple[Tensor, list[Tensor]]:  # fmt: skip
     """One direction of one layer: (outputs (T, B, H), final states)."""
     g = len(_CANON[kind])
@@ -134,7 +134,8 @@ def _direction(
             # Masked steps keep the state and output zeros, as torch's packed sequences do.
             m = loop.iterate(mask, 0, reverse=reverse)
             new = [ops.where(m, v, r_, name=f"{v.name}.masked") for v, r_ in zip(new, rec, strict=True)]
-            out = ops.where(m, new[0], 0.0, name="out")
+            # Keras (zero_output_for_mask=False) repeats the kept state instead.
+            out = ops.where(m, new[0], 0.0, name="out") if zero_masked else new[0]
         for r_, v in zip(rec, new, strict=True):
             r_.set_next(v)
         seq = loop.output(out, "reverse" if reverse else "concat")
@@ -150,6 +151,7 @@ def _recurrent(
     kind: str, x: Tensor, w: Weights, prefix: str, hidden_size: int | None, *, num_layers: int,
     bidirectional: bool, batch_first: bool, initial: Sequence[Tensor | None], mask: MaskLike,
     lengths: Any, gate_order: str | None, reset_after: bool = True, nonlinearity: str = "tanh",
+    zero_masked: bool = True,
 ) -> tuple[Tensor, list[Tensor]]:  # fmt: skip
     p = Params(w, prefix, kind if kind != "rnn" else "simple_rnn")
     if x.ndim != 3:
@@ -174,7 +176,7 @@ def _recurrent(
                 init = [None if s is None else s[idx] for s in initial]
                 suffix = f"_l{layer}{'_reverse' if d else ''}"
                 seq, fin = _direction(
-                    kind, xs, p, suffix, hidden_size, init, m, bool(d), perm, reset_after, nonlinearity
+                    kind, xs, p, suffix, hidden_size, init, m, bool(d), perm, reset_after, nonlinearity, zero_masked
                 )
                 outs.append(seq)
                 for f_list, f in zip(finals, fin, strict=True):
@@ -198,6 +200,7 @@ def lstm(
     mask: MaskLike = None,
     lengths: Sequence[int] | np.ndarray | None = None,
     gate_order: str = "ifgo",
+    zero_masked: bool = True,
 ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
     """``torch.nn.LSTM``: returns ``(output, (h_n, c_n))`` with torch's shapes.
 
@@ -207,6 +210,7 @@ def lstm(
         mask, lengths: a (B, T) mask (True = valid step) or per-sequence lengths: padded
             steps keep the state and output zeros, like ``pack_padded_sequence``.
         gate_order: order of the gate blocks in the weights ('ifgo' torch, 'ifco' Keras).
+        zero_masked: masked steps output zeros (torch); False repeats the kept state (Keras' default).
 
     Example::
 
@@ -215,6 +219,7 @@ def lstm(
     out, (h, c) = _recurrent(
         "lstm", x, w, prefix, hidden_size, num_layers=num_layers, bidirectional=bidirectional,
         batch_first=batch_first, initial=(h0, c0), mask=mask, lengths=lengths, gate_order=gate_order,
+        zero_masked=zero_masked,
     )  # fmt: skip
     return out, (h, c)
 
@@ -233,6 +238,7 @@ def gru(
     lengths: Sequence[int] | np.ndarray | None = None,
     gate_order: str = "rzn",
     reset_after: bool = True,
+    zero_masked: bool = True,
 ) -> tuple[Tensor, Tensor]:
     """``torch.nn.GRU``: returns ``(output, h_n)``.
 
@@ -247,7 +253,7 @@ def gru(
     out, (h,) = _recurrent(
         "gru", x, w, prefix, hidden_size, num_layers=num_layers, bidirectional=bidirectional,
         batch_first=batch_first, initial=(h0,), mask=mask, lengths=lengths, gate_order=gate_order,
-        reset_after=reset_after,
+        reset_after=reset_after, zero_masked=zero_masked,
     )  # fmt: skip
     return out, h
 
@@ -265,6 +271,7 @@ def simple_rnn(
     mask: MaskLike = None,
     lengths: Sequence[int] | np.ndarray | None = None,
     nonlinearity: Literal["tanh", "relu"] = "tanh",
+    zero_masked: bool = True,
 ) -> tuple[Tensor, Tensor]:
     """``torch.nn.RNN``: ``h' = tanh(W_ih x + b_ih + W_hh h + b_hh)``; returns ``(output, h_n)``.
 
@@ -275,6 +282,6 @@ def simple_rnn(
     out, (h,) = _recurrent(
         "rnn", x, w, prefix, hidden_size, num_layers=num_layers, bidirectional=bidirectional,
         batch_first=batch_first, initial=(h0,), mask=mask, lengths=lengths, gate_order=None,
-        nonlinearity=nonlinearity,
+        nonlinearity=nonlinearity, zero_masked=zero_masked,
     )  # fmt: skip
     return out, h

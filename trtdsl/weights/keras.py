@@ -24,7 +24,6 @@ import re
 import shutil
 import tempfile
 import zipfile
-from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -33,82 +32,15 @@ import numpy as np
 
 from ..errors import WeightError
 from .h5 import HDF5_MAGIC, Mapper, Window
+from .keras_config import ALIASES, VARIABLES, to_snake_case
+from .keras_config import find as _find
+from .keras_config import layer_name as _layer_name
+from .keras_config import layers_of as _layers
+from .keras_config import sub_class as _sub_class
+from .keras_config import tree as _tree
+from .keras_config import wrapped
 from .registry import Probe, loads
 from .store import Entry, WeightStore
-
-
-def _bias(c: dict) -> list[str]:
-    return ["bias"] if c.get("use_bias", True) else []
-
-
-def _affine(c: dict) -> list[str]:
-    return (["gamma"] if c.get("scale", True) else []) + (["beta"] if c.get("center", True) else [])
-
-
-def _conv(c: dict) -> list[str]:
-    return ["kernel", *_bias(c)]
-
-
-def _rnn(c: dict) -> list[str]:
-    return ["kernel", "recurrent_kernel", *_bias(c)]
-
-
-# Variable names by Keras class, in creation order (trainable ones first, which
-# is also Keras' save order for every class here).
-VARIABLES: dict[str, Callable[[dict], list[str]]] = {
-    **dict.fromkeys(
-        ["Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose", "Dense"], _conv
-    ),
-    **dict.fromkeys(["DepthwiseConv1D", "DepthwiseConv2D"], lambda c: ["depthwise_kernel", *_bias(c)]),
-    **dict.fromkeys(
-        ["SeparableConv1D", "SeparableConv2D"], lambda c: ["depthwise_kernel", "pointwise_kernel", *_bias(c)]
-    ),
-    "BatchNormalization": lambda c: [*_affine(c), "moving_mean", "moving_variance"],
-    "LayerNormalization": _affine,
-    "GroupNormalization": _affine,
-    "Embedding": lambda c: ["embeddings"],
-    "PReLU": lambda c: ["alpha"],
-    "EinsumDense": lambda c: ["kernel", *(["bias"] if c.get("bias_axes") else [])],
-    **dict.fromkeys(["LSTM", "GRU", "SimpleRNN"], _rnn),
-}
-# Keras 3 renamed these weights; the Keras 2 name is the stable one.
-ALIASES = {("DepthwiseConv1D", "kernel"): "depthwise_kernel", ("DepthwiseConv2D", "kernel"): "depthwise_kernel"}
-
-
-def to_snake_case(name: str) -> str:
-    """Keras' own rule for the group name of a class in ``model.weights.h5``."""
-    name = re.sub(r"\W+", "", name)
-    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
-    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
-
-
-def _layers(model_cfg: dict) -> list[dict]:
-    layers = (model_cfg.get("config") or {}).get("layers")
-    return layers if isinstance(layers, list) else []
-
-
-def _layer_name(layer: dict) -> str:
-    return str((layer.get("config") or {}).get("name") or layer.get("name"))
-
-
-def _tree(model_cfg: dict | None) -> dict[str, tuple[str, dict | None]]:
-    """``{layer name: (class name, subtree or None)}`` for a model config."""
-    out: dict[str, tuple[str, dict | None]] = {}
-    for layer in _layers(model_cfg or {}):
-        sub = _tree(layer) if _layers(layer) else None
-        out[_layer_name(layer)] = (str(layer.get("class_name")), sub)
-    return out
-
-
-def _find(tree: dict, name: str) -> list[str] | None:
-    """The path of layer names from ``tree`` down to the layer called ``name``."""
-    if name in tree:
-        return [name]
-    for outer, (_, sub) in tree.items():
-        found = _find(sub, name) if sub else None
-        if found:
-            return [outer, *found]
-    return None
 
 
 def _attr_list(group: h5py.Group, name: str) -> list[str]:
@@ -146,11 +78,6 @@ def _legacy_names(layer: str, cls: str, sub: dict | None, weight_names: list[str
     if len(set(names)) < len(names):  # e.g. a wrapper holding two cells: keep the full, unique paths
         names = [layer + "/" + re.sub(r":\d+$", "", wn) for wn in weight_names]
     return names
-
-
-def _sub_class(tree: dict, path: list[str]) -> str:
-    cls, sub = tree[path[0]]
-    return _sub_class(sub, path[1:]) if len(path) > 1 and sub else cls
 
 
 def _is_keras_h5(p: Probe) -> bool:
@@ -265,21 +192,27 @@ def _walk(
         if _layers(layer) and isinstance(g.get("layers"), h5py.Group):
             _walk(layer, g["layers"], name + "/", entries=entries, mapper=mapper, label=label)
             continue
-        vars_ = g.get("vars")
-        if (not isinstance(vars_, h5py.Group) or not len(vars_)) and isinstance(g.get("cell"), h5py.Group):
-            vars_ = g["cell"].get("vars")  # recurrent layers keep their weights in the cell
-        if not isinstance(vars_, h5py.Group) or not len(vars_):
-            continue
-        count = len(vars_)
-        known = VARIABLES.get(cls)
-        names = known(layer.get("config") or {}) if known else []
-        if len(names) != count:  # unknown class or unexpected options: number the variables
-            names = [str(i) for i in range(count)]
-        for i, wname in enumerate(names):
-            ds = vars_.get(str(i))
-            if not isinstance(ds, h5py.Dataset):
-                raise WeightError(f"{label}: layer {name!r}: model.weights.h5 has no variable {i} under {vars_.name}")
-            entry = mapper.entry(ds)
-            if entry is None:
-                raise WeightError(f"{label}: layer {name!r}: variable {i} has non-numeric dtype {ds.dtype}")
-            entries[f"{name}/{wname}"] = entry
+        for sub_group, sub, cls_, cfg in wrapped(cls, layer.get("config") or {}):
+            sg = g.get(sub_group) if sub_group else g  # wrappers keep each inner layer in a group of its own
+            if not isinstance(sg, h5py.Group):
+                continue
+            vars_ = sg.get("vars")
+            if (not isinstance(vars_, h5py.Group) or not len(vars_)) and isinstance(sg.get("cell"), h5py.Group):
+                vars_ = sg["cell"].get("vars")  # recurrent layers keep their weights in the cell
+            if not isinstance(vars_, h5py.Group) or not len(vars_):
+                continue
+            count = len(vars_)
+            known = VARIABLES.get(cls_)
+            names = known(cfg) if known else []
+            if len(names) != count:  # unknown class or unexpected options: number the variables
+                names = [str(i) for i in range(count)]
+            for i, wname in enumerate(names):
+                ds = vars_.get(str(i))
+                if not isinstance(ds, h5py.Dataset):
+                    raise WeightError(
+                        f"{label}: layer {name!r}: model.weights.h5 has no variable {i} under {vars_.name}"
+                    )
+                entry = mapper.entry(ds)
+                if entry is None:
+                    raise WeightError(f"{label}: layer {name!r}: variable {i} has non-numeric dtype {ds.dtype}")
+                entries[f"{name}/{sub}{wname}"] = entry

@@ -1,0 +1,163 @@
+"""Keras convolutions: Conv1D-3D, DepthwiseConv1D/2D, SeparableConv1D/2D, Conv1D-3DTranspose.
+
+Kernels are converted once, at definition time, to TensorRT's KCRS layouts
+(:mod:`trtdsl.weights.layout`). 'same' padding is TensorRT's SAME_UPPER, which
+puts the extra pixel at the end as Keras does; 'causal' pads only the start of
+the time axis by ``dilation * (kernel - 1)``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+from .. import ops
+from ..weights import layout
+from .core import activate
+from .graph import Call, KTensor
+from .registry import converts
+
+_CONV = {1: ops.conv1d, 2: ops.conv2d, 3: ops.conv3d}
+_DECONV = {1: ops.conv_transpose1d, 2: ops.conv_transpose2d, 3: ops.conv_transpose3d}
+
+
+def _ints(value: Any, nd: int) -> tuple[int, ...]:
+    return tuple(int(v) for v in value) if isinstance(value, (list, tuple)) else (int(value),) * nd
+
+
+def _padding(layer: Call, nd: int, ksize: tuple[int, ...], dilation: tuple[int, ...]) -> Any:
+    pad = str(layer.config.get("padding", "valid")).lower()
+    if pad == "causal":
+        if nd != 1:
+            raise layer.error("padding='causal' is for Conv1D only")
+        return [(dilation[0] * (ksize[0] - 1), 0)]
+    if pad not in ("same", "valid"):
+        raise layer.error(f"padding {pad!r} is not 'valid', 'same' or 'causal'")
+    return pad
+
+
+def _geometry(layer: Call, nd: int) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+    c = layer.config
+    return _ints(c["kernel_size"], nd), _ints(c.get("strides", 1), nd), _ints(c.get("dilation_rate", 1), nd)
+
+
+def _conv(layer: Call, x: KTensor, nd: int) -> KTensor:
+    ksize, strides, dilation = _geometry(layer, nd)
+    filters = int(layer.config["filters"])
+    groups = int(layer.config.get("groups", 1) or 1)
+    kernel = layer.take("kernel", (*ksize, None, filters))
+    t = layer.channels_first(x)
+    y = _CONV[nd](
+        t, layout.keras_conv(kernel), layer.optional("bias", (filters,)), stride=strides,
+        padding=_padding(layer, nd, ksize, dilation), dilation=dilation, groups=groups,
+    )  # fmt: skip
+    return activate(layer, layer.spatial_out(y))
+
+
+@converts("Conv1D", "Convolution1D")
+def conv1d(layer: Call, x: KTensor) -> KTensor:
+    return _conv(layer, x, 1)
+
+
+@converts("Conv2D", "Convolution2D")
+def conv2d(layer: Call, x: KTensor) -> KTensor:
+    return _conv(layer, x, 2)
+
+
+@converts("Conv3D", "Convolution3D")
+def conv3d(layer: Call, x: KTensor) -> KTensor:
+    return _conv(layer, x, 3)
+
+
+def _depthwise(layer: Call, x: KTensor, nd: int, bias_key: str | None = "bias") -> tuple[Any, int]:
+    ksize, strides, dilation = _geometry(layer, nd)
+    t = layer.channels_first(x)
+    c_in = t.shape[1]
+    mult = int(layer.config.get("depth_multiplier", 1))
+    kernel = layer.take("depthwise_kernel", (*ksize, c_in, mult))
+    bias = layer.optional(bias_key, (c_in * mult,)) if bias_key else None
+    y = _CONV[nd](
+        t, layout.keras_depthwise(kernel), bias, stride=strides, padding=_padding(layer, nd, ksize, dilation),
+        dilation=dilation, groups=c_in,
+    )  # fmt: skip
+    return y, c_in * mult
+
+
+@converts("DepthwiseConv1D")
+def depthwise_conv1d(layer: Call, x: KTensor) -> KTensor:
+    return activate(layer, layer.spatial_out(_depthwise(layer, x, 1)[0]))
+
+
+@converts("DepthwiseConv2D")
+def depthwise_conv2d(layer: Call, x: KTensor) -> KTensor:
+    return activate(layer, layer.spatial_out(_depthwise(layer, x, 2)[0]))
+
+
+def _separable(layer: Call, x: KTensor, nd: int) -> KTensor:
+    with layer.net.scope("depthwise"):
+        y, mid = _depthwise(layer, x, nd, bias_key=None)
+    filters = int(layer.config["filters"])
+    pointwise = layer.take("pointwise_kernel", (*([1] * nd), mid, filters))
+    with layer.net.scope("pointwise"):
+        y = _CONV[nd](y, layout.keras_conv(pointwise), layer.optional("bias", (filters,)))
+    return activate(layer, layer.spatial_out(y))
+
+
+@converts("SeparableConv1D", "SeparableConvolution1D")
+def separable_conv1d(layer: Call, x: KTensor) -> KTensor:
+    return _separable(layer, x, 1)
+
+
+@converts("SeparableConv2D", "SeparableConvolution2D")
+def separable_conv2d(layer: Call, x: KTensor) -> KTensor:
+    return _separable(layer, x, 2)
+
+
+def _transpose(layer: Call, x: KTensor, nd: int) -> KTensor:
+    ksize, strides, dilation = _geometry(layer, nd)
+    filters = int(layer.config["filters"])
+    kernel = layer.take("kernel", (*ksize, filters, None))
+    pad = str(layer.config.get("padding", "valid")).lower()
+    opad = layer.config.get("output_padding")
+    eff = tuple((k - 1) * d + 1 for k, d in zip(ksize, dilation))
+    pre, post = [], []
+    for i in range(nd):
+        k, s = eff[i], strides[i]
+        if opad is None:
+            # Keras' sizes: 'valid' -> (in-1)*s + k (needs k >= s); 'same' -> in*s, cropping k - s with
+            # the larger half at the end (the gradient of a SAME_UPPER convolution).
+            if k < s:
+                raise layer.error(f"a kernel of {k} smaller than its stride {s} without output_padding is not supported")
+            total = 0 if pad == "valid" else k - s
+            pre.append(total // 2)
+            post.append(total - total // 2)
+        else:
+            op = _ints(opad, nd)[i]
+            p = k // 2 if pad == "same" else 0
+            if op > p:
+                raise layer.error(f"output_padding {op} larger than the padding {p} is not supported")
+            pre.append(p)
+            post.append(p - op)
+    t = layer.channels_first(x)
+    y = _DECONV[nd](
+        t, layout.keras_conv_transpose(kernel), layer.optional("bias", (filters,)), stride=strides,
+        padding=list(zip(pre, post)), dilation=dilation,
+    )  # fmt: skip
+    return activate(layer, layer.spatial_out(y))
+
+
+@converts("Conv1DTranspose", "Convolution1DTranspose")
+def conv1d_transpose(layer: Call, x: KTensor) -> KTensor:
+    return _transpose(layer, x, 1)
+
+
+@converts("Conv2DTranspose", "Convolution2DTranspose")
+def conv2d_transpose(layer: Call, x: KTensor) -> KTensor:
+    return _transpose(layer, x, 2)
+
+
+@converts("Conv3DTranspose", "Convolution3DTranspose")
+def conv3d_transpose(layer: Call, x: KTensor) -> KTensor:
+    return _transpose(layer, x, 3)
+
+

@@ -1,0 +1,114 @@
+"""``load_model``: a Keras ``.h5`` or ``.keras`` file becomes a ``trtdsl.Network``, without TensorFlow."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from .. import weights as _weights
+from ..errors import KerasError, did_you_mean
+from ..network import Network
+from ..profile import Dim
+from ..weights.keras_config import Model, parse_model, read
+from .graph import Context, KTensor, run_model, to_cf_perm
+
+BatchLike = tuple[int, int, int] | Dim | int
+
+_DTYPES = {"float32": "float32", "float16": "float32", "float64": "float32", "bfloat16": "float32",
+           "int32": "int32", "int64": "int32", "int8": "int32", "uint8": "int32", "bool": "bool"}  # fmt: skip
+
+
+def _input_shape(model: Model, name: str, cfg: dict, override: Mapping[str, Sequence[int]] | None) -> list:
+    shape = cfg.get("batch_shape") or cfg.get("batch_input_shape")
+    if override and name in override:
+        return [None, *override[name]]
+    if shape is None:
+        raise KerasError(f"input {name!r} of model {model.name!r} has no shape in the config")
+    if any(d is None for d in shape[1:]):
+        raise KerasError(
+            f"input {name!r} has dynamic dims {list(shape)}: give its shape without the batch, e.g. "
+            f"load_model(..., input_shapes={{{name!r}: {tuple(8 if d is None else d for d in shape[1:])}}})"
+        )
+    return list(shape)
+
+
+def load_model(
+    path: str | Path,
+    *,
+    batch: BatchLike = (1, 1, 32),
+    input_shapes: Mapping[str, Sequence[int]] | None = None,
+    dtype: str = "float32",
+    layout: str | None = None,
+    weights: _weights.WeightStore | None = None,
+    backend: str | None = None,
+) -> Network:
+    """Convert a Keras model file (``.h5`` from Keras 2 or 3, or a Keras 3 ``.keras``) into a Network.
+
+    Args:
+        batch: ``(min, opt, max)`` of a dynamic dim named ``batch``, a ``Dim``, or a fixed int.
+        input_shapes: per-input shapes without the batch, for inputs whose config leaves dims open.
+        dtype: the network's compute dtype (``"float16"`` computes in half precision; I/O stays float32).
+        layout: None keeps the model's own data format at inputs and outputs; ``"NCHW"`` lets users of a
+            channels_last model feed (and read) image tensors channels-first, with no transposes.
+        weights: the model's own weights as a ``WeightStore`` (default: loaded from ``path``); pass one to
+            check afterwards that every weight was used (``trtdsl.build(net, weights=w)``).
+        backend: the Keras backend whose numerics to follow where backends differ (an uneven 'same'
+            average pool: Keras' torch backend replicates edges, TensorFlow and JAX count real pixels).
+            Default: the ``backend`` a legacy ``.h5`` records; ``.keras`` files record none, so "tensorflow".
+
+    Inputs and outputs keep the Keras names and order. The store is kept as ``net.keras_weights``.
+
+    Example::
+
+        net = trtdsl.keras.load_model("resnet50.h5", batch=(1, 8, 32))
+        plan = trtdsl.build(net, weights=net.keras_weights)
+    """
+    if layout not in (None, "NCHW", "NHWC"):
+        raise KerasError(f"layout must be None, 'NCHW' or 'NHWC', got {layout!r}")
+    mf = read(path)
+    model = parse_model(mf.config)
+    store = weights if weights is not None else _weights.load(mf.path)
+    net = Network(model.name, dtype=dtype)
+    if isinstance(batch, Dim):
+        bdim: Any = batch
+    elif isinstance(batch, int):
+        bdim = batch
+    else:
+        b = tuple(int(v) for v in batch)
+        if len(b) != 3:
+            raise KerasError(f"batch must be (min, opt, max), a Dim or an int, got {batch!r}")
+        bdim = Dim("batch", *b)
+    if input_shapes:
+        unknown = [n for n in input_shapes if n not in {r.layer for r in model.inputs}]
+        if unknown:
+            names = [r.layer for r in model.inputs]
+            raise KerasError(
+                f"input_shapes names {unknown[0]!r}, not an input of the model; inputs: {names}"
+                f"{did_you_mean(unknown[0], names)}"
+            )
+    inputs = []
+    for ref in model.inputs:
+        cfg = model.layer(ref.layer).config
+        shape = _input_shape(model, ref.layer, cfg, input_shapes)
+        dt = _DTYPES.get(str(cfg.get("dtype") or "float32"), "float32")
+        nchw = layout == "NCHW" and len(shape) >= 3 and dt == "float32"
+        dims = [bdim, *shape[1:]]
+        if nchw:
+            dims = [dims[i] for i in to_cf_perm(len(dims))]
+        t = net.input(ref.layer, dt, dims)
+        inputs.append(KTensor(t, cl=nchw))
+    ctx = Context(net, store, mf.keras_major, str(mf.path), backend or mf.backend or "tensorflow")
+    from .graph import Call
+
+    outs = run_model(ctx, model, inputs)
+    used: dict[str, int] = {}
+    for ref, out in zip(model.outputs, outs):
+        name = ref.layer if ref.layer not in used else f"{ref.layer}_{ref.index}"
+        used[name] = 1
+        call = Call(ctx, model.layer(ref.layer), "", ref.layer)
+        t = out.t if (layout == "NCHW" and out.cl) else call.logical(out)
+        net.output(t, name)
+    net.keras_weights = store  # type: ignore[attr-defined]
+    net.keras_model = model  # type: ignore[attr-defined]
+    return net
