@@ -209,13 +209,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("argv", nargs=argparse.REMAINDER)
     p.set_defaults(fn=cmd_bench)
 
+    from .demo import add_demo_parser
     from .triton import add_export_parser
 
     add_export_parser(sub)
+    add_demo_parser(sub)
 
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["bench"]:  # bench parses its own options, --help included
         args = argparse.Namespace(fn=cmd_bench, argv=argv[1:], verbose=0)
+    elif argv[:1] == ["demo"]:  # so does the demo script
+        from .demo import cmd_demo
+
+        args = argparse.Namespace(fn=cmd_demo, argv=argv[1:], verbose=0)
     else:
         args = parser.parse_args(argv)
     level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
