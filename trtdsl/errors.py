@@ -74,3 +74,15 @@ class KerasError(TrtdslError):
 
 class UnsupportedKerasLayerError(KerasError, UnsupportedLayerError):
     """A Keras layer class has no converter (register one with ``@trtdsl.keras.converts``)."""
+
+
+class CalibrationError(TrtdslError):
+    """Calibration cannot proceed: bad calibration data, algorithm or options."""
+
+
+class CacheError(CalibrationError):
+    """A calibration cache is malformed, of a foreign format, or does not fit the network."""
+
+
+class CalibrationWarning(UserWarning):
+    """A calibration cache or data does not quite fit the network (missing or stray tensors)."""

@@ -1,0 +1,357 @@
+"""Range algorithms: pure functions of a histogram of ``|x|`` (``counts, edges -> amax``).
+
+Each is the published algorithm, vectorized over every candidate threshold
+(array operations, no Python loop per threshold), choosing the same candidate as
+the published loop:
+
+- ``max``: the right edge of the last non-empty bin (calibrators track the exact max instead).
+- ``percentile``: ModelOpt / pytorch-quantization ``_compute_amax_percentile``:
+  ``edges[searchsorted(cumsum(counts / total), p / 100)]``.
+- ``entropy``: ModelOpt / pytorch-quantization ``_compute_amax_entropy``: ``bins[0] = bins[1]``,
+  candidates ``i = start_bin .. len(bins)`` bins kept, 128 levels, KL divergence of the
+  clipped reference against the quantized-and-expanded candidate, the *last* minimum wins
+  and ``amax = edges[i]``.
+- ``entropy-legacy``: TensorRT's EntropyCalibration2 as NVIDIA's 2017 GTC talk S7310
+  ("8-bit Inference with TensorRT") gives it: candidates ``i = 128 .. len(bins) - 1``,
+  bins merged ``i // 128`` at a time (the last level takes the remainder), the *first*
+  minimum wins and ``amax = (i + 0.5) * width``.
+- ``mse``: ModelOpt ``_compute_amax_mse``: candidates are the bin centers ``i >= start_bin``,
+  the error is ``sum(counts * (Q(centers) - centers)**2)``, the first minimum wins. INT8
+  rounds half to even and clips at 127; FP8 clips at 448 and rounds to E4M3 (ml_dtypes).
+
+The KL divergence of each candidate is computed in closed form from prefix sums (in
+``np.longdouble``, whose extra precision keeps the cancellation in ``sum p log p -
+sum p log q`` far below the 1e-12 relative near-tie margin), and the MSE of each candidate
+from prefix sums over the ranges of bins that round to each quantized level.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from ..errors import CalibrationError
+
+__all__ = [
+    "ALGORITHMS",
+    "QMAX",
+    "compute_amax",
+    "entropy",
+    "entropy_divergences",
+    "entropy_legacy",
+    "entropy_legacy_divergences",
+    "fp8_levels",
+    "max_amax",
+    "mse",
+    "mse_errors",
+    "percentile",
+]
+
+QMAX = {"int8": 127.0, "fp8": 448.0}
+_INTEGER_ONLY = ("entropy", "entropy-legacy")
+_LD = np.longdouble
+
+AlgorithmFn = Callable[..., float]
+ALGORITHMS: dict[str, AlgorithmFn] = {}
+
+
+def algorithm(name: str) -> Callable[[AlgorithmFn], AlgorithmFn]:
+    """Register a range algorithm ``fn(counts, edges, **options) -> amax`` under ``name``."""
+
+    def wrap(fn: AlgorithmFn) -> AlgorithmFn:
+        ALGORITHMS[name] = fn
+        return fn
+
+    return wrap
+
+
+def _check(counts: Any, edges: Any) -> tuple[np.ndarray, np.ndarray]:
+    c = np.asarray(counts)
+    e = np.asarray(edges, dtype=np.float64)
+    if c.ndim != 1 or e.ndim != 1 or e.size != c.size + 1:
+        raise CalibrationError(
+            f"a histogram needs 1-D counts and len(counts) + 1 edges, got counts {c.shape} and edges {e.shape}"
+        )
+    if c.size == 0 or (c.dtype.kind == "f" and not np.all(np.isfinite(c))) or np.any(c < 0):
+        raise CalibrationError("histogram counts must be finite, non-negative and not empty")
+    if c.dtype.kind not in "iuf":
+        raise CalibrationError(f"histogram counts must be numbers, got dtype {c.dtype}")
+    return c, e
+
+
+def _integer_counts(counts: Any) -> np.ndarray:
+    """Counts as int64 (prefix sums over them are exact); fractional counts are refused."""
+    c = np.asarray(counts)
+    if c.dtype.kind == "f":
+        if np.any(c != np.floor(c)):
+            raise CalibrationError("histogram counts must be whole numbers")
+        return c.astype(np.int64)
+    return c.astype(np.int64, copy=True)
+
+
+def _need_bins(n: int, start_bin: int, name: str) -> None:
+    if n < start_bin:
+        raise CalibrationError(
+            f"{name}: the histogram has {n} bins, fewer than start_bin={start_bin}; collect with more bins "
+            "(the default is 2048) or lower start_bin"
+        )
+
+
+# ------------------------------------------------------------------------ max
+@algorithm("max")
+def max_amax(counts: Any, edges: Any, **_: Any) -> float:
+    """The right edge of the last non-empty bin (0.0 for an empty histogram).
+
+    Example::
+
+        amax = max_amax(np.array([3, 0, 1, 0]), np.linspace(0, 4, 5))   # 3.0
+    """
+    c, e = _check(counts, edges)
+    nz = np.flatnonzero(c)
+    return 0.0 if nz.size == 0 else float(e[nz[-1] + 1])
+
+
+# ----------------------------------------------------------------- percentile
+@algorithm("percentile")
+def percentile(counts: Any, edges: Any, *, percentile: float = 99.99, **_: Any) -> float:
+    """The amax that keeps ``percentile`` percent of the values (ModelOpt's bin choice: a left edge).
+
+    Example::
+
+        amax = percentile(counts, edges, percentile=99.9)
+    """
+    c, e = _check(counts, edges)
+    if not 0 <= percentile <= 100:
+        raise CalibrationError(f"percentile must be in [0, 100], got {percentile}")
+    total = c.sum()
+    if total == 0:
+        return 0.0
+    cdf = np.cumsum(c / total)
+    idx = int(np.searchsorted(cdf, percentile / 100))
+    return float(e[min(idx, e.size - 1)])
+
+
+# -------------------------------------------------------------------- entropy
+def _kl_from_levels(bins: np.ndarray, lo: np.ndarray, hi: np.ndarray, kept: np.ndarray) -> np.ndarray:
+    """KL(P || Q) per candidate, where candidate t keeps ``kept[t]`` bins merged into levels ``[lo, hi)``.
+
+    P is the kept bins with every count beyond added to the last kept bin; Q spreads
+    each level's count evenly over its non-empty bins (zeros stay zero). Both are
+    normalized, as ``scipy.stats.entropy`` does. Closed form:
+    ``KL = (sum p log p - sum p log q) / P + log(Q / P)``; the level sums come from
+    integer prefix sums (exact), so only the logarithms round.
+    """
+    n = bins.size
+    total = float(bins.sum())
+    cb = np.concatenate([[0], np.cumsum(bins)])
+    nz = bins > 0
+    cn = np.concatenate([[0], np.cumsum(nz)])
+    blogb = np.zeros(n, _LD)
+    blogb[nz] = bins[nz].astype(_LD) * np.log(bins[nz].astype(_LD))
+    cbl = np.concatenate([[0], np.cumsum(blogb)])
+    s = (cb[hi] - cb[lo]).astype(np.float64)
+    cnt = cn[hi] - cn[lo]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        level = s * np.log(s / cnt)
+    level[cnt == 0] = 0.0
+    b_sum = level.sum(axis=1, dtype=_LD)
+    a_sum = cbl[kept]
+    q_total = cb[kept].astype(np.float64)
+    tail = total - q_total
+    last = bins[kept - 1].astype(np.float64)
+    q_last = s[:, -1] / np.maximum(cnt[:, -1], 1)
+    fix = tail > 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p_last = (last + tail).astype(_LD)
+        a_fix = p_last * np.log(p_last) - np.where(last > 0, last.astype(_LD) * np.log(last.astype(_LD)), 0)
+        a_sum = np.where(fix, a_sum + a_fix, a_sum)
+        b_sum = np.where(fix, b_sum + tail.astype(_LD) * np.log(q_last), b_sum)
+        kl = (a_sum - b_sum) / _LD(total) + np.log(q_total / total)
+    # Outliers piled on an empty last bin (q = 0 where p > 0) diverge: scipy gives inf. Nothing kept at
+    # all normalizes 0 / 0: scipy gives NaN, and np.argmin takes a NaN as the minimum; so do we, as published.
+    kl = np.where(fix & (last == 0), np.inf, kl.astype(np.float64))
+    return np.where(q_total == 0, np.nan, kl)
+
+
+def entropy_divergences(
+    counts: Any, *, levels: int = 128, start_bin: int = 128, stride: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(kept, divergence)`` for every candidate of ModelOpt's entropy search (``bins[0] = bins[1]`` first)."""
+    bins = _integer_counts(counts)
+    if bins.size > 1:
+        bins[0] = bins[1]
+    n = bins.size
+    _need_bins(n, start_bin, "entropy")
+    kept = np.arange(start_bin, n + 1, stride)
+    k = np.arange(levels)
+    # np.digitize(range(i), linspace(0, i, levels + 1)) - 1 puts bin j in level floor(j * levels / i)
+    # exactly (i / levels is a dyadic fraction), so level k holds j in [ceil(k i / L), ceil((k + 1) i / L)).
+    lo = -((-k[None, :] * kept[:, None]) // levels)
+    hi = -((-(k[None, :] + 1) * kept[:, None]) // levels)
+    return kept, _kl_from_levels(bins, lo, hi, kept)
+
+
+@algorithm("entropy")
+def entropy(counts: Any, edges: Any, *, levels: int = 128, start_bin: int = 128, stride: int = 1, **_: Any) -> float:
+    """The amax minimizing the KL divergence, exactly as ModelOpt / pytorch-quantization publish it.
+
+    Example::
+
+        amax = entropy(hist.counts, hist.edges)
+    """
+    c, e = _check(counts, edges)
+    if c.sum() == 0:
+        return 0.0
+    kept, kl = entropy_divergences(c, levels=levels, start_bin=start_bin, stride=stride)
+    best = len(kl) - 1 - int(np.argmin(kl[::-1]))  # the last minimum, as the published loop takes
+    return float(e[kept[best]])
+
+
+def entropy_legacy_divergences(
+    counts: Any, *, levels: int = 128, start_bin: int = 128
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(kept, divergence)`` for every candidate of the 2017 talk's EntropyCalibration2 search."""
+    bins = _integer_counts(counts)
+    n = bins.size
+    _need_bins(n + 1, start_bin + 1, "entropy-legacy")
+    kept = np.arange(start_bin, n)
+    if kept.size == 0:
+        raise CalibrationError(f"entropy-legacy: the histogram has {n} bins; it needs more than start_bin={start_bin}")
+    merged = kept // levels
+    k = np.arange(levels)
+    lo = k[None, :] * merged[:, None]
+    hi = np.where(k[None, :] == levels - 1, kept[:, None], (k[None, :] + 1) * merged[:, None])
+    return kept, _kl_from_levels(bins, lo, hi, kept)
+
+
+@algorithm("entropy-legacy")
+def entropy_legacy(counts: Any, edges: Any, *, levels: int = 128, start_bin: int = 128, **_: Any) -> float:
+    """TensorRT's EntropyCalibration2 as the 2017 GTC talk describes it: ``threshold = (m + 0.5) * width``.
+
+    Example::
+
+        amax = entropy_legacy(hist.counts, hist.edges)
+    """
+    c, e = _check(counts, edges)
+    if c.sum() == 0:
+        return 0.0
+    kept, kl = entropy_legacy_divergences(c, levels=levels, start_bin=start_bin)
+    kl = np.where(np.isnan(kl), np.inf, kl)  # nothing kept: no candidate (the talk's loop has no such case)
+    m = int(kept[int(np.argmin(kl))])  # the first minimum
+    width = e[1] - e[0]
+    return float(e[0] + (m + 0.5) * width)
+
+
+# ------------------------------------------------------------------------ mse
+def fp8_levels() -> np.ndarray:
+    """The non-negative finite float8 E4M3 values, ascending (0 ... 448)."""
+    import ml_dtypes
+
+    bits = np.arange(0x7F, dtype=np.uint8)  # 0x7F is NaN in the fn variant
+    return bits.view(ml_dtypes.float8_e4m3fn).astype(np.float64)
+
+
+def _grid(dtype: str) -> tuple[np.ndarray, int]:
+    """The non-negative levels as integers ``G`` and the integer ``K`` with ``levels = G / scale``, ``K = max * scale``."""
+    if dtype == "int8":
+        return np.arange(128, dtype=np.int64), 127
+    if dtype == "fp8":
+        # E4M3 values are multiples of 2**-9: scaled by 512 they are integers.
+        return (fp8_levels() * 512).astype(np.int64), 448 * 512
+    raise CalibrationError(f"dtype must be 'int8' or 'fp8', got {dtype!r}")
+
+
+def mse_errors(
+    counts: Any, edges: Any, *, dtype: str = "int8", start_bin: int = 128, stride: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(candidate bin indices, error)`` for every candidate amax ``centers[i]`` of ModelOpt's mse search.
+
+    ``error[t] = sum(counts * (Q(centers) - centers)**2)`` (ModelOpt takes the mean: the
+    same argmin). The bins must be uniform from 0, as histograms of ``|x|`` are. In units
+    of half a bin, a center is ``2j + 1`` and the candidate amax ``2i + 1``, so which bins
+    round to each level, and each bin's distance to its level, are integer arithmetic:
+    only the final sums of squares round. At an exact midpoint both levels give the same
+    error, so where the tie goes cannot change the sum.
+    """
+    c, e = _check(counts, edges)
+    n = c.size
+    width = (e[-1] - e[0]) / n
+    if abs(e[0]) > 1e-12 * abs(e[-1]) or not np.allclose(np.diff(e), width, rtol=1e-6, atol=0):
+        raise CalibrationError("mse needs uniform bins starting at 0 (a histogram of |x|)")
+    _need_bins(n, start_bin + 1, "mse")
+    w = _integer_counts(c)
+    cand = np.arange(start_bin, n, stride)
+    grid, k = _grid(dtype)
+    a2 = 2 * cand[:, None] + 1  # 2 * amax / width
+    # Bin j (center 2j + 1) is in level g when K (2j + 1) >= mid(G[g-1], G[g]) (2i + 1), i.e.
+    # 4K j >= (G[g-1] + G[g]) (2i + 1) - 2K; the top level takes everything above (the clipping).
+    num = (grid[1:] + grid[:-1]).astype(np.float64)[None, :] * a2 - 2 * k
+    # num is an exact integer below 2**53 whose quotient is never within 1e-6 of an integer
+    # unless it is one, so the float ceil is the integer ceil.
+    bounds = np.empty((cand.size, grid.size + 1), np.int64)
+    bounds[:, 0], bounds[:, -1] = 0, n
+    np.clip(np.ceil(num / (4 * k)), 0, n, out=num)
+    bounds[:, 1:-1] = num
+    j = np.arange(n, dtype=np.int64)
+    c0 = np.concatenate([[0], np.cumsum(w)])[bounds]
+    c1 = np.concatenate([[0], np.cumsum(w * j)])[bounds]
+    c2 = np.concatenate([[0], np.cumsum(w * j * j)])[bounds]
+    lo = bounds[:, :-1]
+    # Moments of t = j - lo over each level, exact in integers: the shift keeps them small.
+    m0 = np.diff(c0, axis=1)
+    s1 = np.diff(c1, axis=1)
+    m1 = s1 - lo * m0
+    m2 = np.diff(c2, axis=1) - 2 * lo * s1 + lo * lo * m0
+    # 2K * (center - level) = 2K (2t) + D with D = K (2 lo + 1) - G (2i + 1).
+    d = (k * (2 * lo + 1) - grid[None, :] * a2).astype(np.float64)
+    kf = float(k)
+    err = (4 * kf * kf) * m2.sum(axis=1) + ((4 * kf) * d * m1 + d * d * m0).sum(axis=1)
+    return cand, err * (width / (2 * k)) ** 2
+
+
+@algorithm("mse")
+def mse(counts: Any, edges: Any, *, dtype: str = "int8", start_bin: int = 128, stride: int = 1, **_: Any) -> float:
+    """The amax (a bin center) minimizing the quantization MSE, as ModelOpt's ``_compute_amax_mse``.
+
+    Example::
+
+        amax = mse(hist.counts, hist.edges, dtype="fp8")
+    """
+    c, e = _check(counts, edges)
+    if c.sum() == 0:
+        return 0.0
+    cand, err = mse_errors(c, e, dtype=dtype, start_bin=start_bin, stride=stride)
+    centers = (e[1:] + e[:-1]) / 2
+    return float(centers[cand[int(np.argmin(err))]])
+
+
+# ------------------------------------------------------------------- dispatch
+def check_algorithm(name: str, dtype: str) -> None:
+    """Raise a clear error for an unknown algorithm or one the dtype cannot use."""
+    from ..errors import did_you_mean
+
+    if name not in ALGORITHMS:
+        raise CalibrationError(
+            f"unknown calibration algorithm {name!r}; choose one of {sorted(ALGORITHMS)}."
+            + did_you_mean(name, ALGORITHMS)
+        )
+    if dtype not in QMAX:
+        raise CalibrationError(f"quantization dtype must be 'int8' or 'fp8', got {dtype!r}")
+    if dtype == "fp8" and name in _INTEGER_ONLY:
+        raise CalibrationError(
+            f"algorithm {name!r} is defined for integer levels only (INT8's 128), not FP8 E4M3; "
+            "for fp8 use 'max', 'percentile' or 'mse'"
+        )
+
+
+def compute_amax(name: str, counts: Any, edges: Any, *, dtype: str = "int8", **options: Any) -> float:
+    """Run algorithm ``name`` on a histogram of ``|x|``.
+
+    Example::
+
+        amax = compute_amax("percentile", counts, edges, percentile=99.9)
+    """
+    check_algorithm(name, dtype)
+    return ALGORITHMS[name](counts, edges, dtype=dtype, **options)
