@@ -33,12 +33,15 @@ def layer_records(net: Any) -> list[dict[str, Any]]:
 
     ``precision`` is the type the layer computes in: for a strongly typed
     network, that of its first float input (or output, for layers without
-    one); a Quantize layer computes in its output type. ``qdq`` is
+    one); Quantize and Dequantize layers in their output type. ``qdq`` is
     ``"quantize"``/``"dequantize"`` for Q/DQ layers, and ``quantized`` marks a
     layer that reads a dequantized tensor (TensorRT fuses the DQ into it).
     """
     d = getattr(net, "trt", net)
-    dequantized: set[str] = set()
+    # Rewrites append Q/DQ layers after their readers, so collect DQ outputs first.
+    dequantized = {
+        d.get_layer(i).get_output(0).name for i in range(d.num_layers) if d.get_layer(i).type.name == "DEQUANTIZE"
+    }
     records = []
     for i in range(d.num_layers):
         layer = d.get_layer(i)
@@ -46,7 +49,7 @@ def layer_records(net: Any) -> list[dict[str, Any]]:
         ins = [layer.get_input(j) for j in range(layer.num_inputs)]
         outs = [layer.get_output(j) for j in range(layer.num_outputs)]
         floats = [_dtype(t) for t in ins if t is not None and dtypes.is_float(_dtype(t))]
-        if kind == "QUANTIZE" and outs:
+        if kind in ("QUANTIZE", "DEQUANTIZE") and outs:
             precision = _dtype(outs[0])
         elif floats:
             precision = floats[0]
@@ -62,8 +65,6 @@ def layer_records(net: Any) -> list[dict[str, Any]]:
             "qdq": {"QUANTIZE": "quantize", "DEQUANTIZE": "dequantize"}.get(kind),
             "quantized": any(t is not None and t.name in dequantized for t in ins),
         }
-        if kind == "DEQUANTIZE":
-            dequantized.update(t.name for t in outs)
         records.append(record)
     return records
 
