@@ -29,7 +29,7 @@ def test_build_dynamic_plan_with_two_profiles(tmp_path):
     plan = trtdsl.build(net, optimization_level=1, progress=False)
     assert len(plan.engine) > 1000
     assert plan.inputs["x"].shape == ("batch", 16) and plan.inputs["x"].dtype == "float32"
-    assert plan.outputs["y"].shape == (-1, 16)
+    assert plan.outputs["y"].shape == ("batch", 16)
     assert [p.ranges for p in plan.profiles] == [{"batch": (1, 4, 8)}, {"batch": (16, 32, 64)}]
     assert plan.backend.startswith("tensorrt_rtx")
     path = plan.save(tmp_path / "mlp.plan")

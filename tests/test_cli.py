@@ -72,3 +72,142 @@ def test_compare_exit_code_and_report(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "1 of 3 elements" in out
     assert main(["compare", str(tmp_path / "a.npz"), str(tmp_path / "b.npz"), "--atol", "0.6"]) == 0
+
+
+ARGS_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    import numpy as np
+    import trtdsl
+    from trtdsl import ops
+
+    SEEN = {}
+
+    def build_network(width=3, scale=1.0, name="tiny"):
+        SEEN.update(argv=list(sys.argv))
+        net = trtdsl.Network(name)
+        x = net.input("x", "float32", (1, width))
+        net.output(x * np.float32(scale), "y")
+        return net
+
+    def configure_builder(config):
+        config.avg_timing_iterations = 2
+    """
+)
+
+
+def test_script_arguments_reach_build_network(tmp_path, capsys):
+    script = tmp_path / "args.py"
+    script.write_text(ARGS_SCRIPT)
+    plan = tmp_path / "a.plan"
+    argv = ["build", str(script), "-o", str(plan), "--no-progress", "--arg", "name='wide'", "--", "5", "--scale=2.5"]
+    assert main(argv) == 0
+    import json
+
+    meta = json.loads((tmp_path / "a.plan.json").read_text())
+    assert meta["network"] == "wide" and meta["inputs"][0]["shape"] == [1, 5]
+    assert meta["options"]["configure"] == "configure_builder"  # the script's hook edited the config
+    capsys.readouterr()
+    x = np.ones((1, 4), np.float32)
+    np.save(tmp_path / "x.npy", x)
+    assert main(["run", str(script), "--reference", "--input", f"x={tmp_path / 'x.npy'}", "--arg", "width=4",
+                 "--arg", "scale=3"]) == 0  # fmt: skip
+    assert "y: float32 (1, 4) [3., 3., 3., 3.]" in capsys.readouterr().out
+
+
+def test_builder_options_reach_the_config(script, tmp_path):
+    plan = tmp_path / "o.plan"
+    argv = ["build", str(script), "-o", str(plan), "--no-progress", "--profiling-verbosity", "detailed",
+            "--aux-streams", "0", "--workspace", "64"]  # fmt: skip
+    assert main(argv) == 0
+    import json
+
+    options = json.loads((tmp_path / "o.plan.json").read_text())["options"]
+    assert options["profiling_verbosity"] == "detailed" and options["max_aux_streams"] == 0
+    assert options["memory_pools"] == {"WORKSPACE": 64 << 20}
+
+
+EMBED_SCRIPT = textwrap.dedent(
+    """
+    import numpy as np
+    import trtdsl
+    from trtdsl import ops
+
+    def build_network():
+        net = trtdsl.Network("embed")
+        b, s = net.dim("batch", 1, 2, 4), net.dim("seq", 1, 5, 64)
+        net.add_profile(batch=(1, 1, 1), seq=(60, 61, 64))
+        ids = net.input("ids", "int32", (b, s))
+        mask = net.input("mask", "float32", (b, s))
+        table = np.arange(1000 * 2, dtype=np.float32).reshape(1000, 2)
+        y = ops.embedding(ops.cast(ids, "int64"), table) * ops.unsqueeze(mask, 2)
+        net.output(y, "y")
+        net.output(ids, "ids_out")
+        return net
+    """
+)
+
+
+def test_run_random_inputs_follow_the_given_shapes_and_the_embedding_size(tmp_path, capsys):
+    script = tmp_path / "embed.py"
+    script.write_text(EMBED_SCRIPT)
+    out = tmp_path / "o.npz"
+    assert main(["run", str(script), "--shapes", "ids:3x7", "--save", str(out)]) == 0
+    with np.load(out) as data:
+        assert data["y"].shape == (3, 7, 2)  # the mask was made 3x7 like the ids, not at the opt shape
+        ids = data["ids_out"]
+    assert ids.shape == (3, 7) and ids.min() >= 0 and ids.max() < 1000 and ids.max() >= 10  # the table's range
+    capsys.readouterr()
+    assert main(["run", str(script), "--profile", "1", "--save", str(out)]) == 0
+    with np.load(out) as data:
+        assert data["y"].shape == (1, 61, 2)  # profile 1's opt shape
+
+
+def test_run_accepts_npz_inputs_by_name(script, tmp_path, capsys):
+    x = np.array([[0.0, 1.0, 2.0]], np.float32)
+    np.savez(tmp_path / "feeds.npz", x=x)
+    assert main(["run", str(script), "--input", str(tmp_path / "feeds.npz"), "--reference"]) == 0
+    assert "y: float32 (1, 3)" in capsys.readouterr().out
+    np.savez(tmp_path / "one.npz", whatever=x)
+    assert main(["run", str(script), "--input", f"x={tmp_path / 'one.npz'}", "--reference"]) == 0
+
+
+def test_compare_tolerance_presets(tmp_path, capsys):
+    from trtdsl import golden
+
+    golden.record({"y": np.array([1.0, 2.0], np.float32)}, tmp_path / "a.npz")
+    golden.record({"y": np.array([1.0, 2.005], np.float32)}, tmp_path / "b.npz")
+    assert main(["compare", str(tmp_path / "b.npz"), str(tmp_path / "a.npz")]) == 1  # float32 default
+    assert main(["compare", str(tmp_path / "b.npz"), str(tmp_path / "a.npz"), "--tolerance", "float16"]) == 0
+    assert "atol" in capsys.readouterr().out
+    # a preset with one value overridden
+    assert main(["compare", str(tmp_path / "b.npz"), str(tmp_path / "a.npz"), "--tolerance", "float16",
+                 "--rtol", "0"]) == 1  # fmt: skip
+
+
+def test_info_prints_named_dims(script, tmp_path, capsys):
+    plan = tmp_path / "tiny.plan"
+    assert main(["build", str(script), "-o", str(plan), "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["info", str(plan)]) == 0
+    out = capsys.readouterr().out
+    assert "x: float32 (batch, 3)" in out and "y: float32 (batch, 3)" in out and "-1" not in out
+
+
+def test_subcommands_are_one_registration_each():
+    import argparse
+
+    from trtdsl import cli
+
+    seen = {}
+
+    def add(p: argparse.ArgumentParser) -> None:
+        p.add_argument("thing")
+
+    cli.register("echo-test", "print a thing", add, lambda args: seen.setdefault("thing", args.thing) and 0)
+    try:
+        assert main(["echo-test", "hello"]) == 0 and seen == {"thing": "hello"}
+        with pytest.raises(Exception, match="registered twice"):
+            cli.register("echo-test", "again", add, lambda args: 0)
+    finally:
+        del cli.COMMANDS["echo-test"]

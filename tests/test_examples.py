@@ -68,3 +68,17 @@ def test_digits_script_builds_and_matches_recorded_torch_logits(tmp_path):
         main(["build", str(ROOT / "examples" / "digits_cnn.py"), "-o", str(tmp_path / "d.plan"), "--no-progress"]) == 0
     )
     assert trtdsl.Plan.load(tmp_path / "d.plan").inputs["images"].shape == ("batch", 1, 8, 8)
+
+
+def test_demo_cli_choices_are_the_scripts():
+    """trtdsl demo checks --models/--precisions before running the script; both lists must agree."""
+    import argparse
+    import runpy
+
+    from trtdsl import demo
+
+    script = runpy.run_path(str(ROOT / "examples" / "main.py"), run_name="x")
+    p = argparse.ArgumentParser()
+    demo._add_demo(p)
+    choices = {a.dest: list(a.choices) for a in p._actions if a.choices}
+    assert choices == {"models": list(script["MODELS"]), "precisions": list(script["PRECISIONS"])}

@@ -151,5 +151,7 @@ def test_cli_export_triton(tmp_path, capsys):
     assert "refused: strict" in capsys.readouterr().err
     assert main(["export", "triton", str(tmp_path / "missing.plan"), "--repository", str(repo)]) == 2
     assert "no plan file" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        main(["export", "triton", str(tmp_path / "model.plan")])  # --repository is required
+    assert main(["export", "triton", str(tmp_path / "model.plan")]) == 2  # --repository is required
+    assert "--repository" in capsys.readouterr().err
+    assert main(["export", "triton", str(tmp_path / "model.plan"), "--repository", str(repo), "--instances", "x"]) == 2
+    assert "'x' is not an int" in capsys.readouterr().err

@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import _trt
-from .errors import BuildError, TrtdslError
+from .errors import BuildError, ProfileError, TrtdslError, did_you_mean
 from .layerinfo import layer_records
 from .profile import Profile, select_profile
 
@@ -54,6 +55,16 @@ class Plan:
     build_seconds: float = 0.0
     options: dict[str, Any] = field(default_factory=dict)
     layers: list[dict[str, Any]] = field(default_factory=list)  # the network's layers, see trtdsl.layerinfo
+
+    def __repr__(self) -> str:
+        # Not the dataclass repr: that would print every byte of the engine.
+        def io(specs: dict[str, IOSpec]) -> str:
+            return ", ".join(f"{s.name}: {s.dtype}[{', '.join(str(d) for d in s.shape)}]" for s in specs.values())
+
+        return (
+            f"Plan({self.network!r}, {len(self.engine):,} bytes, inputs=({io(self.inputs)}), "
+            f"outputs=({io(self.outputs)}), profiles={len(self.profiles)}, backend={self.backend!r})"
+        )
 
     def select_profile(self, shapes: Mapping[str, Sequence[int]]) -> int:
         """Index of the first profile admitting ``shapes``; ProfileError naming input, dim and range otherwise."""
@@ -137,6 +148,11 @@ def build(
     strip_plan: bool = False,
     progress: bool | None = None,
     weights: WeightStore | None = None,
+    ignore_weights: Sequence[str] = (),
+    profiling_verbosity: str | None = None,
+    max_aux_streams: int | None = None,
+    sparsity: bool = False,
+    configure: Callable[[Any], None] | None = None,
 ) -> Plan:
     """Build ``net`` into a ``Plan``.
 
@@ -149,7 +165,15 @@ def build(
             bit-tight float32 golden comparisons on a GPU.
         refit: build a refittable engine; ``strip_plan``: leave refittable weights out of the plan.
         progress: show a progress bar (default: when stderr is a terminal).
-        weights: a ``WeightStore``; after the build, raise if any of its weights went unused.
+        weights: a ``WeightStore`` (or a dict); raise before building if any of its weights
+            went unused. ``ignore_weights``: fnmatch patterns of weights not meant to be used
+            (``num_batches_tracked`` counters are always skipped).
+        profiling_verbosity: what the engine inspector and profiles show per layer:
+            ``"layer_names_only"`` (TensorRT's default), ``"detailed"`` or ``"none"``.
+        max_aux_streams: how many auxiliary streams TensorRT may run layers on in parallel (0: none).
+        sparsity: let TensorRT pick 2:4 structured-sparse kernels for weights that allow them.
+        configure: called with the ``trt.IBuilderConfig`` after trtdsl set its options, to
+            set anything else (``lambda c: setattr(c, "avg_timing_iterations", 4)``).
 
     Example::
 
@@ -159,13 +183,18 @@ def build(
     trt = _trt.load()
     if net.trt.num_outputs == 0:
         raise BuildError(f"network {net.name!r} has no outputs; mark one with net.output(tensor, name)")
+    if weights is not None:
+        # Before the build, which takes minutes on a real model.
+        from .weights.store import as_store
+
+        as_store(weights).check_all_used(f"network {net.name!r}", ignore=ignore_weights)
     profiles = net.profiles()
     builder = net.builder
     config = builder.create_builder_config()
     options: dict[str, Any] = {"tf32": tf32, "refit": refit, "strip_plan": strip_plan}
     if optimization_level is not None:
-        if not 0 <= optimization_level <= 5:
-            raise BuildError(f"optimization_level must be 0..5, got {optimization_level}")
+        if type(optimization_level) is not int or not 0 <= optimization_level <= 5:
+            raise BuildError(f"optimization_level must be 0..5, got {optimization_level!r}")
         config.builder_optimization_level = optimization_level
         options["optimization_level"] = optimization_level
     pools = dict(memory_pools or {})
@@ -174,12 +203,31 @@ def build(
     for pool, limit in pools.items():
         if not hasattr(trt.MemoryPoolType, pool):
             raise BuildError(f"unknown memory pool {pool!r}; expected one of {list(trt.MemoryPoolType.__members__)}")
-        config.set_memory_pool_limit(getattr(trt.MemoryPoolType, pool), int(limit))
+        config.set_memory_pool_limit(getattr(trt.MemoryPoolType, pool), _pool_bytes(pool, limit))
     if pools:
         options["memory_pools"] = pools
     _set_flag(config, trt, "TF32", tf32)
     _set_flag(config, trt, "REFIT", refit)
     _set_flag(config, trt, "STRIP_PLAN", strip_plan)
+    _set_flag(config, trt, "SPARSE_WEIGHTS", sparsity)
+    if sparsity:
+        options["sparsity"] = True
+    if profiling_verbosity is not None:
+        levels = {k.lower(): v for k, v in trt.ProfilingVerbosity.__members__.items()}
+        level = levels.get(str(profiling_verbosity).lower())
+        if level is None:
+            raise BuildError(
+                f"profiling_verbosity must be one of {sorted(levels)}, got {profiling_verbosity!r}"
+                f"{did_you_mean(str(profiling_verbosity).lower(), levels)}"
+            )
+        config.profiling_verbosity = level
+        options["profiling_verbosity"] = str(profiling_verbosity).lower()
+    if max_aux_streams is not None:
+        if type(max_aux_streams) is not int or max_aux_streams < 0:
+            raise BuildError(f"max_aux_streams must be a non-negative int, got {max_aux_streams!r}")
+        config.max_aux_streams = max_aux_streams
+        options["max_aux_streams"] = max_aux_streams
+    _check_timing_cache_path(timing_cache)
 
     dynamic = {n: s for n, s in net.input_specs.items() if any(isinstance(d, str) for d in s)}
     for profile in profiles if dynamic else []:
@@ -188,18 +236,28 @@ def build(
             p.set_shape(name, *profile.shapes(spec))
         config.add_optimization_profile(p)
 
+    if configure is not None:
+        configure(config)
+        options["configure"] = getattr(configure, "__qualname__", type(configure).__name__)
     cache = _load_timing_cache(config, timing_cache)
     monitor = _progress_monitor(trt, progress)
     if monitor is not None:
         config.progress_monitor = monitor
     logger = _trt.logger()
     first_error = len(logger.errors)
+    inconsistent = _Collect("not self-consistent")
+    trt_log = logging.getLogger("trtdsl.tensorrt")
+    trt_log.addHandler(inconsistent)
     start = time.perf_counter()
     try:
         engine = builder.build_serialized_network(net.trt, config)
     finally:
+        trt_log.removeHandler(inconsistent)
         if monitor is not None:
             monitor.close()
+    if inconsistent.messages:
+        # TensorRT only warns and builds an engine that fails at run time for those shapes.
+        raise ProfileError(_inconsistent_profile(net, profiles, inconsistent.messages[0]))
     seconds = time.perf_counter() - start
     if engine is None:
         errors = logger.errors[first_error:] or ["(TensorRT gave no error message)"]
@@ -217,12 +275,11 @@ def build(
             warnings.simplefilter("ignore", DeprecationWarning)
             Path(timing_cache).write_bytes(memoryview(cache.serialize()))
     log.info("built %s in %.2fs (%d bytes)", net.name, seconds, engine.nbytes)
-    if weights is not None:
-        weights.check_all_used()
+    out_shapes = _output_dims(net, profiles)
     return Plan(
         engine=bytes(engine),
         inputs={n: IOSpec(n, net.input_dtypes[n], spec) for n, spec in net.input_specs.items()},
-        outputs={n: IOSpec(n, t.dtype, t.shape) for n, t in net.outputs.items()},
+        outputs={n: IOSpec(n, t.dtype, shape) for (n, t), shape in zip(net.outputs.items(), out_shapes, strict=True)},
         profiles=profiles,
         backend=f"{_trt.name()} {trt.__version__}",
         network=net.name,
@@ -237,6 +294,123 @@ def _layers(value: Any) -> list[dict[str, Any]]:
     if not isinstance(value, list) or not all(isinstance(r, dict) and isinstance(r.get("name"), str) for r in value):
         raise TypeError("'layers' must be a list of records with a 'name'")
     return value
+
+
+_PROBE_BYTES = 256 << 20  # larger networks keep -1 in their output shapes (no probe runs)
+
+
+def _output_dims(net: Any, profiles: Sequence[Profile]) -> list[tuple[int | str, ...]]:
+    """Output shapes with the named dim where a dynamic output axis is exactly one input dim.
+
+    TensorRT reports -1 for those axes. Which dim an axis follows is found by
+    running the reference interpreter on zeros at the first profile's minimum
+    shapes, then with one dim at a time moved: an axis that equals that dim's value
+    in both runs, and no other, carries its name. Anything else stays -1, as does
+    every axis of a network too large to probe or that the interpreter cannot run.
+    """
+    shapes = [t.shape for t in net.outputs.values()]
+    dims = sorted({d for spec in net.input_specs.values() for d in spec if isinstance(d, str)})
+    if not dims or all(-1 not in s for s in shapes) or sum(a.nbytes for a in net.weights.values()) > _PROBE_BYTES:
+        return shapes
+    import numpy as np
+
+    from . import dtypes
+    from .reference import Interpreter
+
+    first = profiles[0].ranges
+
+    def probe(values: dict[str, int]) -> list[tuple[int, ...]]:
+        feeds = {}
+        for name, spec in net.input_specs.items():
+            shape = tuple(values[d] if isinstance(d, str) else d for d in spec)
+            feeds[name] = np.zeros(shape, dtypes.to_numpy(net.input_dtypes[name]))
+        out = interp.run(feeds)
+        return [out[n].shape for n in net.outputs]
+
+    try:
+        interp = Interpreter(net)
+        base = {d: first[d][0] for d in dims}
+        runs = {None: probe(base)}
+        for d in dims:
+            lo, _, hi = first[d]
+            if hi > lo:
+                runs[d] = probe({**base, d: lo + 1})
+    except Exception as e:  # an op the interpreter lacks, or one that needs real data: keep -1
+        log.debug("output dims not named (%s: %s)", type(e).__name__, e)
+        return shapes
+    named = []
+    for i, shape in enumerate(shapes):
+        axes: list[int | str] = []
+        for a, n in enumerate(shape):
+            follow = [d for d in dims if d in runs and runs[None][i][a] == base[d] and runs[d][i][a] == base[d] + 1]
+            moved = [d for d in dims if d in runs and runs[d][i][a] != runs[None][i][a]]
+            axes.append(follow[0] if n == -1 and len(follow) == 1 and moved == follow else n)
+        named.append(tuple(axes))
+    return named
+
+
+class _Collect(logging.Handler):
+    """Keeps the TensorRT log messages that contain ``needle``, whatever their level."""
+
+    def __init__(self, needle: str):
+        super().__init__(logging.DEBUG)
+        self.needle, self.messages = needle, []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        msg = record.getMessage()
+        if self.needle in msg:
+            self.messages.append(msg)
+
+
+def _inconsistent_profile(net: Any, profiles: Sequence[Profile], msg: str) -> str:
+    """TensorRT's "Profile kMAX values are not self-consistent" warning in terms of the named dims.
+
+    TensorRT writes input axes as ``(# 2 (SHAPE x))``: axis 2 of input ``x``, which
+    the network declared as a named dim.
+    """
+    import re
+
+    def dim(m: re.Match) -> str:
+        spec = net.input_specs.get(m.group(2), ())
+        i = int(m.group(1))
+        d = spec[i] if i < len(spec) else None
+        return d if isinstance(d, str) else f"{m.group(2)}[{i}]"
+
+    which = re.search(r"Profile k(MIN|OPT|MAX) values", msg)
+    point = {"MIN": 0, "OPT": 1, "MAX": 2}[which.group(1)] if which else 2
+    body = msg.split("not self-consistent.", 1)[-1].split(" In operator()", 1)[0].strip()
+    body = re.sub(r"\(# (\d+) \(SHAPE ([^()\s]+)\)\)", dim, body)
+    layer = body.split(":", 1)[0]
+    used = [d for d in net.dims if re.search(rf"\b{re.escape(d)}\b", body)] or list(profiles[0].ranges)
+    at = ", ".join(f"{d}={profiles[0].ranges[d][point]}" for d in used if d in profiles[0].ranges)
+    ranges = ", ".join(
+        f"{d} {lo}..{hi}" for d in used if d in profiles[0].ranges for lo, _, hi in [profiles[0].ranges[d]]
+    )
+    return (
+        f"network {net.name!r}: the profile allows shapes the network cannot take: layer {layer!r} fails at the "
+        f"profile's {('min', 'opt', 'max')[point]} ({at}): {body.split(':', 1)[-1].strip()} "
+        f"Narrow the range ({ranges}) to sizes every layer accepts (e.g. multiples of the total pooling stride), "
+        "or pad the input."
+    )
+
+
+def _pool_bytes(pool: str, limit: Any) -> int:
+    """A memory-pool limit as the non-negative int64 TensorRT takes, or a BuildError naming the pool."""
+    ok = isinstance(limit, (int, float)) and not isinstance(limit, bool) and math.isfinite(limit)
+    if not ok or limit < 0 or limit >= 1 << 63 or limit != int(limit):
+        raise BuildError(f"memory pool {pool} limit must be a whole number of bytes, 0 <= limit < 2**63, got {limit!r}")
+    return int(limit)
+
+
+def _check_timing_cache_path(path: str | os.PathLike | None) -> None:
+    """Fail before the build (not after it) when the timing cache cannot be read or written back."""
+    if path is None:
+        return
+    p = Path(path)
+    if p.is_dir():
+        raise BuildError(f"timing cache {str(p)!r} is a directory; give a file path")
+    if not p.parent.is_dir():
+        raise BuildError(f"timing cache {str(p)!r}: folder {str(p.parent)!r} does not exist")
 
 
 def _set_flag(config: Any, trt: Any, flag: str, on: bool) -> None:

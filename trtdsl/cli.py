@@ -1,81 +1,131 @@
-"""The ``trtdsl`` command: build, info, run, compare, bench.
+"""The ``trtdsl`` command: build, info, run, compare, bench, and the subcommands other packages register.
 
-trtdsl build examples/resnet18.py -o resnet18.plan
+trtdsl build examples/resnet18.py -o resnet18.plan -- --batch 8
 trtdsl info resnet18.plan
 trtdsl run examples/resnet18.py --input images=x.npy --reference --save out.npz
-trtdsl compare out.npz golden.npz
+trtdsl run bert.py --shapes ids:2x128 --profile 1
+trtdsl compare out.npz golden.npz --tolerance float16
 trtdsl bench resnet18.plan --shapes images:1x3x224x224 --iterations 200
+
+A subcommand is one registration: ``register(name, help, add_arguments, run)``,
+called by the module that implements it; :data:`COMMAND_MODULES` lists the
+modules ``main`` imports so that they can register. Ordinary bad input (a
+missing or malformed file, a bad number) is one line on stderr and exit status
+2, never a traceback; ``--traceback`` shows one for a real bug.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
-import runpy
+import math
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
+from . import _cli_inputs as inputs
 from .errors import TrtdslError
 
+# Kept importable from here: scripts and tests call it.
+load_network = inputs.load_network
 
-def load_network(script: str | Path) -> Any:
-    """Run a network script and return what its ``build_network()`` returns.
 
-    The script is the user's own code, run as ``python SCRIPT`` would run it;
-    trtdsl never runs code found in model or weight files.
+class Command(NamedTuple):
+    """One subcommand: its help line, what it adds to its parser, and what it runs (exit status)."""
+
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+COMMANDS: dict[str, Command] = {}
+
+# Modules that register subcommands when imported (other packages add theirs here).
+COMMAND_MODULES: list[str] = ["trtdsl.triton", "trtdsl.demo"]
+
+
+def register(
+    name: str,
+    help: str,
+    add_arguments: Callable[[argparse.ArgumentParser], None],
+    run: Callable[[argparse.Namespace], int],
+) -> None:
+    """Add subcommand ``name``; ``run(args)`` returns the exit status, and raises TrtdslError for bad input.
+
+    Example::
+
+        def add_arguments(p):
+            p.add_argument("model")
+
+        register("keras", "convert a Keras model", add_arguments, lambda args: convert(args.model))
     """
-    from .network import Network
-
-    path = Path(script)
-    if not path.is_file():
-        raise TrtdslError(f"no network script {str(path)!r}")
-    namespace = runpy.run_path(str(path), run_name="__trtdsl__")
-    fn = namespace.get("build_network")
-    if not callable(fn):
-        raise TrtdslError(f"{path.name} defines no build_network() function; it must return a trtdsl.Network")
-    net = fn()
-    if not isinstance(net, Network):
-        raise TrtdslError(f"{path.name}: build_network() returned {type(net).__name__}, expected trtdsl.Network")
-    return net
+    if name in COMMANDS:
+        raise TrtdslError(f"trtdsl subcommand {name!r} is registered twice")
+    COMMANDS[name] = Command(help, add_arguments, run)
 
 
-def _parse_inputs(items: list[str]) -> dict[str, np.ndarray]:
-    feeds = {}
-    for item in items:
-        name, sep, file = item.partition("=")
-        if not sep:
-            raise TrtdslError(f"--input {item!r}: expected name=file.npy")
-        feeds[name] = np.load(file, allow_pickle=False)
-    return feeds
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr (argparse prints the whole usage first)."""
+
+    def error(self, message: str) -> Any:
+        print(f"{self.prog}: error: {message} (see {self.prog} --help)", file=sys.stderr)
+        raise SystemExit(2)
 
 
-def _random_feeds(
-    specs: dict[str, tuple], dtypes_: dict[str, str], profile: Any, seed: int = 0
-) -> dict[str, np.ndarray]:
-    """Inputs at the first profile's opt shape, for a quick run without data."""
-    from . import dtypes
+def _number(kind: type, what: str, minimum: float | None = None) -> Callable[[str], Any]:
+    """argparse type: a finite number of ``kind`` >= ``minimum``."""
 
-    rng = np.random.default_rng(seed)
-    feeds = {}
-    for name, spec in specs.items():
-        shape = profile.shapes(spec)[1] if profile is not None else spec
-        dt = dtypes.to_numpy(dtypes_[name])
-        if dt.kind == "f":
-            feeds[name] = rng.standard_normal(shape).astype(dt)
-        elif dt.kind == "b":
-            feeds[name] = rng.random(shape) > 0.5
-        else:
-            feeds[name] = rng.integers(0, 10, shape).astype(dt)
-    return feeds
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        if not math.isfinite(value) or (minimum is not None and value < minimum):
+            bound = f" >= {minimum:g}" if minimum is not None else ""
+            raise argparse.ArgumentTypeError(f"{text!r} must be a finite number{bound}")
+        return value
+
+    return parse
+
+
+# ---------------------------------------------------------------------- build
+def _add_script_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--arg", action="append", default=[], metavar="KEY=VALUE", help="keyword for build_network()")
+    p.epilog = "Arguments after -- go to build_network(): -- 8 --fp16 is build_network(8, fp16=True)."
+
+
+def _network(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
+    positional, kwargs = inputs.parse_script_args(args.script_args, args.arg)
+    return inputs.load_script(args.script if hasattr(args, "script") else args.target, positional, kwargs)
+
+
+def _add_build(p: argparse.ArgumentParser) -> None:
+    p.add_argument("script")
+    p.add_argument("-o", "--output", help="plan path (default: SCRIPT name with .plan)")
+    p.add_argument("--opt-level", type=int, choices=range(6), metavar="0-5", help="builder optimization level")
+    p.add_argument("--workspace", type=inputs.workspace_mib, help="workspace pool limit in MiB")
+    p.add_argument("--timing-cache", help="timing cache file to read and update")
+    p.add_argument("--no-tf32", action="store_true", help="disable TF32 for float32 matmul/convolution")
+    p.add_argument("--refit", action="store_true", help="build a refittable engine")
+    p.add_argument("--strip-plan", action="store_true", help="leave refittable weights out of the plan")
+    p.add_argument("--profiling-verbosity", choices=["layer_names_only", "detailed", "none"])
+    p.add_argument("--aux-streams", type=_number(int, "an int", 0), help="max auxiliary streams (0: none)")
+    p.add_argument("--sparsity", action="store_true", help="allow 2:4 structured-sparse kernels")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_script_arguments(p)
 
 
 def cmd_build(args: argparse.Namespace) -> int:
     from .build import build
 
-    net = load_network(args.script)
+    out = inputs.writable_file(args.output or Path(args.script).with_suffix(".plan").name, "-o")
+    inputs.writable_file(str(out) + ".json", "-o")
+    net, namespace = _network(args)
+    hook = namespace.get("configure_builder")  # the script may edit the builder config itself
     plan = build(
         net,
         optimization_level=args.opt_level,
@@ -84,13 +134,22 @@ def cmd_build(args: argparse.Namespace) -> int:
         tf32=not args.no_tf32,
         refit=args.refit,
         strip_plan=args.strip_plan,
+        profiling_verbosity=args.profiling_verbosity,
+        max_aux_streams=args.aux_streams,
+        sparsity=args.sparsity,
+        configure=hook if callable(hook) else None,
         progress=False if args.no_progress else None,
     )
-    out = args.output or Path(args.script).with_suffix(".plan").name
     plan.save(out)
     print(plan.summary())
     print(f"wrote {out} and {out}.json in {plan.build_seconds:.1f}s")
     return 0
+
+
+# ----------------------------------------------------------------------- info
+def _add_info(p: argparse.ArgumentParser) -> None:
+    p.add_argument("plan")
+    p.add_argument("--layers", action="store_true", help="also list the layers (and the engine's, where a GPU allows)")
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -111,29 +170,64 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------ run
+def _add_run(p: argparse.ArgumentParser) -> None:
+    p.add_argument("target", help="SCRIPT.py or model.plan")
+    p.add_argument("--input", action="append", default=[], metavar="NAME=FILE", help="a .npy/.npz file; or FILE.npz")
+    p.add_argument("--shapes", action="append", metavar="NAME:1x3x224x224", help="shapes of the random inputs")
+    p.add_argument("--profile", type=_number(int, "an int", 0), default=0, help="profile for the random inputs")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
+    p.add_argument("--reference", action="store_true", help="run on the CPU with the reference interpreter")
+    p.add_argument("--save", help="write the outputs to this npz")
+    _add_script_arguments(p)
+
+
+def _complete_feeds(
+    feeds: dict[str, np.ndarray], specs: dict[str, tuple], dtypes_: dict[str, str], profiles: Sequence[Any],
+    args: argparse.Namespace, highs: dict[str, int],
+) -> dict[str, np.ndarray]:  # fmt: skip
+    """The given feeds plus random ones for the missing inputs, their named dims agreeing with the given."""
+    from .runtime.bench import parse_shapes
+
+    if args.profile >= len(profiles):
+        raise TrtdslError(
+            f"--profile {args.profile}: the network has {len(profiles)} profile(s), 0..{len(profiles) - 1}"
+        )
+    shapes = parse_shapes(args.shapes)
+    for name, shape in shapes.items():
+        if name in feeds and tuple(feeds[name].shape) != tuple(shape):
+            raise TrtdslError(f"--shapes {name}: {shape} disagrees with --input {name} of shape {feeds[name].shape}")
+    given = {n: np.shape(a) for n, a in feeds.items() if n in specs} | shapes
+    bound = inputs.bind_dims(specs, given, "--input/--shapes")
+    missing = {n: s for n, s in specs.items() if n not in feeds}
+    profile = profiles[args.profile] if profiles[args.profile].ranges else None
+    return feeds | inputs.random_feeds(missing, dtypes_, profile, bound, highs, seed=args.seed)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    feeds = _parse_inputs(args.input)
+    if args.save:
+        inputs.writable_file(args.save, "--save")
+    feeds = inputs.read_inputs(args.input)
     if args.target.endswith(".py"):
         from . import reference
 
-        net = load_network(args.target)
-        if not args.reference:
-            print("note: running the network definition on the CPU with the reference interpreter", file=sys.stderr)
-        profiles = net.profiles()
-        missing = {n: s for n, s in net.input_specs.items() if n not in feeds}
-        feeds.update(_random_feeds(missing, net.input_dtypes, profiles[0] if profiles[0].ranges else None))
+        net, _ = _network(args)
+        feeds = _complete_feeds(
+            feeds, net.input_specs, net.input_dtypes, net.profiles(), args, inputs.index_ranges(net)
+        )
         outputs = reference.run(net, feeds)
+        if not args.reference:
+            print("note: ran the network definition on the CPU with the reference interpreter", file=sys.stderr)
     else:
         from .build import Plan
 
         if args.reference:
             raise TrtdslError("--reference needs the network script (SCRIPT.py): a plan holds no network definition")
+        plan = Plan.load(args.target)
+        specs = {n: s.shape for n, s in plan.inputs.items()}
+        feeds = _complete_feeds(feeds, specs, {n: s.dtype for n, s in plan.inputs.items()}, plan.profiles, args, {})
         from .runtime import Session
 
-        plan = Plan.load(args.target)
-        missing = {n: s.shape for n, s in plan.inputs.items() if n not in feeds}
-        dts = {n: s.dtype for n, s in plan.inputs.items()}
-        feeds.update(_random_feeds(missing, dts, plan.profiles[0] if plan.profiles[0].ranges else None))
         outputs = Session(plan).run(feeds)
     for name, value in outputs.items():
         flat = value.reshape(-1)
@@ -147,14 +241,31 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+# -------------------------------------------------------------------- compare
+def _add_compare(p: argparse.ArgumentParser) -> None:
+    from .golden import DEFAULT_TOLERANCES
+
+    p.add_argument("a")
+    p.add_argument("b", help="the reference")
+    p.add_argument("--tolerance", choices=sorted(DEFAULT_TOLERANCES), help="preset atol/rtol of a precision")
+    p.add_argument("--atol", type=_number(float, "a number", 0.0), help="overrides the preset's atol")
+    p.add_argument("--rtol", type=_number(float, "a number", 0.0), help="overrides the preset's rtol")
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     from . import golden
 
     actual, _ = golden.load(args.a)
     expected, meta = golden.load(args.b)
     tol = None
-    if args.atol is not None or args.rtol is not None:
-        default = golden.Tolerance.for_precision(meta.get("precision", "float32"))
+    if args.tolerance or args.atol is not None or args.rtol is not None:
+        precision = args.tolerance or meta.get("precision", "float32")
+        if not args.tolerance and (not isinstance(precision, str) or precision not in golden.DEFAULT_TOLERANCES):
+            raise TrtdslError(
+                f"{args.b}: metadata precision {precision!r} has no preset; pass --tolerance "
+                f"({', '.join(sorted(golden.DEFAULT_TOLERANCES))}) or --atol and --rtol"
+            )
+        default = golden.Tolerance.for_precision(precision)
         tol = golden.Tolerance(
             atol=default.atol if args.atol is None else args.atol, rtol=default.rtol if args.rtol is None else args.rtol
         )
@@ -163,74 +274,76 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
-def cmd_bench(args: argparse.Namespace) -> int:
-    from .runtime.bench import bench_main
+# ---------------------------------------------------------------------- bench
+def _add_bench(p: argparse.ArgumentParser) -> None:
+    from .runtime.bench import add_arguments
 
-    return bench_main(args.argv)
+    add_arguments(p)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .runtime.bench import run_args
+
+    return run_args(args)
+
+
+register("build", "run SCRIPT.py's build_network() and write a plan", _add_build, cmd_build)
+register("info", "print a plan's inputs, outputs and profiles", _add_info, cmd_info)
+register("run", "run a network script (reference interpreter) or a plan (GPU)", _add_run, cmd_run)
+register("compare", "compare two output npz files", _add_compare, cmd_compare)
+register("bench", "latency and throughput of a plan on the GPU", _add_bench, cmd_bench)
+
+
+# ----------------------------------------------------------------------- main
+def parser() -> argparse.ArgumentParser:
+    """The ``trtdsl`` argument parser with every registered subcommand."""
+    for module in COMMAND_MODULES:
+        importlib.import_module(module)
+    top = _Parser(prog="trtdsl", description="Write, build, run and check TensorRT networks.")
+    top.add_argument("-v", "--verbose", action="count", default=0, help="TensorRT log detail (-v info, -vv verbose)")
+    top.add_argument("--traceback", action="store_true", help="show the Python traceback of an unexpected error")
+    sub = top.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for name, command in COMMANDS.items():
+        p = sub.add_parser(name, help=command.help, description=command.help)
+        command.add_arguments(p)
+        p.set_defaults(fn=command.run)
+    return top
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="trtdsl", description="Write, build, run and check TensorRT networks.")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="TensorRT log detail (-v info, -vv verbose)")
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    p = sub.add_parser("build", help="run SCRIPT.py's build_network() and write a plan")
-    p.add_argument("script")
-    p.add_argument("-o", "--output", help="plan path (default: SCRIPT name with .plan)")
-    p.add_argument("--opt-level", type=int, default=None, help="builder optimization level 0-5")
-    p.add_argument("--workspace", type=float, default=None, help="workspace pool limit in MiB")
-    p.add_argument("--timing-cache", help="timing cache file to read and update")
-    p.add_argument("--no-tf32", action="store_true", help="disable TF32 for float32 matmul/convolution")
-    p.add_argument("--refit", action="store_true", help="build a refittable engine")
-    p.add_argument("--strip-plan", action="store_true", help="leave refittable weights out of the plan")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(fn=cmd_build)
-
-    p = sub.add_parser("info", help="print a plan's inputs, outputs and profiles")
-    p.add_argument("plan")
-    p.add_argument("--layers", action="store_true", help="also list the layers (and the engine's, where a GPU allows)")
-    p.set_defaults(fn=cmd_info)
-
-    p = sub.add_parser("run", help="run a network script (reference interpreter) or a plan (GPU)")
-    p.add_argument("target", help="SCRIPT.py or model.plan")
-    p.add_argument("--input", action="append", default=[], metavar="NAME=FILE.npy", help="missing inputs are random")
-    p.add_argument("--reference", action="store_true", help="run on the CPU with the reference interpreter")
-    p.add_argument("--save", help="write the outputs to this npz")
-    p.set_defaults(fn=cmd_run)
-
-    p = sub.add_parser("compare", help="compare two output npz files")
-    p.add_argument("a")
-    p.add_argument("b", help="the reference")
-    p.add_argument("--atol", type=float)
-    p.add_argument("--rtol", type=float)
-    p.set_defaults(fn=cmd_compare)
-
-    p = sub.add_parser("bench", help="latency and throughput of a plan on the GPU", add_help=False)
-    p.add_argument("argv", nargs=argparse.REMAINDER)
-    p.set_defaults(fn=cmd_bench)
-
-    from .demo import add_demo_parser
-    from .triton import add_export_parser
-
-    add_export_parser(sub)
-    add_demo_parser(sub)
-
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["bench"]:  # bench parses its own options, --help included
-        args = argparse.Namespace(fn=cmd_bench, argv=argv[1:], verbose=0)
-    elif argv[:1] == ["demo"]:  # so does the demo script
-        from .demo import cmd_demo
-
-        args = argparse.Namespace(fn=cmd_demo, argv=argv[1:], verbose=0)
-    else:
-        args = parser.parse_args(argv)
+    # Everything after the first "--" belongs to the script (argparse cannot tell once
+    # a subcommand has positionals of its own).
+    script_args = argv[argv.index("--") + 1 :] if "--" in argv else []
+    argv = argv[: argv.index("--")] if "--" in argv else argv
+    try:
+        args = parser().parse_args(argv)
+        args.script_args = script_args
+    except SystemExit as e:  # --help, or a usage error already printed as one line
+        return int(e.code or 0) if not isinstance(e.code, str) else 2
     level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.fn(args)
     except TrtdslError as e:
-        print(f"trtdsl: {type(e).__name__}: {e}", file=sys.stderr)
+        print(f"trtdsl {args.command}: {type(e).__name__}: {_one_line(e)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"trtdsl {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:
+        if args.traceback:
+            raise
+        print(
+            f"trtdsl {args.command}: unexpected {type(e).__name__}: {_one_line(e)} "
+            "(a bug in the script or in trtdsl; rerun with --traceback to see where)",
+            file=sys.stderr,
+        )
+        return 70
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split())
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -22,16 +22,29 @@ def cmd_demo(args: Any) -> int:
             f"trtdsl demo runs {SCRIPT} from a source checkout, which this installation lacks; "
             "clone the repository and install it with pip install -e '.[rtx]'"
         )
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise TrtdslError(f"--out {args.out!r} is not a folder")
+    argv = ["--out", args.out, *(["--no-progress"] if args.no_progress else [])]
+    argv += ["--models", *args.models] if args.models else []
+    argv += ["--precisions", *args.precisions] if args.precisions else []
     main = runpy.run_path(str(SCRIPT), run_name="__trtdsl_demo__")["main"]
-    return int(main(args.argv))
+    return int(main(argv))
 
 
-def add_demo_parser(sub: Any) -> None:
-    """Register ``demo``; its options (--out, --models, --precisions) are parsed by the script."""
-    import argparse
+def _add_demo(p: Any) -> None:
+    # The choices are the script's; repeated here so that bad input fails before any work.
+    p.add_argument("--out", default="out", help="folder for plans, calibration caches, reports and golden outputs")
+    p.add_argument("--models", nargs="+", choices=["digits_cnn", "keras"], help="default: both")
+    p.add_argument("--precisions", nargs="+", choices=["fp32", "fp16", "int8", "fp8"], help="default: all four")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
-    p = sub.add_parser(
-        "demo", help="the main job: two digits models x FP32/FP16/INT8/FP8, built and checked", add_help=False
+
+def _register() -> None:
+    from .cli import register
+
+    register(
+        "demo", "the main job: two digits models x FP32/FP16/INT8/FP8, built, run and checked", _add_demo, cmd_demo
     )
-    p.add_argument("argv", nargs=argparse.REMAINDER)
-    p.set_defaults(fn=cmd_demo)
+
+
+_register()

@@ -22,6 +22,7 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -37,6 +38,13 @@ from .tensor import Tensor
 _CANONICAL_IDS = frozenset(
     id(np.dtype(t)) for t in (np.float32, np.float16, np.int8, np.int32, np.int64, np.uint8, np.bool_)
 )
+
+
+def _after(tensor_name: str, kind: str) -> str:
+    """``'images.max_pool2d'`` for an op ``kind`` on tensor ``images``; at most two parts of the input's name."""
+    base = re.sub(r"\.out\d*$", "", tensor_name)
+    parts = base.split(".")
+    return ".".join([*parts[-2:], kind])
 
 
 class Network:
@@ -56,6 +64,7 @@ class Network:
         self._used_names: set[str] = set()
         self._producers: dict[str, Any] = {}  # tensor name -> ILayer
         self._derived: dict[tuple[str, str], Tensor] = {}  # (tensor, what) -> cast/unsqueeze of it
+        self._regions: dict[str, str] = {}  # layer -> the net.precision(...) dtype it was added under
         self.weights: dict[str, np.ndarray] = {}  # layer.role -> array handed to TensorRT
         self.dims: dict[str, Dim] = {}
         self._extra_profiles: list[dict[str, tuple[int, int, int]]] = []
@@ -160,9 +169,31 @@ class Network:
         return Tensor(itensor, self)
 
     def output(self, tensor: Tensor, name: str, dtype: dtypes.DTypeLike | None = None) -> Tensor:
-        """Mark ``tensor`` as output ``name``, cast to ``dtype`` (default: float32 for floats)."""
+        """Mark ``tensor`` as output ``name``, cast to ``dtype`` (default: float32 for floats).
+
+        ``name`` must be new: not another output, an input or a tensor of the network
+        (TensorRT would only log "name already in use" and keep both).
+        """
+        if not isinstance(tensor, Tensor):
+            raise TrtdslError(
+                f"output {name!r}: expected a trtdsl.Tensor of network {self.name!r}, got {type(tensor).__name__}"
+            )
+        if tensor.net is not self:
+            raise TrtdslError(
+                f"output {name!r}: tensor {tensor.name!r} belongs to network {tensor.net.name!r}, not {self.name!r}; "
+                "build each network from its own inputs"
+            )
+        if not isinstance(name, str) or not name:
+            raise TrtdslError(f"output name must be a non-empty string, got {name!r}")
         if name in self.outputs:
             raise TrtdslError(f"output {name!r} is already marked")
+        if name in self.input_specs:
+            raise TrtdslError(f"output {name!r}: the network already has an input named {name!r}; choose another name")
+        if name in self._producers and name != tensor.name:
+            raise TrtdslError(
+                f"output {name!r}: the network already has a tensor named {name!r} "
+                f"(made by layer {self._producers[name].name!r}); choose another name"
+            )
         if dtype is None:
             dtype = "float32" if dtypes.is_float(tensor.dtype) else tensor.dtype
         dtype = dtypes.canonical(dtype)
@@ -200,6 +231,17 @@ class Network:
         self._used_names.add(name)
         return name
 
+    def op_name(self, name: str | None, kind: str, x: Tensor | None = None) -> str:
+        """The unique name of an op's layer: ``name`` (or ``kind``) in the current scope.
+
+        Outside every scope an unnamed op is named after its input, so that an engine
+        inspector listing stays readable: ``max_pool2d`` on ``images`` is
+        ``images.max_pool2d``, not ``max_pool2d_1``.
+        """
+        if name is None and not self._scopes and x is not None:
+            return self.unique_name(_after(x.name, kind), scoped=False)
+        return self.unique_name(name or kind)
+
     def register(
         self, layer: Any, kind: str, name: str | None = None, *, scoped: bool = True, resolved: bool = False
     ) -> Tensor:
@@ -216,8 +258,15 @@ class Network:
         ``name`` already came from :meth:`unique_name`. Outputs are named ``<layer>.out``,
         or ``<layer>.out0``, ``.out1``... for several; use :meth:`add` for all of them.
         """
-        lname = name if resolved and name else self.unique_name(name or kind, scoped)
+        if resolved and name:
+            lname = name
+        elif name is None and scoped and not self._scopes and layer.num_inputs and layer.get_input(0) is not None:
+            lname = self.unique_name(_after(layer.get_input(0).name, kind), scoped=False)
+        else:
+            lname = self.unique_name(name or kind, scoped)
         layer.name = lname
+        if self._precision[-1] != self.dtype:
+            self._regions[lname] = self._precision[-1]
         n = layer.num_outputs
         first = layer.get_output(0)
         if n == 1:
@@ -363,9 +412,12 @@ class Network:
         finally:
             self._precision.pop()
 
-    def cast(self, x: Tensor, dtype: dtypes.DTypeLike, name: str | None = None) -> Tensor:
-        """Cast ``x`` (no layer when it already has ``dtype``); one cast per tensor and dtype."""
-        return self._cast(x, x.dtype, dtypes.canonical(dtype), name)
+    def cast(self, x: Tensor, dtype: dtypes.DTypeLike, name: str | None = None, *, src: str | None = None) -> Tensor:
+        """Cast ``x`` (no layer when it already has ``dtype``); one cast per tensor and dtype.
+
+        ``src``: ``x``'s dtype when the caller already read it (each read crosses pybind).
+        """
+        return self._cast(x, x.dtype if src is None else src, dtypes.canonical(dtype), name)
 
     def _cast(self, x: Tensor, src: str, dt: str, name: str | None = None) -> Tensor:
         """``cast`` with ``x``'s dtype ``src`` and the canonical ``dt`` already known."""
@@ -387,9 +439,9 @@ class Network:
 
     def to_compute(self, x: Tensor) -> Tensor:
         """Cast a float tensor to the current compute dtype; other dtypes pass through."""
-        return self._compute(x)[0]
+        return self.in_compute(x)[0]
 
-    def _compute(self, x: Tensor) -> tuple[Tensor, str]:
+    def in_compute(self, x: Tensor) -> tuple[Tensor, str]:
         """``to_compute(x)`` and its dtype. Every op calls this on its inputs: one dtype read."""
         src = x.dtype
         if src in dtypes._FLOATISH:
@@ -399,7 +451,7 @@ class Network:
 
     # ------------------------------------------------------------------ views
     def layers(self) -> list[Any]:
-        """All layers, downcast to their concrete ``I*Layer`` classes."""
+        """All layers, downcast to their concrete ``I*Layer`` classes; see :func:`layer_type` for the kind."""
         from .inspect import downcast
 
         return [downcast(self.trt.get_layer(i)) for i in range(self.trt.num_layers)]
@@ -418,8 +470,55 @@ class Network:
             f"no layer {name!r} in network {self.name!r} ({len(names)} layers).{did_you_mean(name, names)}"
         )
 
+    def summary(self) -> str:
+        """A table of the layers: name, type, output shape, dtype and precision region.
+
+        The region is the float dtype a ``net.precision(...)`` block asked for, shown
+        where it differs from the network's dtype (a float32 softmax in an fp16 net).
+
+        Example::
+
+            print(net.summary())
+        """
+        rows = [("layer", "type", "output shape", "dtype", "region")]
+        for layer in self.layers():
+            out = layer.get_output(0) if layer.num_outputs else None
+            shape = "" if out is None else "(" + ", ".join(str(d) for d in _shape(out.shape)) + ")"
+            dt = "" if out is None else dtypes.from_trt(out.dtype)
+            region = self._regions.get(layer.name, "")
+            extra = f" +{layer.num_outputs - 1} outputs" if layer.num_outputs > 1 else ""
+            rows.append((layer.name, layer_type(layer).name.lower(), shape + extra, dt, region))
+        widths = [max(len(r[i]) for r in rows) for i in range(5)]
+        lines = [f"network {self.name!r} ({self.dtype}): {self.trt.num_layers} layers"]
+        lines += ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+        return "\n".join(lines)
+
     def __repr__(self) -> str:
+        def spec(name: str) -> str:
+            dims = ", ".join(str(d) for d in self.input_specs[name])
+            return f"{name}: {self.input_dtypes[name]}[{dims}]"
+
+        ins = ", ".join(spec(n) for n in self.input_specs)
         return (
-            f"Network({self.name!r}, dtype={self.dtype!r}, inputs={list(self.input_specs)}, "
+            f"Network({self.name!r}, dtype={self.dtype!r}, inputs=({ins}), "
             f"outputs={list(self.outputs)}, layers={self.trt.num_layers})"
         )
+
+
+def layer_type(layer: Any) -> Any:
+    """The ``trt.LayerType`` of any layer, downcast or not.
+
+    A downcast layer's ``type`` attribute can be its own parameter instead:
+    ``IActivationLayer.type`` is the ``ActivationType`` (``RELU``) and
+    ``IPoolingLayer.type`` the ``PoolingType``. This reads ``ILayer.type`` itself.
+
+    Example::
+
+        convs = [l for l in net.layers() if trtdsl.layer_type(l) == trt.LayerType.CONVOLUTION]
+    """
+    return _trt.load().ILayer.type.__get__(layer)
+
+
+def _shape(dims: Any) -> tuple[int | str, ...]:
+    """A layer output's shape, '?' for an axis TensorRT only knows at run time."""
+    return tuple("?" if dims[i] == -1 else dims[i] for i in range(len(dims)))

@@ -60,7 +60,10 @@ class Tensor:
         return self.net.producer(self)
 
     def __repr__(self) -> str:
-        return f"Tensor({self.name!r}, shape={self.shape}, dtype={self.dtype!r})"
+        # A network input shows its dim names ('batch') where TensorRT only knows -1.
+        spec = self.net.input_specs.get(self.name) if self.trt.is_network_input else None
+        shape = "(" + ", ".join(map(str, spec)) + ("," if len(spec) == 1 else "") + ")" if spec else self.shape
+        return f"Tensor({self.name!r}, shape={shape}, dtype={self.dtype!r})"
 
     def __bool__(self) -> bool:
         raise TypeError(

@@ -188,14 +188,19 @@ def export_triton(
             raise TritonExportError(message + " (refused: strict)")
         warnings.warn(message, TritonCompatibilityWarning, stacklevel=2)
     text, mbs = triton_config(plan, name, max_batch=max_batch, instances=instances)
+    if Path(repository).exists() and not Path(repository).is_dir():
+        raise TritonExportError(f"repository {str(repository)!r} is a file, not a folder")
     directory = Path(repository) / name
     config = directory / "config.pbtxt"
     if config.exists() and not overwrite:
         raise TritonExportError(f"{str(config)!r} already exists; pass overwrite=True (--force) to replace it")
-    (directory / "1").mkdir(parents=True, exist_ok=True)
     plan_path = directory / "1" / "model.plan"
-    plan_path.write_bytes(plan.engine)
-    config.write_text(text)
+    try:
+        (directory / "1").mkdir(parents=True, exist_ok=True)
+        plan_path.write_bytes(plan.engine)
+        config.write_text(text)  # last: a config only exists beside a complete plan
+    except OSError as e:
+        raise TritonExportError(f"cannot write the model repository entry {str(directory)!r}: {e}") from e
     return TritonModel(directory, config, plan_path, mbs, text)
 
 
@@ -222,19 +227,40 @@ def cmd_export_triton(args: Any) -> int:
     return 0
 
 
-def add_export_parser(sub: Any) -> None:
-    """Register ``export triton`` on the CLI's subparsers."""
-    p = sub.add_parser("export", help="export a plan for a serving engine")
+def _add_export(p: Any) -> None:
     targets = p.add_subparsers(dest="target", required=True)
     t = targets.add_parser("triton", help="write a Triton Inference Server model repository entry")
     t.add_argument("plan", help="model.plan written by trtdsl (with its .json metadata)")
     t.add_argument("--repository", required=True, help="model repository directory")
     t.add_argument("--name", help="model name (default: the plan's file name)")
-    t.add_argument("--max-batch", type=int, default=None, help="max_batch_size (default: the profiles' largest batch)")
-    t.add_argument("--instances", type=int, default=1, help="instances of the model per GPU")
+    t.add_argument(
+        "--max-batch", type=_count, default=None, help="max_batch_size (default: the profiles' largest batch)"
+    )
+    t.add_argument("--instances", type=_count, default=1, help="instances of the model per GPU")
     t.add_argument("--strict", action="store_true", help="refuse plans Triton's TensorRT backend cannot load")
     t.add_argument("--force", action="store_true", help="replace an existing config.pbtxt")
-    t.set_defaults(fn=cmd_export_triton)
+
+
+def _count(text: str) -> int:
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an int") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be >= 0")
+    return value
+
+
+def _register() -> None:
+    from .cli import register
+
+    register("export", "export a plan for a serving engine (export triton PLAN --repository DIR)", _add_export,
+             cmd_export_triton)  # fmt: skip
+
+
+_register()
 
 
 __all__ = ["TritonCompatibilityWarning", "TritonExportError", "TritonModel", "export_triton", "triton_config"]

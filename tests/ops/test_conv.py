@@ -217,7 +217,7 @@ def _x(shape=(1, 3, 8, 8)):
 
 
 def test_keras_hwio_kernel_gets_a_hint():
-    with pytest.raises(ShapeError, match=r"conv2d 'conv2d': kernel \(7, 7, 3, 64\) does not fit input with 3 "
+    with pytest.raises(ShapeError, match=r"conv2d 'x.conv2d': kernel \(7, 7, 3, 64\) does not fit input with 3 "
                                          r"channels.*\(64, 3, 7, 7\).*Keras HWIO.*keras_conv\(kernel\)"):  # fmt: skip
         ops.conv2d(_x(), np.zeros((7, 7, 3, 64), np.float32))
 

@@ -103,7 +103,7 @@ def test_layer_norm_shape_mismatch():
     x = net.input("x", "float32", (2, 3, 8))
     with pytest.raises(ShapeError, match=r"layer_norm 'ln': normalized_shape \(3,\) must match the trailing axes"):
         ops.layer_norm(x, 3, name="ln")
-    with pytest.raises(ShapeError, match=r"layer_norm 'layer_norm_?\d*': weight has shape \(7,\); expected \(8,\)"):
+    with pytest.raises(ShapeError, match=r"layer_norm 'x.layer_norm_?\d*': weight has shape \(7,\); expected \(8,\)"):
         ops.layer_norm(x, 8, np.ones(7))
 
 

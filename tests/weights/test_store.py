@@ -112,12 +112,13 @@ def test_unused_check_all_used_and_shared_record(store):
     w, _ = store
     assert len(w.unused()) == 7
     w.scope("layer1.0").take("conv1.weight")
-    w["fc.weight"]  # peeking is not a use
-    assert "layer1.0.conv1.weight" not in w.unused() and "fc.weight" in w.unused()
+    w["fc.weight"]  # an explicit read by name is a use
+    assert "layer1.0.conv1.weight" not in w.unused() and "fc.weight" not in w.unused()
     assert w.scope("layer1.0").unused() == ["conv1.bias"]
     with pytest.raises(
         WeightError,
-        match=r"6 of 7 weights in resnet.npz were not used by the build: stem.conv1.kernel, stem.bn1.weight",
+        match=r"5 of 7 weights in resnet.npz were not used by the build: stem.conv1 \(1: kernel\); stem.bn1 "
+        r"\(1: weight\); layer1.0.conv1 \(1: bias\); layer1.1.conv1 \(1: weight\); dw \(1: kernel\)\. Read each",
     ):
         w.check_all_used()
     for name in w.unused():
@@ -159,7 +160,7 @@ def test_summary_and_repr(store):
     text = w.summary(names=True)
     assert text.splitlines()[0] == "resnet.npz (npz): 7 weights, 336.1 KB"
     assert "float16:      1 weights      128 B" in text and "float32:      6 weights" in text
-    assert "used by take(): 1 of 7" in text
+    assert "used: 1 of 7" in text
     assert "* fc.weight" in text and "(10, 64)" in text
     assert repr(w) == "WeightStore('resnet.npz', 7 weights, 336.1 KB, float16x1, float32x6)"
     assert repr(w.scope("stem")) == "WeightStore(\"resnet.npz scope 'stem'\", 2 weights, 37.9 KB, float32x2)"

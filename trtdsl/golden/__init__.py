@@ -24,6 +24,7 @@ Example::
     print(report)  # a table, one row per output
 """
 
+from ..errors import GoldenMismatch
 from .compare import (
     DEFAULT_TOLERANCES,
     UPDATE_ENV,
@@ -39,6 +40,6 @@ from .compare import (
 from .layerwise import Divergence, layerwise_diff
 
 __all__ = [
-    "DEFAULT_TOLERANCES", "Divergence", "OutputReport", "Report", "Tolerance", "UPDATE_ENV",
+    "DEFAULT_TOLERANCES", "Divergence", "GoldenMismatch", "OutputReport", "Report", "Tolerance", "UPDATE_ENV",
     "assert_golden", "compare", "compare_files", "layerwise_diff", "load", "record",
 ]  # fmt: skip

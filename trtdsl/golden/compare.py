@@ -33,6 +33,13 @@ class Tolerance:
             return EXACT
         return DEFAULT_TOLERANCES[key]
 
+    def __post_init__(self) -> None:
+        for what in ("atol", "rtol"):
+            v = getattr(self, what)
+            if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)) or not v >= 0:
+                # `not v >= 0` is also true for NaN, which would make every comparison pass.
+                raise TrtdslError(f"tolerance {what} must be a number >= 0, got {v!r}")
+
     def __str__(self) -> str:
         return f"atol={self.atol:g} rtol={self.rtol:g}"
 
@@ -90,19 +97,41 @@ def load(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, Any]
     path = Path(path)
     if not path.exists():
         raise TrtdslError(f"golden file {str(path)!r} does not exist")
+    if not path.is_file():
+        raise TrtdslError(f"golden file {str(path)!r} is not a file")
     outputs: dict[str, np.ndarray] = {}
-    metadata: dict[str, Any] = {}
-    with np.load(path, allow_pickle=False) as data:
+    metadata: Any = {}
+    try:
+        data = np.load(path, allow_pickle=False)
+    except Exception as e:  # garbage, a truncated zip, a pickle: numpy fails in many ways, none a crash here
+        raise TrtdslError(f"golden file {str(path)!r} is not a readable .npz: {type(e).__name__}: {e}") from e
+    if not isinstance(data, np.lib.npyio.NpzFile):
+        raise TrtdslError(f"golden file {str(path)!r} holds one bare array (.npy); golden files are .npz of named arrays")
+    with data:
         for name in data.files:
             try:
                 array = data[name]
             except ValueError as e:  # numpy's refusal to unpickle an object array
                 raise TrtdslError(
-                    f"golden file {str(path)!r}: array {name!r} is a pickled object array; "
-                    "golden files hold plain arrays only, and trtdsl does not unpickle"
+                    f"golden file {str(path)!r}: array {name!r} is a pickled object array or damaged; "
+                    f"golden files hold plain arrays only, and trtdsl does not unpickle ({e})"
                 ) from e
+            except Exception as e:
+                raise TrtdslError(f"golden file {str(path)!r}: cannot read array {name!r}: {type(e).__name__}: {e}") from e
             if name == _META_KEY:
-                metadata = json.loads(str(array)) if array.dtype.kind == "U" else json.loads(bytes(array).decode())
+                try:
+                    metadata = json.loads(str(array)) if array.dtype.kind == "U" else json.loads(bytes(array).decode())
+                except (ValueError, TypeError, UnicodeDecodeError, RecursionError) as e:
+                    raise TrtdslError(f"golden file {str(path)!r}: metadata is not valid JSON: {e}") from e
+                if not isinstance(metadata, dict):
+                    raise TrtdslError(
+                        f"golden file {str(path)!r}: metadata must be a JSON object, got {type(metadata).__name__}"
+                    )
+            elif array.dtype.kind not in "biufc":
+                raise TrtdslError(
+                    f"golden file {str(path)!r}: array {name!r} has dtype {array.dtype}; golden files hold numeric "
+                    "or bool arrays only"
+                )
             else:
                 outputs[name] = array
     return outputs, metadata
@@ -140,6 +169,11 @@ class OutputReport:
     @property
     def ok(self) -> bool:
         return self.status == "ok"
+
+    def __repr__(self) -> str:
+        shape = self.expected_shape if self.expected_shape is not None else self.actual_shape
+        tail = f", {self.mismatches} of {self.size} elements exceed {self.tolerance}" if self.status == "mismatch" else ""
+        return f"OutputReport({self.name!r}, {self.status}, shape={shape}, max_abs={_num(self.max_abs)}{tail})"
 
     def describe(self) -> str:
         """One sentence on what failed (empty when ok)."""
@@ -215,7 +249,8 @@ class Report:
         return "\n".join([*lines, verdict, *notes])
 
     def __repr__(self) -> str:
-        return f"Report(ok={self.ok}, outputs={list(self.outputs)})"
+        failing = [r.name for r in self.failures]
+        return f"Report(ok={self.ok}, outputs={list(self.outputs)}" + (f", failing={failing})" if failing else ")")
 
 
 def _pick(

@@ -24,6 +24,12 @@ class Divergence:
     report: OutputReport
     compared: list[str]  # tensors compared before it, all within tolerance
 
+    def __repr__(self) -> str:
+        return (
+            f"Divergence(tensor={self.tensor!r}, layer={self.layer_name!r}, type={self.layer_type!r}, "
+            f"status={self.report.status!r}, after {len(self.compared)} matching tensors)"
+        )
+
     def __str__(self) -> str:
         where = (
             "network input"

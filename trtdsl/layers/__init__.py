@@ -1,8 +1,9 @@
 """Reusable blocks built from ``trtdsl.ops`` and bound to checkpoint weights by name.
 
-Every block takes ``(x, w, prefix, ...)``: ``w`` is any mapping of name -> array
-(a ``WeightStore``, an ``np.load`` result, a dict, or the ``Params`` of an
-enclosing block) and ``prefix`` the block's key prefix in it, relative to ``w``.
+Every block takes ``(x, w, prefix, ...)``: ``w`` is a ``WeightStore`` (a file, a
+scope of one, or an enclosing block's view) or a plain mapping of name -> array
+(a dict, an ``np.load`` result), which becomes an in-memory ``WeightStore``; and
+``prefix`` is the block's key prefix in it, relative to ``w``.
 The block names its TensorRT layers from the same prefix in the network's
 current scope, and checks every weight's shape, naming the block, the key and
 the expected shape when one is missing or wrong.
@@ -14,7 +15,6 @@ Example::
     x = layers.residual_block(x, w, "layer1.0")
 """
 
-from ._params import Params
 from .attention import mlp, multi_head_attention
 from .blocks import bottleneck_block, depthwise_separable, inverted_residual, residual_block, squeeze_excite
 from .conv import batch_norm_params, conv_bn_act, fold_batch_norm
@@ -30,7 +30,7 @@ from .transformer import (
 )
 
 __all__ = [
-    "Params", "TORCH_KEYS", "VIT_KEYS", "batch_norm_params", "bottleneck_block", "conv_bn_act", "depthwise_separable",
+    "TORCH_KEYS", "VIT_KEYS", "batch_norm_params", "bottleneck_block", "conv_bn_act", "depthwise_separable",
     "embedding", "fold_batch_norm", "gru", "inverted_residual", "layer_norm", "linear", "lstm", "mlp",
     "multi_head_attention", "residual_block", "simple_rnn", "sinusoidal_positions", "squeeze_excite",
     "transformer_encoder_layer",

@@ -9,21 +9,20 @@ matmul-softmax-matmul pattern and fuses it into one attention kernel anyway.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
 
-from .. import ops
+from .. import _trt, ops
 from ..errors import ShapeError
 from ..tensor import Tensor
+from ..weights.store import WeightStore
 from . import _act
-from ._params import Params, scope
+from ._params import Weights, block, scope
 from .linear import linear
 
-__all__ = ["mlp", "multi_head_attention"]
+__all__ = ["mlp", "multi_head_attention", "positions"]
 
-Weights = Mapping[str, Any] | Params
 Mask = Tensor | np.ndarray | None
 
 
@@ -47,7 +46,7 @@ def mlp(
 
         y = mlp(x, w, "encoder.layers.encoder_layer_0.mlp", names=("0", "3"))
     """
-    p = Params(w, prefix, "mlp")
+    p = block(w, prefix, "mlp")
     with scope(x.net, prefix):
         for i, n in enumerate(names):
             last = i == len(names) - 1
@@ -55,9 +54,9 @@ def mlp(
     return x
 
 
-def _projections(p: Params, e: int, ek: int, ev: int) -> list[tuple[np.ndarray, np.ndarray | None]]:
+def _projections(p: WeightStore, e: int, ek: int, ev: int) -> list[tuple[np.ndarray, np.ndarray | None]]:
     """(weight, bias) of the q, k and v projections from torch's fused or separate layout."""
-    if p.has("in_proj_weight"):
+    if "in_proj_weight" in p:
         if ek != e or ev != e:
             raise ShapeError(
                 f"{p.where}: fused 'in_proj_weight' needs key/value width {e}, got {ek}/{ev}; "
@@ -73,12 +72,34 @@ def _projections(p: Params, e: int, ek: int, ev: int) -> list[tuple[np.ndarray, 
 
 
 def _heads(x: Tensor, h: int, d: int, name: str) -> Tensor:
-    """(B, L, h*d) -> (B, h, L, d)."""
-    b, length = x.shape[0], x.shape[1]
-    if b < 0 and length < 0:
-        raise ShapeError(f"multi_head_attention {name!r}: batch and sequence length cannot both be dynamic")
-    y = ops.reshape(x, (b, -1, h, d) if length < 0 else (-1, length, h, d), name=f"{name}.split_heads")
+    """(B, L, h*d) -> (B, h, L, d); B and L may both be dynamic (a -1 there keeps the axis)."""
+    y = ops.reshape(x, _keep2(x, h, d), name=f"{name}.split_heads")
     return ops.permute(y, (0, 2, 1, 3), name=f"{name}.to_heads")
+
+
+def _keep2(x: Tensor, *rest: int) -> tuple[int, ...]:
+    """A reshape target that keeps ``x``'s first two axes: their size, or -1 (copied) when dynamic."""
+    b, length = x.shape[:2]
+    return (b, length, *rest)
+
+
+def positions(x: Tensor, axis: int, name: str) -> Tensor:
+    """``arange(x.shape[axis])`` as int64, also when that axis is only known at run time.
+
+    A LINSPACE fill whose size input is the axis read from ``shape_of(x)``: the
+    position ids that embeddings and causal masks need for a dynamic sequence.
+    """
+    net = x.net
+    n = x.shape[axis]
+    if n >= 0:
+        return net.constant(np.arange(n, dtype=np.int64), name, dtype="int64")
+    a = axis % x.ndim
+    size = ops.shape_of(x)[a : a + 1]
+    trt = _trt.load()
+    layer = net.trt.add_fill((0,), trt.FillOperation.LINSPACE, trt.int64)
+    layer.set_input(0, size.trt)
+    layer.alpha, layer.beta = 0, 1
+    return net.register(layer, "fill", name)
 
 
 def _additive(mask: Mask, like: Tensor, name: str) -> Tensor | None:
@@ -124,7 +145,7 @@ def multi_head_attention(
         y = multi_head_attention(x, w, "self_attn", num_heads=8)
     """
     net = query.net
-    p = Params(w, prefix, "multi_head_attention")
+    p = block(w, prefix, "multi_head_attention")
     key = query if key is None else key
     value = key if value is None else value
     for t, what in ((query, "query"), (key, "key"), (value, "value")):
@@ -144,11 +165,8 @@ def multi_head_attention(
             wf = np.concatenate([wq, wk, wv])
             bf = None if bq is None else np.concatenate([bq, bk, bv])
             qkv = ops.linear(query, wf, bf, name="qkv")
-            b, length = query.shape[0], query.shape[1]
-            if b < 0 and length < 0:
-                raise ShapeError(f"{p.where}: batch and sequence length cannot both be dynamic")
-            shape = (b, -1, 3 * num_heads, d) if length < 0 else (-1, length, 3 * num_heads, d)
-            qkv = ops.permute(ops.reshape(qkv, shape, name="qkv.split_heads"), (0, 2, 1, 3), name="qkv.to_heads")
+            qkv = ops.reshape(qkv, _keep2(qkv, 3 * num_heads, d), name="qkv.split_heads")
+            qkv = ops.permute(qkv, (0, 2, 1, 3), name="qkv.to_heads")
             q = qkv[:, :num_heads]
             k = qkv[:, num_heads : 2 * num_heads]
             v = qkv[:, 2 * num_heads :]
@@ -163,15 +181,17 @@ def multi_head_attention(
             masks.append(ops.unsqueeze(kpm, (1, 2), name="key_padding_mask.rank4"))
         if causal:
             length, s = query.shape[1], key.shape[1]
-            if length < 0 or s < 0:
-                raise ShapeError(f"{p.where}: causal=True needs static sequence lengths, got {length} and {s}")
-            masks.append(_additive(np.triu(np.ones((length, s), bool), 1), query, "causal_mask"))
+            if length >= 0 and s >= 0:
+                masks.append(_additive(np.triu(np.ones((length, s), bool), 1), query, "causal_mask"))
+            else:  # key j is hidden from query i when j > i, built from the run-time lengths
+                i = ops.unsqueeze(positions(query, 1, "causal.rows"), 1, name="causal.rows.col")
+                j = ops.unsqueeze(positions(key, 1, "causal.cols"), 0, name="causal.cols.row")
+                masks.append(_additive(ops.greater(j, i, name="causal.future"), query, "causal_mask"))
         for m in masks:
             if m is not None:
                 scores = ops.add(scores, m, name="masked_scores")
         attn = ops.softmax(scores, -1, name="softmax")
         ctx = ops.matmul(attn, v, name="context")  # (B, h, L, d)
         ctx = ops.permute(ctx, (0, 2, 1, 3), name="merge_heads")
-        ctx = ops.reshape(ctx, (query.shape[0], -1, e) if query.shape[0] >= 0 else (-1, query.shape[1], e),
-                          name="context.flat")  # fmt: skip
+        ctx = ops.reshape(ctx, _keep2(ctx, e), name="context.flat")
         return linear(ctx, p, "out_proj", out_features=e)

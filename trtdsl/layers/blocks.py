@@ -9,30 +9,30 @@ block's last convolution (TensorRT fuses conv + bias + add [+ ReLU] into one ker
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from collections.abc import Sequence
+from typing import Literal
 
 from .. import ops
 from ..errors import ShapeError
 from ..tensor import Tensor
+from ..weights.store import WeightStore
 from . import _act
-from ._params import Params, scope
+from ._params import Weights, block, scope
 from .conv import conv_bn_act
 
 __all__ = ["residual_block", "bottleneck_block", "depthwise_separable", "inverted_residual", "squeeze_excite"]
 
-Weights = Mapping[str, Any] | Params
 
 
 def _relu(total: Tensor) -> Tensor:
     """``ops.relu(total, name="relu")`` for a residual sum, which is in the compute dtype
     (the add casts float operands to it), so without reading its dtype back from TensorRT."""
-    return _act.apply(total, "relu", "relu", in_compute=True)
+    return _act.apply(total, "relu", "relu")
 
 
-def _shortcut(x: Tensor, p: Params, channels: int, stride: int, eps: float) -> Tensor:
+def _shortcut(x: Tensor, p: WeightStore, channels: int, stride: int, eps: float) -> Tensor:
     """``x``, or torchvision's ``downsample`` (1x1 conv + BN) when the shape changes or one is stored."""
-    if stride != 1 or x.shape[1] != channels or p.has("downsample.0.weight"):
+    if stride != 1 or x.shape[1] != channels or "downsample.0.weight" in p:
         return conv_bn_act(
             x, p, "downsample.0", "downsample.1", out_channels=channels, kernel_size=1, stride=stride, eps=eps
         )
@@ -51,7 +51,7 @@ def residual_block(
 
         x = residual_block(x, w, "layer2.0", 128, stride=2)
     """
-    p = Params(w, prefix, "residual_block")
+    p = block(w, prefix, "residual_block")
     with scope(x.net, prefix):
         y = conv_bn_act(
             x, p, "conv1", "bn1", out_channels=out_channels, kernel_size=3, stride=stride, act="relu", eps=eps
@@ -83,7 +83,7 @@ def bottleneck_block(
 
         x = bottleneck_block(x, w, "layer3.0", 256, stride=2)
     """
-    p = Params(w, prefix, "bottleneck_block")
+    p = block(w, prefix, "bottleneck_block")
     with scope(x.net, prefix):
         y = conv_bn_act(x, p, "conv1", "bn1", out_channels=planes, kernel_size=1, act="relu", eps=eps)
         y = conv_bn_act(y, p, "conv2", "bn2", kernel_size=3, stride=stride, groups=groups, act="relu", eps=eps)
@@ -118,7 +118,7 @@ def depthwise_separable(
 
         x = depthwise_separable(x, w, "blocks.1", 64, stride=2, act="relu6", pw_act="relu6")  # MobileNetV1
     """
-    p = Params(w, prefix, "depthwise_separable")
+    p = block(w, prefix, "depthwise_separable")
     dw, bn1, pw, bn2 = names
     c = x.shape[1]
     with scope(x.net, prefix):
@@ -151,7 +151,7 @@ def squeeze_excite(
 
         x = squeeze_excite(x, w, "block.2", 24, scale_act="hard_sigmoid")
     """
-    p = Params(w, prefix, "squeeze_excite")
+    p = block(w, prefix, "squeeze_excite")
     if x.ndim < 3:
         raise ShapeError(f"{p.where}: input {x.name!r} has shape {x.shape}; expected (N, C, spatial...)")
     fc1, fc2 = names
@@ -197,7 +197,7 @@ def inverted_residual(
 
         x = inverted_residual(x, w, "features.2", 24, stride=2, expand_ratio=6)
     """
-    p = Params(w, prefix, "inverted_residual")
+    p = block(w, prefix, "inverted_residual")
     c_in = x.shape[1]
     hidden = expanded_channels if expanded_channels is not None else round(c_in * expand_ratio)
     root = "conv" if layout == "mobilenet_v2" else "block"

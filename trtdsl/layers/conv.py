@@ -10,23 +10,28 @@ fuses into the convolution kernel (conv + bias + activation in one kernel).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
 
 from .. import ops
 from ..errors import ShapeError
-from ..ops._util import pair
-from ..ops.conv import _conv_checked
 from ..tensor import Tensor
+from ..weights.store import WeightStore
 from . import _act
-from ._params import Params
+from ._params import Weights, block
 
 __all__ = ["conv_bn_act", "fold_batch_norm", "batch_norm_params"]
 
 _CONV_FNS = {1: ops.conv1d, 2: ops.conv2d, 3: ops.conv3d}
-_F32 = np.dtype(np.float32)
+
+
+def _ints(value: Sequence[int], n: int, what: str) -> tuple[int, ...]:
+    """Per-axis ints of a sequence argument (plain ints are expanded by the caller)."""
+    out = tuple(int(v) for v in value)
+    if len(out) != n:
+        raise ShapeError(f"{what} needs {n} values, got {out}")
+    return out
 
 
 def fold_batch_norm(
@@ -66,7 +71,7 @@ def fold_batch_norm(
     return folded, shift.astype(np.float32)
 
 
-def batch_norm_params(p: Params, channels: int) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray, np.ndarray]:
+def batch_norm_params(p: WeightStore, channels: int) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray, np.ndarray]:
     """(gamma, beta, running_mean, running_var) of a torch BatchNorm under ``p``; affine parts optional."""
     shape = (channels,)
     return (
@@ -79,7 +84,7 @@ def batch_norm_params(p: Params, channels: int) -> tuple[np.ndarray | None, np.n
 
 def conv_bn_act(
     x: Tensor,
-    w: Mapping[str, Any] | Params,
+    w: Weights,
     conv: str,
     bn: str | None = None,
     *,
@@ -114,14 +119,14 @@ def conv_bn_act(
     if spatial < 1:
         raise ShapeError(f"conv_bn_act {conv!r}: input {x.name!r} has shape {shape}; expected (N, C, ...)")
     c_in = shape[1]
-    p = Params(w, conv, "conv_bn_act")
+    p = block(w, conv, "conv_bn_act")
     # Plain ints skip pair() and the message it would be handed (p.where builds strings).
     if kernel_size is None:
         ks = None
     elif type(kernel_size) is int:
         ks = (kernel_size,) * spatial
     else:
-        ks = pair(kernel_size, spatial, f"{p.where}: kernel_size")
+        ks = _ints(kernel_size, spatial, f"{p.where}: kernel_size")
     if c_in != -1 and c_in % groups:
         raise ShapeError(f"{p.where}: input {x.name!r} has {c_in} channels, not divisible by groups={groups}")
     c_per_group = None if c_in == -1 else c_in // groups
@@ -131,10 +136,10 @@ def conv_bn_act(
         raise ShapeError(f"{p.where}: {k} output channels are not divisible by groups={groups}")
     bias = p.optional("bias", (k,))
     if bn is not None:
-        gamma, beta, mean, var = batch_norm_params(Params(w, bn, "conv_bn_act"), k)
+        gamma, beta, mean, var = batch_norm_params(block(w, bn, "conv_bn_act"), k)
         kernel, bias = fold_batch_norm(kernel, bias, gamma, beta, mean, var, eps)
     if type(dilation) is not int:
-        dil = pair(dilation, spatial, f"{p.where}: dilation")
+        dil = _ints(dilation, spatial, f"{p.where}: dilation")
     if padding is None:
         ks = kernel.shape[2:]
         if type(dilation) is int and ks.count(ks[0]) == spatial:
@@ -147,15 +152,5 @@ def conv_bn_act(
     conv_fn = _CONV_FNS.get(spatial)
     if conv_fn is None:
         raise ShapeError(f"{p.where}: input {x.name!r} has rank {len(shape)}; convolutions take rank 3 to 5")
-    if (
-        spatial > 1 and c_in >= 0 and kernel.dtype is _F32 and type(stride) is int and stride > 0
-        and type(padding) is int and padding >= 0 and type(dilation) is int and dilation > 0
-    ):  # fmt: skip
-        # Everything conv2d/conv3d would check is checked above (rank, channels, kernel shape).
-        y = _conv_checked(x, kernel, bias, stride, padding, dilation, groups, conv)
-    else:
-        y = conv_fn(x, kernel, bias, stride=stride, padding=padding, dilation=dilation, groups=groups, name=conv)
-    if act is not None:
-        # The convolution computed in the compute dtype, so its output already is in it.
-        y = _act.apply(y, act, f"{conv}.{_act.label(act)}", in_compute=True)
-    return y
+    y = conv_fn(x, kernel, bias, stride=stride, padding=padding, dilation=dilation, groups=groups, name=conv)
+    return _act.apply(y, act, f"{conv}.{_act.label(act)}") if act is not None else y

@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 from .. import ops
 from ..errors import ShapeError
 from ..tensor import Tensor
 from . import _act
-from ._params import Params
+from ._params import Weights, block
 
 __all__ = ["linear"]
 
 
 def linear(
     x: Tensor,
-    w: Mapping[str, Any] | Params,
+    w: Weights,
     prefix: str,
     *,
     out_features: int | None = None,
@@ -31,7 +28,7 @@ def linear(
 
         logits = linear(ops.flatten(x, 1), w, "fc")
     """
-    p = Params(w, prefix, "linear")
+    p = block(w, prefix, "linear")
     if x.ndim == 0:
         raise ShapeError(f"{p.where}: input {x.name!r} is a scalar; expected (..., in_features)")
     in_features = x.shape[-1]

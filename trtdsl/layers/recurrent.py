@@ -14,7 +14,7 @@ by default; Keras stores ``'ifco'`` and ``'zrh'`` (c = g, h = n).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -22,11 +22,11 @@ import numpy as np
 from .. import ops
 from ..errors import ShapeError
 from ..tensor import Tensor
-from ._params import Params
+from ..weights.store import WeightStore
+from ._params import Weights, block
 
 __all__ = ["lstm", "gru", "simple_rnn"]
 
-Weights = Mapping[str, Any] | Params
 MaskLike = Tensor | np.ndarray | None
 _CANON = {"lstm": "ifgo", "gru": "rzn", "rnn": "h"}
 _ALIAS = {"lstm": {"c": "g"}, "gru": {"h": "n"}, "rnn": {}}
@@ -79,7 +79,7 @@ def _zeros(like: Tensor, hidden: int, name: str) -> Tensor:
 
 
 def _direction(
-    kind: str, xs: Tensor, p: Params, suffix: str, hidden: int, init: list[Tensor | None], mask: Tensor | None,
+    kind: str, xs: Tensor, p: WeightStore, suffix: str, hidden: int, init: list[Tensor | None], mask: Tensor | None,
     reverse: bool, perm: list[int], reset_after: bool, nonlinearity: str, zero_masked: bool = True,
 ) -> tuple[Tensor, list[Tensor]]:  # fmt: skip
     """One direction of one layer: (outputs (T, B, H), final states)."""
@@ -153,7 +153,7 @@ def _recurrent(
     lengths: Any, gate_order: str | None, reset_after: bool = True, nonlinearity: str = "tanh",
     zero_masked: bool = True,
 ) -> tuple[Tensor, list[Tensor]]:  # fmt: skip
-    p = Params(w, prefix, kind if kind != "rnn" else "simple_rnn")
+    p = block(w, prefix, kind if kind != "rnn" else "simple_rnn")
     if x.ndim != 3:
         raise ShapeError(f"{p.where}: input {x.name!r} has shape {x.shape}; expected (seq, batch, features)"
                          f"{' with batch_first' if batch_first else ''}")  # fmt: skip

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
 
 import numpy as np
 
@@ -18,12 +17,12 @@ from .. import ops
 from ..errors import ShapeError, WeightError
 from ..tensor import Tensor
 from . import _act
-from ._params import Params, scope
+from ._params import Weights, block, scope
 from .attention import Mask, mlp, multi_head_attention
+from .attention import positions as _positions
 
 __all__ = ["transformer_encoder_layer", "layer_norm", "embedding", "sinusoidal_positions", "TORCH_KEYS", "VIT_KEYS"]
 
-Weights = Mapping[str, Any] | Params
 
 # Where the parts of an encoder layer sit under its prefix.
 TORCH_KEYS = {"attn": "self_attn", "norm1": "norm1", "norm2": "norm2", "fc1": "linear1", "fc2": "linear2"}
@@ -32,7 +31,7 @@ VIT_KEYS = {"attn": "self_attention", "norm1": "ln_1", "norm2": "ln_2", "fc1": "
 
 def layer_norm(x: Tensor, w: Weights, prefix: str, *, eps: float = 1e-5) -> Tensor:
     """``torch.nn.LayerNorm`` over the last axis with ``<prefix>.weight`` and ``<prefix>.bias``."""
-    p = Params(w, prefix, "layer_norm")
+    p = block(w, prefix, "layer_norm")
     c = x.shape[-1]
     return ops.layer_norm(x, c, p.optional("weight", (c,)), p.optional("bias", (c,)), eps, name=prefix)
 
@@ -61,7 +60,7 @@ def transformer_encoder_layer(
         for i in range(6):
             x = transformer_encoder_layer(x, w, f"encoder.layers.{i}", 8, norm_first=True, act="gelu")
     """
-    p = Params(w, prefix, "transformer_encoder_layer")
+    p = block(w, prefix, "transformer_encoder_layer")
     missing = {"attn", "norm1", "norm2", "fc1", "fc2"} - set(keys)
     if missing:
         raise WeightError(f"{p.where}: keys needs entries {sorted(missing)}; got {dict(keys)}")
@@ -102,21 +101,25 @@ def embedding(
     scale: float | None = None,
     num_embeddings: int | None = None,
     embedding_dim: int | None = None,
+    max_length: int | None = None,
 ) -> Tensor:
     """Token embedding ``w[prefix + '.weight'][ids]`` (B, L) -> (B, L, D), plus positions.
 
     Args:
         positions: None; ``'sinusoidal'``; or the key (relative to ``w``) of a learned
             table (max_len, D) or (1, max_len, D), e.g. ``'pos_embedding.weight'``.
-            Positions are added for indices 0..L-1, so L must be static.
+            Positions 0..L-1 are added; L may be dynamic: the table is read at the
+            run-time positions (a gather), so any L up to the table's length works.
         scale: multiply the token embeddings first (``sqrt(D)`` in the original Transformer).
+        max_length: the longest sequence, for a sinusoidal table with a dynamic L
+            (default: the largest profile value of the ids' sequence dim, for a network input).
 
     Example::
 
         x = embedding(ids, w, "embed_tokens", positions="embed_positions.weight")
     """
     net = ids.net
-    p = Params(w, prefix, "embedding")
+    p = block(w, prefix, "embedding")
     table = p.take("weight", (num_embeddings, embedding_dim))
     dim = table.shape[1]
     with scope(net, prefix):
@@ -126,16 +129,32 @@ def embedding(
         if positions is None:
             return x
         length = ids.shape[-1]
-        if length < 0:
-            raise ShapeError(f"{p.where}: positions need a static sequence length, got ids shape {ids.shape}")
         if positions == "sinusoidal":
-            pos = sinusoidal_positions(length, dim)
+            longest = length if length >= 0 else (max_length or _longest(ids, p.where))
+            pos = sinusoidal_positions(longest, dim)
         else:
-            learned = Params(w, "", "embedding").take(positions)
+            learned = block(w, "", "embedding").take(positions)
             learned = learned.reshape(learned.shape[-2:]) if learned.ndim == 3 and learned.shape[0] == 1 else learned
-            if learned.ndim != 2 or learned.shape[1] != dim or learned.shape[0] < length:
+            if learned.ndim != 2 or learned.shape[1] != dim or learned.shape[0] < max(length, 1):
                 raise ShapeError(
-                    f"{p.where}: positions {positions!r} has shape {learned.shape}; expected (max_len >= {length}, {dim})"
+                    f"{p.where}: positions {positions!r} has shape {learned.shape}; "
+                    f"expected (max_len >= {length if length >= 0 else 'L'}, {dim})"
                 )
-            pos = learned[:length]
-        return ops.add(x, net.constant(pos, "positions"), name="add_positions")
+            pos = learned
+        if length >= 0:
+            return ops.add(x, net.constant(pos[:length], "positions"), name="add_positions")
+        # (L, D) rows at the run-time positions 0..L-1, broadcast over the batch.
+        rows = ops.embedding(_positions(ids, -1, "position_ids"), pos, name="positions")
+        return ops.add(x, rows, name="add_positions")
+
+
+def _longest(ids: Tensor, where: str) -> int:
+    """The largest sequence length the profiles allow for a network-input ``ids``."""
+    spec = ids.net.input_specs.get(ids.name) if ids.trt.is_network_input else None
+    dim = spec[-1] if spec else None
+    if isinstance(dim, str):
+        return max(p.ranges[dim][2] for p in ids.net.profiles())
+    raise ShapeError(
+        f"{where}: sinusoidal positions for a dynamic sequence length need max_length=; ids {ids.name!r} has "
+        f"shape {ids.shape}"
+    )

@@ -6,23 +6,18 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from ..errors import WeightError
-from ..layers import Params
+from ..weights.store import WeightStore, as_store
 
 WeightsArg = Mapping[str, Any] | str | os.PathLike
 
 
-def params(weights: WeightsArg, model: str) -> Params:
-    """``Params`` over ``weights``; a path is loaded with ``trtdsl.weights.load``."""
+def params(weights: WeightsArg, model: str) -> WeightStore:
+    """The float32 block view of ``weights`` for ``model``; a path is loaded with ``trtdsl.weights.load``."""
     if isinstance(weights, (str, os.PathLike)):
         from .. import weights as weights_pkg
 
         weights = weights_pkg.load(weights)
-    if not isinstance(weights, Mapping) and not (hasattr(weights, "keys") and hasattr(weights, "__getitem__")):
-        raise WeightError(
-            f"{model}: weights must be a mapping of name -> array or a file path, got {type(weights).__name__}"
-        )
-    return Params(weights, "", model)
+    return as_store(weights, model).block("", model, float32=True)
 
 
 def make_divisible(v: float, divisor: int = 8) -> int:

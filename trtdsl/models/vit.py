@@ -46,11 +46,11 @@ def vit(net: Network, x: Tensor, weights: WeightsArg, *, num_heads: int, eps: fl
     x = ops.add(x, pos, name="encoder.add_positions")
     for i in itertools.count():
         prefix = f"encoder.layers.encoder_layer_{i}"
-        if not w.has(f"{prefix}.ln_1.weight"):
+        if f"{prefix}.ln_1.weight" not in w:
             break
         x = transformer_encoder_layer(x, w, prefix, num_heads, norm_first=True, act="gelu", eps=eps, keys=VIT_KEYS)
     x = layer_norm(x, w, "encoder.ln", eps=eps)
     x = x[:, 0]
-    if w.has("heads.pre_logits.weight"):
+    if "heads.pre_logits.weight" in w:
         x = linear(x, w, "heads.pre_logits", act="tanh")
-    return linear(x, w, "heads.head") if w.has("heads.head.weight") else x
+    return linear(x, w, "heads.head") if "heads.head.weight" in w else x

@@ -111,7 +111,7 @@ def broadcast(net: Network, a: TensorLike, b: TensorLike) -> tuple[Tensor, Tenso
     da, db = ta.dtype, tb.dtype
     if dtypes.is_float(da) and dtypes.is_float(db):
         compute = net.compute_dtype
-        ta, tb = net._cast(ta, da, compute), net._cast(tb, db, compute)
+        ta, tb = net.cast(ta, compute, src=da), net.cast(tb, compute, src=db)
     elif da != db:
         raise ShapeError(f"operands have different dtypes {da} ({ta.name}) and {db} ({tb.name}); cast one")
     shape_a, shape_b = ta.shape, tb.shape

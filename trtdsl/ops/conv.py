@@ -206,11 +206,11 @@ def _conv(
     name: str | None,
 ) -> Tensor:
     net = x.net
-    lname = net.unique_name(name or kind)
+    lname = net.op_name(name, kind, x)
     what = f"{kind} {lname!r}"
     shape = x.shape  # a cast to the compute dtype keeps it
     _check_rank(x, nd, what, shape)
-    x, dtype = net._compute(x)
+    x, dtype = net.in_compute(x)
     c_in = shape[1]
     if c_in < 0:
         raise ShapeError(f"{what}: the channel dim of input {x.name!r} must be static, got shape {x.shape}")
@@ -237,46 +237,6 @@ def _add_conv(
     w, b, kt, bt = _weight_inputs(net, lname, kernel, bias, dtype, one_d, k_out, what)
     layer = net.trt.add_convolution_nd(x.trt, k_out, ksize, w, b)
     _configure(layer, kt, bt, stride, dilation, groups, mode, pre, post)
-    return net.register(layer, kind, lname, resolved=True)
-
-
-def _conv_checked(
-    x: Tensor, kernel: np.ndarray, bias: np.ndarray | None, stride: int, padding: int, dilation: int, groups: int,
-    name: str,
-) -> Tensor:  # fmt: skip
-    """``conv2d``/``conv3d`` for a caller that has already checked everything those check.
-
-    ``layers.conv_bn_act`` validates the input's rank and static channel count and
-    the kernel's shape against them while it reads the weights; checking again
-    here would read the input's shape through pybind a second time. It calls this
-    only with a rank-4/5 input, a float32 NumPy KCRS kernel that fits it, a bias of
-    one value per output channel (or None), and non-negative ints for the rest.
-    """
-    nd = kernel.ndim - 2
-    kind = "conv2d" if nd == 2 else "conv3d"
-    net = x.net
-    lname = net.unique_name(name)
-    x, dtype = net._compute(x)
-    pre = (padding,) * nd
-    if dtype == "bfloat16":  # weights as constant tensors: the general path
-        return _add_conv(net, x, dtype, kind, lname, f"{kind} {lname!r}", kernel, bias, kernel.shape[0],
-                         kernel.shape[2:], (stride,) * nd, (dilation,) * nd, groups, None, pre, pre)  # fmt: skip
-    # What _weight_inputs and _configure do for NumPy weights, without their other cases.
-    np_dtype = dtypes.to_numpy(dtype)
-    w = net.keep(kernel.astype(np_dtype, copy=False), f"{lname}.kernel")
-    if bias is None:
-        b = _trt.load().Weights(dtypes.to_trt(dtype))
-    else:
-        if bias.dtype is not _F32:
-            bias = np.asarray(bias, dtype=np.float32)
-        b = net.keep(bias.astype(np_dtype, copy=False), f"{lname}.bias")
-    layer = net.trt.add_convolution_nd(x.trt, kernel.shape[0], kernel.shape[2:], w, b)
-    layer.stride_nd = (stride,) * nd
-    layer.padding_nd = pre
-    if dilation != 1:
-        layer.dilation_nd = (dilation,) * nd
-    if groups != 1:
-        layer.num_groups = groups
     return net.register(layer, kind, lname, resolved=True)
 
 
@@ -335,7 +295,7 @@ def _conv_transpose(
     name: str | None,
 ) -> Tensor:
     net = x.net
-    lname = net.unique_name(name or kind)
+    lname = net.op_name(name, kind, x)
     what = f"{kind} {lname!r}"
     _check_rank(x, nd, what)
     x = net.to_compute(x)

@@ -163,7 +163,7 @@ def getitem(x: Tensor, index: Any, *, name: str | None = None) -> Tensor:
     steps = [bool(sliced), adv is not None, bool(int_axes), bool(new_axes)]
     if not any(steps):
         return x
-    lname = net.unique_name(name or "getitem")
+    lname = net.op_name(name, "getitem", x)
     last = max(i for i, s in enumerate(steps) if s)
 
     def done(layer: Any, step: int, kind: str) -> Tensor:
@@ -231,7 +231,7 @@ def gather(x: Tensor, dim: int, index: Tensor | Any, *, name: str | None = None)
     """``torch.gather``: ``out[i][j][k] = x[i][index[i][j][k]][k]`` for ``dim=1`` (TensorRT ELEMENT mode)."""
     net = x.net
     d = axis(dim, x.ndim, "gather dim")
-    lname = net.unique_name(name or "gather")
+    lname = net.op_name(name, "gather", x)
     idx = index_tensor(net, index, f"gather {x.name!r}", f"{lname}.index")
     if idx.ndim != x.ndim:
         raise ShapeError(
@@ -251,7 +251,7 @@ def index_select(x: Tensor, dim: int, index: Tensor | Any, *, name: str | None =
     d = axis(dim, x.ndim, "index_select dim")
     if not isinstance(index, Tensor) and np.ndim(index) != 1:
         raise ShapeError(f"index_select {x.name!r}: index must be 1-D, got shape {np.shape(index)}")
-    lname = net.unique_name(name or "index_select")
+    lname = net.op_name(name, "index_select", x)
     idx = index_tensor(net, index, f"index_select {x.name!r}", f"{lname}.index")
     if idx.ndim != 1:
         raise ShapeError(f"index_select {x.name!r}: index must be 1-D, got shape {idx.shape}")
@@ -271,7 +271,7 @@ def embedding(indices: Tensor, weight: Any, *, name: str | None = None) -> Tenso
     check_index_dtype(f"embedding {indices.name!r}", indices)
     if not isinstance(weight, Tensor) and np.ndim(weight) != 2:
         raise ShapeError(f"embedding: weight must be 2-D (num_embeddings, embedding_dim), got shape {np.shape(weight)}")
-    lname = net.unique_name(name or "embedding")
+    lname = net.op_name(name, "embedding", indices)
     table = weight_constant(net, weight, f"{lname}.weight")
     return net.register(net.trt.add_gather(table.trt, indices.trt, 0), "embedding", lname, resolved=True)
 
@@ -284,7 +284,7 @@ def one_hot(indices: Tensor, num_classes: int, *, dtype: str = "int64", name: st
         raise ShapeError(
             f"one_hot {indices.name!r}: num_classes must be a positive int (no inference), got {num_classes!r}"
         )
-    lname = net.unique_name(name or "one_hot")
+    lname = net.op_name(name, "one_hot", indices)
     values = _named_constant(net, np.asarray([0, 1]), f"{lname}.values", dtype)
     depth = _named_constant(net, np.asarray(num_classes), f"{lname}.depth", "int32")
     layer = net.trt.add_one_hot(indices.trt, values.trt, depth.trt, -1)
@@ -304,7 +304,7 @@ def scatter(x: Tensor, dim: int, index: Tensor | Any, src: Tensor | float, *, na
     """
     net = net_of(x, src)
     d = axis(dim, x.ndim, "scatter dim")
-    lname = net.unique_name(name or "scatter")
+    lname = net.op_name(name, "scatter", x)
     idx = index_tensor(net, index, f"scatter {x.name!r}", f"{lname}.index")
     if idx.ndim != x.ndim:
         raise ShapeError(f"scatter {x.name!r}: index has rank {idx.ndim}, input has rank {x.ndim}")
@@ -325,7 +325,7 @@ def scatter(x: Tensor, dim: int, index: Tensor | Any, src: Tensor | float, *, na
 def scatter_nd(x: Tensor, indices: Tensor | Any, updates: Tensor, *, name: str | None = None) -> Tensor:
     """ONNX ScatterND: ``out[indices[i]] = updates[i]``; ``indices`` has shape (..., k), k <= rank."""
     net = net_of(x, updates)
-    lname = net.unique_name(name or "scatter_nd")
+    lname = net.op_name(name, "scatter_nd", x)
     idx = index_tensor(net, indices, f"scatter_nd {x.name!r}", f"{lname}.index")
     k = idx.shape[-1] if idx.ndim else -1
     if k == -1 or k > x.ndim:

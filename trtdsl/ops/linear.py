@@ -49,7 +49,7 @@ def linear(x: Tensor, weight: TensorLike, bias: TensorLike | None = None, *, nam
     x = net.to_compute(x)
     if x.ndim == 0:
         raise ShapeError(f"linear: input {x.name!r} is a scalar; expected (..., in_features)")
-    lname = net.unique_name(name or "linear")
+    lname = net.op_name(name, "linear", x)
     in_features = x.shape[-1]
     if isinstance(weight, Tensor):
         w = net.to_compute(weight)

@@ -131,7 +131,7 @@ def layer_norm(
     net = x.net
     x = net.to_compute(x)
     shape = (int(normalized_shape),) if np.ndim(normalized_shape) == 0 else tuple(int(s) for s in normalized_shape)
-    lname = net.unique_name(name or "layer_norm")
+    lname = net.op_name(name, "layer_norm", x)
     n = len(shape)
     if n == 0 or n > x.ndim or tuple(x.shape[x.ndim - n :]) != shape:
         raise ShapeError(

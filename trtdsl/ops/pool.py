@@ -54,7 +54,7 @@ def _pool(
 ) -> Tensor:
     trt = _trt.load()
     net = x.net
-    lname = net.unique_name(name or kind)
+    lname = net.op_name(name, kind, x)
     what = f"{kind} {lname!r}"
     _check_rank(x, nd, what)
     x = net.to_compute(x)

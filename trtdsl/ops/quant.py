@@ -136,7 +136,7 @@ def fake_quantize(
             if isinstance(amax, Tensor)
             else np.asarray(amax, np.float64) / _QMAX.get(dt, 127.0)
         )
-    full = net.unique_name(name or "fake_quantize")
+    full = net.op_name(name, "fake_quantize", x)
     prefix = net.current_scope
     with net.scope(full[len(prefix) + 1 :] if prefix else full):
         s, ax = _scale(net, x, scale, axis, op="fake_quantize", name=full, const="scale")

@@ -131,7 +131,7 @@ def flatten(x: Tensor, start_dim: int = 0, end_dim: int = -1, *, name: str | Non
         return _shuffle(x, name, "flatten", dims=dims)
     # Several dynamic axes: copy the others from the shape tensor, infer the merged one.
     net = x.net
-    lname = net.unique_name(name or "flatten")
+    lname = net.op_name(name, "flatten", x)
     shape = shape_tensor(x)
     parts = []
     if s:
@@ -164,7 +164,7 @@ def squeeze(x: Tensor, dim: int | Sequence[int] | None = None, *, name: str | No
         if x.shape[d] not in (1, -1):
             raise ShapeError(f"squeeze {x.name!r}: dim {d} has size {x.shape[d]}, not 1 (shape {x.shape})")
     net = x.net
-    lname = net.unique_name(name or "squeeze")
+    lname = net.op_name(name, "squeeze", x)
     layer = net.trt.add_squeeze(x.trt, int_constant(net, dims, f"{lname}.axes").trt)
     return net.register(layer, "squeeze", lname, resolved=True)
 
@@ -174,7 +174,7 @@ def unsqueeze(x: Tensor, dim: int | Sequence[int], *, name: str | None = None) -
     n = 1 if isinstance(dim, (int, np.integer)) else len(dim)
     dims = axes(dim, x.ndim + n, "unsqueeze dim")
     net = x.net
-    lname = net.unique_name(name or "unsqueeze")
+    lname = net.op_name(name, "unsqueeze", x)
     layer = net.trt.add_unsqueeze(x.trt, int_constant(net, dims, f"{lname}.axes").trt)
     return net.register(layer, "unsqueeze", lname, resolved=True)
 
@@ -251,7 +251,7 @@ def split(
         if sum(sizes) != n or any(s < 0 for s in sizes):
             raise ShapeError(f"{what}: sections {sizes} sum to {sum(sizes)}, but dim {d} has size {n}")
     net = x.net
-    base = net.unique_name(name or "split")
+    base = net.op_name(name, "split", x)
     out, start = [], 0
     for i, s in enumerate(sizes):
         layer = slice_layer(x, [d], [start], [s], [1])
@@ -276,7 +276,7 @@ def stack(tensors: Sequence[TensorLike], dim: int = 0, *, name: str | None = Non
     for t in ts[1:]:
         if any(a != b and -1 not in (a, b) for a, b in zip(t.shape, ts[0].shape, strict=True)):
             raise ShapeError(f"stack: {t.name!r} has shape {t.shape}, {ts[0].name!r} has {ts[0].shape}; all must match")
-    lname = net.unique_name(name or "stack")
+    lname = net.op_name(name, "stack", ts[0])
     axes_t = int_constant(net, [d], f"{lname}.axes")
     parts = [
         net.register(net.trt.add_unsqueeze(t.trt, axes_t.trt), "unsqueeze", f"{lname}.in{i}", scoped=False)
@@ -324,7 +324,7 @@ def pad(
         if mode == "circular" and n != -1 and max(before, after) > n:
             raise ShapeError(f"{what}: circular padding {(before, after)} must be at most dim {a} (size {n})")
     net = x.net
-    lname = net.unique_name(name or "pad")
+    lname = net.op_name(name, "pad", x)
     ax = list(pairs)
     size = affine_sizes(x, ax, [1] * len(ax), [b + a for b, a in pairs.values()], lname)
     fill = None
@@ -399,7 +399,7 @@ def repeat(x: Tensor, *sizes: int | Sequence[int], name: str | None = None) -> T
     if not ax:
         return x
     net = x.net
-    lname = net.unique_name(name or "repeat")
+    lname = net.op_name(name, "repeat", x)
     size = affine_sizes(x, ax, [reps[i] for i in ax], [0] * len(ax), lname)
     layer = slice_layer(x, ax, [0] * len(ax), size, [1] * len(ax), mode="WRAP")
     return net.register(layer, "repeat", lname, resolved=True)

@@ -28,6 +28,7 @@ import numpy as np
 
 from .. import _trt, dtypes
 from ..errors import InterpreterError, ShapeError, TrtdslError, UnsupportedLayerError, did_you_mean
+from ..feeds import check_mapping
 from ..inspect import downcast
 from . import precision
 from .buffers import BufferPool
@@ -94,6 +95,11 @@ class Interpreter:
         observing keeps buffer reuse on: the array is only valid during the call, so a callback
         that wants to keep it must copy it. An observed tensor is never fused away or donated.
         """
+        if not self.outputs:
+            raise InterpreterError(
+                f"network {self.definition.name!r} has no outputs, so a run computes nothing; "
+                "mark one with net.output(tensor, name)"
+            )
         env = self._check_feeds(feeds)
         want = self._capture_set(capture)
         watch = self._observe_map(observe)
@@ -107,22 +113,13 @@ class Interpreter:
             donations, relus = self._observed_plan(frozenset(watch))
         else:
             donations, relus = self._donations, self._relus
-        for pos, (step, free, donated) in enumerate(zip(self.steps, self._free_after, donations, strict=True)):
-            fused = relus.get(pos)
-            if fused is None:
-                execute(step, env, donated)
-            elif fused:  # this layer also applies the ReLU that follows it
-                execute(step, env, donated, relu=True)
-            else:  # the ReLU itself: its output is its input, already rectified
-                env[step.outputs[0]] = env[step.inputs[0]]
-            if watch:
-                for name in step.outputs:
-                    fn = watch.get(name)
-                    if fn is not None and name in env:
-                        fn(name, env[name])
-            for name in free:
-                if name not in keep and name in env:
-                    self.pool.give(env.pop(name))
+        try:
+            self._execute(env, keep, donations, relus, watch)
+        except InterpreterError as e:
+            dims = self._dims_text(feeds)
+            if not dims:
+                raise
+            raise InterpreterError(f"{e}; at {dims}") from e
         missing = [n for n in self.outputs if n not in env]
         if missing:
             raise InterpreterError(f"outputs {missing} were never computed")
@@ -185,7 +182,38 @@ class Interpreter:
                 )
         return set(names)
 
+    def _execute(self, env: dict, keep: set, donations: Any, relus: Any, watch: Any) -> None:
+        """Run every step over ``env`` (the loop of :meth:`run`)."""
+        for pos, (step, free, donated) in enumerate(zip(self.steps, self._free_after, donations, strict=True)):
+            fused = relus.get(pos)
+            if fused is None:
+                execute(step, env, donated)
+            elif fused:  # this layer also applies the ReLU that follows it
+                execute(step, env, donated, relu=True)
+            else:  # the ReLU itself: its output is its input, already rectified
+                env[step.outputs[0]] = env[step.inputs[0]]
+            if watch:
+                for name in step.outputs:
+                    fn = watch.get(name)
+                    if fn is not None and name in env:
+                        fn(name, env[name])
+            for name in free:
+                if name not in keep and name in env:
+                    self.pool.give(env.pop(name))
+
+    def _dims_text(self, feeds: Mapping[str, Any]) -> str:
+        """'H=17, W=16': the named dims as the feeds set them (empty for a raw definition)."""
+        specs = getattr(self.network, "input_specs", None) or {}
+        seen: dict[str, int] = {}
+        for name, spec in specs.items():
+            shape = np.shape(feeds[name]) if name in feeds else ()
+            for d, n in zip(spec, shape or (), strict=False):
+                if isinstance(d, str):
+                    seen.setdefault(d, n)
+        return ", ".join(f"{d}={n}" for d, n in seen.items())
+
     def _check_feeds(self, feeds: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        check_mapping(feeds, self.inputs, f"network {getattr(self.network, 'name', self.definition.name)!r}")
         for name in feeds:
             if name not in self.inputs:
                 raise ShapeError(

@@ -203,18 +203,20 @@ def bench(
     )
 
 
-def bench_main(argv: Sequence[str] | None = None) -> int:
-    """``trtdsl bench model.plan [--shapes name:1x3x224x224] [--iterations N] [--warmup N] [--graph] [--device N]``."""
-    p = argparse.ArgumentParser(prog="trtdsl bench", description=__doc__.split("\n\n")[0])
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of ``trtdsl bench`` (shared by :func:`bench_main` and the ``trtdsl`` command)."""
     p.add_argument("plan", help="plan file written by Plan.save (with its .json metadata beside it)")
     p.add_argument("--shapes", action="append", help="input shapes, e.g. images:1x3x224x224 (default: profile 0 opt)")
-    p.add_argument("--iterations", type=int, default=100)
-    p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--iterations", type=_positive, default=100)
+    p.add_argument("--warmup", type=_positive, default=10)
     p.add_argument("--graph", action="store_true", help="replay copies and execution as one CUDA graph")
-    p.add_argument("--device", type=int, default=0)
-    args = p.parse_args(argv)
-    if not os.path.exists(args.plan):
-        p.error(f"no plan file {args.plan!r}")
+    p.add_argument("--device", type=_positive, default=0)
+
+
+def run_args(args: argparse.Namespace) -> int:
+    """Run ``trtdsl bench`` on parsed arguments and print the report."""
+    if not os.path.isfile(args.plan):
+        raise TrtdslError(f"no plan file {args.plan!r}")
     report = bench(
         args.plan,
         parse_shapes(args.shapes),
@@ -225,3 +227,23 @@ def bench_main(argv: Sequence[str] | None = None) -> int:
     )
     print(report)
     return 0
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an int") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be >= 0")
+    return value
+
+
+def bench_main(argv: Sequence[str] | None = None) -> int:
+    """``trtdsl bench model.plan [--shapes name:1x3x224x224] [--iterations N] [--warmup N] [--graph] [--device N]``."""
+    p = argparse.ArgumentParser(prog="trtdsl bench", description=__doc__.split("\n\n")[0])
+    add_arguments(p)
+    args = p.parse_args(argv)
+    if not os.path.isfile(args.plan):
+        p.error(f"no plan file {args.plan!r}")
+    return run_args(args)

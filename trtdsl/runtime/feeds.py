@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ShapeError, did_you_mean
+from ..feeds import check_mapping
 from .array import host_dtype, is_device, itemsize
 
 
@@ -36,6 +37,7 @@ class FeedChecker:
         self, feeds: Mapping[str, Any], device_feed: Callable[[str, Any], Any] | None = None
     ) -> tuple[list, tuple]:
         names = self.names
+        check_mapping(feeds, names, f"plan {self.plan.network!r}")
         if len(feeds) != len(names) or any(n not in feeds for n in names):
             extra = [n for n in feeds if n not in self.plan.inputs]
             if extra:

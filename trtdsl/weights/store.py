@@ -2,7 +2,13 @@
 
 A store knows every weight's shape and dtype without reading it, reads each
 array on first access (a memory map wherever the format allows), and records
-which weights a build took, so leftovers can be reported or made an error.
+which weights a build read, so leftovers can be reported or made an error.
+
+A use is an explicit read by name: ``w[name]``, ``w.get(name)`` or ``w.take(name)``.
+Listing the store (iteration, ``keys()``, ``items()``, ``values()``, ``dict(w)``)
+marks nothing, so copying a whole store cannot make the check pass vacuously.
+Blocks (``trtdsl.layers``) read their weights through ``w.block(prefix, kind)``
+views, and a plain dict becomes an in-memory store with :func:`as_store`.
 
 Example::
 
@@ -14,7 +20,9 @@ Example::
 
 from __future__ import annotations
 
+import bisect
 import difflib
+import fnmatch
 import logging
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -27,6 +35,7 @@ import numpy as np
 from ..errors import WeightError, WeightShapeError, did_you_mean
 
 log = logging.getLogger("trtdsl.weights")
+_F32 = np.dtype(np.float32)
 
 
 @dataclass
@@ -38,11 +47,19 @@ class Entry:
     read: Callable[[], np.ndarray]
 
     def __post_init__(self) -> None:
-        self.dtype = canonical(self.dtype)
+        if id(self.dtype) not in _CANONICAL_IDS:
+            self.dtype = canonical(self.dtype)
 
     @property
     def nbytes(self) -> int:
         return int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
+
+
+# ids of NumPy's own dtype instances of the common types (immortal singletons): the
+# common case skips canonical(), which a model's construction calls per weight.
+_CANONICAL_IDS = frozenset(
+    id(np.dtype(t)) for t in (np.float32, np.float16, np.float64, np.int8, np.int32, np.int64, np.uint8, np.bool_)
+)
 
 
 def canonical(dtype: np.dtype) -> np.dtype:
@@ -58,6 +75,7 @@ class _Source:
         self.path, self.fmt, self.entries, self.shapeless = path, fmt, entries, shapeless
         self.cache: dict[str, np.ndarray] = {}
         self.used: set[str] = set()
+        self.missed: set[str] = set()  # full names blocks looked for and did not find (optional weights)
         self._close = close
 
     def array(self, key: str) -> np.ndarray:
@@ -69,7 +87,7 @@ class _Source:
                 raise
             except Exception as e:
                 raise WeightError(f"{self.path.name}: cannot read weight {key!r}: {type(e).__name__}: {e}") from e
-            if arr.dtype is not canonical(arr.dtype):
+            if id(arr.dtype) not in _CANONICAL_IDS and arr.dtype is not canonical(arr.dtype):
                 arr = arr.view(canonical(arr.dtype))  # same bytes, a dtype TensorRT accepts
             arr.flags.writeable = False  # one cached array is shared by every view and every take()
             self.cache[key] = arr
@@ -89,19 +107,46 @@ def _fmt_bytes(n: int) -> str:
     return f"{n} B"
 
 
+# Known non-parameters a checkpoint carries beside its weights: torch's BatchNorm step
+# counter (read by no inference network). fnmatch patterns over a view's names.
+DEFAULT_IGNORE: tuple[str, ...] = ("num_batches_tracked", "*.num_batches_tracked", "*/num_batches_tracked")
+
+
+class _Listed(str):
+    """A name handed out by listing a store; reading it back (``dict(w)``, ``items()``) is not a use."""
+
+    __slots__ = ()
+
+
 class WeightStore(Mapping[str, np.ndarray]):
     """Read-only mapping from name to array over one weight file; see :func:`trtdsl.weights.load`.
 
-    ``w[name]`` peeks at a weight; :meth:`take` checks it and records the use.
-    Views from :meth:`scope` and :meth:`rename` share the file, the cache and
-    the use record with the store they came from.
+    ``w[name]``, ``w.get(name)`` and :meth:`take` (which also checks shape and
+    dtype) record the use; listing the store does not. Views from :meth:`scope`,
+    :meth:`block` and :meth:`rename` share the file, the cache and the use record
+    with the store they came from.
     """
 
-    def __init__(self, source: _Source, names: dict[str, str] | None = None, *, where: str = "", strict: bool = False):
+    def __init__(
+        self,
+        source: _Source,
+        names: dict[str, str] | None = None,
+        *,
+        where: str = "",
+        strict: bool = False,
+        prefix: str = "",
+        block: tuple[str, str] | None = None,
+        root: dict[str, str] | None = None,
+    ):
         self._src = source
         self._names = names if names is not None else {k: k for k in source.entries}
         self._where = where
         self.strict = strict
+        self._prefix = prefix  # this view's names are relative to it: "layer1.0."
+        self._block = block  # (own label, label with its parent) of a layer block's view
+        self._root = root if root is not None else self._names  # full names, for suggestions
+        self._float32 = False  # block views hand out float weights as float32
+        self._sorted: list[str] | None = None  # this view's names, sorted when a view is first opened on it
 
     @classmethod
     def from_entries(
@@ -116,18 +161,50 @@ class WeightStore(Mapping[str, np.ndarray]):
         """Build a store from a loader's entries. ``shapeless``: the format keeps flat arrays only (``.wts``)."""
         return cls(_Source(Path(path), fmt, entries, shapeless=shapeless, close=close))
 
+    @classmethod
+    def from_mapping(cls, mapping: Mapping[str, Any], name: str = "weights") -> WeightStore:
+        """An in-memory store over a dict (or an ``np.load`` result) of name -> array; no copies.
+
+        Example::
+
+            w = WeightStore.from_mapping(model.state_dict() | extra, "resnet18")
+        """
+        entries: dict[str, Entry] = {}
+        for key in mapping.keys():
+            if not isinstance(key, str):
+                raise WeightError(f"{name}: weight names must be strings, got {key!r} ({type(key).__name__})")
+            value = mapping[key]
+            array = value if type(value) is np.ndarray and value.dtype.kind in "fiub" else _as_array(value, key, name)
+            # A view, so that making it read-only leaves the caller's array alone.
+            entries[key] = Entry(array.shape, array.dtype, array.view)
+        return cls(_Source(Path(name), "in-memory", entries, shapeless=False, close=None))
+
     # ------------------------------------------------------------- mapping
     def __getitem__(self, name: str) -> np.ndarray:
-        return self._src.array(self._key(name))
+        key = self._key(name)
+        arr = self._src.array(key)
+        if type(name) is not _Listed:
+            self._src.used.add(key)
+        return arr
+
+    def get(self, name: str, default: Any = None) -> Any:
+        """``w[name]`` (a use), or ``default`` when absent."""
+        if name in self:
+            return self[name]
+        self._src.missed.add(self._full(str(name)))
+        return default
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._names)
+        return map(_Listed, self._names)
 
     def __len__(self) -> int:
         return len(self._names)
 
     def __contains__(self, name: object) -> bool:
-        return name in self._names
+        try:
+            return name in self._names
+        except TypeError:
+            return False
 
     @property
     def path(self) -> Path:
@@ -136,6 +213,11 @@ class WeightStore(Mapping[str, np.ndarray]):
     @property
     def format(self) -> str:
         return self._src.fmt
+
+    @property
+    def where(self) -> str:
+        """How messages name this view: the block (``"linear 'fc' (in mlp 'head')"``) or the file."""
+        return self._block[1] if self._block else self._label()
 
     def shape(self, name: str) -> tuple[int, ...]:
         """The stored shape of ``name``, without reading it."""
@@ -148,17 +230,43 @@ class WeightStore(Mapping[str, np.ndarray]):
     def _label(self) -> str:
         return self._src.path.name + (f" {self._where}" if self._where else "")
 
-    def _key(self, name: str, layer: str | None = None) -> str:
+    def _full(self, name: str) -> str:
+        return self._prefix + name
+
+    def _key(self, name: str, layer: str | None = None, shape: Sequence[int | None] | None = None) -> str:
         try:
             return self._names[name]
         except (KeyError, TypeError):
             pass
+        if self._block is not None and layer is None:
+            full = self._full(str(name))
+            expect = f" (expected shape {_fmt_shape(shape)})" if shape is not None else ""
+            hint = _suggest(full, self._root) or _siblings(self._prefix, self._root)
+            raise WeightError(
+                f"{self._block[1]}: missing weight {full!r}{expect}; the weights have {len(self._root)} keys.{hint}"
+            ) from None
         where = f"{layer}: " if layer else ""
         raise WeightError(
             f"{where}no weight {name!r} in {self._label()} ({len(self._names)} keys).{_suggest(str(name), self._names)}"
         ) from None
 
     # --------------------------------------------------------------- views
+    def _under(self, prefix: str) -> tuple[dict[str, str], str]:
+        """Names under ``prefix`` (``.`` or ``/`` separated) relative to it, and the separator used."""
+        # Names that start with the prefix are one run of the sorted names: a model's
+        # blocks each open a view, so a scan of every name per view would add up.
+        if self._sorted is None:
+            self._sorted = sorted(self._names)
+        keys, n = self._sorted, len(prefix)
+        run = keys[bisect.bisect_left(keys, prefix) : bisect.bisect_right(keys, prefix + "\U0010ffff")]
+        names, sep, all_names = {}, "", self._names
+        for k in run:
+            c = k[n : n + 1]
+            if c == "." or c == "/":
+                names[k[n + 1 :]] = all_names[k]
+                sep = sep or c
+        return names, sep or "."
+
     def scope(self, prefix: str) -> WeightStore:
         """The weights under ``prefix`` with names relative to it.
 
@@ -167,11 +275,7 @@ class WeightStore(Mapping[str, np.ndarray]):
         holds ``kernel`` for the Keras name ``conv2d/kernel``.
         """
         prefix = prefix.rstrip("./")
-        names = {
-            n[len(prefix) + 1 :]: k
-            for n, k in self._names.items()
-            if n.startswith(prefix) and n[len(prefix) : len(prefix) + 1] in (".", "/")
-        }
+        names, sep = self._under(prefix)
         if not names:
             tops = sorted({re.split(r"[./]", n)[0] for n in self._names})
             raise WeightError(
@@ -179,7 +283,32 @@ class WeightStore(Mapping[str, np.ndarray]):
                 f"{' ...' if len(tops) > 12 else ''}.{did_you_mean(prefix, tops)}"
             )
         where = f"{self._where}/{prefix}" if self._where else f"scope {prefix!r}"
-        return WeightStore(self._src, names, where=where, strict=self.strict)
+        return WeightStore(
+            self._src, names, where=where, strict=self.strict, prefix=self._full(prefix) + sep, root=self._root
+        )
+
+    def block(self, prefix: str, kind: str, *, float32: bool = False) -> WeightStore:
+        """The view a layer block reads its weights from: names under ``prefix`` (maybe none yet).
+
+        Messages name the block and the full key: ``conv_bn_act 'layer1.0.conv1' (in
+        residual_block 'layer1.0'): missing weight 'layer1.0.conv1.weight' (expected
+        shape (64, 64, 3, 3))``. An empty ``prefix`` is a block at the top of this view.
+        ``float32=True``: floating-point weights come out as float32 (what blocks fold in).
+        """
+        if prefix:
+            names, sep = self._under(prefix)
+            full_prefix = self._full(prefix) + sep
+        else:
+            names, full_prefix = self._names, self._prefix
+        shown = full_prefix[:-1] if full_prefix else ""
+        own = f"{kind} {shown!r}" if shown else kind
+        label = f"{own} (in {self._block[0]})" if self._block else own
+        view = WeightStore(
+            self._src, names, where=self._where, strict=self.strict, prefix=full_prefix, block=(own, label),
+            root=self._root,
+        )  # fmt: skip
+        view._float32 = float32
+        return view
 
     def rename(
         self, pattern: str | None = None, repl: str | Callable[[re.Match], str] = "", *, strip_prefix: str | None = None
@@ -213,44 +342,80 @@ class WeightStore(Mapping[str, np.ndarray]):
         layer in error messages. Flat formats (``.wts``) are reshaped to ``shape``
         when the sizes agree.
         """
-        key = self._key(name, layer)
+        try:
+            key = self._names[name]
+        except (KeyError, TypeError):
+            key = self._key(name, layer, shape)
         arr = self._src.array(key)
-        where = f"{layer}: " if layer else ""
-        if shape is not None:
-            want = tuple(-1 if d is None else int(d) for d in shape)
-            if self._src.shapeless and arr.ndim == 1 and -1 not in want and arr.size == int(np.prod(want)):
-                arr = arr.reshape(want)
-            if len(want) != arr.ndim or any(w not in (-1, r) for w, r in zip(want, arr.shape, strict=False)):
-                shown = tuple(None if d == -1 else d for d in want)
-                raise WeightShapeError(
-                    f"{where}weight {name!r} in {self._label()} has shape {tuple(arr.shape)}, expected {shown}."
-                    + layout_hint(tuple(arr.shape), want)
-                )
+        if shape is not None and arr.shape != shape:
+            arr = self._check_shape(name, arr, shape, layer)
         if dtype is not None and arr.dtype != np.dtype(dtype):
+            where = f"{layer}: " if layer else ""
             raise WeightError(
                 f"{where}weight {name!r} in {self._label()} has dtype {arr.dtype}, expected {np.dtype(dtype)}; "
                 f"convert it with .astype({np.dtype(dtype).name!r}) or take it without dtype="
             )
         self._src.used.add(key)
+        if self._float32 and arr.dtype is not _F32 and (arr.dtype.kind == "f" or arr.dtype.name == "bfloat16"):
+            arr = arr.astype(_F32)
         return arr
 
-    def unused(self) -> list[str]:
-        """Names in this view that no :meth:`take` has used yet."""
-        return [n for n, k in self._names.items() if k not in self._src.used]
+    def optional(self, name: str, shape: Sequence[int | None] | None = None) -> np.ndarray | None:
+        """:meth:`take` when ``name`` exists, else None (a convolution without bias)."""
+        if name in self._names:
+            return self.take(name, shape)
+        self._src.missed.add(self._full(name))
+        return None
 
-    def check_all_used(self, what: str = "the build") -> None:
-        """Raise :class:`WeightError` listing every weight of this view that ``take`` never used."""
-        left = self.unused()
+    def _check_shape(self, name: str, arr: np.ndarray, shape: Sequence[int | None], layer: str | None) -> np.ndarray:
+        want = tuple(-1 if d is None else int(d) for d in shape)
+        if self._src.shapeless and arr.ndim == 1 and -1 not in want and arr.size == int(np.prod(want)):
+            arr = arr.reshape(want)
+        if len(want) != arr.ndim or any(w not in (-1, r) for w, r in zip(want, arr.shape, strict=False)):
+            hint = layout_hint(tuple(arr.shape), want)
+            if self._block is not None and layer is None:
+                raise WeightShapeError(
+                    f"{self._block[1]}: weight {self._full(name)!r} has shape {tuple(arr.shape)}, "
+                    f"expected {_fmt_shape(shape)}.{hint}"
+                )
+            where = f"{layer}: " if layer else ""
+            shown = tuple(None if d == -1 else d for d in want)
+            raise WeightShapeError(
+                f"{where}weight {name!r} in {self._label()} has shape {tuple(arr.shape)}, expected {shown}." + hint
+            )
+        return arr
+
+    def unused(self, ignore: Sequence[str] = ()) -> list[str]:
+        """Names in this view that no read has used, leaving out ``DEFAULT_IGNORE`` and ``ignore`` (fnmatch)."""
+        patterns = (*DEFAULT_IGNORE, *ignore)
+        used = self._src.used
+        return [n for n, k in self._names.items() if k not in used and not _ignored(n, patterns)]
+
+    def check_all_used(self, what: str = "the build", *, ignore: Sequence[str] = ()) -> None:
+        """Raise :class:`WeightError` naming every weight of this view no read used, grouped by prefix.
+
+        ``ignore``: fnmatch patterns of weights the network is not meant to read
+        (``["aux_logits.*"]``); ``num_batches_tracked`` counters are always skipped.
+
+        Example::
+
+            w.check_all_used(ignore=["fc.*"])  # a headless backbone
+        """
+        left = self.unused(ignore)
         if left:
-            shown = ", ".join(left[:20]) + (f", ... ({len(left) - 20} more)" if len(left) > 20 else "")
-            raise WeightError(f"{len(left)} of {len(self)} weights in {self._label()} were not used by {what}: {shown}")
+            used = [n for n, k in self._names.items() if k in self._src.used]
+            raise WeightError(
+                f"{len(left)} of {len(self)} weights in {self._label()} were not used by {what}: "
+                + _unused_report(left, used, sorted(self._src.missed))
+                + " Read each with w[name] or w.take(name), or pass ignore=['pattern.*'] for weights not meant to be used."
+            )
 
-    def finish(self, what: str = "the build") -> None:
+    def finish(self, what: str = "the build", *, ignore: Sequence[str] = ()) -> None:
         """The hook a build calls when its last layer is added: an error for leftovers in strict mode, a log line otherwise."""
         if self.strict:
-            self.check_all_used(what)
-        elif self.unused():
-            log.info("%d weights in %s were not used by %s", len(self.unused()), self._label(), what)
+            self.check_all_used(what, ignore=ignore)
+        elif self.unused(ignore):
+            log.info("%d weights in %s were not used by %s", len(self.unused(ignore)), self._label(), what)
 
     def close(self) -> None:
         """Close the underlying file; arrays already read (memory maps included) stay valid."""
@@ -285,8 +450,8 @@ class WeightStore(Mapping[str, np.ndarray]):
         lines = [f"{self._label()} ({self._src.fmt}): {len(self)} weights, {_fmt_bytes(self.nbytes)}"]
         for dt, (n, b) in sorted(self._by_dtype().items()):
             lines.append(f"  {dt:>9}: {n:6d} weights {_fmt_bytes(b):>10}")
-        used = len(self) - len(self.unused())
-        lines.append(f"  used by take(): {used} of {len(self)}")
+        used = sum(1 for k in self._names.values() if k in self._src.used)
+        lines.append(f"  used: {used} of {len(self)}")
         if names:
             width = max((len(n) for n in self._names), default=0)
             for n, k in self._names.items():
@@ -297,7 +462,89 @@ class WeightStore(Mapping[str, np.ndarray]):
 
     def __repr__(self) -> str:
         dts = ", ".join(f"{dt}x{n}" for dt, (n, _) in sorted(self._by_dtype().items()))
-        return f"WeightStore({self._label()!r}, {len(self)} weights, {_fmt_bytes(self.nbytes)}, {dts or 'empty'})"
+        label = self._block[1] if self._block else self._label()
+        return f"WeightStore({label!r}, {len(self)} weights, {_fmt_bytes(self.nbytes)}, {dts or 'empty'})"
+
+
+def as_store(weights: Any, name: str = "weights") -> WeightStore:
+    """``weights`` as a :class:`WeightStore`: a store as it is, a mapping of name -> array wrapped in memory.
+
+    Example::
+
+        w = as_store({"fc.weight": np.ones((10, 4), np.float32)})
+        w.take("fc.weight", (10, 4))
+    """
+    if isinstance(weights, WeightStore):
+        return weights
+    if isinstance(weights, Mapping) or (hasattr(weights, "keys") and hasattr(weights, "__getitem__")):
+        return WeightStore.from_mapping(weights, name)
+    raise WeightError(
+        f"{name}: weights must be a WeightStore or a mapping of name -> array (a dict, an np.load result), "
+        f"got {type(weights).__name__}"
+    )
+
+
+def _as_array(value: Any, key: str, name: str) -> np.ndarray:
+    try:
+        array = np.asarray(value)
+    except Exception as e:
+        raise WeightError(f"{name}: weight {key!r} is not an array ({type(value).__name__}): {e}") from e
+    if array.dtype.kind in "OUSMm" or array.dtype.names is not None:
+        raise WeightError(f"{name}: weight {key!r} is not a numeric array (dtype {array.dtype})")
+    return array
+
+
+def _ignored(name: str, patterns: Sequence[str]) -> bool:
+    return any(fnmatch.fnmatchcase(name, p) for p in patterns)
+
+
+_DIGITS = re.compile(r"\d+")
+
+
+def _parent(name: str) -> str:
+    return re.split(r"[./][^./]*$", name)[0] if re.search(r"[./]", name) else ""
+
+
+def _unused_report(left: list[str], used: list[str], missed: list[str]) -> str:
+    """'layer4.1 (2: conv1.weight, bn1.bias), fc (2: weight, bias)' plus near matches."""
+    groups: dict[str, list[str]] = {}
+    for n in left:
+        groups.setdefault(_parent(n), []).append(n)
+    parts = []
+    for parent, names in list(groups.items())[:12]:
+        rel = [n[len(parent) + 1 :] if parent else n for n in names]
+        shown = ", ".join(rel[:6]) + (", ..." if len(rel) > 6 else "")
+        parts.append(f"{parent} ({len(names)}: {shown})" if parent else shown)
+    text = "; ".join(parts) + (f"; ... ({len(groups) - 12} more groups)" if len(groups) > 12 else "") + "."
+    near = []
+    for n in left:
+        # Names the network asked for and did not find are the likeliest intended ones.
+        # A used name that differs only in numbers is a sibling block (layer1.0 / layer1.1), not a typo.
+        close = difflib.get_close_matches(n, missed, n=1, cutoff=0.75) or [
+            m for m in difflib.get_close_matches(n, used, n=3, cutoff=0.85) if _DIGITS.sub("#", m) != _DIGITS.sub("#", n)
+        ][:1]
+        if close:
+            verb = "was looked for and is missing" if close[0] in missed else "was used"
+            near.append(f"{n!r} is close to {close[0]!r}, which {verb}")
+        if len(near) == 5:
+            break
+    if near:
+        text += " Near matches: " + "; ".join(near) + "."
+    return text
+
+
+def _fmt_shape(shape: Sequence[int | None] | None) -> str:
+    items = ["?" if s is None or s == -1 else str(s) for s in shape or ()]
+    return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
+
+
+def _siblings(prefix: str, names: Mapping[str, str]) -> str:
+    """When no key is close, list what exists under the block's prefix."""
+    under = [k for k in names if k.startswith(prefix)] if prefix else []
+    if not under:
+        return ""
+    shown = ", ".join(repr(k) for k in under[:6])
+    return f" Keys under {prefix[:-1]!r}: {shown}{', ...' if len(under) > 6 else ''}."
 
 
 def _suggest(name: str, names: Mapping[str, str]) -> str:
