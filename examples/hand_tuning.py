@@ -68,7 +68,7 @@ def main(out: Path) -> trtdsl.Plan:
     net = tune(build_network())
     plan = trtdsl.build(net, timing_cache=out / "timing.cache")
     plan.save(out / "digits_tuned.plan")
-    from trtdsl.layerinfo import format_layers
+    from trtdsl.planinfo import format_layers
 
     print(format_layers(plan.layers))
     return plan

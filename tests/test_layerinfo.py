@@ -1,77 +1,62 @@
-"""Plan metadata records the network's layers; `trtdsl info --layers` prints them."""
+"""trtdsl.layerinfo: downcasting by an explicit LayerType -> class table."""
 
 from __future__ import annotations
-
-import json
 
 import numpy as np
 import pytest
 
 import trtdsl
-from trtdsl import ops
-from trtdsl.cli import main
-from trtdsl.layerinfo import engine_layers
+from trtdsl import layerinfo, ops, reference
+from trtdsl.errors import UnsupportedLayerError
 
 pytestmark = pytest.mark.usefixtures("trt")
 
 
-def _net():
-    r = np.random.default_rng(0)
-    net = trtdsl.Network("mixed", dtype="float16")
-    x = net.input("images", "float32", (net.dim("batch", 1, 2, 4), 3, 8, 8))
-    with net.scope("stem"):
-        q = ops.fake_quantize(net.to_compute(x), amax=1.0)  # Q/DQ on the fp16 tensor the conv reads
-        y = ops.relu(ops.conv2d(q, r.standard_normal((4, 3, 3, 3)).astype(np.float32), padding=1))
-    with net.scope("head"), net.precision("float32"):
-        z = ops.softmax(ops.flatten(y, 1), dim=-1)
-    net.output(z, "probs")
-    return net
+def test_every_layer_type_of_the_loaded_tensorrt_has_a_class(trt):
+    table = layerinfo.classes()
+    # TensorRT-RTX has no IPluginLayer (plugins are left out of that build).
+    missing = {t.name for t in trt.LayerType.__members__.values() if t not in table}
+    assert missing <= {"PLUGIN", "PLUGIN_V2", "PLUGIN_V3"}, missing
+    for layer_type, cls in table.items():
+        assert cls.__name__.startswith("I") and cls.__name__.endswith("Layer"), (layer_type, cls)
+        assert issubclass(cls, trt.ILayer)
 
 
-def test_layers_are_recorded_saved_and_loaded(tmp_path):
-    plan = trtdsl.build(_net())
-    plan.save(tmp_path / "m.plan")
-    meta = json.loads((tmp_path / "m.plan.json").read_text())
-    assert meta["layers"] == plan.layers
-    loaded = trtdsl.Plan.load(tmp_path / "m.plan")
-    by_name = {r["name"]: r for r in loaded.layers}
-    # Restated from the network written above: fp16 compute, Q/DQ before the conv, fp32 head.
-    conv = by_name["stem.conv2d"]
-    assert conv["type"] == "convolution" and conv["precision"] == "float16" and conv["quantized"]
-    assert conv["outputs"] == [{"name": "stem.conv2d.out", "dtype": "float16", "shape": [-1, 4, 8, 8]}]
-    qs = [r for r in loaded.layers if r["qdq"] == "quantize"]
-    dqs = [r for r in loaded.layers if r["qdq"] == "dequantize"]
-    assert len(qs) == 1 and qs[0]["precision"] == "int8" and qs[0]["outputs"][0]["dtype"] == "int8"
-    assert len(dqs) == 1 and dqs[0]["outputs"][0]["dtype"] == "float16"
-    assert by_name["head.softmax"]["precision"] == "float32"
-    assert [r["name"] for r in loaded.layers] == [net_layer.name for net_layer in _net().layers()]
+def test_downcast_gives_the_concrete_class_and_its_parameters(trt):
+    net = trtdsl.Network("d")
+    x = net.input("x", "float32", (1, 3, 8, 8))
+    y = ops.max_pool2d(ops.conv2d(x, np.ones((4, 3, 3, 3), np.float32), padding=1), 2)
+    net.output(ops.softmax(y, 1), "y")
+    layers = [layerinfo.downcast(net.trt.get_layer(i)) for i in range(net.trt.num_layers)]
+    by_type = {layerinfo.layer_type(layer).name: layer for layer in layers}
+    assert isinstance(by_type["CONVOLUTION"], trt.IConvolutionLayer)
+    assert tuple(by_type["CONVOLUTION"].kernel_size_nd) == (3, 3)
+    assert isinstance(by_type["POOLING"], trt.IPoolingLayer)
+    assert tuple(by_type["POOLING"].window_size_nd) == (2, 2)
+    # layer_type reads LayerType even where the downcast class shadows ``type`` (PoolingType).
+    assert layerinfo.layer_type(by_type["POOLING"]) == trt.LayerType.POOLING
+    assert isinstance(by_type["SOFTMAX"], trt.ISoftMaxLayer)
 
 
-def test_info_layers_prints_the_table_and_why_the_inspector_is_unavailable(tmp_path, capsys):
-    trtdsl.build(_net()).save(tmp_path / "m.plan")
-    assert main(["info", str(tmp_path / "m.plan"), "--layers"]) == 0
-    out = capsys.readouterr().out
-    assert "network layers (" in out
-    line = next(x for x in out.splitlines() if " stem.conv2d " in x)
-    assert "convolution" in line and "float16" in line and "reads DQ" in line and "float16(-1, 4, 8, 8)" in line
-    found, why = engine_layers(trtdsl.Plan.load(tmp_path / "m.plan"))
-    if found is None:  # CPU-only machine (CI): the reason is printed
-        assert f"engine inspector: not available: {why}" in out
-        assert "could not deserialize" in why or "built with" in why
-    else:
-        assert "engine:" in out and len(found) >= 1
+def test_unknown_layer_type_raises_instead_of_staying_ilayer(trt, monkeypatch):
+    net = trtdsl.Network("u")
+    x = net.input("x", "float32", (1, 3, 4, 4))
+    net.output(ops.conv2d(x, np.ones((2, 3, 1, 1), np.float32), name="stem"), "y")
+    table = {k: v for k, v in layerinfo.classes().items() if k != trt.LayerType.CONVOLUTION}
+    monkeypatch.setattr(layerinfo, "classes", lambda: table)
+    conv = next(net.trt.get_layer(i) for i in range(net.trt.num_layers) if net.trt.get_layer(i).name == "stem")
+    with pytest.raises(UnsupportedLayerError, match=r"'stem'.*no I\*Layer class.*CONVOLUTION"):
+        layerinfo.downcast(conv)
 
 
-def test_old_plans_without_layers_load_and_bad_layers_are_refused(tmp_path, capsys):
-    trtdsl.build(_net()).save(tmp_path / "m.plan")
-    meta_path = tmp_path / "m.plan.json"
-    meta = json.loads(meta_path.read_text())
-    del meta["layers"]
-    meta_path.write_text(json.dumps(meta))
-    assert trtdsl.Plan.load(tmp_path / "m.plan").layers == []
-    assert main(["info", str(tmp_path / "m.plan"), "--layers"]) == 0
-    assert "not recorded" in capsys.readouterr().out
-    meta["layers"] = [{"type": "convolution"}]
-    meta_path.write_text(json.dumps(meta))
-    with pytest.raises(trtdsl.TrtdslError, match="malformed.*'layers' must be a list of records"):
-        trtdsl.Plan.load(tmp_path / "m.plan")
+def test_every_interpreter_registry_key_is_a_real_layer_type(trt):
+    from trtdsl.reference.registry import REGISTRY
+
+    names = set(trt.LayerType.__members__)
+    # reference.control groups a loop's or conditional's layers into one structural step with
+    # its own key; those two are the only keys that name no layer, and control.py owns them.
+    structural = {"loop", "if_conditional"}
+    bad = [key for key in REGISTRY if key.upper() not in names and key not in structural]
+    assert not bad, f"interpreter registry keys that are no trt.LayerType: {bad}"
+    assert all(REGISTRY[key].__module__ == "trtdsl.reference.control" for key in structural)
+    assert set(reference.supported()) == set(REGISTRY)

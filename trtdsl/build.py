@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import _trt
 from .errors import BuildError, ProfileError, TrtdslError, did_you_mean
-from .layerinfo import layer_records
+from .planinfo import layer_records
 from .profile import Profile, select_profile
 
 if TYPE_CHECKING:
@@ -54,7 +54,7 @@ class Plan:
     network: str = ""
     build_seconds: float = 0.0
     options: dict[str, Any] = field(default_factory=dict)
-    layers: list[dict[str, Any]] = field(default_factory=list)  # the network's layers, see trtdsl.layerinfo
+    layers: list[dict[str, Any]] = field(default_factory=list)  # the network's layers, see trtdsl.planinfo
 
     def __repr__(self) -> str:
         # Not the dataclass repr: that would print every byte of the engine.

@@ -158,7 +158,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     plan = Plan.load(args.plan)
     print(plan.summary())
     if getattr(args, "layers", False):
-        from .layerinfo import engine_layers, format_engine_layers, format_layers
+        from .planinfo import engine_layers, format_engine_layers, format_layers
 
         if plan.layers:
             print(f"network layers ({len(plan.layers)}):")

@@ -1,125 +1,117 @@
-"""The network's layers as plan metadata, and the engine inspector's view where a GPU allows.
+"""Reading a TensorRT network back: downcasting ``ILayer`` by an explicit table.
 
-``build`` records one entry per layer of the network it built (name, type,
-inputs, outputs with dtype and shape, the precision the layer computes in,
-and its part in explicit quantization), so ``trtdsl info model.plan --layers``
-can list them on any machine. What TensorRT made of them (fused layers,
-tactics) is only known to the deserialized engine: :func:`engine_layers` asks
-the engine inspector for it, and says why not when no GPU can deserialize it.
+``INetworkDefinition.get_layer(i)`` returns a plain ``ILayer``; its parameters
+are on the concrete class. As Polygraphy's ``backend/trt/util.py`` does, the
+class comes from a table keyed by ``layer.type``, written out in full rather
+than derived from the type's name, so a type the table does not know raises
+``UnsupportedLayerError`` instead of silently staying an ``ILayer`` whose
+parameters cannot be read.
 """
 
 from __future__ import annotations
 
-import json
+import functools
 from typing import Any
 
-from . import dtypes
+from . import _trt
+from .errors import UnsupportedLayerError
+
+# LayerType name -> I*Layer class name. Rows whose names the loaded TensorRT lacks
+# (older versions, or TensorRT-RTX without plugins) are left out of the table.
+_CLASS_NAMES = (
+    ("ACTIVATION", "IActivationLayer"),
+    ("ASSERTION", "IAssertionLayer"),
+    ("ATTENTION_INPUT", "IAttentionInputLayer"),
+    ("ATTENTION_OUTPUT", "IAttentionOutputLayer"),
+    ("CAST", "ICastLayer"),
+    ("CONCATENATION", "IConcatenationLayer"),
+    ("CONDITION", "IConditionLayer"),
+    ("CONDITIONAL_INPUT", "IIfConditionalInputLayer"),
+    ("CONDITIONAL_OUTPUT", "IIfConditionalOutputLayer"),
+    ("CONSTANT", "IConstantLayer"),
+    ("CONVOLUTION", "IConvolutionLayer"),
+    ("CUMULATIVE", "ICumulativeLayer"),
+    ("DECONVOLUTION", "IDeconvolutionLayer"),
+    ("DEQUANTIZE", "IDequantizeLayer"),
+    ("DIST_COLLECTIVE", "IDistCollectiveLayer"),
+    ("DYNAMIC_QUANTIZE", "IDynamicQuantizeLayer"),
+    ("EINSUM", "IEinsumLayer"),
+    ("ELEMENTWISE", "IElementWiseLayer"),
+    ("FILL", "IFillLayer"),
+    ("GATHER", "IGatherLayer"),
+    ("GRID_SAMPLE", "IGridSampleLayer"),
+    ("IDENTITY", "IIdentityLayer"),
+    ("ITERATOR", "IIteratorLayer"),
+    ("KV_CACHE_UPDATE", "IKVCacheUpdateLayer"),
+    ("LOOP_OUTPUT", "ILoopOutputLayer"),
+    ("LRN", "ILRNLayer"),
+    ("MATRIX_MULTIPLY", "IMatrixMultiplyLayer"),
+    ("MOE", "IMoELayer"),
+    ("NMS", "INMSLayer"),
+    ("NON_ZERO", "INonZeroLayer"),
+    ("NORMALIZATION", "INormalizationLayer"),
+    ("ONE_HOT", "IOneHotLayer"),
+    ("PADDING", "IPaddingLayer"),
+    ("PARAMETRIC_RELU", "IParametricReLULayer"),
+    ("PLUGIN", "IPluginLayer"),
+    ("PLUGIN_V2", "IPluginV2Layer"),
+    ("PLUGIN_V3", "IPluginV3Layer"),
+    ("POOLING", "IPoolingLayer"),
+    ("QUANTIZE", "IQuantizeLayer"),
+    ("RAGGED_SOFTMAX", "IRaggedSoftMaxLayer"),
+    ("RECURRENCE", "IRecurrenceLayer"),
+    ("REDUCE", "IReduceLayer"),
+    ("RESIZE", "IResizeLayer"),
+    ("REVERSE_SEQUENCE", "IReverseSequenceLayer"),
+    ("ROTARY_EMBEDDING", "IRotaryEmbeddingLayer"),
+    ("SCALE", "IScaleLayer"),
+    ("SCATTER", "IScatterLayer"),
+    ("SELECT", "ISelectLayer"),
+    ("SHAPE", "IShapeLayer"),
+    ("SHUFFLE", "IShuffleLayer"),
+    ("SLICE", "ISliceLayer"),
+    ("SOFTMAX", "ISoftMaxLayer"),
+    ("SQUEEZE", "ISqueezeLayer"),
+    ("TOPK", "ITopKLayer"),
+    ("TRIP_LIMIT", "ITripLimitLayer"),
+    ("UNARY", "IUnaryLayer"),
+    ("UNSQUEEZE", "IUnsqueezeLayer"),
+)
 
 
-def _dtype(t: Any) -> str:
-    try:
-        return dtypes.canonical(t.dtype)
-    except Exception:  # a TensorRT type trtdsl has no name for: show TensorRT's own
-        return str(t.dtype).rsplit(".", 1)[-1].lower()
+@functools.cache
+def classes() -> dict[Any, type]:
+    """``trt.LayerType`` -> its ``I*Layer`` class, for the TensorRT that trtdsl loaded."""
+    trt = _trt.load()
+    table = {}
+    for type_name, class_name in _CLASS_NAMES:
+        layer_type, cls = getattr(trt.LayerType, type_name, None), getattr(trt, class_name, None)
+        if layer_type is not None and cls is not None:
+            table[layer_type] = cls
+    return table
 
 
-def _shape(t: Any) -> list[int]:
-    s = t.shape
-    return [int(s[i]) for i in range(len(s))]
+def layer_type(layer: Any) -> Any:
+    """The ``trt.LayerType`` of a layer, downcast or not (``IPoolingLayer.type`` is its PoolingType)."""
+    return _trt.load().ILayer.type.__get__(layer)
 
 
-def layer_records(net: Any) -> list[dict[str, Any]]:
-    """One JSON-ready record per layer of ``net`` (a ``Network`` or ``INetworkDefinition``), in order.
+def downcast(layer: Any) -> Any:
+    """Give ``layer`` its concrete class so its parameters can be read.
 
-    ``precision`` is the type the layer computes in: for a strongly typed
-    network, that of its first float input (or output, for layers without
-    one); Quantize and Dequantize layers in their output type. ``qdq`` is
-    ``"quantize"``/``"dequantize"`` for Q/DQ layers, and ``quantized`` marks a
-    layer that reads a dequantized tensor (TensorRT fuses the DQ into it).
+    Raises ``UnsupportedLayerError`` for a layer type the table does not know.
+
+    Example::
+
+        conv = downcast(net.trt.get_layer(0))
+        conv.kernel_size_nd
     """
-    d = getattr(net, "trt", net)
-    # Rewrites append Q/DQ layers after their readers, so collect DQ outputs first.
-    dequantized = {
-        d.get_layer(i).get_output(0).name for i in range(d.num_layers) if d.get_layer(i).type.name == "DEQUANTIZE"
-    }
-    records = []
-    for i in range(d.num_layers):
-        layer = d.get_layer(i)
-        kind = layer.type.name
-        ins = [layer.get_input(j) for j in range(layer.num_inputs)]
-        outs = [layer.get_output(j) for j in range(layer.num_outputs)]
-        floats = [_dtype(t) for t in ins if t is not None and dtypes.is_float(_dtype(t))]
-        if kind in ("QUANTIZE", "DEQUANTIZE") and outs:
-            precision = _dtype(outs[0])
-        elif floats:
-            precision = floats[0]
-        else:
-            out_types = [_dtype(t) for t in outs]
-            precision = next((t for t in out_types if dtypes.is_float(t)), out_types[0] if out_types else "")
-        record: dict[str, Any] = {
-            "name": layer.name,
-            "type": kind.lower(),
-            "inputs": [t.name if t is not None else None for t in ins],
-            "outputs": [{"name": t.name, "dtype": _dtype(t), "shape": _shape(t)} for t in outs],
-            "precision": precision,
-            "qdq": {"QUANTIZE": "quantize", "DEQUANTIZE": "dequantize"}.get(kind),
-            "quantized": any(t is not None and t.name in dequantized for t in ins),
-        }
-        records.append(record)
-    return records
-
-
-def format_layers(records: list[dict[str, Any]]) -> str:
-    """A fixed-width table of layer records (what ``trtdsl info --layers`` prints)."""
-    rows = [("#", "layer", "type", "precision", "Q/DQ", "outputs")]
-    for i, r in enumerate(records):
-        qdq = r.get("qdq") or ("reads DQ" if r.get("quantized") else "")
-        outs = ", ".join(f"{o['dtype']}{tuple(o['shape'])}".replace(",)", ")") for o in r.get("outputs", []))
-        rows.append((str(i), r["name"], r["type"], r.get("precision", ""), qdq, outs))
-    widths = [max(len(row[c]) for row in rows) for c in range(5)]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row[:5], widths)) + "  " + row[5] for row in rows]
-    return "\n".join(line.rstrip() for line in lines)
-
-
-def engine_layers(plan: Any) -> tuple[list[dict[str, Any]] | None, str]:
-    """The engine inspector's per-layer information, or ``(None, why not)``.
-
-    Deserializing needs a GPU that the installed TensorRT supports, and the
-    TensorRT flavour the plan was built with.
-    """
-    from . import _trt
-    from .errors import BackendError
-
-    try:
-        trt = _trt.load()
-    except BackendError as e:
-        return None, f"TensorRT is not installed ({e})"
-    built_with = (plan.backend or "").split(" ")[0]
-    if built_with and built_with != _trt.name():
-        return None, f"the plan was built with {plan.backend}, but this machine has {_trt.name()}"
-    logger = _trt.logger()
-    first = len(logger.errors)
-    runtime = trt.Runtime(logger)
-    engine = runtime.deserialize_cuda_engine(plan.engine)
-    if engine is None:
-        errors = logger.errors[first:]
-        return None, (
-            f"{_trt.name()} could not deserialize the plan on this machine (a GPU it supports is needed): "
-            + (errors[0] if errors else "no error message")
+    kind = layer_type(layer)
+    cls = classes().get(kind)
+    if cls is None:
+        known = ", ".join(sorted(t.name for t in classes()))
+        raise UnsupportedLayerError(
+            f"cannot read layer {layer.name!r}: no I*Layer class is known for {kind} (trtdsl.layerinfo knows {known})"
         )
-    inspector = engine.create_engine_inspector()
-    info = json.loads(inspector.get_engine_information(trt.LayerInformationFormat.JSON))
-    layers = info.get("Layers", [])
-    return [x if isinstance(x, dict) else {"Name": x} for x in layers], ""
-
-
-def format_engine_layers(layers: list[dict[str, Any]]) -> str:
-    """One line per engine layer: its name (TensorRT joins fused layers' names with '+'), type and tactic."""
-    lines = [f"engine: {len(layers)} layers after fusion"]
-    for i, x in enumerate(layers):
-        extra = ", ".join(f"{k} {x[k]}" for k in ("LayerType", "TacticName", "Tactic") if k in x)
-        lines.append(f"  {i}: {x.get('Name', '?')}" + (f" ({extra})" if extra else ""))
-    return "\n".join(lines)
-
-
-__all__ = ["engine_layers", "format_engine_layers", "format_layers", "layer_records"]
+    layer.__class__ = cls
+    return layer

@@ -452,13 +452,13 @@ class Network:
     # ------------------------------------------------------------------ views
     def layers(self) -> list[Any]:
         """All layers, downcast to their concrete ``I*Layer`` classes; see :func:`layer_type` for the kind."""
-        from .inspect import downcast
+        from .layerinfo import downcast
 
         return [downcast(self.trt.get_layer(i)) for i in range(self.trt.num_layers)]
 
     def layer(self, name: str) -> Any:
         """The layer named ``name``, downcast; the error suggests near names."""
-        from .inspect import downcast
+        from .layerinfo import downcast
 
         names = []
         for i in range(self.trt.num_layers):

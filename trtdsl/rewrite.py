@@ -35,7 +35,7 @@ import numpy as np
 
 from . import _trt, dtypes
 from .errors import ShapeError, TrtdslError, did_you_mean
-from .inspect import downcast
+from .layerinfo import downcast
 from .network import Network
 from .tensor import Tensor
 

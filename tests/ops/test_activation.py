@@ -12,7 +12,7 @@ F = torch.nn.functional
 
 import trtdsl  # noqa: E402
 from trtdsl import ShapeError, ops, reference  # noqa: E402
-from trtdsl.inspect import downcast  # noqa: E402
+from trtdsl.layerinfo import downcast  # noqa: E402
 
 from ._oprun import run_many as run  # noqa: E402
 

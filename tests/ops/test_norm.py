@@ -11,7 +11,7 @@ F = torch.nn.functional
 
 import trtdsl  # noqa: E402
 from trtdsl import ShapeError, ops, reference  # noqa: E402
-from trtdsl.inspect import downcast  # noqa: E402
+from trtdsl.layerinfo import downcast  # noqa: E402
 
 from ._oprun import run_one as run  # noqa: E402
 

@@ -176,8 +176,9 @@ def test_unsupported_layer_names_index_name_type_and_supported(trt):
     x = net.input("x", "float32", (1, 1, 4, 4))
     candidates = {
         "grid_sample": lambda: net.trt.add_grid_sample(x.trt, net.constant(np.zeros((1, 4, 4, 2), np.float32)).trt),
+        # IRaggedSoftMaxLayer takes a 3-D input and (N, C, 1) int32 bounds.
         "ragged_softmax": lambda: net.trt.add_ragged_softmax(
-            x.trt, net.constant(np.ones((1, 1, 4, 4), np.int32), dtype="int32").trt
+            net.input("x3", "float32", (1, 4, 4)).trt, net.constant(np.ones((1, 4, 1), np.int32), dtype="int32").trt
         ),
     }
     kind = next((k for k in candidates if k not in reference.supported()), None)
@@ -186,7 +187,10 @@ def test_unsupported_layer_names_index_name_type_and_supported(trt):
     layer = candidates[kind]()
     net.output(net.register(layer, kind, "odd"), "y")
     with pytest.raises(UnsupportedLayerError) as info:
-        reference.run(net, {"x": np.zeros((1, 1, 4, 4), np.float32)})
+        feeds = {"x": np.zeros((1, 1, 4, 4), np.float32)}
+        if "x3" in net.input_specs:
+            feeds["x3"] = np.zeros((1, 4, 4), np.float32)
+        reference.run(net, feeds)
     message = str(info.value)
     assert f"no reference implementation for LayerType.{kind.upper()} (layer 1 'odd'). Implemented: " in message
     assert "convolution" in message and "loop" in message and "quantize" in message

@@ -34,7 +34,7 @@ import numpy as np
 
 from .. import ops, rewrite
 from ..errors import CalibrationError, did_you_mean
-from ..inspect import downcast
+from ..layerinfo import downcast
 from ..network import Network
 from ..tensor import Tensor
 

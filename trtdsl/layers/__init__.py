@@ -20,6 +20,7 @@ from .blocks import bottleneck_block, depthwise_separable, inverted_residual, re
 from .conv import batch_norm_params, conv_bn_act, fold_batch_norm
 from .linear import linear
 from .recurrent import gru, lstm, simple_rnn
+from .rope import rope_tables, rotary
 from .transformer import (
     TORCH_KEYS,
     VIT_KEYS,
@@ -34,4 +35,5 @@ __all__ = [
     "embedding", "fold_batch_norm", "gru", "inverted_residual", "layer_norm", "linear", "lstm", "mlp",
     "multi_head_attention", "residual_block", "simple_rnn", "sinusoidal_positions", "squeeze_excite",
     "transformer_encoder_layer",
+    "rope_tables", "rotary",
 ]  # fmt: skip

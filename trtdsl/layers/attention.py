@@ -1,10 +1,9 @@
 """Multi-head attention and MLPs bound to torch weights by name.
 
-Attention is written as matmul + softmax + matmul, not with TensorRT's
-``add_attention``: the reference interpreter has no implementation of the
-attention layers (``ATTENTION_INPUT``/``ATTENTION_OUTPUT``), so a network using
-them could not be checked on the CPU. TensorRT's Myelin backend recognizes the
-matmul-softmax-matmul pattern and fuses it into one attention kernel anyway.
+Attention is written as matmul + softmax + matmul by default; TensorRT's Myelin
+backend recognizes that pattern and fuses it into one attention kernel.
+``fused=True`` uses TensorRT's ``IAttention`` layer instead
+(``ops.scaled_dot_product_attention``), which the reference interpreter also runs.
 """
 
 from __future__ import annotations
@@ -115,6 +114,31 @@ def _additive(mask: Mask, like: Tensor, name: str) -> Tensor | None:
     return like.net.constant(add.astype(np.float32), name)
 
 
+def _fused(q: Tensor, k: Tensor, v: Tensor, query: Tensor, key: Tensor, p: Weights, e: int, attn_mask: Mask,
+           key_padding_mask: Mask, causal: bool) -> Tensor:  # fmt: skip
+    """The context from one IAttention, merged and projected: ``multi_head_attention(fused=True)``."""
+    masks = [_additive(attn_mask, query, "attn_mask")]
+    if key_padding_mask is not None:
+        kpm = _additive(key_padding_mask, query, "key_padding_mask")
+        masks.append(ops.unsqueeze(kpm, (1, 2), name="key_padding_mask.rank4"))
+    masks = [m for m in masks if m is not None]
+    if causal and masks:  # IAttention takes a mask or its own causal flag, not both: add the causal one
+        length, s = query.shape[1], key.shape[1]
+        if length < 0 or s < 0:
+            raise ShapeError(
+                f"{p.where}: causal=True with another mask needs static sequence lengths, got {length}, {s}"
+            )
+        masks.append(_additive(np.triu(np.ones((length, s), bool), 1), query, "causal_mask"))
+    mask = None
+    for m in masks:
+        mask = m if mask is None else ops.add(mask, m, name="mask")
+    # The 1/sqrt(head_dim) scale is already folded into the query projection.
+    causal_kind = bool(causal) and mask is None  # torch's causal mask keeps key j <= query i: upper left
+    ctx = ops.scaled_dot_product_attention(q, k, v, mask=mask, causal=causal_kind, scale=1.0, name="attention")
+    ctx = ops.flatten(ops.permute(ctx, (0, 2, 1, 3), name="merge_heads"), 2, name="context.flat")
+    return linear(ctx, p, "out_proj", out_features=e)
+
+
 def multi_head_attention(
     query: Tensor,
     w: Weights,
@@ -126,6 +150,7 @@ def multi_head_attention(
     attn_mask: Mask = None,
     key_padding_mask: Mask = None,
     causal: bool = False,
+    fused: bool = False,
 ) -> Tensor:
     """``torch.nn.MultiheadAttention`` on batch-first (B, L, E) inputs; self-attention when key/value are None.
 
@@ -135,7 +160,9 @@ def multi_head_attention(
         attn_mask: (L, S) or broadcastable to (B, heads, L, S); bool True = may not attend,
             float = added to the scores (torch semantics). NumPy masks become constants.
         key_padding_mask: (B, S); True marks padding keys.
-        causal: mask future positions (static L and S).
+        causal: mask future positions (static L and S, unless ``fused`` and no other mask).
+        fused: compute softmax(q·kᵀ + mask)·v with one ``IAttention`` layer
+            (``ops.scaled_dot_product_attention``, decomposable) instead of matmul, softmax, matmul.
 
     The 1/sqrt(head_dim) scale is folded into the query projection's weights, and
     self-attention computes q, k and v with one matrix multiply.
@@ -174,6 +201,8 @@ def multi_head_attention(
             q = _heads(ops.linear(query, wq, bq, name="q"), num_heads, d, "q")
             k = _heads(ops.linear(key, wk, bk, name="k"), num_heads, d, "k")
             v = _heads(ops.linear(value, wv, bv, name="v"), num_heads, d, "v")
+        if fused:
+            return _fused(q, k, v, query, key, p, e, attn_mask, key_padding_mask, causal)
         scores = ops.matmul(q, k, transpose_b=True, name="scores")  # (B, h, L, S)
         masks = [_additive(attn_mask, query, "attn_mask")]
         if key_padding_mask is not None:

@@ -49,11 +49,13 @@ def transformer_encoder_layer(
     key_padding_mask: Mask = None,
     causal: bool = False,
     keys: Mapping[str, str] = TORCH_KEYS,
+    fused: bool = False,
 ) -> Tensor:
     """One encoder layer on (B, L, E): self-attention and a two-layer MLP, each with a residual.
 
     Post-norm: ``x = norm1(x + sa(x)); x = norm2(x + mlp(x))``.
     Pre-norm (``norm_first=True``): ``x = x + sa(norm1(x)); x = x + mlp(norm2(x))``.
+    ``fused=True`` computes the attention with one ``IAttention`` (see ``multi_head_attention``).
 
     Example::
 
@@ -67,8 +69,9 @@ def transformer_encoder_layer(
 
     def sa(t: Tensor) -> Tensor:
         return multi_head_attention(
-            t, p, keys["attn"], num_heads, attn_mask=attn_mask, key_padding_mask=key_padding_mask, causal=causal
-        )
+            t, p, keys["attn"], num_heads, attn_mask=attn_mask, key_padding_mask=key_padding_mask, causal=causal,
+            fused=fused,
+        )  # fmt: skip
 
     def ff(t: Tensor) -> Tensor:
         return mlp(t, p, "", names=(keys["fc1"], keys["fc2"]), act=act)

@@ -7,7 +7,22 @@ captured intermediate tensors) as NumPy arrays.
 """
 
 # Importing the family modules registers their layer implementations.
-from . import activation, conv, elementwise, gather, matmul, norm, pool, quant, reduce, resize, shape  # noqa: F401
+from . import (  # noqa: F401
+    activation,
+    attention,
+    conv,
+    detection,
+    elementwise,
+    gather,
+    matmul,
+    norm,
+    pool,
+    quant,
+    reduce,
+    resize,
+    sampling,
+    shape,
+)
 from .interpreter import Interpreter, prepare, run
 from .registry import Node, interprets, supported
 

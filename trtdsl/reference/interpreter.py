@@ -29,7 +29,7 @@ import numpy as np
 from .. import _trt, dtypes
 from ..errors import InterpreterError, ShapeError, TrtdslError, UnsupportedLayerError, did_you_mean
 from ..feeds import check_mapping
-from ..inspect import downcast
+from ..layerinfo import downcast
 from . import precision
 from .buffers import BufferPool
 from .control import Structure, group
