@@ -16,7 +16,7 @@ from trtdsl import layers, ops
 from trtdsl.errors import ShapeError
 
 torch = pytest.importorskip("torch")
-from layers._torch_util import close, randomize, run, state  # noqa: E402
+from ._torch_util import close, randomize, run, state  # noqa: E402
 
 nn = torch.nn
 E, H, V, MAXLEN = 16, 4, 40, 12

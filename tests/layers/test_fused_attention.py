@@ -10,7 +10,7 @@ import trtdsl
 from trtdsl import layers
 
 torch = pytest.importorskip("torch")
-from layers._torch_util import close, randomize, run, state  # noqa: E402
+from ._torch_util import close, randomize, run, state  # noqa: E402
 
 nn = torch.nn
 B, L, E, H = 2, 5, 16, 4

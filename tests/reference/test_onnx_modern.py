@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from onnx_models import parse
 
 import trtdsl.reference
+
+from .onnx_models import parse
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
