@@ -71,7 +71,24 @@ def test_old_plans_without_layers_load_and_bad_layers_are_refused(tmp_path, caps
     assert trtdsl.Plan.load(tmp_path / "m.plan").layers == []
     assert main(["info", str(tmp_path / "m.plan"), "--layers"]) == 0
     assert "not recorded" in capsys.readouterr().out
-    meta["layers"] = [{"type": "convolution"}]
+    good = trtdsl.build(_net()).layers[0]
+    hostile = [
+        ({"a": 1}, r"layers: expected a list of layer records"),
+        ([1], r"layers\[0\]: expected a layer record"),
+        ([{"type": "convolution"}], r"layers\[0\].name: expected a string"),
+        ([{**good, "name": "x" * 5000}], r"layers\[0\].name: expected a string of at most 4096"),
+        ([{**good, "qdq": "both"}], r"layers\[0\].qdq: expected null, 'quantize' or 'dequantize'"),
+        ([{**good, "quantized": "yes"}], r"layers\[0\].quantized: expected true or false"),
+        ([{**good, "inputs": [3]}], r"layers\[0\].inputs\[0\]: expected a string"),
+        ([{**good, "outputs": [{**good["outputs"][0], "shape": [1, -7]}]}], r"layers\[0\].outputs\[0\].shape: expected a list"),
+        ([{**good, "outputs": [{**good["outputs"][0], "shape": [[1] * 3]}]}], r"layers\[0\].outputs\[0\].shape"),
+        ([good, {**good, "outputs": "x"}], r"layers\[1\].outputs: expected a list of output records"),
+    ]
+    for value, pattern in hostile:
+        meta["layers"] = value
+        meta_path.write_text(json.dumps(meta))
+        with pytest.raises(trtdsl.TrtdslError, match="malformed: " + pattern):
+            trtdsl.Plan.load(tmp_path / "m.plan")
+    meta["layers"] = [good]
     meta_path.write_text(json.dumps(meta))
-    with pytest.raises(trtdsl.TrtdslError, match="malformed.*'layers' must be a list of records"):
-        trtdsl.Plan.load(tmp_path / "m.plan")
+    assert trtdsl.Plan.load(tmp_path / "m.plan").layers == [good]

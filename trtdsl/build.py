@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import _trt
 from .errors import BuildError, ProfileError, TrtdslError, did_you_mean
-from .planinfo import layer_records
+from .planinfo import check_layers, layer_records
 from .profile import Profile, select_profile
 
 if TYPE_CHECKING:
@@ -112,7 +112,7 @@ class Plan:
                 network=meta.get("network", ""),
                 build_seconds=meta.get("build_seconds", 0.0),
                 options=meta.get("options", {}),
-                layers=_layers(meta.get("layers", [])),
+                layers=check_layers(meta.get("layers", []), f"plan metadata {str(meta_path)!r}"),
             )
         except (KeyError, TypeError, ValueError) as e:
             raise TrtdslError(f"plan metadata {str(meta_path)!r} is malformed: {e}") from e
@@ -287,13 +287,6 @@ def build(
         options=options,
         layers=layer_records(net),
     )
-
-
-def _layers(value: Any) -> list[dict[str, Any]]:
-    """The metadata's layer records (absent in plans saved before they were recorded)."""
-    if not isinstance(value, list) or not all(isinstance(r, dict) and isinstance(r.get("name"), str) for r in value):
-        raise TypeError("'layers' must be a list of records with a 'name'")
-    return value
 
 
 _PROBE_BYTES = 256 << 20  # larger networks keep -1 in their output shapes (no probe runs)

@@ -14,6 +14,9 @@ import json
 from typing import Any
 
 from . import dtypes
+from .errors import TrtdslError
+
+MAX_TEXT = 4096  # longest name a record may carry (the sidecar is untrusted input)
 
 
 def _dtype(t: Any) -> str:
@@ -69,6 +72,52 @@ def layer_records(net: Any) -> list[dict[str, Any]]:
     return records
 
 
+def check_layers(value: Any, where: str = "plan metadata") -> list[dict[str, Any]]:
+    """The sidecar's ``layers`` field, checked field by field (absent in older plans: ``[]``).
+
+    A sidecar is untrusted input: every record must be the shape :func:`layer_records`
+    writes, or a ``TrtdslError`` names the record and the field.
+    """
+
+    def fail(field: str, expected: str, got: Any) -> TrtdslError:
+        shown = repr(got)
+        return TrtdslError(f"{where} is malformed: {field}: expected {expected}, got {shown[:60]}")
+
+    def text(v: Any, field: str, *, optional: bool = False) -> None:
+        if (v is None and optional) or (isinstance(v, str) and len(v) <= MAX_TEXT):
+            return
+        raise fail(field, f"a string of at most {MAX_TEXT} characters", v)
+
+    if not isinstance(value, list):
+        raise fail("layers", "a list of layer records", value)
+    for i, r in enumerate(value):
+        at = f"layers[{i}]"
+        if not isinstance(r, dict):
+            raise fail(at, "a layer record (JSON object)", r)
+        for key in ("name", "type", "precision"):
+            text(r.get(key), f"{at}.{key}")
+        if r.get("qdq") not in (None, "quantize", "dequantize"):
+            raise fail(f"{at}.qdq", "null, 'quantize' or 'dequantize'", r.get("qdq"))
+        if not isinstance(r.get("quantized", False), bool):
+            raise fail(f"{at}.quantized", "true or false", r.get("quantized"))
+        ins, outs = r.get("inputs", []), r.get("outputs", [])
+        if not isinstance(ins, list):
+            raise fail(f"{at}.inputs", "a list of tensor names", ins)
+        for j, name in enumerate(ins):
+            text(name, f"{at}.inputs[{j}]", optional=True)
+        if not isinstance(outs, list):
+            raise fail(f"{at}.outputs", "a list of output records", outs)
+        for j, o in enumerate(outs):
+            if not isinstance(o, dict):
+                raise fail(f"{at}.outputs[{j}]", "an output record", o)
+            text(o.get("name"), f"{at}.outputs[{j}].name")
+            text(o.get("dtype"), f"{at}.outputs[{j}].dtype")
+            shape = o.get("shape")
+            if not isinstance(shape, list) or len(shape) > 8 or not all(type(d) is int and d >= -1 for d in shape):
+                raise fail(f"{at}.outputs[{j}].shape", "a list of at most 8 ints >= -1", shape)
+    return value
+
+
 def format_layers(records: list[dict[str, Any]]) -> str:
     """A fixed-width table of layer records (what ``trtdsl info --layers`` prints)."""
     rows = [("#", "layer", "type", "precision", "Q/DQ", "outputs")]
@@ -122,4 +171,4 @@ def format_engine_layers(layers: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["engine_layers", "format_engine_layers", "format_layers", "layer_records"]
+__all__ = ["check_layers", "engine_layers", "format_engine_layers", "format_layers", "layer_records"]
