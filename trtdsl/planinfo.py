@@ -165,6 +165,9 @@ def engine_layers(plan: Any) -> tuple[list[dict[str, Any]] | None, str]:
 def format_engine_layers(layers: list[dict[str, Any]]) -> str:
     """One line per engine layer: its name (TensorRT joins fused layers' names with '+'), type and tactic."""
     lines = [f"engine: {len(layers)} layers after fusion"]
+    if layers and not any("TacticName" in x or "Tactic" in x for x in layers):
+        # TensorRT records tactics only at ProfilingVerbosity.DETAILED.
+        lines[0] += " (names only: build with --profiling-verbosity detailed for tactics)"
     for i, x in enumerate(layers):
         extra = ", ".join(f"{k} {x[k]}" for k in ("LayerType", "TacticName", "Tactic") if k in x)
         lines.append(f"  {i}: {x.get('Name', '?')}" + (f" ({extra})" if extra else ""))
