@@ -144,3 +144,43 @@ def test_parser_errors_are_reported(tmp_path):
         trtdsl.onnx.parse(bad)
     with pytest.raises(trtdsl.onnx.OnnxParseError, match="no ONNX file"):
         trtdsl.onnx.parse(tmp_path / "missing.onnx")
+
+
+def _external_model(folder, location: str):
+    """A MatMul model whose weight lives in an external-data file at ``location``."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = numpy_helper.from_array(np.arange(12, dtype=np.float32).reshape(3, 4), "W")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "W"], ["y"])], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 4])], [w],
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.save(model, str(folder / "good.onnx"), save_as_external_data=True, location="w.bin", size_threshold=0)
+    bad = onnx.load(str(folder / "good.onnx"), load_external_data=False)
+    for entry in bad.graph.initializer[0].external_data:
+        if entry.key == "location":
+            entry.value = location
+    (folder / "bad.onnx").write_bytes(bad.SerializeToString())
+    return folder / "good.onnx", folder / "bad.onnx"
+
+
+def test_external_data_is_read_from_the_models_folder_only(tmp_path):
+    pytest.importorskip("onnx")
+    (tmp_path / "model").mkdir()
+    (tmp_path / "outside").mkdir()
+    np.full(12, 7, np.float32).tofile(tmp_path / "outside" / "secret.bin")
+    x = np.ones((2, 3), np.float32)
+    good, escape = _external_model(tmp_path / "model", "../outside/secret.bin")
+    np.testing.assert_array_equal(
+        reference.run(trtdsl.onnx.parse(good), {"x": x})["y"], x @ np.arange(12.0).reshape(3, 4)
+    )
+    with pytest.raises(trtdsl.onnx.OnnxParseError, match=r"refused .*bad.onnx.*(parent|initializer)"):
+        trtdsl.onnx.parse(escape)
+    _, absolute = _external_model(tmp_path / "model", str(tmp_path / "outside" / "secret.bin"))
+    with pytest.raises(trtdsl.onnx.OnnxParseError, match="initializer"):
+        trtdsl.onnx.parse(absolute)  # resolved below the model's folder, where it does not exist
+    with pytest.raises(trtdsl.onnx.OnnxParseError, match="is a directory"):
+        trtdsl.onnx.parse(tmp_path)

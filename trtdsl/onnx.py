@@ -23,6 +23,8 @@ from . import _trt
 from .errors import TrtdslError
 from .network import Network
 
+MAX_BYTES = 2**31  # protobuf's limit for one message; larger models keep weights as external data
+
 
 class OnnxParseError(TrtdslError):
     """TensorRT's ONNX parser refused the file; the message carries the parser's own errors."""
@@ -45,17 +47,27 @@ def parse(
     """
     trt = _trt.load()
     path = Path(path)
+    if path.is_dir():
+        raise OnnxParseError(f"ONNX file {str(path)!r} is a directory")
     if not path.is_file():
         raise OnnxParseError(f"no ONNX file {str(path)!r}")
-    builder = trt.Builder(_trt.logger())
+    if path.stat().st_size > MAX_BYTES:
+        raise OnnxParseError(f"{str(path)!r} is {path.stat().st_size} bytes; an ONNX protobuf is at most 2 GiB")
+    logger = _trt.logger()
+    builder = trt.Builder(logger)
     definition = builder.create_network(0)
-    parser = trt.OnnxParser(definition, _trt.logger())
-    # parse_from_file resolves external-data files next to the model, as ONNX
-    # defines; parse(bytes) would need a base path for them.
+    parser = trt.OnnxParser(definition, logger)
+    first = len(logger.errors)
+    # parse_from_file resolves external-data files in the model's own folder: TensorRT's
+    # parser refuses '../' and reads absolute locations below that folder (checked in
+    # tests/test_onnx.py), so a model file cannot make it read files elsewhere.
+    # parse(bytes) would resolve them against the working directory instead.
     if not parser.parse_from_file(str(path)):
         errors = [_describe(parser.get_error(i)) for i in range(parser.num_errors)]
+        logged = [m for m in logger.errors[first:] if not m.startswith("ModelImporter")]
         raise OnnxParseError(
-            f"TensorRT's ONNX parser ({_trt.name()}) refused {str(path)!r}: " + " | ".join(errors or ["no message"])
+            f"TensorRT's ONNX parser ({_trt.name()}) refused {str(path)!r}: "
+            + " | ".join([*logged[:3], *errors] or ["no message"])
         )
     # The parser owns the weights it converted: keep it (and the builder) with the network.
     return Network.adopt(definition, name=name or path.stem, dtype=dtype, dims=dims, keep=[parser, builder])
