@@ -146,7 +146,7 @@ def test_torchvision_resnet18_checkpoint_passes_the_strict_check_and_matches_tor
     """A real torch.save state_dict (BatchNorm num_batches_tracked included), loaded with trtdsl.weights.load."""
     torch = pytest.importorskip("torch")
     tvm = pytest.importorskip("torchvision.models")
-    from layers._torch_util import close, randomize
+    from ..layers._torch_util import close, randomize
 
     from trtdsl import models, reference
 
