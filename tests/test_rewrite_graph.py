@@ -51,6 +51,12 @@ def test_rename_layer_and_tensor_keep_the_network_working(rng):
         rewrite.rename_layer(net, "middle.cnv", "z")
     with pytest.raises(trtdsl.TrtdslError, match=r"no layer 'b.relx'.*Did you mean 'b.relu'"):
         rewrite.rename_layers(net, {"b.relx": "q"})
+    done = rewrite.rename_tensors(net, {"images": "input_1", "a.relu.out": "features"})
+    assert done == {"images": "input_1", "a.relu.out": "features"}
+    assert list(net.input_specs) == ["input_1"] and net.producer("features").name == "a.relu"
+    np.testing.assert_array_equal(reference.run(net, {"input_1": x})["logits"], before)
+    with pytest.raises(trtdsl.TrtdslError, match=r"no tensor 'a.relu.outt'.*Did you mean"):
+        rewrite.rename_tensors(net, {"a.relu.outt": "z"})
 
 
 def test_replace_subgraph_of_an_output_and_between_unrelated_tensors(rng):

@@ -41,7 +41,7 @@ from .tensor import Tensor
 
 __all__ = [
     "find_layer", "layers_between", "onnx_scope_name", "producers", "rename_layer", "rename_layers", "rename_tensor",
-    "replace_subgraph", "reroute", "set_precision", "weights_to_input",
+    "rename_tensors", "replace_subgraph", "reroute", "set_precision", "weights_to_input",
 ]  # fmt: skip
 
 # Layers that may hold their kernel and bias as trt.Weights (inputs 1 and 2 otherwise).
@@ -266,6 +266,33 @@ def rename_layers(net: Any, names: Renamer, *, outputs: bool = True) -> dict[str
             raise TrtdslError(f"rename_layers: no layer {missing[0]!r}.{did_you_mean(missing[0], known)}")
     if done:
         net.generation += 1
+    return done
+
+
+def rename_tensors(net: Any, names: Renamer) -> dict[str, str]:
+    """Rename many tensors (inputs, layer outputs, outputs): a mapping old -> new, or ``fn(old) -> new | None``.
+
+    For matching a calibration cache or golden file written for other names. Returns ``{old: new}``.
+
+    Example::
+
+        rewrite.rename_tensors(net, {"images": "input_1"})
+    """
+    current = [net.trt.get_input(i).name for i in range(net.trt.num_inputs)]
+    for i in range(net.trt.num_layers):
+        layer = net.trt.get_layer(i)
+        current += [layer.get_output(j).name for j in range(layer.num_outputs)]
+    fn = names.get if isinstance(names, Mapping) else names
+    done = {}
+    for old in current:
+        new = fn(old)
+        if new and new != old:
+            rename_tensor(net, old, new)
+            done[old] = new
+    if isinstance(names, Mapping):
+        missing = [k for k in names if k not in done and names[k] != k]
+        if missing:
+            raise TrtdslError(f"rename_tensors: no tensor {missing[0]!r}.{did_you_mean(missing[0], current)}")
     return done
 
 
