@@ -147,7 +147,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 net = factory("float16" if precision == "fp16" else "float32")
                 if precision in ("int8", "fp8"):
                     row.note = quantize(net, precision, calibration, out, model)
-                plan = trtdsl.build(net, progress=False)
+                # FP32 without TF32 on a GPU, so that it can match the framework's float32 logits.
+                plan = trtdsl.build(net, tf32=precision != "fp32", progress=False)
             except (trtdsl.TrtdslError, ImportError) as e:
                 row.note = f"not built: {type(e).__name__}: {e}"[:300]
                 bar.update(1)

@@ -82,3 +82,16 @@ def test_demo_cli_choices_are_the_scripts():
     demo._add_demo(p)
     choices = {a.dest: list(a.choices) for a in p._actions if a.choices}
     assert choices == {"models": list(script["MODELS"]), "precisions": list(script["PRECISIONS"])}
+
+
+def test_main_job_exits_non_zero_when_a_row_misses_its_bound(tmp_path, capsys):
+    import runpy
+
+    main = runpy.run_path(str(ROOT / "examples" / "main.py"), run_name="x")["main"]
+    main.__globals__["BOUNDS"]["fp16"] = -1.0  # FP16 would have to beat FP32 by a point
+    try:
+        code = main(["--out", str(tmp_path), "--models", "digits_cnn", "--precisions", "fp16", "--no-progress"])
+    finally:
+        main.__globals__["BOUNDS"]["fp16"] = 0.5
+    out = capsys.readouterr().out
+    assert code == 1 and "MISSED: digits_cnn fp16" in out and "1/2 rows within their bounds" in out
