@@ -11,6 +11,7 @@ the engine inspector for it, and says why not when no GPU can deserialize it.
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 from . import dtypes
@@ -148,8 +149,15 @@ def engine_layers(plan: Any) -> tuple[list[dict[str, Any]] | None, str]:
         return None, f"the plan was built with {plan.backend}, but this machine has {_trt.name()}"
     logger = _trt.logger()
     first = len(logger.errors)
-    runtime = trt.Runtime(logger)
-    engine = runtime.deserialize_cuda_engine(plan.engine)
+    # The failure on a machine without a usable GPU is expected: keep TensorRT's error lines
+    # off stderr (they are still collected, and the reason returned says what they said).
+    quiet = logging.getLogger("trtdsl.tensorrt")
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL + 1)
+    try:
+        engine = trt.Runtime(logger).deserialize_cuda_engine(plan.engine)
+    finally:
+        quiet.setLevel(level)
     if engine is None:
         errors = logger.errors[first:]
         return None, (
