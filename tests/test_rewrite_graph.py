@@ -75,6 +75,12 @@ def test_replace_subgraph_of_an_output_and_between_unrelated_tensors(rng):
     assert plan.outputs["y"].shape == (2, 4, 8, 8)
     with pytest.raises(trtdsl.TrtdslError, match="does not depend on"):
         rewrite.replace_subgraph(net, "y", "b.relu.out", ops.relu)
+    other = trtdsl.Network("other")
+    stray = ops.relu(other.input("z", "float32", (2, 4, 8, 8)))
+    with pytest.raises(trtdsl.TrtdslError, match="of network 'other', not of 'c'"):
+        rewrite.replace_subgraph(net, h, "y", lambda t: stray)
+    with pytest.raises(trtdsl.TrtdslError, match="must return a trtdsl.Tensor, got int"):
+        rewrite.replace_subgraph(net, h, "y", lambda t: 3)
     with pytest.raises(trtdsl.ShapeError, match="new tensor has shape"):
         rewrite.replace_subgraph(net, h, "y", lambda t: ops.mean(t, dim=1, keepdim=True))
 

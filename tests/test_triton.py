@@ -66,7 +66,7 @@ def test_built_plan_exports_a_repository_triton_can_parse(tmp_path):
 
 @pytest.mark.parametrize("dtype", sorted(TYPES))
 def test_every_triton_type_and_names_needing_escapes(tmp_path, dtype):
-    name = 'in "quoted"\\path'
+    name = 'in "quoted"\\path, entrée'
     plan = _plan([IOSpec(name, dtype, ("batch", 3, "seq"))], [IOSpec("out:0", dtype, (-1, 4))],
                  [Profile({"batch": (1, 2, 4), "seq": (1, 8, 16)})])  # fmt: skip
     cfg = _parse(export_triton(plan, tmp_path, name="m").config)

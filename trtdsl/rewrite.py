@@ -400,6 +400,10 @@ def replace_subgraph(
     new = make(*starts)
     if not isinstance(new, Tensor):
         raise TrtdslError(f"replace_subgraph: make() must return a trtdsl.Tensor, got {type(new).__name__}")
+    if new.net is not net:
+        raise TrtdslError(
+            f"replace_subgraph: make() returned {new.name!r} of network {new.net.name!r}, not of {net.name!r}"
+        )
     if new.dtype != old.dtype:
         new = net.cast(new, old.dtype)
     if tuple(new.shape) != tuple(old.shape) and -1 not in (*new.shape, *old.shape):
