@@ -40,6 +40,10 @@ def layer_records(net: Any) -> list[dict[str, Any]]:
     one); Quantize and Dequantize layers in their output type. ``qdq`` is
     ``"quantize"``/``"dequantize"`` for Q/DQ layers, and ``quantized`` marks a
     layer that reads a dequantized tensor (TensorRT fuses the DQ into it).
+
+    Example::
+
+        [r["name"] for r in layer_records(net) if r["qdq"] == "quantize"]
     """
     d = getattr(net, "trt", net)
     # Rewrites append Q/DQ layers after their readers, so collect DQ outputs first.
@@ -120,7 +124,12 @@ def check_layers(value: Any, where: str = "plan metadata") -> list[dict[str, Any
 
 
 def format_layers(records: list[dict[str, Any]]) -> str:
-    """A fixed-width table of layer records (what ``trtdsl info --layers`` prints)."""
+    """A fixed-width table of layer records (what ``trtdsl info --layers`` prints).
+
+    Example::
+
+        print(format_layers(trtdsl.Plan.load("model.plan").layers))
+    """
     rows = [("#", "layer", "type", "precision", "Q/DQ", "outputs")]
     for i, r in enumerate(records):
         qdq = r.get("qdq") or ("reads DQ" if r.get("quantized") else "")

@@ -196,7 +196,12 @@ Renamer = Mapping[str, str] | Callable[[str], str | None]
 
 # ------------------------------------------------------------------- names
 def rename_layer(net: Any, old: str, new: str) -> Any:
-    """Rename layer ``old`` to ``new`` (which must be free); returns the layer."""
+    """Rename layer ``old`` to ``new`` (which must be free); returns the layer.
+
+    Example::
+
+        rewrite.rename_layer(net, "/layer1/layer1.0/conv1/Conv", "layer1.0.conv1")
+    """
     layer = net.layer(old)
     if new == old:
         return layer
@@ -208,7 +213,12 @@ def rename_layer(net: Any, old: str, new: str) -> Any:
 
 
 def rename_tensor(net: Any, old: str, new: str) -> Tensor:
-    """Rename tensor ``old`` (an input, a layer output or a network output) to ``new``."""
+    """Rename tensor ``old`` (an input, a layer output or a network output) to ``new``.
+
+    Example::
+
+        rewrite.rename_tensor(net, "input", "images")
+    """
     t = net.tensor(old)
     if new == old:
         return t
@@ -239,6 +249,11 @@ def rename_layers(net: Any, names: Renamer, *, outputs: bool = True) -> dict[str
     With ``outputs``, a layer's output tensors follow: ``<new>.out`` (or ``.out0``,
     ``.out1``...), except network inputs and outputs, which keep their names.
     A new name already taken gets a ``_1`` suffix. Returns ``{old: new}``.
+
+    Example::
+
+        rewrite.rename_layers(net, rewrite.onnx_scope_name)
+        rewrite.rename_layers(net, {"/fc/Gemm": "head.fc"})
     """
     fn = names.get if isinstance(names, Mapping) else names
     done: dict[str, str] = {}
@@ -334,6 +349,10 @@ def layers_between(net: Any, start: TensorRef | Sequence[TensorRef], end: Tensor
     """The layers on some path from ``start`` (one tensor or several) to ``end``, in network order.
 
     Raises when ``end`` does not depend on ``start``.
+
+    Example::
+
+        [layer.name for layer in rewrite.layers_between(net, "stem.out", "layer1.0.add.out")]
     """
     starts = [_ref(net, s) for s in ([start] if isinstance(start, (Tensor, str)) else start)]
     end_t = _ref(net, end)

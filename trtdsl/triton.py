@@ -102,7 +102,12 @@ def _batch_dim(plan: Any) -> str | None:
 def triton_config(
     plan: Any, name: str, *, max_batch: int | None = None, instances: int = 1, kind: str = "KIND_GPU"
 ) -> tuple[str, int]:
-    """The ``config.pbtxt`` text for ``plan`` and its ``max_batch_size``."""
+    """The ``config.pbtxt`` text for ``plan`` and its ``max_batch_size`` (what :func:`export_triton` writes).
+
+    Example::
+
+        text, max_batch_size = triton_config(trtdsl.Plan.load("model.plan"), "model")
+    """
     for title, specs in (("input", plan.inputs), ("output", plan.outputs)):
         for s in specs.values():
             if s.dtype in _NO_TRITON_TYPE:
