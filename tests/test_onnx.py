@@ -17,7 +17,7 @@ import trtdsl.onnx
 from trtdsl import Tensor, golden, ops, reference, rewrite
 from trtdsl.golden import Tolerance
 
-from .reference.onnx_models import INPUT, MODELS, OUTPUT, example, export, onnxruntime_run
+from ._onnx_models import INPUT, MODELS, OUTPUT, example, export, onnxruntime_run
 
 pytest.importorskip("torch")
 pytest.importorskip("torchvision")

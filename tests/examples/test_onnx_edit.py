@@ -8,7 +8,7 @@ import pytest
 import trtdsl
 from trtdsl import reference
 
-from ..reference.onnx_models import MODELS, export
+from .._onnx_models import MODELS, export
 from ._load import example
 
 torch = pytest.importorskip("torch")

@@ -8,7 +8,7 @@ import pytest
 from trtdsl import golden, reference
 from trtdsl.golden import Tolerance
 
-from ..reference.onnx_models import resnet50
+from .._onnx_models import resnet50
 from ._load import example
 
 torch = pytest.importorskip("torch")
