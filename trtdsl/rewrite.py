@@ -356,14 +356,22 @@ def layers_between(net: Any, start: TensorRef | Sequence[TensorRef], end: Tensor
     """
     starts = [_ref(net, s) for s in ([start] if isinstance(start, (Tensor, str)) else start)]
     end_t = _ref(net, end)
-    order = {net.trt.get_layer(i).name: i for i in range(net.trt.num_layers)}
+    order: dict[str, int] = {}
+    readers: dict[str, list[Any]] = {}  # tensor name -> layers reading it, built in one pass
+    for i in range(net.trt.num_layers):
+        layer = net.trt.get_layer(i)
+        order[layer.name] = i
+        for j in range(layer.num_inputs):
+            t = layer.get_input(j)
+            if t is not None:
+                readers.setdefault(t.name, []).append(layer)
     # Forward from start: every layer reading a tensor reachable from start.
     reach: set[str] = set()
     frontier = [s.name for s in starts]
     seen = set(frontier)
     while frontier:
         name = frontier.pop()
-        for layer, _ in net.consumers(name):
+        for layer in readers.get(name, ()):
             reach.add(layer.name)
             for j in range(layer.num_outputs):
                 out = layer.get_output(j).name
