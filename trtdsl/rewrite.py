@@ -493,6 +493,13 @@ def set_precision(net: Any, start: TensorRef | Sequence[TensorRef], end: TensorR
     end_t = _ref(net, end)
     region = layers_between(net, starts, end_t)
     inside = {layer.name for layer in region}
+    uses: dict[str, list[tuple[Any, int]]] = {}  # tensor name -> (reader, input index), one pass
+    for i in range(net.trt.num_layers):
+        reader = net.trt.get_layer(i)
+        for k in range(reader.num_inputs):
+            t = reader.get_input(k)
+            if t is not None:
+                uses.setdefault(t.name, []).append((reader, k))
     # Record the exits and their types before anything changes.
     exits = []
     for layer in region:
@@ -500,7 +507,7 @@ def set_precision(net: Any, start: TensorRef | Sequence[TensorRef], end: TensorR
             t = layer.get_output(j)
             # A cast reading an exit keeps its own output type, so it needs no cast back
             # (and a region moved back to float32 then loses nothing on the way out).
-            readers = [(c, k) for c, k in net.consumers(t.name) if c.name not in inside and c.type.name != "CAST"]
+            readers = [(c, k) for c, k in uses.get(t.name, ()) if c.name not in inside and c.type.name != "CAST"]
             if (readers or t.is_network_output) and dtypes.is_float(dtypes.canonical(t.dtype)):
                 exits.append((t.name, dtypes.canonical(t.dtype), readers, t.is_network_output))
     originals = net.__dict__.setdefault("_original_weights", {})
