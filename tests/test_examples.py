@@ -95,3 +95,12 @@ def test_main_job_exits_non_zero_when_a_row_misses_its_bound(tmp_path, capsys):
         main.__globals__["BOUNDS"]["fp16"] = 0.5
     out = capsys.readouterr().out
     assert code == 1 and "MISSED: digits_cnn fp16" in out and "1/2 rows within their bounds" in out
+
+
+def test_keras_handwritten_matches_keras_prediction():
+    r = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "keras_handwritten.py")], capture_output=True, text=True, timeout=300
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "MATCH" in r.stdout.splitlines()[-1]
+    assert load_network(ROOT / "examples" / "keras_handwritten.py").outputs.keys() == {"logits"}

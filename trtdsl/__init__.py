@@ -4,7 +4,17 @@
 ``trtdsl.BackendError`` naming the pip extra to install.
 """
 
-from . import golden, layers, models, onnx, ops, reference, rewrite, weights
+from . import (
+    golden,
+    keras,  # Keras .h5/.keras models to networks (trtdsl.keras.load_model)
+    layers,
+    models,
+    onnx,
+    ops,
+    reference,
+    rewrite,
+    weights,
+)
 from .build import IOSpec, Plan, build
 from .errors import (
     BackendError,
@@ -30,5 +40,5 @@ __all__ = [
     "BackendError", "BuildError", "CudaError", "Dim", "IOSpec", "Plan", "build", "GoldenMismatch", "InterpreterError", "Network",
     "Profile", "ProfileError", "ReferenceSession", "Session", "ShapeError", "Tensor", "TrtdslError", "UnsupportedLayerError",
     "WeightError", "WeightShapeError", "__version__", "golden", "layers", "models", "ops", "reference", "weights",
-    "onnx", "rewrite",
+    "keras", "onnx", "rewrite",
 ]  # fmt: skip

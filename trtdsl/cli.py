@@ -294,6 +294,21 @@ register("compare", "compare two output npz files", _add_compare, cmd_compare)
 register("bench", "latency and throughput of a plan on the GPU", _add_bench, cmd_bench)
 
 
+def _add_keras(p: argparse.ArgumentParser) -> None:
+    from .keras.cli import add_arguments
+
+    add_arguments(p)
+
+
+def cmd_keras(args: argparse.Namespace) -> int:
+    from .keras.cli import cmd_keras as run
+
+    return run(args)
+
+
+register("keras", "convert a Keras .h5/.keras model: build a plan, or --summary", _add_keras, cmd_keras)
+
+
 # ----------------------------------------------------------------------- main
 def parser() -> argparse.ArgumentParser:
     """The ``trtdsl`` argument parser with every registered subcommand."""

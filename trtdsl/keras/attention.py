@@ -20,7 +20,7 @@ from .registry import converts
 
 
 def _take(layer: Call, part: str, leaf: str) -> np.ndarray:
-    return layer.ctx.store.take(find_weight(layer, part, leaf), layer=layer.where)
+    return layer.take_key(find_weight(layer, part, leaf))
 
 
 def _project(layer: Call, x: Tensor, part: str, heads: int, dim: int, use_bias: bool) -> Tensor:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-
 from .. import ops
 from ..weights import layout
 from .core import activate
@@ -48,7 +47,7 @@ def _conv(layer: Call, x: KTensor, nd: int) -> KTensor:
     kernel = layer.take("kernel", (*ksize, None, filters))
     t = layer.channels_first(x)
     y = _CONV[nd](
-        t, layout.keras_conv(kernel), layer.optional("bias", (filters,)), stride=strides,
+        t, layout.keras_conv(kernel), layer.bias(filters), stride=strides,
         padding=_padding(layer, nd, ksize, dilation), dilation=dilation, groups=groups,
     )  # fmt: skip
     return activate(layer, layer.spatial_out(y))
@@ -75,7 +74,7 @@ def _depthwise(layer: Call, x: KTensor, nd: int, bias_key: str | None = "bias") 
     c_in = t.shape[1]
     mult = int(layer.config.get("depth_multiplier", 1))
     kernel = layer.take("depthwise_kernel", (*ksize, c_in, mult))
-    bias = layer.optional(bias_key, (c_in * mult,)) if bias_key else None
+    bias = layer.bias(c_in * mult) if bias_key else None
     y = _CONV[nd](
         t, layout.keras_depthwise(kernel), bias, stride=strides, padding=_padding(layer, nd, ksize, dilation),
         dilation=dilation, groups=c_in,
@@ -99,7 +98,7 @@ def _separable(layer: Call, x: KTensor, nd: int) -> KTensor:
     filters = int(layer.config["filters"])
     pointwise = layer.take("pointwise_kernel", (*([1] * nd), mid, filters))
     with layer.net.scope("pointwise"):
-        y = _CONV[nd](y, layout.keras_conv(pointwise), layer.optional("bias", (filters,)))
+        y = _CONV[nd](y, layout.keras_conv(pointwise), layer.bias(filters))
     return activate(layer, layer.spatial_out(y))
 
 
@@ -127,7 +126,9 @@ def _transpose(layer: Call, x: KTensor, nd: int) -> KTensor:
             # Keras' sizes: 'valid' -> (in-1)*s + k (needs k >= s); 'same' -> in*s, cropping k - s with
             # the larger half at the end (the gradient of a SAME_UPPER convolution).
             if k < s:
-                raise layer.error(f"a kernel of {k} smaller than its stride {s} without output_padding is not supported")
+                raise layer.error(
+                    f"a kernel of {k} smaller than its stride {s} without output_padding is not supported"
+                )
             total = 0 if pad == "valid" else k - s
             pre.append(total // 2)
             post.append(total - total // 2)
@@ -140,7 +141,7 @@ def _transpose(layer: Call, x: KTensor, nd: int) -> KTensor:
             post.append(p - op)
     t = layer.channels_first(x)
     y = _DECONV[nd](
-        t, layout.keras_conv_transpose(kernel), layer.optional("bias", (filters,)), stride=strides,
+        t, layout.keras_conv_transpose(kernel), layer.bias(filters), stride=strides,
         padding=list(zip(pre, post)), dilation=dilation,
     )  # fmt: skip
     return activate(layer, layer.spatial_out(y))
@@ -159,5 +160,3 @@ def conv2d_transpose(layer: Call, x: KTensor) -> KTensor:
 @converts("Conv3DTranspose", "Convolution3DTranspose")
 def conv3d_transpose(layer: Call, x: KTensor) -> KTensor:
     return _transpose(layer, x, 3)
-
-

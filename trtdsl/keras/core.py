@@ -65,7 +65,9 @@ ACTIVATIONS: dict[str, Any] = {
     "tanh_shrink": lambda layer, t, axis: ops.sub(t, ops.tanh(t)),
     "squareplus": lambda layer, t, axis: ops.mul(ops.add(t, ops.sqrt(ops.add(ops.mul(t, t), 4.0))), 0.5),
     "sparse_plus": lambda layer, t, axis: ops.where(
-        ops.less_equal(t, -1.0), 0.0, ops.where(ops.greater_equal(t, 1.0), t, ops.mul(ops.square(ops.add(t, 1.0)), 0.25))
+        ops.less_equal(t, -1.0),
+        0.0,
+        ops.where(ops.greater_equal(t, 1.0), t, ops.mul(ops.square(ops.add(t, 1.0)), 0.25)),
     ),
     "soft_shrink": lambda layer, t, axis: ops.where(
         ops.greater(t, 0.5), ops.sub(t, 0.5), ops.where(ops.less(t, -0.5), ops.add(t, 0.5), ops.mul(t, 0.0))
@@ -169,9 +171,9 @@ def dense(layer: Call, x: KTensor) -> KTensor:
         # Flatten of a tensor held (N, C, *spatial): permute the kernel rows instead of the data.
         kernel = layer.take("kernel", (int(np.prod(x.flat)), units))
         w = layout.nhwc_flatten_rows(layout.keras_dense(kernel), x.flat, axis=1)
-        return activate(layer, KTensor(ops.linear(x.t, w, layer.optional("bias", (units,)))))
+        return activate(layer, KTensor(ops.linear(x.t, w, layer.bias(units))))
     kernel = layer.take("kernel", (None, units))
-    bias = layer.optional("bias", (units,))
+    bias = layer.bias(units)
     if x.cl:  # Dense on the channels of an image (ConvNeXt's pointwise layers) is a 1x1 convolution
         nd = x.rank - 2
         k = layout.keras_dense(kernel).reshape(units, -1, *([1] * nd))
@@ -183,10 +185,14 @@ def dense(layer: Call, x: KTensor) -> KTensor:
 @converts("EinsumDense")
 def einsum_dense(layer: Call, x: KTensor) -> KTensor:
     c = layer.config
+    if c.get("quantization_config") or (isinstance(c.get("dtype"), dict) and "Quantized" in str(c["dtype"])):
+        from .quantized import int8_einsum
+
+        return activate(layer, KTensor(int8_einsum(layer, layer.logical(x))))
     equation = str(c["equation"])
     kernel = layer.take("kernel")
     y = ops.einsum(equation, layer.logical(x), np.asarray(kernel, np.float32))
-    bias = layer.optional("bias")
+    bias = layer.take("bias") if c.get("bias_axes") else None
     if bias is not None:
         y = ops.add(y, np.asarray(bias, np.float32))
     return activate(layer, KTensor(y))
@@ -267,4 +273,5 @@ def unit_normalization(layer: Call, x: KTensor) -> KTensor:
     t = x.t
     # keras.ops.normalize(order=2, epsilon=1e-12): x * min(rsqrt(sum(x^2)), 1 / epsilon)
     ss = ops.sum(ops.mul(t, t), axes, keepdim=True)
-    return layer.like(x, ops.mul(t, ops.minimum(ops.rsqrt(ss), 1e12)))
+    limit = 1e12 if layer.net.compute_dtype == "float32" else 6e4  # 1/epsilon, within float16's range
+    return layer.like(x, ops.mul(t, ops.minimum(ops.rsqrt(ss), limit)))

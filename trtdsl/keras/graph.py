@@ -13,7 +13,7 @@ after it permutes its kernel rows instead of moving data.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -66,6 +66,18 @@ class Context:
     keras_major: int
     path: str
     backend: str = "tensorflow"  # the Keras backend whose numerics to follow where backends differ
+    records: list[Record] = field(default_factory=list)
+
+
+@dataclass
+class Record:
+    """What one Keras call became, for ``trtdsl keras --summary``."""
+
+    where: str
+    class_name: str
+    shapes: list[tuple[int, ...]]
+    params: int
+    trt_layers: list[str]
 
 
 class Call:
@@ -76,6 +88,7 @@ class Call:
         self.net = ctx.net
         self.config: dict = layer.config
         self.name = layer.name
+        self.params = 0  # elements of the weights this call took
 
     @property
     def keras_major(self) -> int:
@@ -101,10 +114,20 @@ class Call:
                 f"{self.layer.class_name} layer {self.where!r}: the file has no weight {key!r}; "
                 f"the layer has {mine or 'no weights'}. Does the config disagree with the weights?"
             )
-        return self.ctx.store.take(key, shape, layer=self.where)
+        return self.take_key(key, shape)
+
+    def take_key(self, key: str, shape: Sequence[int | None] | None = None) -> np.ndarray:
+        """A weight by its full name in the file (wrappers' inner layers: see :func:`find_weight`)."""
+        arr = self.ctx.store.take(key, shape, layer=self.where)
+        self.params += int(arr.size)
+        return arr
 
     def optional(self, name: str, shape: Sequence[int | None] | None = None) -> np.ndarray | None:
         return self.take(name, shape) if self.has(name) else None
+
+    def bias(self, n: int, name: str = "bias") -> np.ndarray | None:
+        """The bias when the config says ``use_bias`` (then the file must hold it), else None."""
+        return self.take(name, (n,)) if self.config.get("use_bias", True) else None
 
     # ------------------------------------------------------------- layout
     def logical(self, x: KTensor) -> Tensor:
@@ -185,16 +208,17 @@ def _bind(value: Any, values: dict[tuple[str, int], list[KTensor]], where: str) 
 def _outputs(result: Any, where: str) -> list[KTensor]:
     items = result if isinstance(result, (list, tuple)) else [result]
     outs = []
-    for r in items:
-        if isinstance(r, Tensor):
-            r = KTensor(r)
+    for item in items:
+        r = KTensor(item) if isinstance(item, Tensor) else item
         if not isinstance(r, KTensor):
             raise KerasError(f"the converter of layer {where!r} returned {type(r).__name__}, expected a KTensor")
         outs.append(r)
     return outs
 
 
-def run_model(ctx: Context, model: Model, inputs: Sequence[KTensor], wprefix: str = "", where: str = "") -> list[KTensor]:
+def run_model(
+    ctx: Context, model: Model, inputs: Sequence[KTensor], wprefix: str = "", where: str = ""
+) -> list[KTensor]:
     """Convert every node that the outputs of ``model`` depend on; return the outputs."""
     by_name = {layer.name: layer for layer in model.layers}
     if len(inputs) != len(model.inputs):
@@ -230,19 +254,24 @@ def run_model(ctx: Context, model: Model, inputs: Sequence[KTensor], wprefix: st
     return [_bind(ref, values, model.name) for ref in model.outputs]
 
 
-def _call(
-    ctx: Context, layer: Layer, node: Node, values: dict, wprefix: str, where: str
-) -> list[KTensor]:
+def _call(ctx: Context, layer: Layer, node: Node, values: dict, wprefix: str, where: str) -> list[KTensor]:
     args = _bind(node.args, values, where)
     kwargs = _bind(node.kwargs, values, where)
     kwargs.pop("name", None)  # Keras 2 op lambdas record name=None
+    kwargs.pop("training", None)  # always inference
     if layer.model is not None:
         flat = [a for a in _flatten(args) if isinstance(a, KTensor)]
         with ctx.net.scope(layer.name):
             return run_model(ctx, layer.model, flat, f"{wprefix}{layer.name}/", f"{where}/")
     fn = lookup(layer, where)
+    call = Call(ctx, layer, wprefix, where)
+    before = ctx.net.trt.num_layers
     with ctx.net.scope(layer.name):
-        return _outputs(fn(Call(ctx, layer, wprefix, where), *args, **kwargs), where)
+        outs = _outputs(fn(call, *args, **kwargs), where)
+    added = [ctx.net.trt.get_layer(i) for i in range(before, ctx.net.trt.num_layers)]
+    kinds = [str(lyr.type).rsplit(".", 1)[-1] for lyr in added]
+    ctx.records.append(Record(where, layer.class_name, [o.shape for o in outs], call.params, kinds))
+    return outs
 
 
 def _flatten(value: Any) -> list:

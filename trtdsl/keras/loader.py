@@ -110,5 +110,6 @@ def load_model(
         t = out.t if (layout == "NCHW" and out.cl) else call.logical(out)
         net.output(t, name)
     net.keras_weights = store  # type: ignore[attr-defined]
+    net.keras_records = ctx.records  # type: ignore[attr-defined]
     net.keras_model = model  # type: ignore[attr-defined]
     return net

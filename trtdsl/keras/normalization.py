@@ -51,8 +51,10 @@ def batch_normalization(layer: Call, x: KTensor, **_: Any) -> KTensor:
 
 
 def _moments_norm(t: Tensor, axes: list[int], eps: float, rms: bool = False) -> Tensor:
-    if rms:
-        return ops.mul(t, ops.rsqrt(ops.add(ops.mean(ops.mul(t, t), axes, keepdim=True), eps)))
+    if rms:  # Keras' (deprecated) rms_scaling divides by sqrt(variance + eps), without centring x
+        mu = ops.mean(t, axes, keepdim=True)
+        d = ops.sub(t, mu)
+        return ops.mul(t, ops.rsqrt(ops.add(ops.mean(ops.mul(d, d), axes, keepdim=True), eps)))
     mu = ops.mean(t, axes, keepdim=True)
     d = ops.sub(t, mu)
     var = ops.mean(ops.mul(d, d), axes, keepdim=True)
@@ -65,10 +67,10 @@ def layer_normalization(layer: Call, x: KTensor) -> KTensor:
     axes = _axes(layer, x)
     eps = float(c.get("epsilon", 1e-3))
     shape = [x.shape[a] for a in axes]
-    gamma = layer.take("gamma") if c.get("scale", True) else None
-    beta = layer.take("beta") if c.get("center", True) else None
-    held = sorted(layer.axis(x, a) for a in axes)
     rms = bool(c.get("rms_scaling"))
+    gamma = layer.take("gamma") if c.get("scale", True) or rms else None
+    beta = layer.take("beta") if c.get("center", True) and not rms else None
+    held = sorted(layer.axis(x, a) for a in axes)
     if not rms and len(axes) == 1 and held == [x.rank - 1] and min(shape) > 0:
         g = None if gamma is None else gamma.reshape([x.t.shape[a] for a in held])
         b = None if beta is None else beta.reshape([x.t.shape[a] for a in held])

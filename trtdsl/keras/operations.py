@@ -72,7 +72,7 @@ _UNARY = {
     "Square": ops.square, "Tanh": ops.tanh, "Sigmoid": ops.sigmoid, "Relu": ops.relu, "Relu6": ops.relu6,
     "Silu": ops.silu, "Swish": ops.silu, "Gelu": ops.gelu, "Erf": ops.erf, "Rsqrt": ops.rsqrt, "Floor": ops.floor,
     "Ceil": ops.ceil, "Round": ops.round, "Sign": ops.sign, "Sin": ops.sin, "Cos": ops.cos,
-    "HardSigmoid": lambda t: ops.hard_sigmoid(t), "Softplus": ops.softplus, "Softsign": ops.softsign,
+    "HardSigmoid": ops.hard_sigmoid, "Softplus": ops.softplus, "Softsign": ops.softsign,
 }  # fmt: skip
 _TF_UNARY = {
     "math.negative": ops.neg, "__operators__.neg": ops.neg, "math.abs": ops.abs, "math.sqrt": ops.sqrt,

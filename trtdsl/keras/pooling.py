@@ -69,5 +69,7 @@ def _global(layer: Call, x: KTensor, kind: str) -> KTensor:
 
 
 for _nd in (1, 2, 3):
-    converts(f"GlobalAveragePooling{_nd}D", f"GlobalAvgPool{_nd}D")(lambda layer, x, mask=None: _global(layer, x, "avg"))
+    converts(f"GlobalAveragePooling{_nd}D", f"GlobalAvgPool{_nd}D")(
+        lambda layer, x, mask=None: _global(layer, x, "avg")
+    )
     converts(f"GlobalMaxPooling{_nd}D", f"GlobalMaxPool{_nd}D")(lambda layer, x, mask=None: _global(layer, x, "max"))

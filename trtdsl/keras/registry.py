@@ -68,9 +68,12 @@ def lookup(layer: Layer, where: str) -> Converter:
     names = supported(layer.kind)
     what = {"layer": "layer class", "operation": "Keras operation", "tfop": "TFOpLambda function"}[layer.kind]
     custom = ""
-    reg = layer.module and not layer.module.startswith(("keras", "tf_keras"))
-    if reg or "registered_name" in layer.config or "Custom>" in layer.class_name:
-        custom = " It looks like a custom class whose code lives in Python; trtdsl does not run it."
+    foreign = layer.module and not layer.module.startswith(("keras", "tf_keras"))
+    if foreign or (layer.registered and ">" in layer.registered):
+        custom = (
+            f" {layer.registered or layer.class_name!r} is a custom class: its code lives in Python, which trtdsl"
+            " never imports or runs."
+        )
     raise UnsupportedKerasLayerError(
         f"layer {where!r}: no converter for {what} {layer.class_name!r}.{did_you_mean(layer.class_name, names)}"
         f"{custom} Register one with @trtdsl.keras.converts({layer.class_name!r}"

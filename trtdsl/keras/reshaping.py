@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-
 from .. import ops
 from .graph import Call, KTensor, to_cl_perm
 from .registry import converts
@@ -110,7 +109,8 @@ def resizing(layer: Call, x: KTensor) -> KTensor:
     if c.get("crop_to_aspect_ratio") or c.get("pad_to_aspect_ratio"):
         raise layer.error("crop_to_aspect_ratio / pad_to_aspect_ratio are not supported")
     interp = str(c.get("interpolation", "bilinear"))
-    modes = {"nearest": "nearest", "bilinear": "bilinear", "bicubic": "bicubic"}
+    # bicubic is left out: TensorFlow's kernel (a = -0.5) and torch's (a = -0.75) differ
+    modes = {"nearest": "nearest", "bilinear": "bilinear"}
     if interp not in modes:
         raise layer.error(f"interpolation {interp!r} is not supported ({', '.join(modes)})")
     if interp == "nearest":
@@ -133,5 +133,3 @@ def center_crop(layer: Call, x: KTensor) -> KTensor:
         raise layer.error(f"input {h}x{w} is smaller than the crop {th}x{tw} (Keras would resize; not supported)")
     top, left = (h - th) // 2, (w - tw) // 2
     return layer.spatial_out(t[:, :, top : top + th, left : left + tw])
-
-

@@ -63,12 +63,14 @@ def _run(layer: Call, cls: str, cfg: dict, t: Tensor, w: dict, mask: Tensor | No
     units = int(cfg["units"])
     kw: dict[str, Any] = {"bidirectional": bidirectional, "batch_first": True, "mask": mask, "zero_masked": zero_masked}
     if cls == "LSTM":
-        h0, c0 = (initial + [None, None])[:2]
+        h0, c0 = [*initial, None, None][:2]
         y, (h, c) = recurrent.lstm(t, w, "", units, gate_order="ifco", h0=h0, c0=c0, **kw)
         return y, [h, c]
     h0 = initial[0] if initial else None
     if cls == "GRU":
-        y, h = recurrent.gru(t, w, "", units, gate_order="zrh", reset_after=bool(cfg.get("reset_after", True)), h0=h0, **kw)
+        y, h = recurrent.gru(
+            t, w, "", units, gate_order="zrh", reset_after=bool(cfg.get("reset_after", True)), h0=h0, **kw
+        )
     else:
         act = activation_name(cfg.get("activation", "tanh"))
         y, h = recurrent.simple_rnn(t, w, "", units, nonlinearity=act, h0=h0, **kw)
@@ -83,8 +85,12 @@ def _initial(layer: Call, kwargs: dict) -> list:
     return [ops.unsqueeze(layer.logical(s), 0) for s in items]  # (1, B, H): one layer, one direction
 
 
-def _recurrent(layer: Call, x: KTensor, cls: str, mask: Any = None, **kwargs: Any) -> list[KTensor] | KTensor:
+def _recurrent(layer: Call, x: Any, cls: str, mask: Any = None, **kwargs: Any) -> list[KTensor] | KTensor:
     cfg = layer.config
+    if isinstance(x, list):  # Keras 2 records initial states as further inputs of the call
+        x, states = x[0], x[1:]
+        if states:
+            kwargs["initial_state"] = states
     _check(layer, cls, cfg)
     t = layer.logical(x)
     if cfg.get("go_backwards"):
@@ -119,9 +125,8 @@ def bidirectional(layer: Call, x: KTensor, mask: Any = None, **kwargs: Any) -> l
     if cls not in _GATES:
         raise layer.error(f"Bidirectional({cls}) is not supported ({', '.join(_GATES)})")
     _check(layer, cls, cfg)
-    w = _weights(layer, cls, cfg, lambda n: layer.ctx.store.take(find_weight(layer, "forward", n), layer=layer.where))
-    w.update(_weights(layer, cls, cfg, lambda n: layer.ctx.store.take(find_weight(layer, "backward", n),
-                                                                        layer=layer.where), "_l0_reverse"))  # fmt: skip
+    w = _weights(layer, cls, cfg, lambda n: layer.take_key(find_weight(layer, "forward", n)))
+    w.update(_weights(layer, cls, cfg, lambda n: layer.take_key(find_weight(layer, "backward", n)), "_l0_reverse"))  # fmt: skip
     m = _mask(x, mask)
     seqs = bool(cfg.get("return_sequences"))
     # Bidirectional forces zero_output_for_mask = return_sequences on both layers.
@@ -164,5 +169,6 @@ def time_distributed(layer: Call, x: KTensor, mask: Any = None, **kwargs: Any) -
     folded = ops.reshape(t, (-1, *t.shape[2:]))  # (B*T, ...): the wrapped layer sees one step per sample
     call = Call(layer.ctx, inner, layer.wprefix, layer.where)
     y = fn(call, KTensor(folded))
+    layer.params += call.params
     yt = call.logical(y if isinstance(y, KTensor) else KTensor(y))
     return KTensor(ops.reshape(yt, (-1, steps, *yt.shape[1:])))

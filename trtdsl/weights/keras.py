@@ -32,13 +32,12 @@ import numpy as np
 
 from ..errors import WeightError
 from .h5 import HDF5_MAGIC, Mapper, Window
-from .keras_config import ALIASES, VARIABLES, to_snake_case
+from .keras_config import ALIASES, VARIABLES, to_snake_case, wrapped
 from .keras_config import find as _find
 from .keras_config import layer_name as _layer_name
 from .keras_config import layers_of as _layers
 from .keras_config import sub_class as _sub_class
 from .keras_config import tree as _tree
-from .keras_config import wrapped
 from .registry import Probe, loads
 from .store import Entry, WeightStore
 

@@ -78,7 +78,8 @@ VARIABLES: dict[str, Callable[[dict], list[str]]] = {
         ["SeparableConv1D", "SeparableConv2D"], lambda c: ["depthwise_kernel", "pointwise_kernel", *_bias(c)]
     ),
     "BatchNormalization": lambda c: [*_affine(c), "moving_mean", "moving_variance"],
-    "LayerNormalization": _affine,
+    # rms_scaling keeps gamma only (Keras 3 LayerNormalization.build)
+    "LayerNormalization": lambda c: ["gamma"] if c.get("rms_scaling") else _affine(c),
     "GroupNormalization": _affine,
     "Embedding": lambda c: _scaled(["embeddings"], "embeddings_scale", c),
     "PReLU": lambda c: ["alpha"],
@@ -261,6 +262,7 @@ class Layer:
     config: dict
     nodes: list[Node] = field(default_factory=list)
     model: Model | None = None  # for a nested model
+    registered: str | None = None  # 'package>Name' of a class registered with register_keras_serializable
 
 
 @dataclass
@@ -321,11 +323,16 @@ def _nodes(raw: Any, known: set[str], where: str) -> list[Node]:
         if isinstance(n, dict):  # Keras 3
             nodes.append(Node(list(_keras3_value(n.get("args") or [])), dict(_keras3_value(n.get("kwargs") or {}))))
         elif isinstance(n, list):  # Keras 2: a list of [layer, node, index, kwargs]
-            refs, kwargs = [], {}
-            for entry in n:
+            entries = [n] if n and isinstance(n[0], str) else n  # TFOpLambda: one bare entry
+            refs: list[Any] = []
+            kwargs: dict = {}
+            for entry in entries:
                 if not (isinstance(entry, list) and len(entry) >= 3):
                     raise WeightError(f"layer {where!r}: malformed inbound node entry {entry!r:.200}")
-                refs.append(Ref(str(entry[0]), int(entry[1]), int(entry[2])))
+                if entry[0] == "_CONSTANT_VALUE" and entry[1] == -1:  # `3.0 - x`: a constant first argument
+                    refs.append(entry[2])
+                else:
+                    refs.append(Ref(str(entry[0]), int(entry[1]), int(entry[2])))
                 if len(entry) > 3 and isinstance(entry[3], dict):
                     kwargs.update(_keras2_value(entry[3], known))
             nodes.append(Node([refs[0]] if len(refs) == 1 else [refs], kwargs))
@@ -353,10 +360,53 @@ def _layer(entry: dict, known: set[str]) -> Layer:
     name = layer_name(entry)
     kind, cls = _kind(entry)
     cfg = entry.get("config") or {}
-    layer = Layer(name, cls, kind, str(entry.get("module") or ""), cfg, _nodes(entry.get("inbound_nodes"), known, name))
+    registered = entry.get("registered_name")
+    if ">" in cls:  # legacy .h5 writes a registered class as 'package>Name'
+        registered, cls = cls, cls.rsplit(">", 1)[-1]
+    nodes = _nodes(entry.get("inbound_nodes"), known, name)
+    layer = Layer(name, cls, kind, str(entry.get("module") or ""), cfg, nodes, registered=registered)
     if cls in MODEL_CLASSES and layers_of(entry):
         layer.model = parse_model(entry)
     return layer
+
+
+def _keras2_offsets(layers: list[Layer], entries: list) -> None:
+    """Keras 2 numbers the calls of a nested Functional model from 1 when its first layer is an
+    InputLayer (node 0 is its own construction; tf_keras ``_should_skip_first_node``): shift to 0."""
+    if not any(isinstance(n, list) for e in entries if isinstance(e, dict) for n in e.get("inbound_nodes") or []):
+        return
+    models = {layer.name: layer for layer in layers if layer.model is not None}
+    refs: list[Ref] = []
+
+    def collect(v: Any) -> None:
+        if isinstance(v, Ref):
+            refs.append(v)
+        elif isinstance(v, (list, tuple)):
+            for x in v:
+                collect(x)
+        elif isinstance(v, dict):
+            for x in v.values():
+                collect(x)
+
+    for layer in layers:
+        for n in layer.nodes:
+            collect([n.args, n.kwargs])
+    # The offset shows as a reference one past the serialized calls (Sequential models too).
+    skip = {r.layer for r in refs if r.layer in models and r.node >= len(models[r.layer].nodes)}
+    if not skip:
+        return
+
+    def shift(v: Any) -> Any:
+        if isinstance(v, Ref):
+            return Ref(v.layer, v.node - 1, v.index) if v.layer in skip and v.node > 0 else v
+        if isinstance(v, list):
+            return [shift(x) for x in v]
+        if isinstance(v, dict):
+            return {k: shift(x) for k, x in v.items()}
+        return v
+
+    for layer in layers:
+        layer.nodes = [Node(shift(n.args), shift(n.kwargs)) for n in layer.nodes]
 
 
 def parse_model(model_cfg: dict) -> Model:
@@ -371,6 +421,7 @@ def parse_model(model_cfg: dict) -> Model:
     entries = layers_of(model_cfg)
     known = {layer_name(e) for e in entries if isinstance(e, dict)}
     layers = [_layer(e, known) for e in entries]
+    _keras2_offsets(layers, entries)
     name = str(cfg.get("name") or cls.lower())
     if cls != "Sequential":
         return Model(name, cls, layers, _refs(cfg.get("input_layers")), _refs(cfg.get("output_layers")))

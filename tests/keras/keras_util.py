@@ -1,0 +1,35 @@
+"""Helpers of the Keras converter tests: real files written by real Keras (tests/fixtures/make_keras.py).
+
+tests/keras has no __init__.py on purpose: while tests/ is not a package, a
+package named ``keras`` here would shadow the real Keras that the
+applications test imports.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+import trtdsl
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "keras"
+
+
+def recorded(path: Path) -> np.lib.npyio.NpzFile:
+    return np.load(path.with_suffix(".npz"))
+
+
+def compare(net: trtdsl.Network, data, *, tol: float = 1e-4) -> dict[str, float]:
+    """Run the reference interpreter on the recorded inputs; errors relative to each output's largest magnitude."""
+    feeds = {name: data[f"in:{i}"] for i, name in enumerate(net.input_specs)}
+    outs = trtdsl.reference.run(net, feeds)
+    errors = {}
+    for i, name in enumerate(net.outputs):
+        want, got = data[f"out:{i}"], outs[name]
+        assert got.shape == want.shape, f"output {i} {name!r}: shape {got.shape}, Keras {want.shape}"
+        scale = max(float(np.abs(want).max()), 1e-6)
+        errors[name] = float(np.abs(got.astype(np.float64) - want).max()) / scale
+    bad = {k: v for k, v in errors.items() if v > tol}
+    assert not bad, f"outputs beyond {tol} of their largest magnitude: {bad}"
+    return errors

@@ -1,0 +1,42 @@
+"""``trtdsl keras``: a plan from a Keras file, and the layer summary."""
+
+from __future__ import annotations
+
+import json
+
+from conftest import requires_trt
+from keras_util import FIXTURES
+
+from trtdsl.cli import main
+
+pytestmark = requires_trt
+
+
+def test_summary_lists_every_layer(capsys):
+    assert main(["keras", str(FIXTURES / "k2" / "cnn.h5"), "--summary"]) == 0
+    out = capsys.readouterr().out
+    assert "stem                 Conv2D              (None, 8, 8, 8)    224     shuffle, convolution, activation" in out
+    assert "probs                Dense               (None, 10)         2,570" in out
+    assert "Total params: 4,652" in out  # Keras' own count for this model (model.count_params())
+
+
+def test_builds_a_plan_with_options(tmp_path, capsys):
+    out = tmp_path / "cnn.plan"
+    args = ["keras", str(FIXTURES / "k3" / "cnn.keras"), "-o", str(out), "--dtype", "float16", "--batch", "1,8,32",
+            "--layout", "NCHW", "--no-progress"]  # fmt: skip
+    assert main(args) == 0
+    meta = json.loads((tmp_path / "cnn.plan.json").read_text())
+    assert out.stat().st_size > 0
+    text = json.dumps(meta)
+    assert "image" in text and "probs" in text
+    assert "batch 1..8..32" in capsys.readouterr().out
+
+
+def test_bad_batch_is_a_clear_error(capsys):
+    assert main(["keras", str(FIXTURES / "k3" / "cnn.keras"), "--batch", "1,2", "--summary"]) == 2
+    assert "--batch '1,2': expected MIN,OPT,MAX or one int" in capsys.readouterr().err
+
+
+def test_unsupported_layer_is_reported(capsys):
+    assert main(["keras", str(FIXTURES / "k3" / "refuse_lambda.keras"), "--summary"]) == 2
+    assert "UnsupportedKerasLayerError: layer 'doubling' is a Lambda layer" in capsys.readouterr().err
