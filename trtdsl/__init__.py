@@ -42,3 +42,7 @@ __all__ = [
     "WeightError", "WeightShapeError", "__version__", "golden", "layers", "models", "ops", "reference", "weights",
     "keras", "onnx", "rewrite",
 ]  # fmt: skip
+
+from . import calib  # calibration and explicit Q/DQ (after the rest: it uses ops, reference, rewrite)
+
+__all__ += ["calib"]

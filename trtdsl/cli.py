@@ -117,6 +117,9 @@ def _add_build(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sparsity", action="store_true", help="allow 2:4 structured-sparse kernels")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_script_arguments(p)
+    from .calib.cli import add_build_options
+
+    add_build_options(p)
 
 
 def cmd_build(args: argparse.Namespace) -> int:
@@ -126,6 +129,9 @@ def cmd_build(args: argparse.Namespace) -> int:
     inputs.writable_file(str(out) + ".json", "-o")
     net, namespace = _network(args)
     hook = namespace.get("configure_builder")  # the script may edit the builder config itself
+    from .calib.cli import quantize_for_build
+
+    quantize_for_build(net, args)  # --int8/--fp8 with --calib or --calib-cache
     plan = build(
         net,
         optimization_level=args.opt_level,
@@ -307,6 +313,21 @@ def cmd_keras(args: argparse.Namespace) -> int:
 
 
 register("keras", "convert a Keras .h5/.keras model: build a plan, or --summary", _add_keras, cmd_keras)
+
+
+def _add_calib(p: argparse.ArgumentParser) -> None:
+    from .calib.cli import add_arguments
+
+    add_arguments(p)
+
+
+def cmd_calib(args: argparse.Namespace) -> int:
+    from .calib.cli import cmd_calib_report
+
+    return cmd_calib_report(args)  # 'report' is calib's one subcommand
+
+
+register("calib", "calibration caches (calib report CACHE)", _add_calib, cmd_calib)
 
 
 # ----------------------------------------------------------------------- main

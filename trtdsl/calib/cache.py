@@ -46,8 +46,6 @@ _LEGACY_NAME = {
     "percentile": "LegacyCalibration",
     "mse": "LegacyCalibration",
 }
-_FROM_LEGACY = {"EntropyCalibration2": "entropy-legacy", "EntropyCalibration": "entropy-legacy",
-                "MinMaxCalibration": "max", "LegacyCalibration": "percentile"}  # fmt: skip
 LEGACY_QMAX = 127.0  # legacy scales are amax / 127 whatever the type
 JSON_FORMAT = "trtdsl.calibration"
 MAX_BYTES = 64 << 20  # a cache is a few KB to a few MB; more is not a cache
@@ -174,7 +172,8 @@ def _parse_legacy(text: str, source: str) -> CalibrationCache:
             raise CacheError(f"{source}: line {no} ({name!r}): scale {value} is {scale}, not a non-negative number")
         seen[name] = no
         ranges[name] = scale * LEGACY_QMAX  # exact: a float32 times 127 fits a float64
-    return CalibrationCache(ranges, "legacy", _FROM_LEGACY[algo], "int8", None, version, algo)
+    # The header names TensorRT's calibrator, which is what the ranges came from: keep that name.
+    return CalibrationCache(ranges, "legacy", algo, "int8", None, version, algo)
 
 
 def _parse_json(text: str, source: str) -> CalibrationCache:

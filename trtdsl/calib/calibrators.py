@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import os
 import warnings
+import zipfile
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -88,7 +90,7 @@ class Calibrator:
         if self.cache is not None:
             Path(self.cache).write_bytes(data)
 
-    def __len__(self) -> int:  # noqa: PLE0303  (TypeError is how len() says "no length")
+    def __len__(self) -> int:
         raise TypeError(f"{type(self).__name__} does not know its number of batches")
 
     def batches(self) -> Iterator[dict[str, np.ndarray]]:
@@ -160,14 +162,15 @@ def _load(data: Any) -> dict[str, np.ndarray]:
             raise CalibrationError(f"no calibration data file {str(path)!r}")
         try:
             loaded = np.load(path, allow_pickle=False)
-        except ValueError as e:
-            raise CalibrationError(f"{path.name}: cannot read calibration data ({e}); expected .npz or .npy") from e
-        except OSError as e:
-            raise CalibrationError(f"{path.name}: not a .npz or .npy file ({e})") from e
-        if isinstance(loaded, np.ndarray):
-            return {_UNNAMED: loaded}
-        with loaded:
-            return {k: loaded[k] for k in loaded.files}
+            if isinstance(loaded, np.ndarray):
+                return {_UNNAMED: loaded}
+            with loaded:
+                return {k: loaded[k] for k in loaded.files}
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+            raise CalibrationError(
+                f"{path.name}: cannot read calibration data ({type(e).__name__}: {e}); expected .npz or .npy "
+                "of numeric arrays (object arrays are refused: trtdsl never unpickles)"
+            ) from e
     if isinstance(data, Mapping):
         return {str(k): np.asarray(v) for k, v in data.items()}
     return {_UNNAMED: np.asarray(data)}
@@ -254,7 +257,7 @@ class ImageFolderCalibrator(Calibrator):
         self._pos = 0
 
     def __len__(self) -> int:
-        return -(-len(self.files) // self.batch_size)
+        return (len(self.files) + self.batch_size - 1) // self.batch_size
 
     def _read(self, path: Path) -> np.ndarray:
         Image = self._image

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import fnmatch
 import logging
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from .. import ops, rewrite
-from ..errors import CalibrationError, did_you_mean
+from ..errors import CalibrationError, CalibrationWarning, did_you_mean
 from ..layerinfo import downcast
 from ..network import Network
 from ..tensor import Tensor
@@ -93,11 +94,12 @@ def _check_exclude(names: list[str], patterns: Sequence[str]) -> None:
         if any(fnmatch.fnmatchcase(n, p) or n.startswith(p + ".") for n in names):
             continue
         if any(c in p for c in "*?["):
-            log.warning("exclude pattern %r matches no layer", p)
+            warnings.warn(f"exclude pattern {p!r} matches no layer", CalibrationWarning, stacklevel=3)
         else:
+            scopes = {n.rsplit(".", k)[0] for n in names for k in range(1, n.count(".") + 1)}
             raise CalibrationError(
                 f"exclude names no layer {p!r} ({len(names)} layers; a name excludes that layer and "
-                f"everything under its scope; globs like 'head.*' are allowed).{did_you_mean(p, names)}"
+                f"everything under its scope; globs like 'head.*' are allowed).{did_you_mean(p, sorted(scopes) + names)}"
             )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
@@ -56,13 +57,17 @@ class Report:
             "batches": self.batches,
             "sample": self.sample,
             "excluded": list(self.excluded),
-            "tensors": [asdict(r) for r in self.rows],
+            # NaN (no range) is not JSON: null instead.
+            "tensors": [
+                {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in asdict(r).items()}
+                for r in self.rows
+            ],
         }
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the report as JSON."""
         p = Path(path)
-        p.write_text(json.dumps(self.to_dict(), indent=1, allow_nan=True) + "\n")
+        p.write_text(json.dumps(self.to_dict(), indent=1, allow_nan=False) + "\n")
         return p
 
     def __str__(self) -> str:
@@ -96,6 +101,18 @@ def _tensor_names(net: Network) -> list[str]:
         layer = net.trt.get_layer(i)
         names.extend(layer.get_output(j).name for j in range(layer.num_outputs))
     return names
+
+
+def _is_input(net: Network, name: str) -> bool:
+    """A network input, or a cast of one (a float16 network casts its float32 inputs)."""
+    from ..layerinfo import downcast
+
+    while name not in net.input_specs:
+        layer = net.producer(name)
+        if layer is None or downcast(layer).type.name != "CAST":
+            return False
+        name = layer.get_input(0).name
+    return True
 
 
 def calibrate(
@@ -146,14 +163,14 @@ def calibrate(
         raise CalibrationError(f"{type(calibrator).__name__}.get_batch() returned no batch: no calibration data")
     if algorithm == "percentile":
         options.setdefault("percentile", getattr(calibrator, "percentile", 99.99))
-    inputs = [n for n in names if n in net.input_specs]
+    inputs = [n for n in names if _is_input(net, n)]
     in_algo = input_algorithm or algorithm
     if inputs:
         algorithms.check_algorithm(in_algo, dtype)
-    rest = [n for n in names if n not in net.input_specs]
+    rest = [n for n in names if n not in inputs]
     ranges = collector.ranges(algorithm, dtype=dtype, names=rest, **options)
     ranges.update(collector.ranges(in_algo, dtype=dtype, names=inputs, **options))
-    used = {n: in_algo if n in net.input_specs else algorithm for n in names}
+    used = {n: in_algo if n in inputs else algorithm for n in names}
     meta = {n: {"algorithm": used[n], "histogram": st.metadata()} for n, st in collector.stats.items()}
     return ranges, used, meta, collector.batches
 
