@@ -41,6 +41,7 @@ def test_adopted_raw_network_runs_builds_and_has_readable_names(trt, rng):
     np.testing.assert_allclose(reference.run(net, {"x": x})["y"], expected, rtol=1e-5, atol=1e-5)
     plan = trtdsl.build(net)
     assert plan.inputs["x"].shape == ("x.0", 8) and plan.profiles[0].ranges == {"x.0": (1, 4, 16)}
+    assert "matrix_multiply" in net.summary() and "Network('network'" in repr(net)  # every view works
 
 
 def test_dsl_ops_extend_an_adopted_network(trt, rng):

@@ -114,3 +114,41 @@ def test_build_fails_on_weights_nothing_used(tmp_path):
     x = net2.input("x", "float32", (2, 16))
     net2.output(x + w2.take("used") + w2.take("leftover")[:1], "y")
     assert trtdsl.build(net2, weights=w2, progress=False).outputs["y"].shape == (2, 16)
+
+
+def test_builder_options_and_checked_values(tmp_path):
+    net = _net()
+    seen = {}
+    plan = trtdsl.build(
+        net, profiling_verbosity="DETAILED", max_aux_streams=0, sparsity=True, progress=False,
+        configure=lambda config: seen.setdefault("verbosity", config.profiling_verbosity),
+    )  # fmt: skip
+    assert plan.options["profiling_verbosity"] == "detailed" and plan.options["sparsity"] is True
+    assert plan.options["max_aux_streams"] == 0 and seen["verbosity"].name == "DETAILED"
+    with pytest.raises(BuildError, match=r"profiling_verbosity must be one of .* got 'loud'"):
+        trtdsl.build(_net(), profiling_verbosity="loud", progress=False)
+    with pytest.raises(BuildError, match=r"max_aux_streams must be a non-negative int, got -1"):
+        trtdsl.build(_net(), max_aux_streams=-1, progress=False)
+    for bad in (-1, float("nan"), 1e30, 2.5):
+        with pytest.raises(BuildError, match=r"memory pool WORKSPACE limit must be a whole number of bytes"):
+            trtdsl.build(_net(), workspace=bad, progress=False)
+    with pytest.raises(BuildError, match=r"timing cache .*: folder .*nodir' does not exist"):
+        trtdsl.build(_net(), timing_cache=tmp_path / "nodir" / "c.bin", progress=False)
+
+
+def test_a_profile_the_network_cannot_take_names_the_layer_and_dims():
+    from trtdsl import ops
+    from trtdsl.errors import ProfileError
+
+    net = trtdsl.Network("unet")
+    x = net.input("x", "float32", (1, 2, net.dim("H", 8, 16, 33), 16))
+    down = ops.max_pool2d(ops.max_pool2d(x, 2, name="pool1"), 2, name="pool2")
+    up = ops.interpolate(ops.interpolate(down, scale_factor=2, name="up1"), scale_factor=2, name="up2")
+    net.output(ops.concat([x, up], 1, name="skip"), "y")
+    with pytest.raises(ProfileError, match=r"network 'unet': the profile allows shapes the network cannot take: "
+                       r"layer 'skip' fails at the profile's max \(H=33\): .*Dimensions are H and .*33 != 32.*"
+                       r"Narrow the range \(H 8\.\.33\)"):  # fmt: skip
+        trtdsl.build(net, progress=False)
+    # The interpreter's failure at such a shape names the dims the feeds set.
+    with pytest.raises(trtdsl.InterpreterError, match=r"layer \d+ 'skip' \(concatenation\) failed: .*; at H=17"):
+        trtdsl.reference.run(net, {"x": np.zeros((1, 2, 17, 16), np.float32)})

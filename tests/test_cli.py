@@ -211,3 +211,13 @@ def test_subcommands_are_one_registration_each():
             cli.register("echo-test", "again", add, lambda args: 0)
     finally:
         del cli.COMMANDS["echo-test"]
+
+
+def test_plans_keep_index_ranges_for_random_ids(tmp_path):
+    import json
+
+    script = tmp_path / "embed.py"
+    script.write_text(EMBED_SCRIPT)
+    plan = tmp_path / "e.plan"
+    assert main(["build", str(script), "-o", str(plan), "--no-progress"]) == 0
+    assert json.loads((tmp_path / "e.plan.json").read_text())["options"]["index_ranges"] == {"ids": 1000}

@@ -374,7 +374,7 @@ def results(files):
 
 @pytest.mark.parametrize("cid,argv,status,pattern", CASES, ids=[c[0] for c in CASES])
 def test_bad_input_is_one_line_and_a_nonzero_exit(results, cid, argv, status, pattern):
-    code, out, err = results[cid]
+    code, _out, err = results[cid]
     lines = err.strip().splitlines()
     assert "Traceback" not in err, err
     assert len(lines) == 1, f"expected one line on stderr, got:\n{err}"

@@ -328,3 +328,39 @@ def test_layerwise_walks_producers_before_readers(trt):
     div = golden.layerwise_diff(d, {"x": xs}, theirs, captured=mine)
     assert (div.tensor, div.layer_index) == ("a", 1)
     assert div.report.max_abs == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("atol,rtol", [(float("nan"), 0.0), (0.0, float("nan")), (-1e-3, 0.0), (0.0, -1.0),
+                                       ("0.1", 0.0), (True, 0.0)])  # fmt: skip
+def test_tolerance_refuses_nan_negative_and_non_numbers(atol, rtol):
+    with pytest.raises(TrtdslError, match=r"tolerance (atol|rtol) must be a number >= 0, got"):
+        Tolerance(atol=atol, rtol=rtol)
+
+
+def test_golden_mismatch_is_exported_from_golden():
+    assert golden.GoldenMismatch is GoldenMismatch
+
+
+def test_report_reprs_are_short():
+    r = golden.compare({"y": np.arange(1000.0)}, {"y": np.arange(1000.0) + 1}, Tolerance(atol=0.5, rtol=0.0))
+    assert repr(r) == "Report(ok=False, outputs=['y'], failing=['y'])"
+    assert repr(r["y"]) == (
+        "OutputReport('y', mismatch, shape=(1000,), max_abs=1, 1000 of 1000 elements exceed atol=0.5 rtol=0)"
+    )
+
+
+@pytest.mark.parametrize(
+    "content,pattern",
+    [
+        (b"", r"is not a readable \.npz"),
+        (b"PK\x03\x04garbage", r"is not a readable \.npz"),
+        (b"\x93NUMPY\x01\x00", r"is not a readable \.npz"),
+    ],
+    ids=["empty", "zip-garbage", "npy-truncated"],
+)
+def test_golden_load_refuses_damaged_files(tmp_path, content, pattern):
+    (tmp_path / "g.npz").write_bytes(content)
+    with pytest.raises(TrtdslError, match=pattern):
+        golden.load(tmp_path / "g.npz")
+    with pytest.raises(TrtdslError, match=r"is not a file"):
+        golden.load(tmp_path)

@@ -29,7 +29,7 @@ from .errors import (
     WeightError,
     WeightShapeError,
 )
-from .network import Network
+from .network import Network, layer_type
 from .profile import Dim, Profile
 from .runtime import ReferenceSession, Session
 from .tensor import Tensor
@@ -40,7 +40,7 @@ __all__ = [
     "BackendError", "BuildError", "CudaError", "Dim", "IOSpec", "Plan", "build", "GoldenMismatch", "InterpreterError", "Network",
     "Profile", "ProfileError", "ReferenceSession", "Session", "ShapeError", "Tensor", "TrtdslError", "UnsupportedLayerError",
     "WeightError", "WeightShapeError", "__version__", "golden", "layers", "models", "ops", "reference", "weights",
-    "keras", "onnx", "rewrite",
+    "keras", "layer_type", "onnx", "rewrite",
 ]  # fmt: skip
 
 from . import calib  # calibration and explicit Q/DQ (after the rest: it uses ops, reference, rewrite)

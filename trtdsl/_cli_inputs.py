@@ -184,7 +184,9 @@ def bind_dims(
         if spec is None:
             from .errors import did_you_mean
 
-            raise TrtdslError(f"{where}: {name!r} is not an input; inputs are {list(specs)}.{did_you_mean(name, specs)}")
+            raise TrtdslError(
+                f"{where}: {name!r} is not an input; inputs are {list(specs)}.{did_you_mean(name, specs)}"
+            )
         if len(shape) != len(spec):
             raise ProfileError(f"{where}: input {name!r} has rank {len(spec)} {tuple(spec)}, got shape {tuple(shape)}")
         for axis, (d, n) in enumerate(zip(spec, shape, strict=True)):
@@ -236,44 +238,6 @@ def random_feeds(
             high = (highs or {}).get(name, _INT_HIGH)
             feeds[name] = rng.integers(0, max(1, high), shape).astype(dt)
     return feeds
-
-
-def index_ranges(net: Any) -> dict[str, int]:
-    """For each integer input read as indices by a gather (an embedding), the size of the axis it indexes.
-
-    Casts, reshapes and identities between the input and the gather are followed.
-    """
-    from . import _trt
-    from .network import layer_type
-
-    trt = _trt.load()
-    passthrough = {trt.LayerType.SHUFFLE, trt.LayerType.IDENTITY, trt.LayerType.CAST}
-    readers: dict[str, list[tuple[Any, int]]] = {}
-    for layer in net.layers():
-        for j in range(layer.num_inputs):
-            t = layer.get_input(j)
-            if t is not None:
-                readers.setdefault(t.name, []).append((layer, j))
-    highs: dict[str, int] = {}
-    for name, dt in net.input_dtypes.items():
-        if dt not in ("int32", "int64", "int8", "uint8"):
-            continue
-        frontier, seen, limits = [name], set(), []
-        while frontier:
-            t = frontier.pop()
-            seen.add(t)
-            for layer, j in readers.get(t, ()):
-                kind = layer_type(layer)
-                if kind == trt.LayerType.GATHER and j == 1:
-                    data = layer.get_input(0).shape
-                    n = data[layer.axis] if layer.axis < len(data) else -1
-                    if n > 0:
-                        limits.append(int(n))
-                elif kind in passthrough and layer.get_output(0).name not in seen:
-                    frontier.append(layer.get_output(0).name)
-        if limits:
-            highs[name] = min(limits)
-    return highs
 
 
 def workspace_mib(text: str) -> float:

@@ -34,34 +34,19 @@ def adopt_into(
     definition: Any,
     *,
     name: str | None,
-    dtype: str,
     dims: Mapping[str, Sequence[int]] | None,
     keep: Sequence[Any],
 ) -> None:
-    """Fill ``net`` (an uninitialised ``Network``) from ``definition``; see :meth:`Network.adopt`."""
+    """Fill ``net`` (a fresh, empty ``Network``) from ``definition``; see :meth:`Network.adopt`."""
     trt_itype = type(definition).__name__
     if not hasattr(definition, "get_layer") or not hasattr(definition, "num_inputs"):
         raise TrtdslError(f"Network.adopt expects a TensorRT INetworkDefinition, got {trt_itype}")
-    if dtype not in dtypes.FLOATS:
-        raise TrtdslError(f"Network.adopt: compute dtype must be one of {dtypes.FLOATS}, got {dtype!r}")
+    # ``net`` comes from Network.__init__, so every table it keeps exists (whatever later
+    # versions add); only the builder and the definition are swapped for the adopted ones.
     net.builder = definition.builder
     net.trt = definition
     given = definition.name or ""
     net.name = name or ("network" if given.startswith("Unnamed Network") else given) or "network"
-    net.dtype = dtype
-    net._scopes = []
-    net._precision = [dtype]
-    net._used_names = set()
-    net._producers = {}
-    net._derived = {}
-    net.weights = {}
-    net.dims = {}
-    net._extra_profiles = []
-    net.input_specs = {}
-    net.input_dtypes = {}
-    net.outputs = {}
-    net._reference_cache = None
-    net.generation = 0
     net._adopted = list(keep)  # objects that own the definition's weights (an OnnxParser, user arrays)
 
     for i in range(definition.num_inputs):

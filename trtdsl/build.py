@@ -276,6 +276,9 @@ def build(
             Path(timing_cache).write_bytes(memoryview(cache.serialize()))
     log.info("built %s in %.2fs (%d bytes)", net.name, seconds, engine.nbytes)
     out_shapes = _output_dims(net, profiles)
+    ranges = net.index_ranges()
+    if ranges:
+        options["index_ranges"] = ranges  # what `trtdsl run model.plan` draws random ids below
     return Plan(
         engine=bytes(engine),
         inputs={n: IOSpec(n, net.input_dtypes[n], spec) for n, spec in net.input_specs.items()},

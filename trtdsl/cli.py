@@ -218,9 +218,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         from . import reference
 
         net, _ = _network(args)
-        feeds = _complete_feeds(
-            feeds, net.input_specs, net.input_dtypes, net.profiles(), args, inputs.index_ranges(net)
-        )
+        feeds = _complete_feeds(feeds, net.input_specs, net.input_dtypes, net.profiles(), args, net.index_ranges())
         outputs = reference.run(net, feeds)
         if not args.reference:
             print("note: ran the network definition on the CPU with the reference interpreter", file=sys.stderr)
@@ -231,7 +229,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise TrtdslError("--reference needs the network script (SCRIPT.py): a plan holds no network definition")
         plan = Plan.load(args.target)
         specs = {n: s.shape for n, s in plan.inputs.items()}
-        feeds = _complete_feeds(feeds, specs, {n: s.dtype for n, s in plan.inputs.items()}, plan.profiles, args, {})
+        saved = plan.options.get("index_ranges") if isinstance(plan.options, dict) else None
+        highs = {k: v for k, v in (saved or {}).items() if type(v) is int and v > 0} if isinstance(saved, dict) else {}
+        feeds = _complete_feeds(feeds, specs, {n: s.dtype for n, s in plan.inputs.items()}, plan.profiles, args, highs)
         from .runtime import Session
 
         outputs = Session(plan).run(feeds)

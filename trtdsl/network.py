@@ -42,7 +42,8 @@ _CANONICAL_IDS = frozenset(
 
 def _after(tensor_name: str, kind: str) -> str:
     """``'images.max_pool2d'`` for an op ``kind`` on tensor ``images``; at most two parts of the input's name."""
-    base = re.sub(r"\.out\d*$", "", tensor_name)
+    # A cast to the compute dtype is plumbing, not part of the name: 'x.to_float16.out' -> 'x'.
+    base = re.sub(r"(\.to_[a-z0-9]+)?\.out\d*$", "", tensor_name)
     parts = base.split(".")
     return ".".join([*parts[-2:], kind])
 
@@ -102,8 +103,8 @@ class Network:
         """
         from .adopt import adopt_into
 
-        net = cls.__new__(cls)
-        adopt_into(net, definition, name=name, dtype=dtypes.canonical(dtype), dims=dims, keep=keep)
+        net = cls(name or "network", dtype=dtype)
+        adopt_into(net, definition, name=name, dims=dims, keep=keep)
         return net
 
     # ----------------------------------------------------------------- inputs
@@ -469,6 +470,45 @@ class Network:
         raise TrtdslError(
             f"no layer {name!r} in network {self.name!r} ({len(names)} layers).{did_you_mean(name, names)}"
         )
+
+    def index_ranges(self) -> dict[str, int]:
+        """For each integer input read as indices by a gather (an embedding), the size of the axis it indexes.
+
+        Casts, reshapes and identities between the input and the gather are followed;
+        ``trtdsl run`` draws random ids below it, and plans keep it in their options.
+
+        Example::
+
+            net.index_ranges()   # {'ids': 30522}
+        """
+        trt = _trt.load()
+        passthrough = {trt.LayerType.SHUFFLE, trt.LayerType.IDENTITY, trt.LayerType.CAST}
+        readers: dict[str, list[tuple[Any, int]]] = {}
+        for layer in self.layers():
+            for j in range(layer.num_inputs):
+                t = layer.get_input(j)
+                if t is not None:
+                    readers.setdefault(t.name, []).append((layer, j))
+        highs: dict[str, int] = {}
+        for name, dt in self.input_dtypes.items():
+            if dt not in ("int32", "int64", "int8", "uint8"):
+                continue
+            frontier, seen, limits = [name], set(), []
+            while frontier:
+                t = frontier.pop()
+                seen.add(t)
+                for layer, j in readers.get(t, ()):
+                    kind = layer_type(layer)
+                    if kind == trt.LayerType.GATHER and j == 1:
+                        data = layer.get_input(0).shape
+                        n = data[layer.axis] if layer.axis < len(data) else -1
+                        if n > 0:
+                            limits.append(int(n))
+                    elif kind in passthrough and layer.get_output(0).name not in seen:
+                        frontier.append(layer.get_output(0).name)
+            if limits:
+                highs[name] = min(limits)
+        return highs
 
     def summary(self) -> str:
         """A table of the layers: name, type, output shape, dtype and precision region.

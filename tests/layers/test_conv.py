@@ -167,3 +167,31 @@ def test_dynamic_batch():
     assert y.shape == (-1, 8, 4, 4)
     xv = np.random.default_rng(0).standard_normal((3, 3, 8, 8)).astype(np.float32)
     close(run(net, {"x": xv})["y"], torch.relu(m(torch.from_numpy(xv))))
+
+
+def test_conv_bn_act_adds_the_same_layers_as_the_ops():
+    """One build path: the block's convolution and activation are ops.conv2d and ops.relu, named alike."""
+    rng = np.random.default_rng(0)
+    w = {"c.weight": rng.standard_normal((8, 3, 3, 3)).astype(np.float32), "c.bias": np.ones(8, np.float32)}
+
+    def describe(net):
+        out = []
+        for layer in net.layers():
+            row = [layer.name, trtdsl.layer_type(layer).name]
+            if hasattr(layer, "kernel_size_nd"):
+                row += [tuple(layer.stride_nd), tuple(layer.padding_nd), layer.num_groups]
+            out.append(row)
+        return out, {k: v.tobytes() for k, v in net.weights.items()}
+
+    for dtype in ("float32", "float16"):
+        a, xa = trtdsl.Network("a", dtype=dtype), None
+        xa = a.input("x", "float32", (1, 3, 8, 8))
+        with a.scope("blk"):
+            layers.conv_bn_act(xa, w, "c", stride=2, act="relu")
+        b = trtdsl.Network("b", dtype=dtype)
+        xb = b.input("x", "float32", (1, 3, 8, 8))
+        with b.scope("blk"):
+            from trtdsl import ops
+
+            ops.relu(ops.conv2d(xb, w["c.weight"], w["c.bias"], stride=2, padding=1, name="c"), name="c.relu")
+        assert describe(a) == describe(b)

@@ -134,7 +134,7 @@ def test_bfloat16_weights_that_numpy_cannot_read_are_named(trt):
     kernel = trt.Weights(trt.bfloat16, bits.ctypes.data, bits.size)
     layer = net.trt.add_convolution_nd(xi.trt, 2, (3, 3), kernel, trt.Weights(trt.bfloat16))
     net.output(net.register(layer, "conv"), "y")
-    with pytest.raises(UnsupportedLayerError, match=r"'conv': its kernel weights have type DataType.BF16, which "
+    with pytest.raises(UnsupportedLayerError, match=r"'x.conv': its kernel weights have type DataType.BF16, which "
                                                     r"NumPy cannot read; pass them as a constant tensor on input 1"):  # fmt: skip
         run(net, {"x": np.zeros((1, 2, 4, 4), np.float32)})
 

@@ -106,18 +106,22 @@ def load(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, Any]
     except Exception as e:  # garbage, a truncated zip, a pickle: numpy fails in many ways, none a crash here
         raise TrtdslError(f"golden file {str(path)!r} is not a readable .npz: {type(e).__name__}: {e}") from e
     if not isinstance(data, np.lib.npyio.NpzFile):
-        raise TrtdslError(f"golden file {str(path)!r} holds one bare array (.npy); golden files are .npz of named arrays")
+        raise TrtdslError(
+            f"golden file {str(path)!r} holds one bare array (.npy); golden files are .npz of named arrays"
+        )
     with data:
         for name in data.files:
             try:
                 array = data[name]
             except ValueError as e:  # numpy's refusal to unpickle an object array
                 raise TrtdslError(
-                    f"golden file {str(path)!r}: array {name!r} is a pickled object array or damaged; "
+                    f"golden file {str(path)!r}: array {name!r} is a pickled object array; "
                     f"golden files hold plain arrays only, and trtdsl does not unpickle ({e})"
                 ) from e
             except Exception as e:
-                raise TrtdslError(f"golden file {str(path)!r}: cannot read array {name!r}: {type(e).__name__}: {e}") from e
+                raise TrtdslError(
+                    f"golden file {str(path)!r}: cannot read array {name!r}: {type(e).__name__}: {e}"
+                ) from e
             if name == _META_KEY:
                 try:
                     metadata = json.loads(str(array)) if array.dtype.kind == "U" else json.loads(bytes(array).decode())
@@ -172,7 +176,9 @@ class OutputReport:
 
     def __repr__(self) -> str:
         shape = self.expected_shape if self.expected_shape is not None else self.actual_shape
-        tail = f", {self.mismatches} of {self.size} elements exceed {self.tolerance}" if self.status == "mismatch" else ""
+        tail = (
+            f", {self.mismatches} of {self.size} elements exceed {self.tolerance}" if self.status == "mismatch" else ""
+        )
         return f"OutputReport({self.name!r}, {self.status}, shape={shape}, max_abs={_num(self.max_abs)}{tail})"
 
     def describe(self) -> str:

@@ -23,7 +23,6 @@ from .conv import conv_bn_act
 __all__ = ["residual_block", "bottleneck_block", "depthwise_separable", "inverted_residual", "squeeze_excite"]
 
 
-
 def _relu(total: Tensor) -> Tensor:
     """``ops.relu(total, name="relu")`` for a residual sum, which is in the compute dtype
     (the add casts float operands to it), so without reading its dtype back from TensorRT."""

@@ -71,7 +71,9 @@ def fold_batch_norm(
     return folded, shift.astype(np.float32)
 
 
-def batch_norm_params(p: WeightStore, channels: int) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray, np.ndarray]:
+def batch_norm_params(
+    p: WeightStore, channels: int
+) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray, np.ndarray]:
     """(gamma, beta, running_mean, running_var) of a torch BatchNorm under ``p``; affine parts optional."""
     shape = (channels,)
     return (

@@ -118,6 +118,23 @@ class _Listed(str):
     __slots__ = ()
 
 
+class _BlockLabel:
+    """How messages name a block's view: ``conv_bn_act 'layer1.0.conv1' (in residual_block 'layer1.0')``."""
+
+    __slots__ = ("kind", "parent", "prefix")
+
+    def __init__(self, kind: str, prefix: str, parent: _BlockLabel | None):
+        self.kind, self.prefix, self.parent = kind, prefix, parent
+
+    @property
+    def own(self) -> str:
+        return f"{self.kind} {self.prefix!r}" if self.prefix else self.kind
+
+    @property
+    def label(self) -> str:
+        return f"{self.own} (in {self.parent.own})" if self.parent is not None else self.own
+
+
 class WeightStore(Mapping[str, np.ndarray]):
     """Read-only mapping from name to array over one weight file; see :func:`trtdsl.weights.load`.
 
@@ -135,17 +152,18 @@ class WeightStore(Mapping[str, np.ndarray]):
         where: str = "",
         strict: bool = False,
         prefix: str = "",
-        block: tuple[str, str] | None = None,
+        block: _BlockLabel | None = None,
         root: dict[str, str] | None = None,
+        float32: bool = False,
     ):
         self._src = source
         self._names = names if names is not None else {k: k for k in source.entries}
         self._where = where
         self.strict = strict
         self._prefix = prefix  # this view's names are relative to it: "layer1.0."
-        self._block = block  # (own label, label with its parent) of a layer block's view
+        self._block = block  # the layer block this view belongs to, for messages
         self._root = root if root is not None else self._names  # full names, for suggestions
-        self._float32 = False  # block views hand out float weights as float32
+        self._float32 = float32  # block views hand out float weights as float32
         self._sorted: list[str] | None = None  # this view's names, sorted when a view is first opened on it
 
     @classmethod
@@ -217,7 +235,7 @@ class WeightStore(Mapping[str, np.ndarray]):
     @property
     def where(self) -> str:
         """How messages name this view: the block (``"linear 'fc' (in mlp 'head')"``) or the file."""
-        return self._block[1] if self._block else self._label()
+        return self._block.label if self._block else self._label()
 
     def shape(self, name: str) -> tuple[int, ...]:
         """The stored shape of ``name``, without reading it."""
@@ -243,7 +261,7 @@ class WeightStore(Mapping[str, np.ndarray]):
             expect = f" (expected shape {_fmt_shape(shape)})" if shape is not None else ""
             hint = _suggest(full, self._root) or _siblings(self._prefix, self._root)
             raise WeightError(
-                f"{self._block[1]}: missing weight {full!r}{expect}; the weights have {len(self._root)} keys.{hint}"
+                f"{self._block.label}: missing weight {full!r}{expect}; the weights have {len(self._root)} keys.{hint}"
             ) from None
         where = f"{layer}: " if layer else ""
         raise WeightError(
@@ -262,7 +280,7 @@ class WeightStore(Mapping[str, np.ndarray]):
         names, sep, all_names = {}, "", self._names
         for k in run:
             c = k[n : n + 1]
-            if c == "." or c == "/":
+            if c in {".", "/"}:
                 names[k[n + 1 :]] = all_names[k]
                 sep = sep or c
         return names, sep or "."
@@ -300,14 +318,11 @@ class WeightStore(Mapping[str, np.ndarray]):
             full_prefix = self._full(prefix) + sep
         else:
             names, full_prefix = self._names, self._prefix
-        shown = full_prefix[:-1] if full_prefix else ""
-        own = f"{kind} {shown!r}" if shown else kind
-        label = f"{own} (in {self._block[0]})" if self._block else own
+        # The labels are formatted only for a message (a model opens a view per block).
         view = WeightStore(
-            self._src, names, where=self._where, strict=self.strict, prefix=full_prefix, block=(own, label),
-            root=self._root,
+            self._src, names, where=self._where, strict=self.strict, prefix=full_prefix,
+            block=_BlockLabel(kind, full_prefix[:-1], self._block), root=self._root, float32=float32,
         )  # fmt: skip
-        view._float32 = float32
         return view
 
     def rename(
@@ -375,7 +390,7 @@ class WeightStore(Mapping[str, np.ndarray]):
             hint = layout_hint(tuple(arr.shape), want)
             if self._block is not None and layer is None:
                 raise WeightShapeError(
-                    f"{self._block[1]}: weight {self._full(name)!r} has shape {tuple(arr.shape)}, "
+                    f"{self._block.label}: weight {self._full(name)!r} has shape {tuple(arr.shape)}, "
                     f"expected {_fmt_shape(shape)}.{hint}"
                 )
             where = f"{layer}: " if layer else ""
@@ -462,7 +477,7 @@ class WeightStore(Mapping[str, np.ndarray]):
 
     def __repr__(self) -> str:
         dts = ", ".join(f"{dt}x{n}" for dt, (n, _) in sorted(self._by_dtype().items()))
-        label = self._block[1] if self._block else self._label()
+        label = self._block.label if self._block else self._label()
         return f"WeightStore({label!r}, {len(self)} weights, {_fmt_bytes(self.nbytes)}, {dts or 'empty'})"
 
 
@@ -520,9 +535,14 @@ def _unused_report(left: list[str], used: list[str], missed: list[str]) -> str:
     for n in left:
         # Names the network asked for and did not find are the likeliest intended ones.
         # A used name that differs only in numbers is a sibling block (layer1.0 / layer1.1), not a typo.
-        close = difflib.get_close_matches(n, missed, n=1, cutoff=0.75) or [
-            m for m in difflib.get_close_matches(n, used, n=3, cutoff=0.85) if _DIGITS.sub("#", m) != _DIGITS.sub("#", n)
-        ][:1]
+        close = (
+            difflib.get_close_matches(n, missed, n=1, cutoff=0.75)
+            or [
+                m
+                for m in difflib.get_close_matches(n, used, n=3, cutoff=0.85)
+                if _DIGITS.sub("#", m) != _DIGITS.sub("#", n)
+            ][:1]
+        )
         if close:
             verb = "was looked for and is missing" if close[0] in missed else "was used"
             near.append(f"{n!r} is close to {close[0]!r}, which {verb}")
