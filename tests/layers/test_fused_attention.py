@@ -152,3 +152,48 @@ def test_fused_works_with_dynamic_batch_and_sequence(trt):
         want, _ = m(xt, xt, xt, need_weights=False, attn_mask=torch.from_numpy(np.triu(np.ones((6, 6), bool), 1)))
     close(run(net, {"q": x})["y"], want)
     trtdsl.build(net, progress=False)
+
+
+def test_llama_decode_step_with_rope_cache_and_gqa(trt):
+    """One decoding step as a Llama layer runs it: RoPE at each sequence's position, both caches
+    updated in place, grouped-query attention over the valid cache prefix (key_value_lengths).
+    Reference: torch on the unpadded prefix, with Hugging Face's RoPE formula."""
+    from trtdsl import ops
+
+    b, hq, hkv, d, max_s = 2, 4, 2, 8, 6
+    rng = np.random.default_rng(11)
+    pos = np.array([2, 4])  # tokens already in each sequence's cache
+    q = rng.standard_normal((b, hq, 1, d)).astype(np.float32)
+    k = rng.standard_normal((b, hkv, 1, d)).astype(np.float32)
+    v = rng.standard_normal((b, hkv, 1, d)).astype(np.float32)
+    kc = rng.standard_normal((b, hkv, max_s, d)).astype(np.float32)
+    vc = rng.standard_normal((b, hkv, max_s, d)).astype(np.float32)
+    net = trtdsl.Network("decode")
+    tq, tk, tv = (net.input(n, "float32", a.shape) for n, a in zip("qkv", (q, k, v), strict=True))
+    tkc, tvc = net.input("k_cache", "float32", kc.shape), net.input("v_cache", "float32", vc.shape)
+    tpos = net.input("pos", "int32", (b, 1))
+    tw = net.input("write", "int32", (b,))
+    tlen = net.input("length", "int32", (b,))
+    rq = layers.rotary(tq, tpos, max_positions=16, name="q_rope")
+    rk = layers.rotary(tk, tpos, max_positions=16, name="k_rope")
+    kn = ops.kv_cache_update(tkc, rk, tw, name="k_cache_update")
+    vn = ops.kv_cache_update(tvc, tv, tw, name="v_cache_update")
+    net.output(ops.scaled_dot_product_attention(rq, kn, vn, key_value_lengths=tlen), "y")
+    net.output(kn, "k_out")
+    net.output(vn, "v_out")  # TensorRT: a cache update's output "must be a network output"
+    feeds = {"q": q, "k": k, "v": v, "k_cache": kc, "v_cache": vc, "pos": pos[:, None].astype(np.int32),
+             "write": pos.astype(np.int32), "length": (pos + 1).astype(np.int32)}  # fmt: skip
+    out = run(net, feeds)
+    pos2 = pos[:, None].astype(np.float64)
+    q_r = _llama_rope(q, pos2, d, 10000.0)
+    k_r = _llama_rope(k, pos2, d, 10000.0)
+    for i in range(b):
+        n = pos[i] + 1
+        keys = np.concatenate([kc[i, :, : pos[i]], k_r[i]], 1).repeat(hq // hkv, 0)
+        vals = np.concatenate([vc[i, :, : pos[i]], v[i]], 1).repeat(hq // hkv, 0)
+        want = torch.nn.functional.scaled_dot_product_attention(
+            torch.from_numpy(q_r[i]), torch.from_numpy(keys).double(), torch.from_numpy(vals).double()
+        )
+        close(out["y"][i], want, atol=2e-5)
+        close(out["k_out"][i, :, pos[i] : n], k_r[i], atol=2e-5)
+    trtdsl.build(net, progress=False)

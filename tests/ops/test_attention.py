@@ -170,6 +170,57 @@ def test_layer_names_are_readable(rng):
     assert "block.attn.input" in names and "block.attn" in names
 
 
+@pytest.mark.parametrize("causal", [False, "upper_left", "lower_right"])
+@pytest.mark.parametrize(("packed_q", "packed_kv"), [(True, True), (True, False)])
+def test_packed_forms_match_torch_per_sequence(packed_q, packed_kv, causal, rng):
+    q_len, kv_len, hq, hkv, d = [3, 1, 4], [5, 2, 4], 4, 2, 8
+    sq, skv = max(q_len), max(kv_len)
+    qp, kp, vp = _qkv(rng, 3, hq, hkv, sq, skv, d)  # padded; packed inputs take each sequence's valid rows
+
+    def pack(x, lens):
+        return np.concatenate([x[b, :, :n].transpose(1, 0, 2) for b, n in enumerate(lens)])
+
+    cum = lambda n: np.concatenate([[0], np.cumsum(n)]).astype(np.int32)  # noqa: E731
+    q = pack(qp, q_len) if packed_q else qp
+    k, v = (pack(kp, kv_len), pack(vp, kv_len)) if packed_kv else (kp, vp)
+    net, (tq, tk, tv) = _net(q, k, v)
+    feeds = {"q": q, "k": k, "v": v, "kl": cum(kv_len) if packed_kv else np.array(kv_len, np.int32)}
+    kw = {"key_value_lengths": net.input("kl", "int32", feeds["kl"].shape), "causal": causal}
+    if packed_q:
+        feeds["ql"] = cum(q_len)
+        kw["query_lengths"] = net.input("ql", "int32", (4,))
+    out = _run(net, ops.scaled_dot_product_attention(tq, tk, tv, **kw), feeds)
+    assert out.shape == q.shape
+    starts = cum(q_len)
+    for b in range(3):
+        nq = q_len[b] if packed_q else sq  # a padded query keeps all its rows
+        qb = qp[b : b + 1, :, :nq]
+        kb, vb = kp[b : b + 1, :, : kv_len[b]], vp[b : b + 1, :, : kv_len[b]]
+        # Lower right aligns to the key/value tensor's length: each sequence's own when packed, the
+        # padded length otherwise (NvInfer.h's formula with Skv; see docs/modern-layers.md).
+        i, j = np.arange(nq)[:, None], np.arange(kv_len[b])[None]
+        skv_b = kv_len[b] if packed_kv else skv
+        keep = {False: None, "upper_left": j <= i, "lower_right": j <= i + skv_b - nq}[causal]
+        if keep is not None and not keep.any(axis=1).all():
+            continue  # a row with no key left is NaN in torch and undefined in TensorRT
+        ref = _sdpa_torch(qb, kb, vb, mask=keep)
+        got = out[starts[b] : starts[b + 1]].transpose(1, 0, 2)[None] if packed_q else out[b : b + 1]
+        np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_packed_attention_has_no_cpu_plan(trt, rng):
+    if not trt.__name__.startswith("tensorrt_rtx"):
+        pytest.skip("only TensorRT-RTX's CPU build lacks the packed kernel")
+    net = trtdsl.Network("packed")
+    tq, tk, tv = (net.input(n, "float32", (6, 2, 8)) for n in "qkv")
+    lengths = net.input("len", "int32", (3,))
+    y = ops.scaled_dot_product_attention(tq, tk, tv, query_lengths=lengths, key_value_lengths=lengths)
+    net.output(y, "y")
+    with pytest.raises(trtdsl.TrtdslError, match="packed"):
+        trtdsl.build(net, progress=False)
+    pytest.skip("packed (NHD) attention has no decomposition and no fused kernel in TensorRT-RTX's CPU build")
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float16"])
 @pytest.mark.parametrize("variant", ["causal", "mask", "lengths", "gqa"])
 def test_sdpa_builds_on_cpu(variant, dtype, rng):
@@ -208,8 +259,21 @@ def test_sdpa_bad_inputs_raise():
     k4 = net.input("k4", "float32", (1, 3, 4, 4))
     with pytest.raises(ShapeError, match="head_dim 8 differs"):
         ops.scaled_dot_product_attention(q, k4, k4)
-    with pytest.raises(ShapeError, match="expected rank 4"):
-        ops.scaled_dot_product_attention(q, net.input("k3", "float32", (3, 4, 8)), q)
+    with pytest.raises(ShapeError, match=r"expected \(batch, heads, seq, head_dim\), or packed"):
+        ops.scaled_dot_product_attention(q, net.input("k2", "float32", (4, 8)), q)
+    k3 = net.input("k3", "float32", (5, 3, 8))
+    with pytest.raises(ShapeError, match="both be padded or both packed"):
+        ops.scaled_dot_product_attention(q, k3, q)
+    with pytest.raises(ShapeError, match="packed keys/values .* need packed queries too"):
+        ops.scaled_dot_product_attention(q, k3, k3, key_value_lengths=[0, 5])
+    q3 = net.input("q3", "float32", (4, 3, 8))
+    with pytest.raises(ShapeError, match="packed keys/values .* need key_value_lengths"):
+        ops.scaled_dot_product_attention(q3, k3, k3, query_lengths=[0, 4])
+    with pytest.raises(ShapeError, match="query_lengths goes with packed"):
+        ops.scaled_dot_product_attention(q, q, q, query_lengths=[0, 4])
+    with pytest.raises(ShapeError, match="mask on packed inputs"):
+        ops.scaled_dot_product_attention(q3, k3, k3, query_lengths=[0, 4], key_value_lengths=[0, 5],
+                                         mask=np.ones((4, 5), bool))  # fmt: skip
     with pytest.raises(ShapeError, match="either mask or causal"):
         ops.scaled_dot_product_attention(q, q, q, mask=np.ones((4, 4), bool), causal=True)
     with pytest.raises(ShapeError, match="causal must be"):
@@ -295,14 +359,14 @@ def test_kv_cache_update_matches_slice_assignment(writes, s, dtype, rng):
     tc = net.input("c", dtype, cache.shape)
     y = ops.kv_cache_update(tc, net.input("u", dtype, update.shape), net.input("w", "int32", (2,)))
     assert y.shape == cache.shape
-    out = _run(net, y, {"c": cache, "u": update, "w": np.array(writes, np.int32)})
+    net.output(y, "y", dtype=dtype)  # the update's output must itself be a network output: no cast after it
+    out = reference.run(net, {"c": cache, "u": update, "w": np.array(writes, np.int32)})["y"].astype(np.float32)
     ref = cache.astype(dtype).astype(np.float64)
     for b, w in enumerate(writes):  # NvInfer.h: out[i, :, w[i] + s, :] = update[i, :, s, :]; past the end is dropped
         n = min(s, 8 - w)
         ref[b, :, w : w + n] = update[b, :, :n].astype(dtype)
     np.testing.assert_array_equal(out, ref.astype(np.float32))
-    if dtype == "float32":
-        trtdsl.build(net, progress=False)
+    trtdsl.build(net, progress=False)
 
 
 def test_kv_cache_update_numpy_indices_and_int64_cast(rng):
@@ -326,8 +390,10 @@ def test_kv_cache_update_bad_inputs_raise():
         ops.kv_cache_update(c, net.input("u", "float16", (1, 2, 1, 4)), [0])
     with pytest.raises(ShapeError, match="write_indices.*expected int32/int64"):
         ops.kv_cache_update(c, c, net.input("w", "float32", (1,)))
-    with pytest.raises(ShapeError, match="update.*expected \\(batch, heads"):
+    with pytest.raises(ShapeError, match="update_lengths goes with a packed"):
         ops.kv_cache_update(c, net.input("u3", "float32", (2, 1, 4)), [0])
+    with pytest.raises(ShapeError, match=r"update 'u2'.*or packed \(tokens"):
+        ops.kv_cache_update(c, net.input("u2", "float32", (2, 4)), [0])
 
 
 def test_rotary_position_id_outside_cache_raises(rng):
@@ -338,3 +404,18 @@ def test_rotary_position_id_outside_cache_raises(rng):
     feeds = {"x": np.ones((1, 1, 2, 4), np.float32), "pos": np.array([[3, 8]], np.int32)}
     with pytest.raises(trtdsl.TrtdslError, match=r"'rope'.*position id 8 is outside the 8-row.*valid 0..7"):
         reference.run(net, feeds)
+
+
+def test_packed_kv_cache_update_matches_slice_assignment(rng):
+    lengths, writes = [2, 3], [1, 5]
+    cache = rng.standard_normal((2, 2, 8, 4)).astype(np.float32)
+    upd = rng.standard_normal((sum(lengths), 2, 4)).astype(np.float32)
+    net = trtdsl.Network("kvp")
+    y = ops.kv_cache_update(net.input("c", "float32", cache.shape), net.input("u", "float32", upd.shape), writes,
+                            update_lengths=[0, 2, 5])  # fmt: skip
+    out = _run(net, y, {"c": cache, "u": upd})
+    want = cache.copy()
+    want[0, :, 1:3] = upd[0:2].transpose(1, 0, 2)
+    want[1, :, 5:8] = upd[2:5].transpose(1, 0, 2)
+    np.testing.assert_array_equal(out, want)
+    trtdsl.build(net, progress=False)

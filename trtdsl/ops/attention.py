@@ -2,7 +2,8 @@
 
 ``scaled_dot_product_attention`` adds one ``IAttention`` (``add_attention_v2``);
 ``rotary_embedding`` one ``IRotaryEmbeddingLayer``; ``kv_cache_update`` one
-``IKVCacheUpdateLayer``. All take the padded (B, heads, S, head_dim) layout.
+``IKVCacheUpdateLayer``. All take the padded (B, heads, S, head_dim) layout; attention
+and the cache update also take TensorRT's packed (tokens, heads, head_dim) form.
 
 IAttention computes ``softmax(Q·Kᵀ + mask)·V`` with no scale of its own, so the
 scale is applied to the inputs, as TensorRT's ONNX parser does: Q and K are each
@@ -35,21 +36,34 @@ def _what(kind: str, name: str | None) -> str:
 
 
 def _check_heads(what: str, q: Tensor, k: Tensor, v: Tensor) -> None:
+    """Padded tensors are (B, H, S, D); packed ones (total tokens, H, D): heads on axis 1 in both."""
     for t, role in ((q, "query"), (k, "key"), (v, "value")):
-        if t.ndim != 4:
+        if t.ndim not in (3, 4):
             raise ShapeError(
-                f"{what}: {role} {t.name!r} has shape {t.shape}; expected rank 4 (batch, heads, seq, head_dim)"
+                f"{what}: {role} {t.name!r} has shape {t.shape}; expected (batch, heads, seq, head_dim), "
+                "or packed (tokens, heads, head_dim)"
             )
+    if k.ndim != v.ndim:
+        raise ShapeError(f"{what}: key {k.shape} and value {v.shape} must both be padded or both packed")
+    seq = 0 if k.ndim == 3 else 2
     hq, hk, hv = q.shape[1], k.shape[1], v.shape[1]
-    if hk != hv or (k.shape[2] != v.shape[2] and min(k.shape[2], v.shape[2]) >= 0):
+    if hk != hv or (k.shape[seq] != v.shape[seq] and min(k.shape[seq], v.shape[seq]) >= 0):
         raise ShapeError(f"{what}: key {k.shape} and value {v.shape} must have the same heads and sequence length")
     if min(hq, hk) > 0 and hq % hk:
         raise ShapeError(
             f"{what}: query has {hq} heads, key/value {hk}; grouped-query attention needs the query heads "
             f"to be a multiple of the key/value heads"
         )
-    if min(q.shape[3], k.shape[3]) >= 0 and q.shape[3] != k.shape[3]:
-        raise ShapeError(f"{what}: query head_dim {q.shape[3]} differs from key head_dim {k.shape[3]}")
+    if min(q.shape[-1], k.shape[-1]) >= 0 and q.shape[-1] != k.shape[-1]:
+        raise ShapeError(f"{what}: query head_dim {q.shape[-1]} differs from key head_dim {k.shape[-1]}")
+
+
+def _lengths(what: str, net, value: TensorLike, role: str, cumulative: bool) -> Tensor:
+    t = as_tensor(net, np.asarray(value, np.int32) if not isinstance(value, Tensor) else value)
+    if t.dtype != "int32" or t.ndim != 1:
+        form = "(B + 1,) cumulative token counts" if cumulative else "(B,)"
+        raise ShapeError(f"{what}: {role} {t.name!r} is {t.dtype} {t.shape}; expected int32 {form}")
+    return t
 
 
 def _mask(what: str, mask: TensorLike, q: Tensor, dt: str, name: str) -> Tensor:
@@ -78,7 +92,8 @@ def scaled_dot_product_attention(
     mask: TensorLike | None = None,
     causal: bool | str = False,
     scale: float | None = None,
-    key_value_lengths: Tensor | None = None,
+    key_value_lengths: TensorLike | None = None,
+    query_lengths: TensorLike | None = None,
     decomposable: bool = True,
     name: str | None = None,
 ) -> Tensor:
@@ -93,11 +108,15 @@ def scaled_dot_product_attention(
             ``"lower_right"`` (j <= i + Skv - Sq, the alignment for decoding with a cache).
         scale: multiplies q·kᵀ; default ``1/sqrt(D)``.
         key_value_lengths: int32 (B,) tensor; keys at or past ``key_value_lengths[b]`` are ignored.
+            For packed keys/values, the (B + 1,) cumulative token counts ``[0, n0, n0 + n1, ...]``.
+        query_lengths: for packed queries, the (B + 1,) cumulative token counts.
         decomposable: let TensorRT split the layer into matmuls and a softmax when it has no fused
             kernel for the shape and dtype (needed on TensorRT-RTX's CPU build).
 
     Hq may be a multiple of Hkv (grouped-query attention): query head h reads key/value head
-    ``h // (Hq / Hkv)``.
+    ``h // (Hq / Hkv)``. Rank-3 inputs are packed: (total tokens, heads, D), the sequences of
+    the batch one after the other, described by their cumulative lengths. Packed attention has
+    no decomposition, so only a GPU with a fused kernel builds it.
 
     Example::
 
@@ -117,8 +136,20 @@ def scaled_dot_product_attention(
     if not dtypes.is_float(dt):
         raise ShapeError(f"{what}: query {q.name!r} has dtype {dt}; attention takes float tensors")
     _check_heads(what, q, k, v)
+    packed_q, packed_kv = q.ndim == 3, k.ndim == 3
+    if packed_q != (query_lengths is not None):
+        raise ShapeError(
+            f"{what}: query_lengths goes with packed (tokens, heads, head_dim) queries, and only with them; "
+            f"query {q.name!r} has shape {q.shape}"
+        )
+    if packed_kv and not packed_q:
+        raise ShapeError(f"{what}: packed keys/values {k.shape} need packed queries too (TensorRT refuses the mix)")
+    if packed_kv and key_value_lengths is None:
+        raise ShapeError(f"{what}: packed keys/values {k.shape} need key_value_lengths (cumulative token counts)")
+    if mask is not None and (packed_q or packed_kv):
+        raise ShapeError(f"{what}: a mask on packed inputs is not documented by TensorRT; use causal or lengths")
     base = net.unique_name(name or "attention")
-    d = q.shape[3]
+    d = q.shape[-1]
     if scale is None and d < 0:
         raise ShapeError(f"{what}: head_dim of {q.shape} is dynamic; give scale= explicitly")
     scale = 1.0 / math.sqrt(d) if scale is None else float(scale)
@@ -132,13 +163,14 @@ def scaled_dot_product_attention(
     )
     if m is not None:
         attn.mask = m.trt
+    form = trt.AttentionIOForm
+    if packed_q:
+        attn.query_form = form.PACKED_NHD
+        attn.query_lengths = _lengths(what, net, query_lengths, "query_lengths", True).trt
+    if packed_kv:
+        attn.key_value_form = form.PACKED_NHD
     if key_value_lengths is not None:
-        lengths = as_tensor(net, key_value_lengths)
-        if lengths.dtype != "int32" or lengths.ndim != 1:
-            raise ShapeError(
-                f"{what}: key_value_lengths {lengths.name!r} is {lengths.dtype} {lengths.shape}; expected int32 (B,)"
-            )
-        attn.key_value_lengths = lengths.trt
+        attn.key_value_lengths = _lengths(what, net, key_value_lengths, "key_value_lengths", packed_kv).trt
     attn.decomposable = bool(decomposable)
     attn.name = base
     # Layer 'base.input' opens the attention; its closing layer is named 'base', output 'base.out'.
@@ -213,12 +245,22 @@ def rotary_embedding(
     return net.register(layer, "rotary_embedding", base, resolved=True)
 
 
-def kv_cache_update(cache: Tensor, update: Tensor, write_indices: TensorLike, *, name: str | None = None) -> Tensor:
+def kv_cache_update(
+    cache: Tensor,
+    update: Tensor,
+    write_indices: TensorLike,
+    *,
+    update_lengths: TensorLike | None = None,
+    name: str | None = None,
+) -> Tensor:
     """Write ``update`` (B, H, S, D) into ``cache`` (B, H, max_S, D) at ``write_indices[b]`` (linear mode).
 
-    ``out[b, :, w[b]:w[b] + S] = update[b]``; the rest of the cache passes through. On a
-    GPU the output shares the cache's memory (bind both to one buffer); TensorRT ignores
-    writes past ``max_S``.
+    ``out[b, :, w[b]:w[b] + S] = update[b]``; the rest of the cache passes through. TensorRT
+    requires the output to be a network output ("The output tensor must be a network
+    output"; mark a float16 cache with ``net.output(y, name, dtype="float16")`` so no cast
+    comes between), and on a GPU it shares the cache's memory (bind both to one buffer); TensorRT
+    ignores writes past ``max_S``. A rank-3 ``update`` is packed, (total tokens, H, D), with
+    ``update_lengths`` the (B + 1,) cumulative token counts.
 
     Example::
 
@@ -227,9 +269,21 @@ def kv_cache_update(cache: Tensor, update: Tensor, write_indices: TensorLike, *,
     trt = _trt.load()
     net = cache.net
     what = _what("kv_cache_update", name)
-    for t, role in ((cache, "cache"), (update, "update")):
-        if t.ndim != 4:
-            raise ShapeError(f"{what}: {role} {t.name!r} has shape {t.shape}; expected (batch, heads, seq, head_dim)")
+    packed = update.ndim == 3
+    if cache.ndim != 4:
+        raise ShapeError(
+            f"{what}: cache {cache.name!r} has shape {cache.shape}; expected (batch, heads, seq, head_dim)"
+        )
+    if update.ndim != 4 and not packed:
+        raise ShapeError(
+            f"{what}: update {update.name!r} has shape {update.shape}; expected (batch, heads, seq, head_dim) "
+            "or packed (tokens, heads, head_dim)"
+        )
+    if packed != (update_lengths is not None):
+        raise ShapeError(
+            f"{what}: update_lengths goes with a packed (tokens, heads, head_dim) update, and only with one; "
+            f"update {update.name!r} has shape {update.shape}"
+        )
     if cache.dtype != update.dtype or not dtypes.is_float(cache.dtype):
         raise ShapeError(
             f"{what}: cache ({cache.dtype}) and update ({update.dtype}) must share one float dtype"
@@ -242,4 +296,7 @@ def kv_cache_update(cache: Tensor, update: Tensor, write_indices: TensorLike, *,
         # NvInfer.h allows int64, but TensorRT-RTX's builder refuses it ("Write indices must be of type int32").
         w = net.cast(w, "int32")
     layer = net.trt.add_kv_cache_update(cache.trt, update.trt, w.trt, trt.KVCacheMode.LINEAR)
+    if packed:
+        layer.update_form = trt.AttentionIOForm.PACKED_NHD
+        layer.update_lengths = _lengths(what, net, update_lengths, "update_lengths", True).trt
     return net.register(layer, "kv_cache_update", name)
