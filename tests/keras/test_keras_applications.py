@@ -15,11 +15,12 @@ import subprocess
 import sys
 
 import pytest
-from conftest import requires_trt
-from keras_util import FIXTURES, compare, recorded
 
 import trtdsl
 from trtdsl import keras as tk
+
+from ..conftest import requires_trt
+from .keras_util import FIXTURES, compare, recorded
 
 pytestmark = [
     requires_trt,

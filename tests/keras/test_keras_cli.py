@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 
-from conftest import requires_trt
-from keras_util import FIXTURES
-
 from trtdsl.cli import main
+
+from ..conftest import requires_trt
+from .keras_util import FIXTURES
 
 pytestmark = requires_trt
 

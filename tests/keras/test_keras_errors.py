@@ -9,13 +9,14 @@ import zipfile
 import h5py
 import numpy as np
 import pytest
-from conftest import requires_trt
-from keras_util import FIXTURES, compare, recorded
 
 import trtdsl
 from trtdsl import keras as tk
 from trtdsl import ops
 from trtdsl.errors import KerasError, TrtdslError, UnsupportedKerasLayerError, WeightError, WeightShapeError
+
+from ..conftest import requires_trt
+from .keras_util import FIXTURES, compare, recorded
 
 pytestmark = requires_trt
 K3, K2 = FIXTURES / "k3", FIXTURES / "k2"

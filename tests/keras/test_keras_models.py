@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import requires_trt
-from keras_util import FIXTURES, compare, recorded
 
 import trtdsl
 from trtdsl import keras as tk
 from trtdsl.weights import keras_config
+
+from ..conftest import requires_trt
+from .keras_util import FIXTURES, compare, recorded
 
 # refuse_* and custom_* files are for tests/keras/test_keras_errors.py
 FILES = sorted(
