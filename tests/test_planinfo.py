@@ -80,7 +80,10 @@ def test_old_plans_without_layers_load_and_bad_layers_are_refused(tmp_path, caps
         ([{**good, "qdq": "both"}], r"layers\[0\].qdq: expected null, 'quantize' or 'dequantize'"),
         ([{**good, "quantized": "yes"}], r"layers\[0\].quantized: expected true or false"),
         ([{**good, "inputs": [3]}], r"layers\[0\].inputs\[0\]: expected a string"),
-        ([{**good, "outputs": [{**good["outputs"][0], "shape": [1, -7]}]}], r"layers\[0\].outputs\[0\].shape: expected a list"),
+        (
+            [{**good, "outputs": [{**good["outputs"][0], "shape": [1, -7]}]}],
+            r"layers\[0\].outputs\[0\].shape: expected a list",
+        ),
         ([{**good, "outputs": [{**good["outputs"][0], "shape": [[1] * 3]}]}], r"layers\[0\].outputs\[0\].shape"),
         ([good, {**good, "outputs": "x"}], r"layers\[1\].outputs: expected a list of output records"),
     ]
