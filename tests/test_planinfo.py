@@ -43,7 +43,8 @@ def test_layers_are_recorded_saved_and_loaded(tmp_path):
     dqs = [r for r in loaded.layers if r["qdq"] == "dequantize"]
     assert len(qs) == 1 and qs[0]["precision"] == "int8" and qs[0]["outputs"][0]["dtype"] == "int8"
     assert len(dqs) == 1 and dqs[0]["outputs"][0]["dtype"] == "float16"
-    assert by_name["head.softmax"]["precision"] == "float32"
+    assert by_name["head.softmax"]["precision"] == "float32" and by_name["head.softmax"]["region"] == "float32"
+    assert by_name["stem.conv2d"]["region"] == ""  # the network's own dtype
     assert [r["name"] for r in loaded.layers] == [net_layer.name for net_layer in _net().layers()]
 
 

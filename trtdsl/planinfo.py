@@ -35,7 +35,8 @@ def _shape(t: Any) -> list[int]:
 def layer_records(net: Any) -> list[dict[str, Any]]:
     """One JSON-ready record per layer of ``net`` (a ``Network`` or ``INetworkDefinition``), in order.
 
-    ``precision`` is the type the layer computes in: for a strongly typed
+    ``region`` is the dtype of the ``net.precision(...)`` block the layer was
+    added in, where it differs from the network's. ``precision`` is the type the layer computes in: for a strongly typed
     network, that of its first float input (or output, for layers without
     one); Quantize and Dequantize layers in their output type. ``qdq`` is
     ``"quantize"``/``"dequantize"`` for Q/DQ layers, and ``quantized`` marks a
@@ -46,6 +47,7 @@ def layer_records(net: Any) -> list[dict[str, Any]]:
         [r["name"] for r in layer_records(net) if r["qdq"] == "quantize"]
     """
     d = getattr(net, "trt", net)
+    regions = getattr(net, "_regions", {})  # layer -> the net.precision(...) block it was added in
     # Rewrites append Q/DQ layers after their readers, so collect DQ outputs first.
     dequantized = {
         d.get_layer(i).get_output(0).name for i in range(d.num_layers) if d.get_layer(i).type.name == "DEQUANTIZE"
@@ -70,6 +72,7 @@ def layer_records(net: Any) -> list[dict[str, Any]]:
             "inputs": [t.name if t is not None else None for t in ins],
             "outputs": [{"name": t.name, "dtype": _dtype(t), "shape": _shape(t)} for t in outs],
             "precision": precision,
+            "region": regions.get(layer.name, ""),
             "qdq": {"QUANTIZE": "quantize", "DEQUANTIZE": "dequantize"}.get(kind),
             "quantized": any(t is not None and t.name in dequantized for t in ins),
         }
@@ -101,6 +104,7 @@ def check_layers(value: Any, where: str = "plan metadata") -> list[dict[str, Any
             raise fail(at, "a layer record (JSON object)", r)
         for key in ("name", "type", "precision"):
             text(r.get(key), f"{at}.{key}")
+        text(r.get("region", ""), f"{at}.region")
         if r.get("qdq") not in (None, "quantize", "dequantize"):
             raise fail(f"{at}.qdq", "null, 'quantize' or 'dequantize'", r.get("qdq"))
         if not isinstance(r.get("quantized", False), bool):
@@ -130,13 +134,13 @@ def format_layers(records: list[dict[str, Any]]) -> str:
 
         print(format_layers(trtdsl.Plan.load("model.plan").layers))
     """
-    rows = [("#", "layer", "type", "precision", "Q/DQ", "outputs")]
+    rows = [("#", "layer", "type", "precision", "region", "Q/DQ", "outputs")]
     for i, r in enumerate(records):
         qdq = r.get("qdq") or ("reads DQ" if r.get("quantized") else "")
         outs = ", ".join(f"{o['dtype']}{tuple(o['shape'])}".replace(",)", ")") for o in r.get("outputs", []))
-        rows.append((str(i), r["name"], r["type"], r.get("precision", ""), qdq, outs))
-    widths = [max(len(row[c]) for row in rows) for c in range(5)]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row[:5], widths)) + "  " + row[5] for row in rows]
+        rows.append((str(i), r["name"], r["type"], r.get("precision", ""), r.get("region", ""), qdq, outs))
+    widths = [max(len(row[c]) for row in rows) for c in range(6)]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row[:6], widths)) + "  " + row[6] for row in rows]
     return "\n".join(line.rstrip() for line in lines)
 
 
