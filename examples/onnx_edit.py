@@ -40,7 +40,7 @@ def swap_activations(net: trtdsl.Network, scope: str) -> int:
 
 def load(path: str, batch=(1, 8, 32)) -> trtdsl.Network:
     net = trtdsl.onnx.parse(path, dims={"batch": batch})
-    rewrite.rename_layers(net, rewrite.onnx_scope_name)  # '/layer1/layer1.0/conv1/Conv' -> 'layer1.0.conv1'
+    rewrite.rename_layers(net, rewrite.onnx_scope_names(net))  # '/layer1/layer1.0/conv1/Conv' -> 'layer1.0.conv1'
     return net
 
 

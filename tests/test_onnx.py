@@ -97,10 +97,12 @@ def test_readable_scope_names(onnx_files):
     net = trtdsl.onnx.parse(onnx_files("resnet18"))
     x = example(MODELS["resnet18"])
     before = reference.run(net, {INPUT: x})[OUTPUT]
-    renamed = rewrite.rename_layers(net, rewrite.onnx_scope_name)
+    renamed = rewrite.rename_layers(net, rewrite.onnx_scope_names(net))
     assert renamed["/layer1/layer1.0/conv1/Conv"] == "layer1.0.conv1"
     assert renamed["/layer1/layer1.0/Add"] == "layer1.0.add"
     assert renamed["/layer1/layer1.0/relu_1/Relu"] == "layer1.0.relu_1"
+    assert renamed["/conv1/Conv"] == "conv1" and renamed["/avgpool/GlobalAveragePool"] == "avgpool"
+    assert len(set(renamed.values())) == len(renamed)  # no two layers asked for the same name
     assert net.tensor("layer1.0.conv1.out").trt is net.layer("layer1.0.conv1").get_output(0)
     assert list(net.outputs) == [OUTPUT]  # network outputs keep their names
     np.testing.assert_array_equal(reference.run(net, {INPUT: x})[OUTPUT], before)

@@ -21,7 +21,7 @@ Example::
     rewrite.reroute(net, [(conv_layer, 1)], fq)
 
     net = trtdsl.onnx.parse("resnet18.onnx", dims={"batch": (1, 8, 32)})
-    rewrite.rename_layers(net, rewrite.onnx_scope_name)          # '/layer1/layer1.0/conv1/Conv' -> 'layer1.0.conv1'
+    rewrite.rename_layers(net, rewrite.onnx_scope_names(net))   # '/layer1/layer1.0/conv1/Conv' -> 'layer1.0.conv1'
     rewrite.replace_subgraph(net, relu_in, relu_out, ops.gelu)  # swap an activation
     rewrite.set_precision(net, "input", "output", "float16")     # the whole net in fp16
 """
@@ -40,7 +40,7 @@ from .network import Network
 from .tensor import Tensor
 
 __all__ = [
-    "find_layer", "layers_between", "onnx_scope_name", "producers", "rename_layer", "rename_layers", "rename_tensor",
+    "find_layer", "layers_between", "onnx_scope_names", "producers", "rename_layer", "rename_layers", "rename_tensor",
     "rename_tensors", "replace_subgraph", "reroute", "set_precision", "weights_to_input",
 ]  # fmt: skip
 
@@ -252,7 +252,7 @@ def rename_layers(net: Any, names: Renamer, *, outputs: bool = True) -> dict[str
 
     Example::
 
-        rewrite.rename_layers(net, rewrite.onnx_scope_name)
+        rewrite.rename_layers(net, rewrite.onnx_scope_names(net))
         rewrite.rename_layers(net, {"/fc/Gemm": "head.fc"})
     """
     fn = names.get if isinstance(names, Mapping) else names
@@ -311,27 +311,54 @@ def rename_tensors(net: Any, names: Renamer) -> dict[str, str]:
     return done
 
 
-def onnx_scope_name(name: str) -> str | None:
-    """A readable name for an ONNX node path from the torch exporter, or None to keep it.
-
-    ``/layer1/layer1.0/conv1/Conv`` -> ``layer1.0.conv1``; ``/layer1/layer1.0/Add`` ->
-    ``layer1.0.add``; ``/conv1/Conv`` -> ``conv1``. The exporter writes each
-    module's scope as a path whose parts may repeat their parent's prefix.
-    """
-    if not name.startswith("/"):
-        return None
-    parts = [p for p in name.split("/") if p]
+def _onnx_scope(name: str) -> tuple[str, str] | None:
+    """(module path, op) of a torch-exporter node name: '/layer1/layer1.0/conv1/Conv' -> ('layer1.0.conv1', 'Conv')."""
+    parts = [p for p in name.split("/") if p] if name.startswith("/") else []
     if len(parts) < 2:
         return None
     scope = ""
-    for part in parts[:-1]:
+    for part in parts[:-1]:  # each part may repeat its parent's prefix ('layer1', 'layer1.0')
         scope = part if scope and part.startswith(scope + ".") else (f"{scope}.{part}" if scope else part)
-    op = parts[-1]
-    # The op alone names the layer when its module does one thing (conv1/Conv); otherwise keep it.
-    last = parts[-2].rsplit(".", 1)[-1].rstrip("_0123456789").lower()
-    if last and op.split("_")[0].lower().startswith(last[:3]):
-        return scope
-    return f"{scope}.{op.lower()}"
+    return scope, parts[-1]
+
+
+def onnx_scope_names(net: Any) -> dict[str, str]:
+    """Readable names for the layers of a network parsed from a torch-exported ONNX file, for :func:`rename_layers`.
+
+    A layer takes its module's path (``/layer1/layer1.0/conv1/Conv`` -> ``layer1.0.conv1``)
+    when it is the only layer of a leaf module (a conv, an activation, a norm); layers
+    sharing a module, or written in a container's forward (``/layer1/layer1.0/Add``),
+    add their op (``layer1.0.add``).
+    Layers with other names are left out.
+
+    Example::
+
+        rewrite.rename_layers(net, rewrite.onnx_scope_names(net))
+    """
+    found: dict[str, tuple[str, str]] = {}
+    for i in range(net.trt.num_layers):
+        name = net.trt.get_layer(i).name
+        scoped = _onnx_scope(name)
+        if scoped is not None:
+            found[name] = scoped
+    per_scope: dict[str, int] = {}
+    for scope, _ in found.values():
+        per_scope[scope] = per_scope.get(scope, 0) + 1
+    names = {}
+    for name, (scope, op) in found.items():
+        # A leaf module's one layer is the module ('conv1'); an op written in a container's
+        # forward ('/encoder/Add', '/layer1/layer1.0/Add') keeps its op in the name.
+        alone = per_scope[scope] == 1 and op.split("_")[0] in _LEAF_OPS
+        names[name] = scope if alone else f"{scope}.{op.lower()}"
+    return names
+
+
+# ONNX ops that torch modules of their own export to (nn.Conv2d -> Conv, nn.ReLU -> Relu, ...).
+_LEAF_OPS = frozenset(
+    "Conv ConvTranspose Gemm MatMul Relu LeakyRelu Sigmoid Tanh Gelu HardSwish HardSigmoid Softmax MaxPool "
+    "AveragePool GlobalAveragePool GlobalMaxPool BatchNormalization LayerNormalization InstanceNormalization "
+    "Dropout Flatten Elu Selu Softplus PRelu Gather".split()
+)
 
 
 def _claim(net: Any, name: str, what: str) -> None:
