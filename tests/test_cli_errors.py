@@ -223,6 +223,12 @@ CASES: list[tuple[str, list[str], int, str]] = [
         r"dim 'seq' is 5 in input 'ids' but 6 in input 'mask'",
     ),
     ("run-shapes-outside-profile", ["run", "tiny.py", "--shapes", "x:9x3"], 2, r"ProfileError: .*batch.*1\.\.4"),
+    (
+        "run-shapes-huge",
+        ["run", "tiny.py", "--shapes", "x:99999999999x3"],
+        2,
+        r"ProfileError: dim 'batch' = 99999999999 \(from --input/--shapes\) is outside profile 0: 1\.\.4",
+    ),
     ("run-profile-out-of-range", ["run", "tiny.py", "--profile", "3"], 2, r"--profile 3: the network has 1 profile"),
     ("run-profile-negative", ["run", "tiny.py", "--profile", "-1"], 2, r"argument --profile: '-1' must be"),
     ("run-save-dir", ["run", "tiny.py", "--save", "folder"], 2, r"--save 'folder' is a directory"),

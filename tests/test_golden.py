@@ -364,3 +364,31 @@ def test_golden_load_refuses_damaged_files(tmp_path, content, pattern):
         golden.load(tmp_path / "g.npz")
     with pytest.raises(TrtdslError, match=r"is not a file"):
         golden.load(tmp_path)
+
+
+def test_narrow_outputs_record_load_and_compare_with_their_types_tolerance(tmp_path):
+    import ml_dtypes
+
+    y = np.array([1.0, 2.5, -3.0], np.float32).astype(ml_dtypes.bfloat16)
+    q = np.array([7, -8, 0], np.int8).astype(ml_dtypes.int4)
+    path = golden.record({"y": y, "q": q}, tmp_path / "g.npz")
+    back, _ = golden.load(path)
+    assert back["y"].dtype == ml_dtypes.bfloat16 and back["q"].dtype == ml_dtypes.int4
+    np.testing.assert_array_equal(back["y"].astype(np.float32), y.astype(np.float32))
+    np.testing.assert_array_equal(back["q"].astype(np.int8), [7, -8, 0])
+    near = (y.astype(np.float32) * (1 + 2**-7)).astype(ml_dtypes.bfloat16)  # one bfloat16 ulp off
+    assert golden.compare({"y": near, "q": q}, back).ok  # bfloat16's default tolerance
+    assert not golden.compare({"y": y, "q": (q.astype(np.int8) + 1).astype(ml_dtypes.int4)}, back).ok  # int4 exact
+    assert golden.Tolerance.for_precision("fp4") == Tolerance(*trtdsl.dtypes.info("fp4").tolerance)
+
+
+def test_captured_constants_outlive_their_network(feeds):
+    """A captured constant is the array the Network kept, not a view of freed TensorRT Weights."""
+    import gc
+
+    ref = trtdsl.reference.run(_chain(), feeds, capture="all")
+    gc.collect()
+    junk = [np.full(6, 7.0, np.float32) for _ in range(200)]  # reuse whatever memory was freed
+    np.testing.assert_array_equal(ref["block.const_1.out"], np.arange(6, dtype=np.float32).reshape(2, 3))
+    np.testing.assert_array_equal(ref["block.const.out"], np.float32(0.5))
+    del junk

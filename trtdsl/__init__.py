@@ -29,7 +29,8 @@ from .errors import (
     WeightError,
     WeightShapeError,
 )
-from .network import Network, layer_type
+from .layerinfo import layer_type
+from .network import Network
 from .profile import Dim, Profile
 from .runtime import ReferenceSession, Session
 from .tensor import Tensor
@@ -39,8 +40,8 @@ __version__ = "0.1.0"
 __all__ = [
     "BackendError", "BuildError", "CudaError", "Dim", "IOSpec", "Plan", "build", "GoldenMismatch", "InterpreterError", "Network",
     "Profile", "ProfileError", "ReferenceSession", "Session", "ShapeError", "Tensor", "TrtdslError", "UnsupportedLayerError",
-    "WeightError", "WeightShapeError", "__version__", "golden", "layers", "models", "ops", "reference", "weights",
-    "keras", "layer_type", "onnx", "rewrite",
+    "WeightError", "WeightShapeError", "__version__", "golden", "layers", "layer_type", "models", "ops", "reference",
+    "weights", "keras", "onnx", "rewrite",
 ]  # fmt: skip
 
 from . import calib  # calibration and explicit Q/DQ (after the rest: it uses ops, reference, rewrite)

@@ -229,13 +229,14 @@ def random_feeds(
                 shape.append(bound[d] if d in bound else ranges[d][1])
             else:
                 shape.append(int(d))
-        dt = dtypes.to_numpy(dtypes_[name])
-        if dt.kind == "f" or dtypes_[name] in ("bfloat16", "fp8"):
-            feeds[name] = rng.standard_normal(shape).astype(np.float32 if dt.kind != "f" else dt)
-        elif dt.kind == "b":
+        kind = dtypes.info(dtypes_[name])
+        dt = dtypes.holder(dtypes_[name])  # each input's own type: the feed rule converts nothing
+        if kind.is_float:
+            feeds[name] = rng.standard_normal(shape).astype(dt)
+        elif kind.kind == "bool":
             feeds[name] = rng.random(shape) > 0.5
-        else:
-            high = (highs or {}).get(name, _INT_HIGH)
+        else:  # below the embedding size, and within the type (int4 holds -8..7)
+            high = min((highs or {}).get(name, _INT_HIGH), kind.range[1] + 1)
             feeds[name] = rng.integers(0, max(1, high), shape).astype(dt)
     return feeds
 

@@ -147,7 +147,7 @@ def build(
     refit: bool = False,
     strip_plan: bool = False,
     progress: bool | None = None,
-    weights: WeightStore | None = None,
+    weights: WeightStore | Mapping[str, Any] | None = None,
     ignore_weights: Sequence[str] = (),
     profiling_verbosity: str | None = None,
     max_aux_streams: int | None = None,

@@ -28,7 +28,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from . import _cli_inputs as inputs
-from .errors import TrtdslError
+from .errors import ProfileError, TrtdslError
 
 # Kept importable from here: scripts and tests call it.
 load_network = inputs.load_network
@@ -207,6 +207,10 @@ def _complete_feeds(
     bound = inputs.bind_dims(specs, given, "--input/--shapes")
     missing = {n: s for n, s in specs.items() if n not in feeds}
     profile = profiles[args.profile] if profiles[args.profile].ranges else None
+    for dim, n in bound.items():  # before any random array is made at that size
+        lo, _, hi = profile.ranges.get(dim, (n, n, n)) if profile is not None else (n, n, n)
+        if not lo <= n <= hi and missing:
+            raise ProfileError(f"dim {dim!r} = {n} (from --input/--shapes) is outside profile {args.profile}: {lo}..{hi}")
     return feeds | inputs.random_feeds(missing, dtypes_, profile, bound, highs, seed=args.seed)
 
 

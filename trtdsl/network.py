@@ -30,6 +30,7 @@ import numpy as np
 
 from . import _trt, dtypes
 from .errors import ProfileError, ShapeError, TrtdslError, did_you_mean
+from .layerinfo import layer_type
 from .profile import Dim, Profile, check_range
 from .tensor import Tensor
 
@@ -67,6 +68,8 @@ class Network:
         self._derived: dict[tuple[str, str], Tensor] = {}  # (tensor, what) -> cast/unsqueeze of it
         self._regions: dict[str, str] = {}  # layer -> the net.precision(...) dtype it was added under
         self.weights: dict[str, np.ndarray] = {}  # layer.role -> array handed to TensorRT
+        # constant layer name -> ml_dtypes array: TensorRT's Python API cannot read narrow weights back
+        self.narrow_constants: dict[str, np.ndarray] = {}
         self.dims: dict[str, Dim] = {}
         self._extra_profiles: list[dict[str, tuple[int, int, int]]] = []
         self.input_specs: dict[str, tuple[int | str, ...]] = {}
@@ -174,6 +177,8 @@ class Network:
 
         ``name`` must be new: not another output, an input or a tensor of the network
         (TensorRT would only log "name already in use" and keep both).
+
+        Quantized tensors (fp8, fp4, int4, e8m0 scales) keep their type: TensorRT never casts them.
         """
         if not isinstance(tensor, Tensor):
             raise TrtdslError(
@@ -195,11 +200,18 @@ class Network:
                 f"output {name!r}: the network already has a tensor named {name!r} "
                 f"(made by layer {self._producers[name].name!r}); choose another name"
             )
+        src = tensor.dtype
+        quantized = src in dtypes.LOW_PRECISION or src == "e8m0"
         if dtype is None:
-            dtype = "float32" if dtypes.is_float(tensor.dtype) else tensor.dtype
+            dtype = "float32" if dtypes.is_float(src) and not quantized else src
         dtype = dtypes.canonical(dtype)
-        if tensor.dtype != dtype or tensor.trt.is_network_input or tensor.trt.is_network_output:
-            layer = self.trt.add_cast(tensor.trt, dtypes.to_trt(dtype))
+        if quantized and dtype != src:
+            raise ShapeError(f"output {name!r}: a {src} tensor cannot be cast to {dtype}; dequantize it first")
+        if src != dtype or tensor.trt.is_network_input or tensor.trt.is_network_output:
+            # a copy of a quantized tensor is an identity layer: TensorRT refuses a Cast on it
+            layer = (
+                self.trt.add_identity(tensor.trt) if quantized else self.trt.add_cast(tensor.trt, dtypes.to_trt(dtype))
+            )
             tensor = self.register(layer, "cast", name=name + ".cast", scoped=False)
         producer = self._producers.pop(tensor.name, None)
         tensor.trt.name = name
@@ -386,13 +398,26 @@ class Network:
             else:
                 raise ShapeError(f"constant {name!r}: cannot store dtype {array.dtype}")
         dt = dtypes.canonical(dtype)
-        if dt == "bfloat16":
-            # NumPy has no bfloat16; store float32 and cast in the graph.
-            t = self.constant(array.astype(np.float32), name, dtype="float32")
-            return self.cast(t, "bfloat16")
-        array = array.astype(dtypes.to_numpy(dt), copy=False)
         lname = self.unique_name(name or "constant")
+        if dtypes.TABLE[dt].narrow:  # bfloat16, fp8, fp4, e8m0, int4: typed weights over ml_dtypes bytes
+            return self.narrow_constant(array, dt, lname)
+        array = array.astype(dtypes.to_numpy(dt), copy=False)
         layer = self.trt.add_constant(array.shape, self.keep(array, lname))
+        return self.register(layer, "constant", lname, resolved=True)
+
+    def narrow_constant(self, value: Any, dtype: str, lname: str, shape: tuple[int, ...] | None = None) -> Tensor:
+        """A constant layer ``lname`` (already unique) of a narrow type, rounded as a cast rounds.
+
+        NumPy has no bfloat16/fp8/fp4/int4, so the values are ``ml_dtypes`` arrays handed to
+        TensorRT as typed ``Weights`` (4-bit types packed two per byte); the arrays are kept
+        in ``narrow_constants``, since TensorRT's Python API cannot read such weights back.
+        """
+        held = dtypes.cast(value, dtype, name=f"constant {lname!r}")
+        packed = dtypes.pack(held)  # a view of ``held`` unless 4-bit values are packed two per byte
+        self.narrow_constants[lname] = held
+        self.weights[lname] = held if packed.base is held or packed is held else packed
+        weights = _trt.load().Weights(dtypes.to_trt(dtype), packed.ctypes.data, held.size)
+        layer = self.trt.add_constant(held.shape if shape is None else shape, weights)
         return self.register(layer, "constant", lname, resolved=True)
 
     # -------------------------------------------------------------- precision
@@ -424,6 +449,13 @@ class Network:
         """``cast`` with ``x``'s dtype ``src`` and the canonical ``dt`` already known."""
         if src == dt:
             return x
+        if dt in dtypes.LOW_PRECISION:
+            raise ShapeError(dtypes.producer_rule(f"cast {x.name!r}", dt))
+        if src in dtypes.LOW_PRECISION:
+            raise ShapeError(
+                f"cast {x.name!r}: TensorRT lets only Dequantize, Concatenation, Shuffle, Shape, Identity or "
+                f"plugin layers read {src} tensors, never a Cast or a compute layer; use ops.dequantize first"
+            )
 
         def make() -> Tensor:
             layer = self.trt.add_cast(x.trt, dtypes.to_trt(dt))
@@ -452,7 +484,7 @@ class Network:
 
     # ------------------------------------------------------------------ views
     def layers(self) -> list[Any]:
-        """All layers, downcast to their concrete ``I*Layer`` classes; see :func:`layer_type` for the kind."""
+        """All layers, downcast to their concrete ``I*Layer`` classes; see ``trtdsl.layer_type`` for the kind."""
         from .layerinfo import downcast
 
         return [downcast(self.trt.get_layer(i)) for i in range(self.trt.num_layers)]
@@ -543,20 +575,6 @@ class Network:
             f"Network({self.name!r}, dtype={self.dtype!r}, inputs=({ins}), "
             f"outputs={list(self.outputs)}, layers={self.trt.num_layers})"
         )
-
-
-def layer_type(layer: Any) -> Any:
-    """The ``trt.LayerType`` of any layer, downcast or not.
-
-    A downcast layer's ``type`` attribute can be its own parameter instead:
-    ``IActivationLayer.type`` is the ``ActivationType`` (``RELU``) and
-    ``IPoolingLayer.type`` the ``PoolingType``. This reads ``ILayer.type`` itself.
-
-    Example::
-
-        convs = [l for l in net.layers() if trtdsl.layer_type(l) == trt.LayerType.CONVOLUTION]
-    """
-    return _trt.load().ILayer.type.__get__(layer)
 
 
 def _shape(dims: Any) -> tuple[int | str, ...]:

@@ -353,8 +353,8 @@ def test_rotary_bad_inputs_raise():
 @pytest.mark.parametrize("dtype", ["float32", "float16"])
 @pytest.mark.parametrize(("writes", "s"), [([0, 3], 2), ([5, 0], 3), ([6, 7], 1), ([7, 2], 3)])
 def test_kv_cache_update_matches_slice_assignment(writes, s, dtype, rng):
-    cache = rng.standard_normal((2, 3, 8, 4)).astype(np.float32)
-    update = rng.standard_normal((2, 3, s, 4)).astype(np.float32)
+    cache = rng.standard_normal((2, 3, 8, 4)).astype(dtype)  # feeds in the input's type (the feed rule)
+    update = rng.standard_normal((2, 3, s, 4)).astype(dtype)
     net = trtdsl.Network("kv")
     tc = net.input("c", dtype, cache.shape)
     y = ops.kv_cache_update(tc, net.input("u", dtype, update.shape), net.input("w", "int32", (2,)))

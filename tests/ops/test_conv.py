@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ml_dtypes
 import numpy as np
 import pytest
 
@@ -128,15 +129,15 @@ def test_conv1d_with_kernel_tensor(rng):
     )
 
 
-def test_bfloat16_network_feeds_kernel_as_cast_constants(rng):
+def test_bfloat16_network_feeds_kernel_as_bfloat16_constants(rng):
     x = rng.standard_normal((1, 3, 8, 8)).astype(np.float32)
     w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32) / 5
     b = rng.standard_normal(4).astype(np.float32)
     net = trtdsl.Network("bf16", dtype="bfloat16")
     y = ops.conv2d(net.input("x", "float32", x.shape), w, b, padding=1, name="conv")
     assert y.dtype == "bfloat16"
-    assert y.layer.get_input(1).name == "conv.kernel.to_bfloat16.out"
-    assert net.weights["conv.kernel"].dtype == np.float32 and "conv.bias" in net.weights
+    assert y.layer.get_input(1).name == "conv.kernel.out"  # a bfloat16 constant, no cast layer
+    assert net.weights["conv.kernel"].dtype == ml_dtypes.bfloat16 and "conv.bias" in net.weights
     out = _run(net, y, {"x": x})
     np.testing.assert_allclose(out, F.conv2d(_t(x), _t(w), _t(b), padding=1).numpy(), **TOL["bfloat16"])
 

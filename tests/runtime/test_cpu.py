@@ -7,6 +7,7 @@ import gc
 import subprocess
 import sys
 
+import ml_dtypes
 import numpy as np
 import pytest
 
@@ -14,7 +15,7 @@ import trtdsl
 from trtdsl.build import IOSpec, Plan
 from trtdsl.errors import BackendError, ProfileError, ShapeError, TrtdslError
 from trtdsl.profile import Profile
-from trtdsl.runtime import ReferenceSession, Session, bench, cuda, dlpack, session, staging
+from trtdsl.runtime import ReferenceSession, Session, bench, cuda, dlpack, session
 from trtdsl.runtime.feeds import FeedChecker
 
 from ._runtime_fakes import identity_plan
@@ -95,8 +96,10 @@ def test_feed_checker_accepts_and_keys_by_shape():
     x = np.ones((3, 4), np.float32)
     values, key = fc.check({"x": x})
     assert values[0] is x and key == ((3, 4),)
-    values, key = fc.check({"x": [[1, 2, 3, 4]]})  # lists become arrays
-    assert key == ((1, 4),) and values[0].dtype == np.int64  # int64 -> float32 is cast while staging
+    values, key = fc.check({"x": [[1.0, 2.0, 3.0, 4.0]]})  # lists become arrays; float64 exact in float32
+    assert key == ((1, 4),) and values[0].dtype == np.float32
+    with pytest.raises(ShapeError, match=r"feed 'x': input has dtype float32, got an array of dtype int64"):
+        fc.check({"x": [[1, 2, 3, 4]]})  # the feed rule: no int -> float conversion
 
 
 @pytest.mark.parametrize(
@@ -105,7 +108,7 @@ def test_feed_checker_accepts_and_keys_by_shape():
         ({}, r"missing feed for input\(s\) \['x'\]; the plan's inputs are \['x'\]"),
         ({"x": np.ones((1, 4), np.float32), "z": 1}, r"feed 'z' is not an input of plan 'identity'"),
         ({"xx": np.ones((1, 4), np.float32)}, r"feed 'xx' is not an input.*Did you mean 'x'\?"),
-        ({"x": np.ones((1, 4), np.complex64)}, r"feed 'x': expected dtype float32, got complex64"),
+        ({"x": np.ones((1, 4), np.complex64)}, r"feed 'x': input has dtype float32, got an array of dtype complex64"),
     ],
 )
 def test_feed_checker_errors(feeds, match):
@@ -114,7 +117,7 @@ def test_feed_checker_errors(feeds, match):
 
 
 def test_float_feed_for_int_input_is_refused():
-    with pytest.raises(ShapeError, match="feed 'x': expected dtype int32, got float32"):
+    with pytest.raises(ShapeError, match="feed 'x': input has dtype int32, got an array of dtype float32"):
         FeedChecker(identity_plan("int32")).check({"x": np.ones((1, 4), np.float32)})
 
 
@@ -145,32 +148,31 @@ def test_profile_errors_name_input_dim_and_range(key, match):
         FeedChecker(identity_plan()).profile(key)
 
 
-def test_bfloat16_plan_accepts_floats():
+def test_bfloat16_plan_accepts_floats_and_bfloat16_arrays():
+    torch = pytest.importorskip("torch")
     fc = FeedChecker(identity_plan("bfloat16"))
-    assert fc.host_dtype["x"] == np.uint16
-    fc.check({"x": np.ones((2, 4), np.float32)})
-    with pytest.raises(ShapeError, match="expected dtype bfloat16"):
+    assert fc.host_dtype["x"] == np.dtype(ml_dtypes.bfloat16)
+    x = np.random.default_rng(0).standard_normal((2, 4)).astype(np.float32) * 1e3
+    (got,), _ = fc.check({"x": x})  # rounded as a cast rounds: torch's bfloat16 conversion
+    want = torch.from_numpy(x).to(torch.bfloat16).view(torch.int16).numpy().view(np.uint16)
+    np.testing.assert_array_equal(got.view(np.uint16), want)
+    b = x.astype(ml_dtypes.bfloat16)
+    assert fc.check({"x": b})[0][0] is b
+    with pytest.raises(ShapeError, match="input has dtype bfloat16, got an array of dtype complex64"):
         fc.check({"x": np.ones((2, 4), np.complex64)})
 
 
-def test_fp8_io_is_refused_with_reason():
+def test_fp8_io_is_whole_bytes_and_fp4_io_is_refused_with_reason():
     plan = Plan(b"", {"x": IOSpec("x", "fp8", (2,))}, {"y": IOSpec("y", "fp8", (2,))}, [Profile({})])
-    with pytest.raises(ShapeError, match="dtype fp8 has no whole-byte element size"):
+    fc = FeedChecker(plan)
+    assert fc.itemsize["x"] == 1 and fc.host_dtype["y"] == np.dtype(ml_dtypes.float8_e4m3fn)
+    (got,), _ = fc.check({"x": np.array([500.0, 0.3], np.float32)})
+    assert got.astype(np.float32).tolist() == [448.0, 0.3125]  # saturated, not NaN
+    plan = Plan(b"", {"x": IOSpec("x", "fp4", (2,))}, {"y": IOSpec("y", "fp4", (2,))}, [Profile({})])
+    with pytest.raises(ShapeError, match="dtype fp4 has no whole-byte element size"):
         FeedChecker(plan)
 
 
-def test_pack_bf16_matches_torch():
-    torch = pytest.importorskip("torch")
-    x = np.random.default_rng(0).standard_normal(1000).astype(np.float32) * 1e3
-    x[:4] = [np.inf, -np.inf, 0.0, -0.0]
-    want = torch.from_numpy(x).to(torch.bfloat16).view(torch.int16).numpy().view(np.uint16)
-    np.testing.assert_array_equal(staging.pack_bf16(x), want)
-    back = staging.unpack_host(want, "bfloat16")
-    np.testing.assert_array_equal(back, torch.from_numpy(x).to(torch.bfloat16).float().numpy())
-    assert np.isnan(staging.unpack_host(staging.pack_bf16(np.array([np.nan], np.float32)), "bfloat16")).all()
-
-
-# ------------------------------------------------------------------ DLPack
 def test_dlpack_struct_layout_matches_dlpack_h():
     assert ctypes.sizeof(dlpack.DLDevice) == 8 and ctypes.sizeof(dlpack.DLDataType) == 4
     assert ctypes.sizeof(dlpack.DLTensor) == 48 and ctypes.sizeof(dlpack.DLManagedTensor) == 64

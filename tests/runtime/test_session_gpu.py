@@ -108,8 +108,13 @@ def test_large_tensors_use_chunked_staging(mib, rng):
 
 def test_casting_and_pinned_feeds(rng):
     s, _ = make()
-    x64 = rng.standard_normal((3, 4))
-    np.testing.assert_array_equal(s.run({"x": x64})["y"], x64.astype(np.float32))
+    x32 = rng.standard_normal((3, 4)).astype(np.float32)
+    # The feed rule: float64 values exact in float32 convert; any value that would change raises.
+    np.testing.assert_array_equal(s.run({"x": x32.astype(np.float64)})["y"], x32)
+    with pytest.raises(
+        ShapeError, match=r"feed 'x': input has dtype float32, got an array of dtype float64.*not exact"
+    ):
+        s.run({"x": x32.astype(np.float64) + 1e-12})
     pin = cuda.PinnedBuffer(64)
     xp = pin.array((3, 4), np.float32)
     xp[...] = 7

@@ -16,6 +16,7 @@ from ..errors import GoldenMismatch, TrtdslError
 
 UPDATE_ENV = "TRTDSL_UPDATE_GOLDEN"
 _META_KEY = "__metadata__"
+_DTYPES_KEY = "__dtypes__"  # narrow (ml_dtypes) outputs, stored as exact float32/int8 values
 
 
 @dataclass(frozen=True)
@@ -45,19 +46,10 @@ class Tolerance:
 
 
 EXACT = Tolerance(0.0, 0.0)
-# Defaults by the precision the network computes in. float32: a few ulps of
-# accumulated rounding over long reductions (rtol 1e-4 is the ONNX Runtime
-# comparison target of the project). float16 has a 2**-11 ~ 5e-4 ulp, and deep
-# networks accumulate several; bfloat16 has a 2**-8 ~ 4e-3 ulp. int8 (Q/DQ)
-# networks are off by whole quantization steps: a step of an activation with
-# amax ~3 is 3/127 ~ 0.024, so two steps fit atol 5e-2, and rtol 1e-1 covers
-# large values. int8 outputs of unknown scale deserve a per-output override.
+# Defaults by the precision the network computes in: the ``tolerance`` of each row of
+# ``dtypes.TABLE``, where the reasoning behind each number is written down.
 DEFAULT_TOLERANCES: dict[str, Tolerance] = {
-    "float32": Tolerance(atol=1e-5, rtol=1e-4),
-    "float16": Tolerance(atol=1e-3, rtol=1e-2),
-    "bfloat16": Tolerance(atol=1e-2, rtol=5e-2),
-    "fp8": Tolerance(atol=5e-2, rtol=1.25e-1),
-    "int8": Tolerance(atol=5e-2, rtol=1e-1),
+    name: Tolerance(*d.tolerance) for name, d in dtypes.TABLE.items() if d.tolerance is not None
 }
 
 TolerancePolicy = Tolerance | str | None
@@ -72,11 +64,17 @@ def record(outputs: Mapping[str, Any], path: str | os.PathLike, *, metadata: Map
     """
     path = Path(path)
     arrays: dict[str, np.ndarray] = {}
+    narrow: dict[str, str] = {}
     for name, value in outputs.items():
-        if name == _META_KEY:
-            raise TrtdslError(f"golden record {str(path)!r}: output name {_META_KEY!r} is reserved for metadata")
+        if name in (_META_KEY, _DTYPES_KEY):
+            raise TrtdslError(f"golden record {str(path)!r}: output name {name!r} is reserved")
         array = np.asarray(value)
-        if array.dtype.hasobject or array.dtype.kind not in "biufc":
+        narrow_name = _narrow(array)
+        if narrow_name is not None:
+            # npz has no bfloat16/fp8 dtype: keep the exact values in the storage dtype and the type by name.
+            narrow[name] = narrow_name
+            array = array.astype(dtypes.to_numpy(narrow_name))
+        if array.dtype.hasobject or array.dtype.kind not in "biuf":
             raise TrtdslError(
                 f"golden record {str(path)!r}: output {name!r} has dtype {array.dtype}; "
                 "golden files hold numeric or bool arrays only"
@@ -88,7 +86,8 @@ def record(outputs: Mapping[str, Any], path: str | os.PathLike, *, metadata: Map
         raise TrtdslError(f"golden record {str(path)!r}: metadata is not JSON-serializable: {e}") from e
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "wb") as f:  # an open file keeps numpy from appending '.npz' to the name
-        np.savez_compressed(f, **arrays, **{_META_KEY: np.array(meta)})
+        extra = {_DTYPES_KEY: np.array(json.dumps(narrow))} if narrow else {}
+        np.savez_compressed(f, **arrays, **{_META_KEY: np.array(meta)}, **extra)
     return path
 
 
@@ -101,6 +100,7 @@ def load(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, Any]
         raise TrtdslError(f"golden file {str(path)!r} is not a file")
     outputs: dict[str, np.ndarray] = {}
     metadata: Any = {}
+    narrow: Any = {}
     try:
         data = np.load(path, allow_pickle=False)
     except Exception as e:  # garbage, a truncated zip, a pickle: numpy fails in many ways, none a crash here
@@ -131,14 +131,33 @@ def load(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, Any]
                     raise TrtdslError(
                         f"golden file {str(path)!r}: metadata must be a JSON object, got {type(metadata).__name__}"
                     )
-            elif array.dtype.kind not in "biufc":
+            elif name == _DTYPES_KEY and array.dtype.kind == "U":
+                try:
+                    narrow = json.loads(str(array))
+                except (ValueError, RecursionError) as e:
+                    raise TrtdslError(f"golden file {str(path)!r}: its dtype record is not valid JSON: {e}") from e
+            elif array.dtype.kind not in "biuf":
                 raise TrtdslError(
                     f"golden file {str(path)!r}: array {name!r} has dtype {array.dtype}; golden files hold numeric "
                     "or bool arrays only"
                 )
             else:
                 outputs[name] = array
+    for name, dt in narrow.items() if isinstance(narrow, dict) else ():
+        if name in outputs and isinstance(dt, str) and dtypes.canonical(dt) in dtypes.TABLE:
+            outputs[name] = outputs[name].astype(dtypes.holder(dt))
     return outputs, metadata
+
+
+def _narrow(array: np.ndarray) -> str | None:
+    """The canonical name of an ``ml_dtypes`` array's type (bfloat16, fp8, ...), else None."""
+    if array.dtype.kind != "V":
+        return None
+    try:
+        name = dtypes.canonical(array.dtype)
+    except TrtdslError:
+        return None
+    return name if dtypes.TABLE[name].narrow else None
 
 
 # ----------------------------------------------------------------- comparison
@@ -266,8 +285,13 @@ def _pick(
         return overrides[name]
     if isinstance(tolerance, Tolerance):
         return tolerance
+    narrow = None if expected is None else _narrow(expected)
+    if narrow is not None and dtypes.TABLE[narrow].kind == "int":
+        return EXACT
     if expected is not None and expected.dtype.kind in "biu":
         return EXACT  # integer outputs (indices, counts) are exact unless overridden
+    if tolerance is None and narrow is not None:
+        return Tolerance.for_precision(narrow)
     if tolerance is None:
         kind = expected.dtype.name if expected is not None and expected.dtype.kind == "f" else "float32"
         return Tolerance.for_precision("float32" if kind == "float64" else kind)

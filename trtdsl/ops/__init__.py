@@ -3,6 +3,19 @@
 Each op adds real ``INetworkDefinition`` layers to the network of its tensor
 arguments, names them from the current scope, and returns a ``Tensor``.
 Families live in their own modules; this package re-exports them all.
+
+Every op has an interpreter function (``trtdsl.reference``) and a test against an
+independent implementation (tests/ops/test_coverage.py checks both). TensorRT layer
+types with no op, because nothing here could test them, are listed in ``UNTESTABLE``:
+
+- ``moe``: IMoELayer runs fused mixture-of-experts kernels that only full TensorRT on a
+  GPU provides; no build here can run or check it.
+- ``dist_collective``: IDistCollectiveLayer all-reduces/gathers across GPUs through NCCL;
+  a single-process CPU interpreter has no ranks to exchange data with.
+- ``plugin``, ``plugin_v2``, ``plugin_v3``: plugins run user-compiled CUDA code, and
+  TensorRT-RTX has no plugin API, so neither the interpreter nor a CPU build can run one.
+- ``ragged_softmax``: IRaggedSoftMaxLayer's documentation does not say what the output
+  holds past each sequence's bound, so there is no independent reference to test against.
 """
 
 from .activation import *  # noqa: F403
@@ -35,6 +48,15 @@ from .sampling import *  # noqa: F403
 from .sampling import __all__ as _sampling
 from .shape import *  # noqa: F403
 from .shape import __all__ as _shape
+
+UNTESTABLE: dict[str, str] = {
+    "moe": "fused mixture-of-experts kernels exist only in full TensorRT on a GPU",
+    "dist_collective": "needs several GPUs and NCCL; the interpreter has no ranks",
+    "plugin": "user-compiled CUDA code; TensorRT-RTX has no plugin API",
+    "plugin_v2": "user-compiled CUDA code; TensorRT-RTX has no plugin API",
+    "plugin_v3": "user-compiled CUDA code; TensorRT-RTX has no plugin API",
+    "ragged_softmax": "the output past each bound is undocumented: no independent reference",
+}
 
 __all__ = [
     *_activation,

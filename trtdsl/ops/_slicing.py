@@ -132,8 +132,39 @@ def weight_constant(net: Network, value: Any, role: str) -> Tensor:
         return net.to_compute(value)
     array = np.asarray(value, dtype=np.float32)
     compute = net.compute_dtype
-    stored = array.astype(np.float16) if compute == "float16" else array
     lname = full_name(net, role)
+    if compute == "bfloat16":  # typed bfloat16 weights, no cast layer
+        return net.narrow_constant(array, compute, lname)
+    stored = array.astype(np.float16) if compute == "float16" else array
     layer = net.trt.add_constant(array.shape, net.keep(stored, lname))
-    # NumPy has no bfloat16: keep float32 weights and cast in the graph.
-    return net.cast(net.register(layer, "constant", lname, resolved=True), compute)
+    return net.register(layer, "constant", lname, resolved=True)
+
+
+def scalar_int(v: Tensor, what: str, name: str) -> Tensor:
+    """A runtime integer bound (a 0-d or one-element int Tensor) as a (1,) int64 tensor named ``name``."""
+    if v.dtype not in ("int32", "int64"):
+        raise ShapeError(f"{what}: runtime bound {v.name!r} has dtype {v.dtype}; expected int32 or int64")
+    if v.ndim > 1 or (v.ndim == 1 and v.shape[0] not in (1, -1)):
+        raise ShapeError(f"{what}: runtime bound {v.name!r} must be a scalar (or one element), got shape {v.shape}")
+    net = v.net
+    t = net.cast(v, "int64")
+    if t.ndim == 1 and t.shape[0] == 1:
+        return t
+    layer = net.trt.add_shuffle(t.trt)
+    layer.reshape_dims = (1,)
+    return net.register(layer, "reshape", name, scoped=False)
+
+
+def int_vector(net: Network, parts: Sequence[int | Tensor], what: str, name: str) -> Size:
+    """Ints and runtime int scalars as one 1-D int64 tensor (a tuple of ints when all are static)."""
+    if not any(isinstance(p, Tensor) for p in parts):
+        return tuple(int(p) for p in parts)  # type: ignore[arg-type]
+    pieces = [
+        scalar_int(p, what, f"{name}.{i}") if isinstance(p, Tensor) else int_constant(net, [int(p)], f"{name}.{i}")
+        for i, p in enumerate(parts)
+    ]
+    if len(pieces) == 1:
+        return pieces[0]
+    layer = net.trt.add_concatenation([p.trt for p in pieces])
+    layer.axis = 0
+    return net.register(layer, "concat", name, scoped=False)

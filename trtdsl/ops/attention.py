@@ -148,7 +148,7 @@ def scaled_dot_product_attention(
         raise ShapeError(f"{what}: packed keys/values {k.shape} need key_value_lengths (cumulative token counts)")
     if mask is not None and (packed_q or packed_kv):
         raise ShapeError(f"{what}: a mask on packed inputs is not documented by TensorRT; use causal or lengths")
-    base = net.unique_name(name or "attention")
+    base = net.op_name(name, "attention", q)
     d = q.shape[-1]
     if scale is None and d < 0:
         raise ShapeError(f"{what}: head_dim of {q.shape} is dynamic; give scale= explicitly")
@@ -217,7 +217,7 @@ def rotary_embedding(
     r = d if rotary_dim is None else int(rotary_dim)
     if r <= 0 or r % 2 or (d >= 0 and r > d):
         raise ShapeError(f"{what}: rotary_dim {rotary_dim} must be even, positive and at most head_dim {d}")
-    base = net.unique_name(name or "rotary_embedding")
+    base = net.op_name(name, "rotary_embedding", x)
     caches = []
     for value, role in ((cos, "cos"), (sin, "sin")):
         t = value if isinstance(value, Tensor) else net.constant(np.asarray(value, np.float32), f"{base}.{role}")

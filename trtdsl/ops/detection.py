@@ -71,7 +71,7 @@ def nms(
     """
     trt = _trt.load()
     net = boxes.net
-    base = net.unique_name(name or "nms")
+    base = net.op_name(name, "nms", boxes)
     what = f"nms {base!r}"
     if box_format not in _FORMATS:
         raise ShapeError(f"{what}: unknown box_format {box_format!r}; expected one of {', '.join(_FORMATS)}")

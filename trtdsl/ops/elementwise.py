@@ -12,7 +12,7 @@ from ..tensor import Tensor
 from ._util import TensorLike, broadcast, net_of
 
 __all__ = [
-    "add", "sub", "mul", "div", "pow", "maximum", "minimum", "floor_divide",
+    "add", "sub", "mul", "div", "pow", "maximum", "minimum", "floor_divide", "remainder",
     "equal", "not_equal", "greater", "less", "greater_equal", "less_equal",
     "logical_and", "logical_or", "logical_xor", "logical_not",
     "neg", "abs", "exp", "log", "sqrt", "rsqrt", "reciprocal", "sin", "cos", "tan",
@@ -60,6 +60,20 @@ def minimum(a: TensorLike, b: TensorLike, *, name: str | None = None) -> Tensor:
 
 def floor_divide(a: TensorLike, b: TensorLike, *, name: str | None = None) -> Tensor:
     return _binary("FLOOR_DIV", a, b, name, "floor_divide")
+
+
+def remainder(a: TensorLike, b: TensorLike, *, name: str | None = None) -> Tensor:
+    """``a % b`` as Python and ``torch.remainder`` define it: the result has the sign of ``b``.
+
+    TensorRT has no modulo operation, so it is ``a - floor_divide(a, b) * b`` (three layers).
+    """
+    net = net_of(a, b)
+    ta, tb = broadcast(net, a, b)
+    full = net.op_name(name, "remainder", ta)
+    prefix = net.current_scope
+    with net.scope(full[len(prefix) + 1 :] if prefix else full):
+        q = floor_divide(ta, tb, name="div")
+        return sub(ta, mul(q, tb, name="mul"), name="sub")
 
 
 def equal(a: TensorLike, b: TensorLike, *, name: str | None = None) -> Tensor:

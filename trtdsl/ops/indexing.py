@@ -18,10 +18,21 @@ from .. import _trt, dtypes
 from ..errors import ShapeError
 from ..network import Network
 from ..tensor import Tensor
-from ._slicing import binary, check_index_dtype, dims_of, index_tensor, int_constant, slice_layer, weight_constant
+from ._slicing import (
+    binary,
+    check_index_dtype,
+    dims_of,
+    index_tensor,
+    int_constant,
+    int_vector,
+    slice_layer,
+    weight_constant,
+)
 from ._util import axis, net_of
 
-__all__ = ["getitem", "slice", "gather", "index_select", "embedding", "one_hot", "scatter", "scatter_nd"]
+__all__ = [
+    "getitem", "slice", "gather", "take_along_dim", "index_select", "embedding", "one_hot", "scatter", "scatter_nd",
+]  # fmt: skip
 
 _pyslice = builtins.slice
 
@@ -80,13 +91,21 @@ def _dynamic_bounds(x: Tensor, axes: list[int], items: list[Any], base: str) -> 
     lo = int_constant(net, [0 if s > 0 else -1 for s in steps], f"{base}.lo")
     hi = binary(net, n, lo, "SUM", f"{base}.hi")
 
-    def ends(values: list[int | None], default: list[tuple[int, int]], what: str) -> Tensor:
+    def ends(values: list[Any], default: list[tuple[int, int]], what: str) -> Tensor:
         const, coef = [], []
         for v, d in zip(values, default, strict=True):
-            c, k = d if v is None else (v, int(v < 0))
+            c, k = d if v is None else (0, 0) if isinstance(v, Tensor) else (v, int(v < 0))
             const.append(c)
             coef.append(k)
         raw = lin(const, coef, what)
+        if any(isinstance(v, Tensor) for v in values):
+            # A runtime bound counts from the end when negative, as Python's: v + n * (v < 0).
+            vec = int_vector(net, [v if isinstance(v, Tensor) else 0 for v in values], f"getitem {x.name!r}",
+                             f"{base}.{what}_runtime")  # fmt: skip
+            neg = net.cast(binary(net, vec, int_constant(net, [0] * len(values), f"{base}.{what}_0"), "LESS",
+                                  f"{base}.{what}_negative"), "int64")  # fmt: skip
+            wrap = binary(net, neg, n, "PROD", f"{base}.{what}_wrap")
+            raw = binary(net, binary(net, raw, vec, "SUM", f"{base}.{what}_plus"), wrap, "SUM", f"{base}.{what}_py")
         return binary(net, binary(net, raw, lo, "MAX", f"{base}.{what}_above"), hi, "MIN", f"{base}.{what}")
 
     # Python's defaults: start 0 (n-1 backwards), stop n (before 0 backwards).
@@ -130,6 +149,8 @@ def getitem(x: Tensor, index: Any, *, name: str | None = None) -> Tensor:
             sliced[ax] = it
             int_axes.append(ax)
         elif isinstance(it, _pyslice):
+            if isinstance(it.step, Tensor):
+                raise ShapeError(f"{what}: a slice step must be a Python int (TensorRT strides are build-time)")
             if it.step == 0:
                 raise ShapeError(f"{what}: slice step cannot be zero")
             sliced[ax] = it
@@ -146,6 +167,9 @@ def getitem(x: Tensor, index: Any, *, name: str | None = None) -> Tensor:
     dynamic = False
     for a, it in list(sliced.items()):
         n = x.shape[a]
+        if isinstance(it, _pyslice) and (isinstance(it.start, Tensor) or isinstance(it.stop, Tensor)):
+            dynamic = True  # runtime bounds: start and size are computed by layers
+            continue
         if n == -1:
             full = isinstance(it, _pyslice) and it.start in (None, 0) and it.stop is None and it.step in (None, 1)
             if full:
@@ -220,9 +244,18 @@ def _array_index(index: Any, n: int, ax: int, what: str) -> Tensor | np.ndarray:
 
 
 def slice(  # noqa: A001
-    x: Tensor, dim: int, start: int | None = None, end: int | None = None, step: int = 1, *, name: str | None = None
+    x: Tensor,
+    dim: int,
+    start: int | Tensor | None = None,
+    end: int | Tensor | None = None,
+    step: int = 1,
+    *,
+    name: str | None = None,
 ) -> Tensor:
-    """``x[..., start:end:step, ...]`` on axis ``dim`` (Python slice semantics, negative steps too)."""
+    """``x[..., start:end:step, ...]`` on axis ``dim`` (Python slice semantics, negative steps too).
+
+    ``start`` and ``end`` may be runtime int scalars (Tensors), e.g. ``ops.slice(x, 1, 0, n // 2)``.
+    """
     d = axis(dim, x.ndim, "slice dim")
     return getitem(x, (_pyslice(None),) * d + (_pyslice(start, end, step),), name=name or "slice")
 
@@ -243,6 +276,49 @@ def gather(x: Tensor, dim: int, index: Tensor | Any, *, name: str | None = None)
     layer = net.trt.add_gather_v2(x.trt, idx.trt, _trt.load().GatherMode.ELEMENT)
     layer.axis = d
     return net.register(layer, "gather", lname, resolved=True)
+
+
+def take_along_dim(x: Tensor, indices: Tensor | Any, dim: int | None = None, *, name: str | None = None) -> Tensor:
+    """``torch.take_along_dim``: values of ``x`` at ``indices`` along ``dim`` (``None``: of the flattened ``x``).
+
+    ``x`` and ``indices`` broadcast against each other on every other axis (size-1 axes
+    expand), then it is ``gather``: TensorRT's ELEMENT-mode gather.
+
+    Example::
+
+        top = ops.take_along_dim(scores, ops.argsort(scores, dim=-1)[..., :5], dim=-1)
+    """
+    from .shape import expand, reshape  # shape imports indexing's helpers: import here
+
+    net = x.net
+    lname = net.op_name(name, "take_along_dim", x)
+    idx = index_tensor(net, indices, f"take_along_dim {x.name!r}", f"{lname}.index")
+    if dim is None:
+        return gather(reshape(x, (-1,), name=f"{lname}.flat"), 0, reshape(idx, (-1,), name=f"{lname}.flat_index"),
+                      name=lname)  # fmt: skip
+    if idx.ndim != x.ndim:
+        raise ShapeError(
+            f"take_along_dim {x.name!r}: indices have rank {idx.ndim}, input has rank {x.ndim}; they must match"
+        )
+    d = axis(dim, x.ndim, "take_along_dim dim")
+    xs, js = list(x.shape), list(idx.shape)
+    for i, (a, b) in enumerate(zip(xs, js, strict=True)):
+        if i == d or a == b:
+            continue
+        if a == 1:
+            xs[i] = b
+        elif b == 1:
+            js[i] = a
+        else:
+            raise ShapeError(
+                f"take_along_dim {x.name!r}: input {x.shape} and indices {idx.shape} do not broadcast at dim {i}"
+            )
+    if tuple(js) != idx.shape:
+        idx = expand(idx, tuple(js), name=f"{lname}.index_expand")
+    if tuple(xs) != x.shape:
+        xs[d] = -1
+        x = expand(x, tuple(xs), name=f"{lname}.expand")
+    return gather(x, d, idx, name=lname)
 
 
 def index_select(x: Tensor, dim: int, index: Tensor | Any, *, name: str | None = None) -> Tensor:

@@ -24,12 +24,12 @@ __all__ = ["linear", "matmul", "bmm", "einsum"]
 def _weight_constant(net: Network, array: np.ndarray, shape: tuple[int, ...], full_name: str) -> Tensor:
     """A constant named ``full_name`` (already scoped) holding ``array`` in the compute dtype, viewed as ``shape``."""
     dt = net.compute_dtype
-    stored = array.astype(np.float32 if dt == "bfloat16" else dtypes.to_numpy(dt), copy=False)
     full_name = net.unique_name(full_name, scoped=False)
+    if dtypes.TABLE[dt].narrow:  # bfloat16: typed weights, no cast layer
+        return net.narrow_constant(array, dt, full_name, shape)
+    stored = array.astype(dtypes.to_numpy(dt), copy=False)
     layer = net.trt.add_constant(shape, net.keep(stored, full_name))
-    t = net.register(layer, "constant", full_name, resolved=True)
-    # NumPy has no bfloat16: store float32 and cast in the graph, as Network.constant does.
-    return net.cast(t, "bfloat16") if dt == "bfloat16" else t
+    return net.register(layer, "constant", full_name, resolved=True)
 
 
 def linear(x: Tensor, weight: TensorLike, bias: TensorLike | None = None, *, name: str | None = None) -> Tensor:

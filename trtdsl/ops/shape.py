@@ -20,7 +20,7 @@ from .. import _trt, dtypes
 from ..errors import ShapeError
 from ..network import Network
 from ..tensor import Tensor
-from ._slicing import affine_sizes, int_constant, shape_tensor, slice_layer
+from ._slicing import affine_sizes, binary, dims_of, int_constant, int_vector, shape_tensor, slice_layer
 from ._util import TensorLike, as_tensor, axes, axis, broadcast, net_of, unsqueeze_to
 
 __all__ = [
@@ -58,14 +58,20 @@ def reshape(x: Tensor, shape: int | Sequence[int] | Tensor, *, name: str | None 
 
     With dynamic input axes, a -1 at the position of a dynamic input axis keeps
     that axis, so ``reshape(x, (-1, -1, 4, 8))`` splits the last axis of a
-    ``(batch, seq, 32)`` tensor. ``shape`` may also be a 1-D int shape tensor.
+    ``(batch, seq, 32)`` tensor. ``shape`` may also be a 1-D int shape tensor, or mix
+    ints with runtime int scalars (TensorRT resolves one -1 at run time then).
 
     Example::
 
         y = ops.reshape(x, (-1, 16))
+        z = ops.reshape(x, (n, -1))  # n: a runtime int scalar Tensor
     """
     if isinstance(shape, Tensor):
         return _shuffle(x, name, "reshape", dims=shape)
+    if not isinstance(shape, (int, np.integer)) and any(isinstance(d, Tensor) for d in shape):
+        lname = x.net.op_name(name, "reshape", x)
+        dims = int_vector(x.net, list(shape), f"reshape {x.name!r}", f"{lname}.shape")
+        return _shuffle(x, lname, "reshape", dims=dims)
     target = _ints(shape)
     what = f"reshape {x.name!r}"
     if any(d < -1 for d in target):
@@ -292,7 +298,7 @@ _PAD_MODES = {"constant": "FILL", "reflect": "REFLECT", "replicate": "CLAMP", "c
 
 def pad(
     x: Tensor,
-    pad: Sequence[int],
+    pad: Sequence[int | Tensor],
     mode: Literal["constant", "reflect", "replicate", "circular"] = "constant",
     value: float = 0.0,
     *,
@@ -301,15 +307,19 @@ def pad(
     """``torch.nn.functional.pad``: ``pad`` lists (before, after) pairs from the LAST axis backwards.
 
     One slice layer whose out-of-bounds sampling mode does the padding (FILL,
-    REFLECT, CLAMP, WRAP). Negative padding crops. Padded axes may be dynamic.
+    REFLECT, CLAMP, WRAP). Negative padding crops. Padded axes may be dynamic, and
+    amounts may be runtime int scalars (Tensors).
 
     Example::
 
         y = ops.pad(x, (1, 1, 2, 2), mode="reflect")  # W by 1, H by 2 on NCHW
+        z = ops.pad(x, (0, target - n))                # runtime amounts
     """
     what = f"pad {x.name!r}"
     if mode not in _PAD_MODES:
         raise ShapeError(f"{what}: mode {mode!r} is not one of {list(_PAD_MODES)}")
+    if any(isinstance(p, Tensor) for p in pad):
+        return _runtime_pad(x, list(pad), mode, value, name)
     pad = [int(p) for p in pad]
     if len(pad) % 2 or len(pad) > 2 * x.ndim:
         raise ShapeError(f"{what}: pad {tuple(pad)} needs an even number of values, at most {2 * x.ndim}")
@@ -327,15 +337,36 @@ def pad(
     lname = net.op_name(name, "pad", x)
     ax = list(pairs)
     size = affine_sizes(x, ax, [1] * len(ax), [b + a for b, a in pairs.values()], lname)
-    fill = None
-    if mode == "constant":
-        fill = net.register(
-            net.trt.add_constant((), net.keep(np.asarray(value, dtype=dtypes.to_numpy(x.dtype)), f"{lname}.value")),
-            "constant",
-            f"{lname}.value",
-            scoped=False,
-        )
+    fill = _pad_value(net, x, value, lname) if mode == "constant" else None
     layer = slice_layer(x, ax, [-b for b, _ in pairs.values()], size, [1] * len(ax), mode=_PAD_MODES[mode], fill=fill)
+    return net.register(layer, "pad", lname, resolved=True)
+
+
+def _pad_value(net: Network, x: Tensor, value: float, lname: str) -> Tensor:
+    array = np.asarray(value, dtype=dtypes.to_numpy(x.dtype))
+    layer = net.trt.add_constant((), net.keep(array, f"{lname}.value"))
+    return net.register(layer, "constant", f"{lname}.value", scoped=False)
+
+
+def _runtime_pad(x: Tensor, pad: list, mode: str, value: float, name: str | None) -> Tensor:
+    """``pad`` with runtime amounts: start = -before, size = dims + before + after, as shape tensors."""
+    what = f"pad {x.name!r}"
+    if len(pad) % 2 or len(pad) > 2 * x.ndim:
+        raise ShapeError(f"{what}: pad of {len(pad)} values needs an even number, at most {2 * x.ndim}")
+    net = x.net
+    lname = net.op_name(name, "pad", x)
+    ax = sorted(x.ndim - 1 - i for i in range(len(pad) // 2))
+    before = [pad[2 * (x.ndim - 1 - a)] for a in ax]
+    after = [pad[2 * (x.ndim - 1 - a) + 1] for a in ax]
+    b = int_vector(net, before, what, f"{lname}.before")
+    e = int_vector(net, after, what, f"{lname}.after")
+    b = b if isinstance(b, Tensor) else int_constant(net, b, f"{lname}.before")
+    e = e if isinstance(e, Tensor) else int_constant(net, e, f"{lname}.after")
+    zero = int_constant(net, [0] * len(ax), f"{lname}.zero")
+    start = binary(net, zero, b, "SUB", f"{lname}.start")
+    size = binary(net, binary(net, dims_of(x, ax, lname), b, "SUM", f"{lname}.grown"), e, "SUM", f"{lname}.size")
+    fill = _pad_value(net, x, value, lname) if mode == "constant" else None
+    layer = slice_layer(x, ax, start, size, [1] * len(ax), mode=_PAD_MODES[mode], fill=fill)
     return net.register(layer, "pad", lname, resolved=True)
 
 
@@ -419,12 +450,22 @@ def shape_of(x: Tensor, *, name: str | None = None) -> Tensor:
 
 
 def arange(
-    net: Network, start: float, end: float | None = None, step: float = 1, *, dtype: dtypes.DTypeLike | None = None,
-    name: str | None = None,
+    net: Network, start: float | Tensor, end: float | Tensor | None = None, step: float | Tensor = 1, *,
+    dtype: dtypes.DTypeLike | None = None, name: str | None = None,
 ) -> Tensor:  # fmt: skip
-    """``torch.arange`` as a LINSPACE fill layer; int64 when all arguments are ints, else the compute dtype."""
+    """``torch.arange`` as a LINSPACE fill layer; int64 when all arguments are ints, else the compute dtype.
+
+    ``start``, ``end`` and ``step`` may be runtime scalars (Tensors): the length
+    ``ceil((end - start) / step)`` is then computed by layers.
+
+    Example::
+
+        pos = ops.arange(net, ops.shape_of(x)[1])  # 0 .. seq-1 for a dynamic seq axis
+    """
     if end is None:
         start, end = 0, start
+    if any(isinstance(v, Tensor) for v in (start, end, step)):
+        return _runtime_arange(net, start, end, step, dtype, name)
     if step == 0:
         raise ShapeError(f"arange: step must not be 0 (start {start}, end {end})")
     n = max(0, math.ceil((end - start) / step))
@@ -435,3 +476,39 @@ def arange(
     layer.alpha = int(start) if fill_dt != "float32" else float(start)
     layer.beta = int(step) if fill_dt != "float32" else float(step)
     return net.cast(net.register(layer, "arange", name), dt)
+
+
+def _runtime_arange(net: Network, start, end, step, dtype, name) -> Tensor:
+    ints = all(
+        (v.dtype in ("int32", "int64")) if isinstance(v, Tensor) else isinstance(v, (int, np.integer))
+        for v in (start, end, step)
+    )
+    dt = dtypes.canonical(dtype) if dtype is not None else ("int64" if ints else net.compute_dtype)
+    calc = "int64" if ints else "float32"
+    lname = net.unique_name(name or "arange")
+
+    def scalar(v: float | Tensor, what: str) -> Tensor:  # a (1,) tensor of ``calc``
+        if isinstance(v, Tensor):
+            if v.ndim > 1 or (v.ndim == 1 and v.shape[0] not in (1, -1)):
+                raise ShapeError(f"arange: {what} {v.name!r} must be a scalar, got shape {v.shape}")
+            t = net.cast(v, calc)
+            if t.ndim == 0:
+                t = reshape(t, (1,), name=f"{lname}.{what}_1d")
+            return t
+        array = np.asarray([v], dtype=np.int64 if calc == "int64" else np.float32)
+        return net.constant(array, f"{lname}.{what}", dtype=calc)
+
+    s, e, d = scalar(start, "start"), scalar(end, "end"), scalar(step, "step")
+    if ints:  # ceil((e - s) / d) = -((s - e) // d), exact in integers for either sign of d
+        q = binary(net, binary(net, s, e, "SUB", f"{lname}.back"), d, "FLOOR_DIV", f"{lname}.floor")
+        n = binary(net, int_constant(net, [0], f"{lname}.zero"), q, "SUB", f"{lname}.ceil")
+    else:
+        ratio = binary(net, binary(net, e, s, "SUB", f"{lname}.span"), d, "DIV", f"{lname}.ratio")
+        layer = net.trt.add_unary(ratio.trt, _trt.load().UnaryOperation.CEIL)
+        n = net.cast(net.register(layer, "ceil", f"{lname}.ceil", scoped=False), "int64")
+    n = binary(net, n, int_constant(net, [0], f"{lname}.none"), "MAX", f"{lname}.count")
+    layer = net.trt.add_fill((1,), _trt.load().FillOperation.LINSPACE, dtypes.to_trt(calc))
+    layer.set_input(0, n.trt)
+    layer.set_input(1, reshape(s, (), name=f"{lname}.alpha").trt)
+    layer.set_input(2, d.trt)
+    return net.cast(net.register(layer, "arange", lname, resolved=True), dt)

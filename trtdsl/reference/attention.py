@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import dtypes
 from ..errors import InterpreterError, UnsupportedLayerError
+from .quant import quantize_values
 from .registry import Node, interprets
 
 
@@ -71,16 +73,11 @@ def _attend(node: Node, q: np.ndarray, k: np.ndarray, v: np.ndarray, mask, kv_le
 
 def _quantize(node: Node, p: np.ndarray, scale: np.ndarray) -> np.ndarray:
     """The normalization output quantized to int8/fp8 with ``scale`` and read back (Q then DQ)."""
-    to = node.layer.attention.normalization_quantize_to_type.name
+    to = dtypes.from_trt(node.layer.attention.normalization_quantize_to_type)
+    if to not in ("int8", "fp8"):
+        raise UnsupportedLayerError(f"attention {node.name!r}: normalization quantized to {to} is not implemented")
     s = np.float32(np.asarray(scale).reshape(-1)[0])
-    x = p / s
-    if to == "INT8":
-        return np.clip(np.rint(x), -128, 127) * s
-    if to == "FP8":
-        import ml_dtypes
-
-        return np.clip(x, -448, 448).astype(ml_dtypes.float8_e4m3fn).astype(np.float32) * s
-    raise UnsupportedLayerError(f"attention {node.name!r}: normalization quantized to {to} is not implemented")
+    return quantize_values(p / s, to).astype(np.float32) * s
 
 
 def _rows(lengths: np.ndarray | None, what: str, node: Node) -> np.ndarray:

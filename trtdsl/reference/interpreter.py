@@ -37,11 +37,18 @@ from .registry import REGISTRY, Node, donates, fresh, fuses_relu, supported
 
 Capture = None | str | Iterable[str]
 Observer = Callable[[str, np.ndarray], None]
-_KINDS = {"f": "float", "i": "integer", "u": "integer", "b": "bool"}
 
 
 class Interpreter:
-    """A network prepared once (layers downcast, structure grouped, weights converted) and run many times."""
+    """A network prepared once (layers downcast, structure grouped, weights converted) and run many times.
+
+    Feeds follow one rule (``trtdsl.dtypes.convert``, docs/dtypes.md): a feed is converted to its
+    input's type only when no value changes (int64 ids within int32 range; float64 values exact
+    in float32); narrow float inputs (bfloat16, fp8, fp4) also take float32 arrays, rounded as a
+    TensorRT cast rounds them, and ``ml_dtypes`` arrays of their type; anything else raises,
+    naming the input, both types and the first value that would change. Outputs of narrow types
+    (bfloat16, fp8, fp4, e8m0, int4) come back as ``ml_dtypes`` arrays of that type.
+    """
 
     def __init__(self, network: Any):
         self.network = network  # trtdsl.Network or INetworkDefinition
@@ -53,7 +60,9 @@ class Interpreter:
             t = d.get_input(i)
             self.inputs[t.name] = (tuple(t.shape), dtypes.canonical(t.dtype))
         self.outputs = [d.get_output(i).name for i in range(d.num_outputs)]
+        self.output_dtypes = {t.name: dtypes.canonical(t.dtype) for t in map(d.get_output, range(d.num_outputs))}
         self.nodes = [self._node(i, downcast(d.get_layer(i))) for i in range(d.num_layers)]
+        precision.prepare(self.nodes, network)  # TensorRT's type rules; narrow constants' values
         self.tensors = set(self.inputs) | {o for node in self.nodes for o in node.outputs}
         self.steps = group(self.nodes)
         self._free_after = _last_uses(self.steps, self.inputs)
@@ -123,8 +132,10 @@ class Interpreter:
         missing = [n for n in self.outputs if n not in env]
         if missing:
             raise InterpreterError(f"outputs {missing} were never computed")
-        result = {n: env[n] for n in self.outputs}
+        result = {n: precision.to_holder(env[n], self.output_dtypes[n]) for n in self.outputs}
         for n in want:
+            if n in result:
+                continue
             if n in env:
                 result[n] = env[n]
             elif capture != "all":
@@ -226,19 +237,13 @@ class Interpreter:
         env: dict[str, np.ndarray] = {}
         for name, value in feeds.items():
             shape, dt = self.inputs[name]
-            array = np.asarray(value)
-            want = dtypes.to_numpy(dt)
-            if _KINDS.get(array.dtype.kind) != _KINDS[want.kind]:
-                raise ShapeError(
-                    f"feed {name!r}: input has dtype {dt}, got an array of dtype {array.dtype} "
-                    f"({_KINDS.get(array.dtype.kind, array.dtype.kind)} values, expected {_KINDS[want.kind]})"
-                )
+            array = precision.feed(value, dt, f"feed {name!r}")  # the feed rule: dtypes.convert
             if array.ndim != len(shape) or any(s not in (-1, a) for s, a in zip(shape, array.shape, strict=True)):
                 raise ShapeError(
                     f"feed {name!r}: expected shape {shape} (-1 = any), got {array.shape}"
                     + (f" (rank {array.ndim}, expected rank {len(shape)})" if array.ndim != len(shape) else "")
                 )
-            env[name] = precision.store(array, dt)
+            env[name] = array
         specs = getattr(self.network, "input_specs", None)
         if specs:
             from ..profile import select_profile

@@ -216,3 +216,11 @@ def fill(node: Node, shape: np.ndarray | None = None, alpha: np.ndarray | None =
     for k, g in enumerate(grids):
         out = out + b[k] * g
     return out.astype(out_dtype)
+
+
+@interprets("assertion")
+def assertion(node: Node, condition: np.ndarray) -> tuple:
+    """IAssertionLayer: an error when any element of the bool condition is false (NvInfer.h)."""
+    if not np.all(condition):
+        raise InterpreterError(f"assertion layer {node.index} {node.name!r} failed: {node.layer.message}")
+    return ()

@@ -16,20 +16,18 @@ import numpy as np
 from .. import dtypes
 from ..errors import ShapeError, TrtdslError
 from . import cuda, dlpack
-from .staging import unpack_host
 
-# canonical dtype -> __cuda_array_interface__ typestr (bfloat16 has none: DLPack carries it)
-_TYPESTR = {
-    "float32": "<f4", "float16": "<f2", "int8": "|i1", "uint8": "|u1", "int32": "<i4", "int64": "<i8",
-    "bool": "|b1",
-}  # fmt: skip
-ITEMSIZE = {"float32": 4, "float16": 2, "bfloat16": 2, "int8": 1, "uint8": 1, "int32": 4, "int64": 8, "bool": 1}
+# canonical dtype -> __cuda_array_interface__ typestr: NumPy's own types only (CAI has no
+# bfloat16 or fp8; DLPack carries those). Sizes come from the dtype table.
+_TYPESTR = {n: d.holder.str for n, d in dtypes.TABLE.items() if not d.narrow}
 
 
 def itemsize(dtype: str) -> int:
-    if dtype not in ITEMSIZE:
+    """Bytes per element of ``dtype``; ShapeError for sub-byte types (fp4, int4), which the runtime cannot move."""
+    size = dtypes.info(dtype).itemsize
+    if size is None:
         raise ShapeError(f"dtype {dtype} has no whole-byte element size; the runtime cannot move it")
-    return ITEMSIZE[dtype]
+    return size
 
 
 def _c_strides(shape: Sequence[int], item: int) -> tuple[int, ...]:
@@ -75,7 +73,7 @@ class DeviceArray:
         itemsize(self.dtype)
         self.device = int(device)
         st = tuple(int(s) for s in strides) if strides is not None else None
-        self.strides = None if st is None or st == _c_strides(self.shape, ITEMSIZE[self.dtype]) else st
+        self.strides = None if st is None or st == _c_strides(self.shape, itemsize(self.dtype)) else st
         self.owner = owner
         self.stream = stream
 
@@ -153,7 +151,7 @@ class DeviceArray:
     # ------------------------------------------------------------ properties
     @property
     def itemsize(self) -> int:
-        return ITEMSIZE[self.dtype]
+        return itemsize(self.dtype)
 
     @property
     def size(self) -> int:
@@ -172,7 +170,7 @@ class DeviceArray:
         return self.strides is None
 
     def numpy(self) -> np.ndarray:
-        """A host copy (synchronous; bfloat16 comes back as float32)."""
+        """A host copy (synchronous; narrow types come back as ``ml_dtypes`` arrays)."""
         if not self.is_contiguous:
             raise TrtdslError(f"DeviceArray with strides {self.strides} cannot be copied as one block")
         host = np.empty(self.shape, dtype=host_dtype(self.dtype))
@@ -182,7 +180,7 @@ class DeviceArray:
         cuda.check(
             rt.cudaMemcpy(host.ctypes.data, self.ptr, self.nbytes, rt.cudaMemcpyKind.cudaMemcpyDefault), "cudaMemcpy"
         )
-        return unpack_host(host, self.dtype)
+        return host
 
     # ------------------------------------------------------------ protocols
     @property
@@ -231,9 +229,9 @@ def _has_cai(obj: Any) -> bool:
 
 
 def host_dtype(dtype: str) -> np.dtype:
-    """NumPy dtype of a staging buffer for ``dtype`` (bfloat16 is carried as uint16 bit patterns)."""
+    """NumPy dtype of host arrays of ``dtype``: its holder (``ml_dtypes.bfloat16``, ``float8_e4m3fn``, ...)."""
     itemsize(dtype)
-    return np.dtype(np.uint16) if dtype == "bfloat16" else dtypes.to_numpy(dtype)
+    return dtypes.holder(dtype)
 
 
 def is_device(obj: Any) -> bool:

@@ -23,14 +23,13 @@ import threading
 import weakref
 from typing import Any
 
+from .. import dtypes
 from ..errors import TrtdslError
 
 KDL_CPU, KDL_CUDA, KDL_CUDA_HOST = 1, 2, 3
-# canonical dtype -> (DLDataTypeCode, bits): kDLInt 0, kDLUInt 1, kDLFloat 2, kDLBfloat 4, kDLBool 6
-CODES = {
-    "float32": (2, 32), "float16": (2, 16), "bfloat16": (4, 16), "int8": (0, 8), "uint8": (1, 8),
-    "int32": (0, 32), "int64": (0, 64), "bool": (6, 8),
-}  # fmt: skip
+# canonical dtype -> (DLDataTypeCode, bits), from the dtype table (dlpack.h's codes); whole-byte
+# types only, since strides are computed in bytes.
+CODES = {n: d.dlpack for n, d in dtypes.TABLE.items() if d.dlpack is not None and d.itemsize is not None}
 _FROM_CODE = {v: k for k, v in CODES.items()}
 _FROM_CODE[(1, 1)] = "bool"  # some producers spell bool as a 1-bit uint
 

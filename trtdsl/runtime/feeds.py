@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import dtypes
 from ..errors import ShapeError, did_you_mean
 from ..feeds import check_mapping
 from .array import host_dtype, is_device, itemsize
@@ -28,10 +29,6 @@ class FeedChecker:
         self.dtype = {n: s.dtype for n, s in specs.items()}
         self.itemsize = {n: itemsize(s.dtype) for n, s in specs.items()}
         self.host_dtype = {n: host_dtype(s.dtype) for n, s in specs.items()}
-        # bfloat16 feeds are given as floats and packed while staging.
-        self._accept = {
-            n: np.dtype(np.float32) if d == "bfloat16" else self.host_dtype[n] for n, d in self.dtype.items()
-        }
 
     def check(
         self, feeds: Mapping[str, Any], device_feed: Callable[[str, Any], Any] | None = None
@@ -58,8 +55,7 @@ class FeedChecker:
                 else:
                     v = np.asarray(v)
             if isinstance(v, np.ndarray) and v.dtype != self.host_dtype[name]:
-                if not np.can_cast(v.dtype, self._accept[name], "same_kind"):
-                    raise ShapeError(f"feed {name!r}: expected dtype {self.dtype[name]}, got {v.dtype}")
+                v = dtypes.convert(v, self.dtype[name], name=f"feed {name!r}")  # the one feed rule
             values.append(v)
             shapes.append(v.shape)
         return values, tuple(shapes)

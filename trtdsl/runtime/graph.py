@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import dtypes
 from ..errors import ShapeError, TrtdslError
 from . import cuda, staging
 from .lane import Lane, RunHandle, log_mark, trt_errors
@@ -98,7 +99,7 @@ class SessionGraph:
         for name, view in self.inputs.items():
             if name not in feeds:
                 raise ShapeError(f"missing feed for input {name!r}")
-            value = np.asarray(feeds[name])
+            value = dtypes.convert(feeds[name], self.session.dtype[name], name=f"feed {name!r}")  # the feed rule
             if value.shape != view.shape:
                 raise ShapeError(
                     f"graph was captured for input {name!r} with shape {view.shape}, got {value.shape}; "

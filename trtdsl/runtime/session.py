@@ -235,7 +235,7 @@ class Session:
             dest = out.get(name) if out else None
             if dest is not None:
                 self._check_out(name, dest, shape)
-                direct = _pinned_address(dest, self.host_dtype[name]) if self.dtype[name] != "bfloat16" else 0
+                direct = _pinned_address(dest, self.host_dtype[name])
                 if direct:
                     cuda.memcpy_async(direct, src.ptr, dest.nbytes, lane.stream)
                     results[name] = dest
@@ -248,7 +248,7 @@ class Session:
         return results
 
     def _check_out(self, name: str, dest: Any, shape: tuple[int, ...]) -> None:
-        want = np.dtype(np.float32) if self.dtype[name] == "bfloat16" else self.host_dtype[name]
+        want = self.host_dtype[name]
         if not isinstance(dest, np.ndarray) or dest.shape != shape or dest.dtype != want or not dest.flags.c_contiguous:
             got = f"{dest.dtype} {dest.shape}" if isinstance(dest, np.ndarray) else type(dest).__name__
             raise ShapeError(f"out {name!r}: expected a C-contiguous {want} array of shape {shape}, got {got}")

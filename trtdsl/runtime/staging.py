@@ -1,4 +1,4 @@
-"""Host-side data movement for a Session: pinned staging, chunked copies, bfloat16 packing.
+"""Host-side data movement for a Session: pinned staging and chunked copies.
 
 A NumPy feed lives in pageable memory, which the DMA engines cannot read
 asynchronously. It is copied into a pinned staging buffer first. For large
@@ -43,29 +43,12 @@ def chunk_elements(nbytes: int, item: int) -> int:
     return max(step // item, 1)
 
 
-def pack_bf16(x: np.ndarray) -> np.ndarray:
-    """float -> bfloat16 bit patterns (uint16), rounding to nearest even; NaN stays NaN."""
-    u = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32)
-    r = ((u + np.uint32(0x7FFF) + ((u >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16)).astype(np.uint16)
-    nan = np.isnan(x)
-    if nan.any():
-        r[nan] = 0x7FC0
-    return r
-
-
-def unpack_host(host: np.ndarray, dtype: str) -> np.ndarray:
-    """Host view of device data: bfloat16 bit patterns become float32, other dtypes pass through."""
-    if dtype != "bfloat16":
-        return host
-    return (host.astype(np.uint32) << np.uint32(16)).view(np.float32)
-
-
 def copy_into(dst: np.ndarray, src: np.ndarray, dtype: str) -> None:
-    """Write ``src`` into the pinned view ``dst`` (same number of elements), casting same-kind."""
-    if dtype == "bfloat16" and src.dtype != np.uint16:
-        dst[...] = pack_bf16(src).reshape(dst.shape)
-    else:
-        np.copyto(dst, src.reshape(dst.shape), casting="same_kind")
+    """Write ``src`` into the pinned view ``dst`` (same number of elements).
+
+    ``src`` went through the feed rule (``dtypes.convert``) already, so it has ``dst``'s dtype.
+    """
+    np.copyto(dst, src.reshape(dst.shape), casting="no")
 
 
 def stage_in(src: np.ndarray, view: np.ndarray, pinned_ptr: int, dst: int, *, dtype: str, stream: cuda.Stream) -> None:
@@ -136,17 +119,17 @@ def collect(view: np.ndarray, chunks: Chunks | None, dtype: str, out: np.ndarray
     Without chunks the caller must have waited for the whole transfer.
     """
     if out is None and chunks is None:
-        return unpack_host(view.copy(), dtype)
+        return view.copy()
     if out is None:
-        out = np.empty(view.shape, np.float32 if dtype == "bfloat16" else view.dtype)
+        out = np.empty(view.shape, view.dtype)
     flat_out, flat_view = out.reshape(-1), view.reshape(-1)
     if chunks is None:
-        flat_out[...] = unpack_host(flat_view, dtype)
+        flat_out[...] = flat_view
         return out
 
     def part(ev: cuda.Event, a: int, b: int) -> None:
         ev.synchronize()
-        flat_out[a:b] = unpack_host(flat_view[a:b], dtype)
+        flat_out[a:b] = flat_view[a:b]
 
     for f in [pool().submit(part, *p) for p in chunks.parts]:
         f.result()

@@ -155,14 +155,19 @@ class WeightStore(Mapping[str, np.ndarray]):
         block: _BlockLabel | None = None,
         root: dict[str, str] | None = None,
         float32: bool = False,
+        base: WeightStore | None = None,
     ):
         self._src = source
-        self._names = names if names is not None else {k: k for k in source.entries}
+        # A block view is lazy: it reads ``base``'s names under the key prefix ``_rel``
+        # and lists them only when asked (a model opens one view per block and weight group).
+        self._base = base
+        self._rel = ""
+        self._n = names if names is not None or base is not None else {k: k for k in source.entries}
         self._where = where
         self.strict = strict
         self._prefix = prefix  # this view's names are relative to it: "layer1.0."
         self._block = block  # the layer block this view belongs to, for messages
-        self._root = root if root is not None else self._names  # full names, for suggestions
+        self._root = root if root is not None else self._n  # full names, for suggestions
         self._float32 = float32  # block views hand out float weights as float32
         self._sorted: list[str] | None = None  # this view's names, sorted when a view is first opened on it
 
@@ -193,9 +198,40 @@ class WeightStore(Mapping[str, np.ndarray]):
                 raise WeightError(f"{name}: weight names must be strings, got {key!r} ({type(key).__name__})")
             value = mapping[key]
             array = value if type(value) is np.ndarray and value.dtype.kind in "fiub" else _as_array(value, key, name)
-            # A view, so that making it read-only leaves the caller's array alone.
-            entries[key] = Entry(array.shape, array.dtype, array.view)
+            # A view, so that making it read-only leaves the caller's array alone. Built without
+            # __init__ for NumPy's own dtypes: a model wraps a whole state dict per call.
+            if id(array.dtype) in _CANONICAL_IDS:
+                entry = object.__new__(Entry)
+                entry.shape, entry.dtype, entry.read = array.shape, array.dtype, array.view
+            else:
+                entry = Entry(array.shape, array.dtype, array.view)
+            entries[key] = entry
         return cls(_Source(Path(name), "in-memory", entries, shapeless=False, close=None))
+
+    @property
+    def _names(self) -> dict[str, str]:
+        """This view's names -> source keys (listed on first use for a lazy block view)."""
+        if self._n is None:
+            base, rel = self._base, self._rel
+            run = base._run(rel)
+            self._n = {k[len(rel) :]: base._names[k] for k in run}
+        return self._n
+
+    def _find(self, name: Any) -> str | None:
+        """The source key of ``name`` in this view, or None."""
+        try:
+            if self._base is not None:
+                return self._base._names.get(self._rel + name)
+            return self._n.get(name)
+        except TypeError:  # an unhashable or non-str name
+            return None
+
+    def _run(self, prefix: str) -> list[str]:
+        """This view's names that start with ``prefix``, from the sorted names (one bisect)."""
+        if self._sorted is None:
+            self._sorted = sorted(self._names)
+        keys = self._sorted
+        return keys[bisect.bisect_left(keys, prefix) : bisect.bisect_right(keys, prefix + "\U0010ffff")]
 
     # ------------------------------------------------------------- mapping
     def __getitem__(self, name: str) -> np.ndarray:
@@ -219,10 +255,7 @@ class WeightStore(Mapping[str, np.ndarray]):
         return len(self._names)
 
     def __contains__(self, name: object) -> bool:
-        try:
-            return name in self._names
-        except TypeError:
-            return False
+        return isinstance(name, str) and self._find(name) is not None
 
     @property
     def path(self) -> Path:
@@ -252,10 +285,9 @@ class WeightStore(Mapping[str, np.ndarray]):
         return self._prefix + name
 
     def _key(self, name: str, layer: str | None = None, shape: Sequence[int | None] | None = None) -> str:
-        try:
-            return self._names[name]
-        except (KeyError, TypeError):
-            pass
+        key = self._find(name) if isinstance(name, str) else None
+        if key is not None:
+            return key
         if self._block is not None and layer is None:
             full = self._full(str(name))
             expect = f" (expected shape {_fmt_shape(shape)})" if shape is not None else ""
@@ -273,10 +305,8 @@ class WeightStore(Mapping[str, np.ndarray]):
         """Names under ``prefix`` (``.`` or ``/`` separated) relative to it, and the separator used."""
         # Names that start with the prefix are one run of the sorted names: a model's
         # blocks each open a view, so a scan of every name per view would add up.
-        if self._sorted is None:
-            self._sorted = sorted(self._names)
-        keys, n = self._sorted, len(prefix)
-        run = keys[bisect.bisect_left(keys, prefix) : bisect.bisect_right(keys, prefix + "\U0010ffff")]
+        n = len(prefix)
+        run = self._run(prefix)
         names, sep, all_names = {}, "", self._names
         for k in run:
             c = k[n : n + 1]
@@ -313,16 +343,20 @@ class WeightStore(Mapping[str, np.ndarray]):
         shape (64, 64, 3, 3))``. An empty ``prefix`` is a block at the top of this view.
         ``float32=True``: floating-point weights come out as float32 (what blocks fold in).
         """
+        base = self._base if self._base is not None else self
+        rel = self._rel
         if prefix:
-            names, sep = self._under(prefix)
-            full_prefix = self._full(prefix) + sep
-        else:
-            names, full_prefix = self._names, self._prefix
+            rel += prefix
+            # "." or "/" after the prefix, whichever the names use (Keras: 'conv2d/kernel').
+            dot = base._run(rel + ".")
+            rel += "." if dot or not base._run(rel + "/") else "/"
         # The labels are formatted only for a message (a model opens a view per block).
+        full_prefix = base._prefix + rel
         view = WeightStore(
-            self._src, names, where=self._where, strict=self.strict, prefix=full_prefix,
-            block=_BlockLabel(kind, full_prefix[:-1], self._block), root=self._root, float32=float32,
+            self._src, None, where=self._where, strict=self.strict, prefix=full_prefix,
+            block=_BlockLabel(kind, full_prefix[:-1], self._block), root=self._root, float32=float32, base=base,
         )  # fmt: skip
+        view._rel = rel
         return view
 
     def rename(
@@ -357,9 +391,8 @@ class WeightStore(Mapping[str, np.ndarray]):
         layer in error messages. Flat formats (``.wts``) are reshaped to ``shape``
         when the sizes agree.
         """
-        try:
-            key = self._names[name]
-        except (KeyError, TypeError):
+        key = self._find(name)
+        if key is None:
             key = self._key(name, layer, shape)
         arr = self._src.array(key)
         if shape is not None and arr.shape != shape:
@@ -377,7 +410,7 @@ class WeightStore(Mapping[str, np.ndarray]):
 
     def optional(self, name: str, shape: Sequence[int | None] | None = None) -> np.ndarray | None:
         """:meth:`take` when ``name`` exists, else None (a convolution without bias)."""
-        if name in self._names:
+        if self._find(name) is not None:
             return self.take(name, shape)
         self._src.missed.add(self._full(name))
         return None
