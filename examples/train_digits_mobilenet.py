@@ -64,7 +64,7 @@ class DigitsMobileNet(nn.Module):
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=OUT, help="where to write the npz files (default weights/)")
-    p.add_argument("--epochs", type=int, default=25)
+    p.add_argument("--epochs", type=int, default=60)
     args = p.parse_args()
     torch.manual_seed(0)
     torch.set_num_threads(1)  # reproducible, and small convolutions gain nothing from threads

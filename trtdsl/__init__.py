@@ -45,5 +45,6 @@ __all__ = [
 ]  # fmt: skip
 
 from . import calib  # calibration and explicit Q/DQ (after the rest: it uses ops, reference, rewrite)
+from .errors import CacheError, CalibrationError, CalibrationWarning
 
-__all__ += ["calib"]
+__all__ += ["CacheError", "CalibrationError", "CalibrationWarning", "calib"]

@@ -84,5 +84,5 @@ class CacheError(CalibrationError):
     """A calibration cache is malformed, of a foreign format, or does not fit the network."""
 
 
-class CalibrationWarning(UserWarning):
+class CalibrationWarning(TrtdslError, UserWarning):
     """A calibration cache or data does not quite fit the network (missing or stray tensors)."""

@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import dtypes
 from ..errors import CalibrationError
 
 __all__ = [
@@ -49,7 +50,7 @@ __all__ = [
     "percentile",
 ]
 
-QMAX = {"int8": 127.0, "fp8": 448.0}
+QMAX = {d: dtypes.qmax(d) for d in ("int8", "fp8")}  # 127 and 448, from the dtype table
 _INTEGER_ONLY = ("entropy", "entropy-legacy")
 _LD = np.longdouble
 
@@ -249,17 +250,18 @@ def fp8_levels() -> np.ndarray:
     """The non-negative finite float8 E4M3 values, ascending (0 ... 448)."""
     import ml_dtypes
 
-    bits = np.arange(0x7F, dtype=np.uint8)  # 0x7F is NaN in the fn variant
-    return bits.view(ml_dtypes.float8_e4m3fn).astype(np.float64)
+    every = np.arange(256, dtype=np.uint16).astype(np.uint8).view(ml_dtypes.float8_e4m3fn).astype(np.float64)
+    return np.unique(np.abs(every[np.isfinite(every)]))
 
 
 def _grid(dtype: str) -> tuple[np.ndarray, int]:
     """The non-negative levels as integers ``G`` and the integer ``K`` with ``levels = G / scale``, ``K = max * scale``."""
     if dtype == "int8":
-        return np.arange(128, dtype=np.int64), 127
+        k = int(QMAX["int8"])
+        return np.arange(k + 1, dtype=np.int64), k
     if dtype == "fp8":
         # E4M3 values are multiples of 2**-9: scaled by 512 they are integers.
-        return (fp8_levels() * 512).astype(np.int64), 448 * 512
+        return (fp8_levels() * 512).astype(np.int64), int(QMAX["fp8"]) * 512
     raise CalibrationError(f"dtype must be 'int8' or 'fp8', got {dtype!r}")
 
 

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .. import dtypes
 from ..errors import CacheError, CalibrationWarning, did_you_mean
 
 __all__ = ["CalibrationCache", "format_json", "format_legacy", "load_cache", "match", "parse_cache", "save_cache"]
@@ -46,7 +47,7 @@ _LEGACY_NAME = {
     "percentile": "LegacyCalibration",
     "mse": "LegacyCalibration",
 }
-LEGACY_QMAX = 127.0  # legacy scales are amax / 127 whatever the type
+LEGACY_QMAX = dtypes.qmax("int8")  # legacy scales are amax / 127 whatever the type
 JSON_FORMAT = "trtdsl.calibration"
 MAX_BYTES = 64 << 20  # a cache is a few KB to a few MB; more is not a cache
 _HEADER = re.compile(r"TRT-(\d+)-([A-Za-z0-9]+)")

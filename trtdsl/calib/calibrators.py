@@ -56,6 +56,7 @@ class Calibrator:
     num_bins: int = 2048
     sample: int | None = None
     cache: str | os.PathLike | None = None
+    cache_format: str | None = None  # what write_cache gets: "json", "legacy", or None (by the cache file's name)
     progress: bool = True
 
     def __init__(

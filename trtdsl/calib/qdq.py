@@ -317,7 +317,7 @@ def _quantize_weight(net: Network, ws: WeightSite, dtype: str, per_channel: bool
     p = net.producer(kt)
     if p is not None and downcast(p).type.name == "CAST":
         p = net.producer(downcast(p).get_input(0).name)
-    array = np.asarray(downcast(p).weights, dtype=np.float64).reshape(tuple(downcast(p).shape))
+    array = _constant_array(net, downcast(p))
     axis = ws.axis if per_channel else None
     if axis is not None:
         array = array.reshape(tuple(kt.shape)) if array.size == int(np.prod(kt.shape)) else array
@@ -332,3 +332,16 @@ def _quantize_weight(net: Network, ws: WeightSite, dtype: str, per_channel: bool
     top = float(np.max(amax))
     return Row(_base(kt.name), "weight", top, float(np.float32(top / qmax)), "max", dtype, [layer.name],
                channels=int(np.size(amax)) if axis is not None else 1)  # fmt: skip
+
+
+def _constant_array(net: Network, layer: Any) -> np.ndarray:
+    """The values of a constant layer as float64, from the array the Network kept when it has one.
+
+    TensorRT's Python API cannot read typed narrow weights (bfloat16 ...) back, so the
+    Network's own copy (``narrow_constants``, ``weights``) comes first.
+    """
+    shape = tuple(layer.shape)
+    for store in (getattr(net, "narrow_constants", None), net.weights):
+        if store and layer.name in store:
+            return np.asarray(store[layer.name]).astype(np.float64).reshape(shape)
+    return np.asarray(layer.weights, dtype=np.float64).reshape(shape)

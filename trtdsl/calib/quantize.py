@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import math
 import os
 from collections.abc import Mapping
@@ -21,7 +20,6 @@ from .observe import Collector
 
 __all__ = ["Report", "calibrate", "quantize"]
 
-log = logging.getLogger("trtdsl.calib")
 _DTYPES = {"int8": "int8", "fp8": "fp8", "float8": "fp8", "e4m3": "fp8", "fp8_e4m3": "fp8"}
 
 
