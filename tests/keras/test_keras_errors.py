@@ -199,3 +199,47 @@ def test_build_proves_every_weight_used():
     extra = trtdsl.weights.load(K3 / "cnn.keras")
     with pytest.raises(WeightError, match=r"weights in cnn\.keras were not used"):
         trtdsl.build(net, weights=extra)
+
+
+def _mutations(cfg, rng, n):
+    """Random hostile edits of a real config: entries deleted, retyped, or made absurd."""
+    import copy
+
+    def paths(v, prefix=()):
+        if isinstance(v, dict):
+            for k, x in v.items():
+                yield (*prefix, k)
+                yield from paths(x, (*prefix, k))
+        elif isinstance(v, list):
+            for i, x in enumerate(v):
+                yield (*prefix, i)
+                yield from paths(x, (*prefix, i))
+
+    all_paths = list(paths(cfg))
+    for _ in range(n):
+        c = copy.deepcopy(cfg)
+        path = all_paths[rng.integers(len(all_paths))]
+        parent = c
+        for p in path[:-1]:
+            parent = parent[p]
+        choice = rng.integers(5)
+        if choice == 0 and isinstance(parent, dict):
+            del parent[path[-1]]
+        else:
+            parent[path[-1]] = [None, "x", -7, {"a": 1}, 10**9][choice]
+        yield c
+
+
+@pytest.mark.parametrize("name", ["cnn", "multi_io", "recurrent", "transformer"])
+def test_hostile_configs_raise_trtdsl_errors_only(name, tmp_path):
+    """A damaged config converts or raises a TrtdslError; never a crash, a hang or another exception."""
+    src = K3 / f"{name}.h5"
+    with h5py.File(src, "r") as f:
+        cfg = json.loads(f.attrs["model_config"])
+    rng = np.random.default_rng(7)
+    for i, bad in enumerate(_mutations(cfg, rng, 25)):
+        p = _edit_h5_config(src, tmp_path / f"m{i}.h5", lambda c, bad=bad: (c.clear(), c.update(bad)))
+        try:
+            tk.load_model(p, batch=1)
+        except TrtdslError:
+            pass

@@ -8,6 +8,7 @@ the time axis by ``dilation * (kernel - 1)``.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from .. import ops
@@ -18,6 +19,9 @@ from .registry import converts
 
 _CONV = {1: ops.conv1d, 2: ops.conv2d, 3: ops.conv3d}
 _DECONV = {1: ops.conv_transpose1d, 2: ops.conv_transpose2d, 3: ops.conv_transpose3d}
+
+
+_LIMIT = 1 << 14  # far above any real kernel, stride or dilation; below TensorRT's own maxima
 
 
 def _ints(value: Any, nd: int) -> tuple[int, ...]:
@@ -37,7 +41,11 @@ def _padding(layer: Call, nd: int, ksize: tuple[int, ...], dilation: tuple[int, 
 
 def _geometry(layer: Call, nd: int) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
     c = layer.config
-    return _ints(c["kernel_size"], nd), _ints(c.get("strides", 1), nd), _ints(c.get("dilation_rate", 1), nd)
+    geo = _ints(c["kernel_size"], nd), _ints(c.get("strides", 1), nd), _ints(c.get("dilation_rate", 1), nd)
+    for what, values in zip(("kernel_size", "strides", "dilation_rate"), geo):
+        if len(values) != nd or min(values) < 1 or max(values) > _LIMIT:
+            raise layer.error(f"{what} {values} must be {nd} ints in 1..{_LIMIT}")
+    return geo
 
 
 def _conv(layer: Call, x: KTensor, nd: int) -> KTensor:
@@ -51,21 +59,6 @@ def _conv(layer: Call, x: KTensor, nd: int) -> KTensor:
         padding=_padding(layer, nd, ksize, dilation), dilation=dilation, groups=groups,
     )  # fmt: skip
     return activate(layer, layer.spatial_out(y))
-
-
-@converts("Conv1D", "Convolution1D")
-def conv1d(layer: Call, x: KTensor) -> KTensor:
-    return _conv(layer, x, 1)
-
-
-@converts("Conv2D", "Convolution2D")
-def conv2d(layer: Call, x: KTensor) -> KTensor:
-    return _conv(layer, x, 2)
-
-
-@converts("Conv3D", "Convolution3D")
-def conv3d(layer: Call, x: KTensor) -> KTensor:
-    return _conv(layer, x, 3)
 
 
 def _depthwise(layer: Call, x: KTensor, nd: int, bias_key: str | None = "bias") -> tuple[Any, int]:
@@ -82,16 +75,6 @@ def _depthwise(layer: Call, x: KTensor, nd: int, bias_key: str | None = "bias") 
     return y, c_in * mult
 
 
-@converts("DepthwiseConv1D")
-def depthwise_conv1d(layer: Call, x: KTensor) -> KTensor:
-    return activate(layer, layer.spatial_out(_depthwise(layer, x, 1)[0]))
-
-
-@converts("DepthwiseConv2D")
-def depthwise_conv2d(layer: Call, x: KTensor) -> KTensor:
-    return activate(layer, layer.spatial_out(_depthwise(layer, x, 2)[0]))
-
-
 def _separable(layer: Call, x: KTensor, nd: int) -> KTensor:
     with layer.net.scope("depthwise"):
         y, mid = _depthwise(layer, x, nd, bias_key=None)
@@ -100,16 +83,6 @@ def _separable(layer: Call, x: KTensor, nd: int) -> KTensor:
     with layer.net.scope("pointwise"):
         y = _CONV[nd](y, layout.keras_conv(pointwise), layer.bias(filters))
     return activate(layer, layer.spatial_out(y))
-
-
-@converts("SeparableConv1D", "SeparableConvolution1D")
-def separable_conv1d(layer: Call, x: KTensor) -> KTensor:
-    return _separable(layer, x, 1)
-
-
-@converts("SeparableConv2D", "SeparableConvolution2D")
-def separable_conv2d(layer: Call, x: KTensor) -> KTensor:
-    return _separable(layer, x, 2)
 
 
 def _transpose(layer: Call, x: KTensor, nd: int) -> KTensor:
@@ -147,16 +120,14 @@ def _transpose(layer: Call, x: KTensor, nd: int) -> KTensor:
     return activate(layer, layer.spatial_out(y))
 
 
-@converts("Conv1DTranspose", "Convolution1DTranspose")
-def conv1d_transpose(layer: Call, x: KTensor) -> KTensor:
-    return _transpose(layer, x, 1)
+def _depthwise_layer(layer: Call, x: KTensor, nd: int) -> KTensor:
+    return activate(layer, layer.spatial_out(_depthwise(layer, x, nd)[0]))
 
 
-@converts("Conv2DTranspose", "Convolution2DTranspose")
-def conv2d_transpose(layer: Call, x: KTensor) -> KTensor:
-    return _transpose(layer, x, 2)
-
-
-@converts("Conv3DTranspose", "Convolution3DTranspose")
-def conv3d_transpose(layer: Call, x: KTensor) -> KTensor:
-    return _transpose(layer, x, 3)
+# One converter per class, registered for both of Keras' spellings of each name.
+for _nd in (1, 2, 3):
+    converts(f"Conv{_nd}D", f"Convolution{_nd}D")(partial(_conv, nd=_nd))
+    converts(f"Conv{_nd}DTranspose", f"Convolution{_nd}DTranspose")(partial(_transpose, nd=_nd))
+for _nd in (1, 2):
+    converts(f"DepthwiseConv{_nd}D")(partial(_depthwise_layer, nd=_nd))
+    converts(f"SeparableConv{_nd}D", f"SeparableConvolution{_nd}D")(partial(_separable, nd=_nd))

@@ -9,6 +9,7 @@ import numpy as np
 from .. import ops
 from ..tensor import Tensor
 from ..weights import layout
+from ..weights.keras_config import quantization_mode
 from .graph import Call, KTensor, held_constant
 from .registry import converts
 
@@ -159,13 +160,20 @@ def softmax(layer: Call, x: KTensor, mask: KTensor | None = None, **_: Any) -> K
     return layer.like(x, ops.div(e, ops.sum(e, held, keepdim=True)))
 
 
+def _quantized(layer: Call) -> bool:
+    mode = quantization_mode(layer.config)
+    if mode not in (None, "int8"):
+        raise layer.error(f"quantization mode {mode!r} is not supported (int8 only)")
+    return mode == "int8"
+
+
 @converts("Dense")
 def dense(layer: Call, x: KTensor) -> KTensor:
     from .quantized import int8_dense
 
     c = layer.config
     units = int(c["units"])
-    if c.get("quantization_config") or (isinstance(c.get("dtype"), dict) and "Quantized" in str(c["dtype"])):
+    if _quantized(layer):
         return activate(layer, x, int8_dense(layer, layer.logical(x), units))
     if x.flat is not None:
         # Flatten of a tensor held (N, C, *spatial): permute the kernel rows instead of the data.
@@ -185,7 +193,7 @@ def dense(layer: Call, x: KTensor) -> KTensor:
 @converts("EinsumDense")
 def einsum_dense(layer: Call, x: KTensor) -> KTensor:
     c = layer.config
-    if c.get("quantization_config") or (isinstance(c.get("dtype"), dict) and "Quantized" in str(c["dtype"])):
+    if _quantized(layer):
         from .quantized import int8_einsum
 
         return activate(layer, KTensor(int8_einsum(layer, layer.logical(x))))
@@ -248,7 +256,7 @@ def embedding(layer: Call, x: KTensor) -> KTensor:
     ids = layer.logical(x)
     if ids.dtype not in ("int32", "int64"):
         ids = ops.cast(ids, "int32")
-    if c.get("quantization_config") or (isinstance(c.get("dtype"), dict) and "Quantized" in str(c["dtype"])):
+    if _quantized(layer):
         table = layer.take("embeddings").astype(np.float32) / layer.take("embeddings_scale")[:, None]
     else:
         table = layer.take("embeddings")

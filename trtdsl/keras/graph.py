@@ -195,7 +195,7 @@ def _refs(value: Any) -> list[Ref]:
 def _bind(value: Any, values: dict[tuple[str, int], list[KTensor]], where: str) -> Any:
     if isinstance(value, Ref):
         outs = values[(value.layer, value.node)]
-        if value.index >= len(outs):
+        if not 0 <= value.index < len(outs):
             raise KerasError(f"layer {where!r} reads output {value.index} of {value.layer!r}, which has {len(outs)}")
         return outs[value.index]
     if isinstance(value, list):
@@ -237,7 +237,7 @@ def run_model(
             layer = by_name.get(key[0])
             if layer is None:
                 raise KerasError(f"model {model.name!r}: a node reads layer {key[0]!r}, which the config lacks")
-            if key[1] >= len(layer.nodes):
+            if not 0 <= key[1] < len(layer.nodes):
                 if layer.class_name == "InputLayer":
                     raise KerasError(f"model {model.name!r}: input layer {layer.name!r} is not among its inputs")
                 raise KerasError(f"model {model.name!r}: layer {layer.name!r} has no call {key[1]}")
@@ -267,7 +267,14 @@ def _call(ctx: Context, layer: Layer, node: Node, values: dict, wprefix: str, wh
     call = Call(ctx, layer, wprefix, where)
     before = ctx.net.trt.num_layers
     with ctx.net.scope(layer.name):
-        outs = _outputs(fn(call, *args, **kwargs), where)
+        try:
+            outs = _outputs(fn(call, *args, **kwargs), where)
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
+            # A config with missing or mistyped entries (hand-edited, or from another Keras)
+            raise KerasError(
+                f"{layer.class_name} layer {where!r}: cannot convert its config/call "
+                f"({type(e).__name__}: {e}); config keys: {sorted(layer.config)[:20]}"
+            ) from e
     added = [ctx.net.trt.get_layer(i) for i in range(before, ctx.net.trt.num_layers)]
     kinds = [str(lyr.type).rsplit(".", 1)[-1] for lyr in added]
     ctx.records.append(Record(where, layer.class_name, [o.shape for o in outs], call.params, kinds))

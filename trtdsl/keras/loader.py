@@ -25,6 +25,8 @@ def _input_shape(model: Model, name: str, cfg: dict, override: Mapping[str, Sequ
         return [None, *override[name]]
     if shape is None:
         raise KerasError(f"input {name!r} of model {model.name!r} has no shape in the config")
+    if not isinstance(shape, list) or not shape or not all(d is None or (type(d) is int and d >= 0) for d in shape):
+        raise KerasError(f"input {name!r}: malformed shape {shape!r} in the config")
     if any(d is None for d in shape[1:]):
         raise KerasError(
             f"input {name!r} has dynamic dims {list(shape)}: give its shape without the batch, e.g. "
@@ -88,6 +90,8 @@ def load_model(
                 f"{did_you_mean(unknown[0], names)}"
             )
     inputs = []
+    if not model.inputs or not model.outputs:
+        raise KerasError(f"model {model.name!r}: the config names no inputs or no outputs")
     for ref in model.inputs:
         cfg = model.layer(ref.layer).config
         shape = _input_shape(model, ref.layer, cfg, input_shapes)
@@ -102,10 +106,13 @@ def load_model(
     from .graph import Call
 
     outs = run_model(ctx, model, inputs)
-    used: dict[str, int] = {}
+    used: set[str] = set(net.input_specs)  # an output that is an input needs a name of its own
     for ref, out in zip(model.outputs, outs):
-        name = ref.layer if ref.layer not in used else f"{ref.layer}_{ref.index}"
-        used[name] = 1
+        name, i = ref.layer, 0
+        while name in used:  # several outputs of one layer, or the same tensor twice
+            i += 1
+            name = f"{ref.layer}_{i}"
+        used.add(name)
         call = Call(ctx, model.layer(ref.layer), "", ref.layer)
         t = out.t if (layout == "NCHW" and out.cl) else call.logical(out)
         net.output(t, name)

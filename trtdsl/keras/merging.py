@@ -88,3 +88,13 @@ def dot(layer: Call, xs, **_) -> KTensor:
     a2 = a if ax[0] == 2 else ops.permute(a, (0, 2, 1))
     b2 = b if ax[1] == 1 else ops.permute(b, (0, 2, 1))
     return KTensor(ops.matmul(a2, b2))
+
+
+@converts("CustomScaleLayer")
+def custom_scale_layer(layer: Call, xs, **_) -> KTensor:
+    """keras.applications.InceptionResNetV2's residual: ``inputs[0] + inputs[1] * scale``."""
+    items = _inputs(layer, xs)
+    if len(items) != 2:
+        raise layer.error(f"CustomScaleLayer takes 2 inputs, got {len(items)}")
+    (a, b), cl = layer.same_layout(items)
+    return KTensor(ops.add(a, ops.mul(b, float(layer.config["scale"]))), cl)

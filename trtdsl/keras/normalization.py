@@ -98,3 +98,14 @@ def group_normalization(layer: Call, x: KTensor) -> KTensor:
     if layer.axis(x, axis) == 1 and x.rank >= 3:
         return layer.like(x, ops.group_norm(x.t, groups, gamma, beta, eps))
     raise layer.error(f"axis {c.get('axis')} of a rank-{x.rank} input is not supported (channels axis only)")
+
+
+@converts("RMSNormalization")
+def rms_normalization(layer: Call, x: KTensor) -> KTensor:
+    """``x * rsqrt(mean(x^2) + epsilon) * scale`` (keras.ops.rms_normalization)."""
+    axes = _axes(layer, x)
+    eps = float(layer.config.get("epsilon") or 1e-7)  # None means backend.epsilon()
+    held = [layer.axis(x, a) for a in axes]
+    t = x.t
+    t = ops.mul(t, ops.rsqrt(ops.add(ops.mean(ops.mul(t, t), held, keepdim=True), eps)))
+    return layer.like(x, ops.mul(t, _per_axis(x, axes, layer.take("scale"))))

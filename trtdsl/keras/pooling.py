@@ -25,6 +25,8 @@ def _pool(layer: Call, x: KTensor, nd: int, kind: str) -> KTensor:
     window = _ints(c.get("pool_size", 2), nd)
     strides = _ints(c["strides"], nd) if c.get("strides") is not None else window
     padding = str(c.get("padding", "valid")).lower()
+    if len(window) != nd or len(strides) != nd or min(window + strides) < 1 or max(window + strides) > 1 << 14:
+        raise layer.error(f"pool_size {window} and strides {strides} must be {nd} ints in 1..16384")
     t = layer.channels_first(x)
     if kind == "max":
         y = _MAX[nd](t, window, strides, padding)

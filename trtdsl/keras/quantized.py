@@ -92,7 +92,11 @@ def int8_einsum(layer: Call, x: Tensor) -> Tensor:
         s = rows[1]
         extra = len(out_spec) - len(in_spec)  # output axes after the input's batch axes
         if extra > 0:
-            s = ops.reshape(s, (-1, *s.shape[1:], *([1] * extra))) if s.shape[0] < 0 else ops.reshape(s, (*s.shape, *[1] * extra))
+            s = (
+                ops.reshape(s, (-1, *s.shape[1:], *([1] * extra)))
+                if s.shape[0] < 0
+                else ops.reshape(s, (*s.shape, *[1] * extra))
+            )
         y = ops.div(y, s, name="descale")
     if axis is None:
         y = ops.div(y, kscale)

@@ -81,6 +81,7 @@ VARIABLES: dict[str, Callable[[dict], list[str]]] = {
     # rms_scaling keeps gamma only (Keras 3 LayerNormalization.build)
     "LayerNormalization": lambda c: ["gamma"] if c.get("rms_scaling") else _affine(c),
     "GroupNormalization": _affine,
+    "RMSNormalization": lambda c: ["scale"],
     "Embedding": lambda c: _scaled(["embeddings"], "embeddings_scale", c),
     "PReLU": lambda c: ["alpha"],
     "EinsumDense": lambda c: _scaled(["kernel", *(["bias"] if c.get("bias_axes") else [])], "kernel_scale", c),
@@ -192,7 +193,7 @@ class ModelFile:
 def _json(raw: Any, what: str, path: Path) -> Any:
     try:
         return json.loads(raw.decode("utf8") if isinstance(raw, bytes) else str(raw))
-    except ValueError as e:
+    except (ValueError, RecursionError) as e:  # RecursionError: absurdly deep nesting
         raise WeightError(f"{path.name}: {what} is not valid JSON: {e}") from e
 
 
@@ -366,7 +367,7 @@ def _layer(entry: dict, known: set[str]) -> Layer:
     nodes = _nodes(entry.get("inbound_nodes"), known, name)
     layer = Layer(name, cls, kind, str(entry.get("module") or ""), cfg, nodes, registered=registered)
     if cls in MODEL_CLASSES and layers_of(entry):
-        layer.model = parse_model(entry)
+        layer.model = _parse_model(entry)
     return layer
 
 
@@ -413,7 +414,15 @@ def parse_model(model_cfg: dict) -> Model:
     """Parse a Sequential or Functional config into layers with normalized call nodes.
 
     A Sequential model becomes a chain: each layer called once on the one before.
+    Malformed configs (wrong types, missing entries) raise :class:`WeightError`.
     """
+    try:
+        return _parse_model(model_cfg)
+    except (TypeError, ValueError, AttributeError, KeyError, IndexError, RecursionError) as e:
+        raise WeightError(f"malformed Keras model config ({type(e).__name__}: {e})") from e
+
+
+def _parse_model(model_cfg: dict) -> Model:
     if not isinstance(model_cfg, dict) or "config" not in model_cfg:
         raise WeightError("model config: expected an object with 'class_name' and 'config'")
     cls = str(model_cfg.get("class_name"))

@@ -1,0 +1,91 @@
+"""weights/keras_config: Keras 2 and Keras 3 configs of the same models parse into the same call graph."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from trtdsl.errors import WeightError
+from trtdsl.weights import keras_config as kc
+
+FIX = Path(__file__).resolve().parents[1] / "fixtures" / "keras"
+
+
+def _shape(model: kc.Model) -> list[tuple[str, int, list[int]]]:
+    """Class, number of calls and arity of every layer: what both Keras versions must agree on."""
+
+    def refs(v):
+        if isinstance(v, kc.Ref):
+            return 1
+        if isinstance(v, (list, tuple)):
+            return sum(refs(x) for x in v)
+        if isinstance(v, dict):
+            return sum(refs(x) for x in v.values())
+        return 0
+
+    return sorted(
+        (layer.class_name, len(layer.nodes), [refs([n.args, n.kwargs]) for n in layer.nodes]) for layer in model.layers
+    )
+
+
+@pytest.mark.parametrize("name", ["cnn", "multi_io", "conv3d", "transformer", "sequential"])
+def test_keras2_and_keras3_configs_agree(name):
+    m2 = kc.parse_model(kc.read(FIX / "k2" / f"{name}.h5").config)
+    m3 = kc.parse_model(kc.read(FIX / "k3" / f"{name}.keras").config)
+    assert len(m2.inputs) == len(m3.inputs) and len(m2.outputs) == len(m3.outputs)
+    assert _shape(m2) == _shape(m3)
+
+
+def test_nested_models_and_shared_layers():
+    m = kc.parse_model(kc.read(FIX / "k3" / "multi_io.keras").config)
+    shared = m.layer("shared")
+    assert len(shared.nodes) == 2  # called twice
+    assert m.layer("block").model.class_name == "Sequential" and m.layer("inner").model.class_name == "Functional"
+    # Keras 2 numbers a nested model's calls from 1; parsing shifts them to 0
+    m2 = kc.parse_model(kc.read(FIX / "k2" / "multi_io.h5").config)
+    reads = [r for layer in m2.layers for n in layer.nodes for r in n.args if isinstance(r, kc.Ref)]
+    assert all(r.node < len(m2.layer(r.layer).nodes) or m2.layer(r.layer).class_name == "InputLayer" for r in reads)
+
+
+def test_kinds_keep_operations_apart_from_layers():
+    k3 = kc.parse_model(kc.read(FIX / "k3" / "arithmetic.keras").config)
+    k3h5 = kc.parse_model(kc.read(FIX / "k3" / "arithmetic.h5").config)  # legacy .h5 drops the module
+    k2 = kc.parse_model(kc.read(FIX / "k2" / "arithmetic.h5").config)
+    for m in (k3, k3h5):
+        assert {(layer.kind, layer.class_name) for layer in m.layers} >= {("operation", "Add"), ("layer", "Conv2D")}
+    assert ("tfop", "__operators__.add") in {(layer.kind, layer.class_name) for layer in k2.layers}
+
+
+def test_constant_first_operand_of_a_tf_op():
+    m = kc.parse_model(kc.read(FIX / "k2" / "tensor_ops.h5").config)
+    sub = next(layer for layer in m.layers if layer.class_name == "math.subtract")
+    assert sub.nodes[0].args[0] == 3.0 and isinstance(sub.nodes[0].kwargs["y"], kc.Ref)
+
+
+def test_versions_and_backends():
+    assert kc.read(FIX / "k2" / "cnn.h5").keras_major == 2
+    f3 = kc.read(FIX / "k3" / "cnn.h5")
+    assert f3.keras_major == 3 and f3.backend == "torch"
+    assert kc.read(FIX / "k3" / "cnn.keras").backend is None
+
+
+def test_variable_names_follow_the_config():
+    assert kc.VARIABLES["Dense"]({"use_bias": False}) == ["kernel"]
+    q = {"dtype": {"class_name": "QuantizedDTypePolicy", "config": {"mode": "int8"}}}
+    assert kc.VARIABLES["Dense"](q) == ["kernel", "bias", "kernel_scale"]
+    assert kc.VARIABLES["BatchNormalization"]({"scale": False}) == ["beta", "moving_mean", "moving_variance"]
+    assert kc.VARIABLES["LayerNormalization"]({"rms_scaling": True}) == ["gamma"]
+    assert [g for g, *_ in kc.wrapped("MultiHeadAttention", {})] == [
+        "query_dense",
+        "key_dense",
+        "value_dense",
+        "output_dense",
+    ]
+
+
+@pytest.mark.parametrize("bad", [{}, {"class_name": "Functional"}, {"class_name": "Functional", "config": {"layers": [5]}},
+                                 {"class_name": "Sequential", "config": {"layers": []}}])  # fmt: skip
+def test_malformed_configs(bad):
+    with pytest.raises(WeightError, match=r"model config|malformed|no layers"):
+        kc.parse_model(bad)
