@@ -32,16 +32,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import dtypes
 from .errors import TrtdslError
 
-# trtdsl dtype -> Triton DataType (model_config.proto). Triton has no narrow float types.
-TRITON_TYPES = {
-    "float32": "TYPE_FP32", "float16": "TYPE_FP16", "bfloat16": "TYPE_BF16", "int8": "TYPE_INT8",
-    "uint8": "TYPE_UINT8", "int32": "TYPE_INT32", "int64": "TYPE_INT64", "bool": "TYPE_BOOL",
+# TensorRT DataType -> Triton DataType (model_config.proto), as Triton's TensorRT backend
+# converts them; TensorRT types missing here (FP8, FP4, INT4, E8M0) have no Triton type.
+_FROM_TENSORRT = {
+    "FLOAT": "TYPE_FP32", "HALF": "TYPE_FP16", "BF16": "TYPE_BF16", "INT8": "TYPE_INT8",
+    "UINT8": "TYPE_UINT8", "INT32": "TYPE_INT32", "INT64": "TYPE_INT64", "BOOL": "TYPE_BOOL",
 }  # fmt: skip
-_NO_TRITON_TYPE = {
-    "fp8": "FP8 (E4M3)", "fp4": "FP4 (E2M1)", "int4": "INT4", "e8m0": "E8M0",
-}  # fmt: skip
+
+
+def triton_type(dtype: str) -> str | None:
+    """Triton's ``TYPE_*`` name for a trtdsl dtype, or None when Triton has none (fp8, fp4, int4, e8m0)."""
+    return _FROM_TENSORRT.get(dtypes.info(dtype).trt_name)
+
+
 _NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
 
 
@@ -74,7 +80,7 @@ def _quote(s: str) -> str:
             out.append("\\n")
         elif ch == "\t":
             out.append("\\t")
-        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+        elif ord(ch) < 0x20 or ch == "\x7f":
             out.append(f"\\{ord(ch):03o}")
         else:
             out.append(ch)
@@ -110,15 +116,17 @@ def triton_config(
     """
     for title, specs in (("input", plan.inputs), ("output", plan.outputs)):
         for s in specs.values():
-            if s.dtype in _NO_TRITON_TYPE:
+            try:
+                trt_name = dtypes.info(s.dtype).trt_name
+            except TrtdslError as e:
+                raise TritonExportError(f"{title} {s.name!r} has dtype {s.dtype!r}, which trtdsl does not know") from e
+            if triton_type(s.dtype) is None:
                 raise TritonExportError(
                     f"{title} {s.name!r} has dtype {s.dtype}: Triton's model configuration has no "
-                    f"{_NO_TRITON_TYPE[s.dtype]} data type (its DataType enum ends at FP64/STRING/BF16), so the "
+                    f"{trt_name} data type (its DataType enum ends at FP64/STRING/BF16), so the "
                     "server cannot feed or return it. Keep narrow types inside the network: dequantize the "
                     "output (or take a float input and quantize it in the network) and rebuild."
                 )
-            if s.dtype not in TRITON_TYPES:
-                raise TritonExportError(f"{title} {s.name!r} has dtype {s.dtype!r}, which has no Triton data type")
     if instances < 1:
         raise TritonExportError(f"instances must be at least 1, got {instances}")
     batch = _batch_dim(plan)
@@ -143,7 +151,7 @@ def triton_config(
         for s in specs.values():
             shape = s.shape[1:] if max_batch > 0 else s.shape
             entries.append(
-                f"  {{\n    name: {_quote(s.name)}\n    data_type: {TRITON_TYPES[s.dtype]}\n    dims: {_dims(shape)}\n  }}"
+                f"  {{\n    name: {_quote(s.name)}\n    data_type: {triton_type(s.dtype)}\n    dims: {_dims(shape)}\n  }}"
             )
         lines.append(f"{title} [\n" + ",\n".join(entries) + "\n]")
     profiles = ", ".join(_quote(str(i)) for i in range(len(plan.profiles)))
@@ -268,4 +276,11 @@ def _register() -> None:
 _register()
 
 
-__all__ = ["TritonCompatibilityWarning", "TritonExportError", "TritonModel", "export_triton", "triton_config"]
+__all__ = [
+    "TritonCompatibilityWarning",
+    "TritonExportError",
+    "TritonModel",
+    "export_triton",
+    "triton_config",
+    "triton_type",
+]
