@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -114,6 +117,159 @@ def test_build_fails_on_weights_nothing_used(tmp_path):
     x = net2.input("x", "float32", (2, 16))
     net2.output(x + w2.take("used") + w2.take("leftover")[:1], "y")
     assert trtdsl.build(net2, weights=w2, progress=False).outputs["y"].shape == (2, 16)
+
+
+# ---------------------------------------------------------------- untrusted plans: the sidecar is checked
+@pytest.fixture(scope="module")
+def saved_plan(tmp_path_factory):
+    net = _net()
+    net.add_profile(batch=(16, 32, 64))
+    plan = trtdsl.build(net, optimization_level=0, progress=False)
+    return plan.save(tmp_path_factory.mktemp("plan") / "mlp.plan")
+
+
+def _variant(src, tmp_path, *, edit=None, text=None, engine=None):
+    import json
+
+    meta = json.loads(Path(str(src) + ".json").read_text())
+    if edit is not None:
+        edit(meta)
+    dst = tmp_path / "bad.plan"
+    dst.write_bytes(src.read_bytes() if engine is None else engine(src.read_bytes()))
+    Path(str(dst) + ".json").write_text(json.dumps(meta) if text is None else text)
+    return dst
+
+
+def _set(*path, value):
+    def edit(meta):
+        for key in path[:-1]:
+            meta = meta[key]
+        meta[path[-1]] = value
+
+    return edit
+
+
+def _random_engine(raw, n=None):
+    return np.random.default_rng(0).integers(0, 256, n or len(raw), dtype=np.uint8).tobytes()
+
+
+HOSTILE = {
+    "deep nesting": ({"text": "[" * 100_000}, r"is malformed: it nests too deeply"),
+    "not JSON": ({"text": "\x00garbage"}, r"is malformed: not JSON"),
+    "a list": ({"text": "[]"}, r"is malformed: the document: expected a JSON object, got \[\]"),
+    "profiles 'x'": ({"edit": _set("profiles", value="x")}, r"profiles: expected a non-empty list .* got 'x'"),
+    "two-value range": ({"edit": _set("profiles", 0, "batch", value=[1, 8])}, r"profiles\[0\].batch: expected \[min, opt, max\], got \[1, 8\]"),
+    "profile without the dim": ({"edit": _set("profiles", 1, value={})}, r"profiles\[1\] has no range for dim\(s\) \['batch'\] the inputs use"),
+    "profile with an unknown dim": ({"edit": _set("profiles", 0, "seq", value=[1, 2, 3])}, r"profiles\[0\] has range\(s\) for dim\(s\) \['seq'\] no input uses"),
+    "opt 10**12": ({"edit": _set("profiles", 0, "batch", value=[1, 10**12, 10**12])}, r"profiles\[0\].batch: expected values up to 2147483647"),
+    "min > max": ({"edit": _set("profiles", 0, "batch", value=[8, 4, 1])}, r"profiles\[0\]: dim 'batch': range must satisfy min <= opt <= max"),
+    "negative range": ({"edit": _set("profiles", 0, "batch", value=[-1, 1, 2])}, r"range values must be non-negative ints"),
+    "float range": ({"edit": _set("profiles", 0, "batch", value=[1, 2.5, 4])}, r"range values must be non-negative ints"),
+    "format 999": ({"edit": _set("format", value=999)}, r"format 999 is not one this trtdsl reads \(1, 2\); it was written by a newer trtdsl"),
+    "format '2'": ({"edit": _set("format", value="2")}, r"format: expected a format version \(1, 2\), got '2'"),
+    "unknown dtype": ({"edit": _set("inputs", 0, "dtype", value="float99")}, r"inputs\[0\].dtype: expected a trtdsl dtype name such as 'float32', got 'float99'"),
+    "shape 'x'": ({"edit": _set("inputs", 0, "shape", value="x")}, r"inputs\[0\].shape: expected a list of at most 8 dims"),
+    "rank 9": ({"edit": _set("outputs", 0, "shape", value=[1] * 9)}, r"outputs\[0\].shape: expected a list of at most 8 dims"),
+    "negative dim": ({"edit": _set("inputs", 0, "shape", value=[-5, 16])}, r"inputs\[0\].shape\[0\]: expected an int in 0..2147483647 or a dim name, got -5"),
+    "huge volume": ({"edit": _set("inputs", 0, "shape", value=["batch", 2**31 - 1, 2**31 - 1])}, r"input 'x' would hold \d+ elements at its largest shape"),
+    "no inputs": ({"edit": lambda m: m.pop("inputs")}, r"inputs: expected a list of \{name, dtype, shape\} objects, got None"),
+    "duplicate output": ({"edit": lambda m: m["outputs"].append(dict(m["outputs"][0]))}, r"outputs\[1\].name: expected a non-empty name used once"),
+    "build_seconds NaN": ({"edit": _set("build_seconds", value=float("nan"))}, r"build_seconds: expected a non-negative number"),
+    "options a list": ({"edit": _set("options", value=[])}, r"options: expected a JSON object"),
+    "hash tampered": ({"edit": _set("engine_sha256", value="0" * 64)}, r"the engine's SHA-256 does not match the metadata's"),
+    "hash malformed": ({"edit": _set("engine_sha256", value="xyz")}, r"engine_sha256: expected 64 lower-case hex digits"),
+    "random 4 KB engine": ({"engine": lambda raw: _random_engine(raw, 4096)}, r"the engine file holds 4096 bytes, the metadata says \d+"),
+    "engine swapped, same size": ({"engine": _random_engine}, r"the engine's SHA-256 does not match the metadata's: the engine file was swapped"),
+    "truncated engine": ({"engine": lambda raw: raw[:100]}, r"the engine file holds 100 bytes"),
+    "17 MB sidecar": ({"text": " " * (17 << 20)}, r"is 17825792 bytes, more than the 16777216"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_hostile_plan_sidecars_are_trtdsl_errors(saved_plan, tmp_path, capsys, case):
+    from trtdsl.cli import main
+
+    kwargs, pattern = HOSTILE[case]
+    path = _variant(saved_plan, tmp_path, **kwargs)
+    with pytest.raises(TrtdslError, match=pattern):
+        Plan.load(path)
+    assert main(["info", str(path)]) == 2  # never shown as a valid plan
+    assert re.search(pattern, capsys.readouterr().err)
+
+
+def test_format_1_plans_load_but_say_they_are_unverified(saved_plan, tmp_path, capsys):
+    from trtdsl.cli import main
+
+    def legacy(meta):
+        meta["format"] = 1
+        del meta["engine_sha256"], meta["engine_bytes"]
+
+    path = _variant(saved_plan, tmp_path, edit=legacy)
+    plan = Plan.load(path)
+    assert plan.verified is False and Plan.load(saved_plan).verified is True
+    assert main(["info", str(path)]) == 0
+    assert "engine NOT verified: format-1 metadata records no SHA-256" in capsys.readouterr().out
+
+
+def test_plan_sidecar_fuzz(saved_plan, tmp_path):
+    import json
+
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    meta = json.loads(Path(str(saved_plan) + ".json").read_text())
+    paths = []
+
+    def walk(obj, at):
+        paths.append(at)
+        items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, list) else []
+        for k, v in items:
+            walk(v, (*at, k))
+
+    walk(meta, ())
+    leaf = st.one_of(st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(), st.text(max_size=20))
+    values = st.recursive(
+        leaf,
+        lambda c: st.one_of(st.lists(c, max_size=4), st.dictionaries(st.text(max_size=8), c, max_size=4)),
+        max_leaves=12,
+    )
+    engine = saved_plan.read_bytes()
+
+    @settings(max_examples=150, deadline=None, database=None, derandomize=True, suppress_health_check=list(HealthCheck))
+    @given(where=st.sampled_from(paths[1:]), value=values, drop=st.booleans())
+    def check(where, value, drop):
+        import copy
+
+        m = copy.deepcopy(meta)
+        target = m
+        for key in where[:-1]:
+            target = target[key]
+        if drop and isinstance(target, dict):
+            del target[where[-1]]
+        else:
+            target[where[-1]] = value
+        dst = tmp_path / "f.plan"
+        dst.write_bytes(engine)
+        Path(str(dst) + ".json").write_text(json.dumps(m))
+        try:
+            plan = Plan.load(dst)
+        except TrtdslError:
+            return
+        assert plan.engine == engine  # what loads is consistent: every input dim has a range in every profile
+        for p in plan.profiles:
+            for spec in plan.inputs.values():
+                p.shapes(spec.shape)
+
+    check()
+
+
+def test_unreadable_timing_cache_is_never_overwritten(tmp_path, caplog):
+    cache = tmp_path / "timing.cache"
+    cache.write_bytes(b"not a timing cache" * 10)
+    with caplog.at_level("WARNING", logger="trtdsl.build"):
+        trtdsl.build(_net(dynamic=False), timing_cache=cache, progress=False)
+    assert cache.read_bytes() == b"not a timing cache" * 10
+    assert "could not be read, so it was not used and is left as it was" in caplog.text
 
 
 def test_builder_options_and_checked_values(tmp_path):

@@ -4,17 +4,7 @@
 ``trtdsl.BackendError`` naming the pip extra to install.
 """
 
-from . import (
-    golden,
-    keras,  # Keras .h5/.keras models to networks (trtdsl.keras.load_model)
-    layers,
-    models,
-    onnx,
-    ops,
-    reference,
-    rewrite,
-    weights,
-)
+from . import golden, keras, layers, models, onnx, ops, reference, rewrite, weights
 from .build import IOSpec, Plan, build
 from .errors import (
     BackendError,

@@ -3,7 +3,8 @@
 A ``Plan`` is the serialized engine plus what a runtime needs to know without
 deserializing it: the I/O names, dtypes, shapes with their dim names, and the
 optimization profiles. ``Plan.save`` writes the engine bytes as they are (so
-``trtexec --loadEngine`` still reads them) and the metadata beside it as JSON.
+``trtexec --loadEngine`` still reads them) and the metadata beside it as JSON,
+with the engine's SHA-256; ``Plan.load`` checks both (:mod:`trtdsl.planfile`).
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import _trt
+from . import _trt, planfile
 from .errors import BuildError, ProfileError, TrtdslError, did_you_mean
-from .planinfo import check_layers, layer_records
+from .planinfo import layer_records
 from .profile import Profile, select_profile
 
 if TYPE_CHECKING:
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("trtdsl.build")
 METADATA_SUFFIX = ".json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = planfile.FORMAT_VERSION
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,7 @@ class Plan:
     build_seconds: float = 0.0
     options: dict[str, Any] = field(default_factory=dict)
     layers: list[dict[str, Any]] = field(default_factory=list)  # the network's layers, see trtdsl.planinfo
+    verified: bool = True  # False for a format-1 plan read from disk: its metadata holds no engine hash
 
     def __repr__(self) -> str:
         # Not the dataclass repr: that would print every byte of the engine.
@@ -76,6 +78,8 @@ class Plan:
         path.write_bytes(self.engine)
         meta = {
             "format": FORMAT_VERSION,
+            "engine_bytes": len(self.engine),
+            "engine_sha256": planfile.engine_sha256(self.engine),
             "backend": self.backend,
             "network": self.network,
             "build_seconds": self.build_seconds,
@@ -90,7 +94,15 @@ class Plan:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Plan:
-        """Read a plan written by ``save``."""
+        """Read a plan written by ``save``, after checking its metadata and the engine's SHA-256.
+
+        Every problem (a malformed or hostile sidecar, a swapped or truncated
+        engine) is a :class:`TrtdslError` naming the field.
+
+        Example::
+
+            plan = Plan.load("model.plan")   # reads model.plan and model.plan.json
+        """
         path = Path(path)
         meta_path = Path(str(path) + METADATA_SUFFIX)
         if not path.is_file():
@@ -101,21 +113,24 @@ class Plan:
                 "trtdsl writes one with Plan.save (engines from other tools carry no dim names or profiles)"
             )
         try:
-            meta = json.loads(meta_path.read_text())
-            spec = lambda d: IOSpec(d["name"], d["dtype"], tuple(d["shape"]))  # noqa: E731
-            return cls(
-                engine=path.read_bytes(),
-                inputs={d["name"]: spec(d) for d in meta["inputs"]},
-                outputs={d["name"]: spec(d) for d in meta["outputs"]},
-                profiles=[Profile({k: tuple(v) for k, v in p.items()}) for p in meta["profiles"]],
-                backend=meta.get("backend", ""),
-                network=meta.get("network", ""),
-                build_seconds=meta.get("build_seconds", 0.0),
-                options=meta.get("options", {}),
-                layers=check_layers(meta.get("layers", []), f"plan metadata {str(meta_path)!r}"),
-            )
-        except (KeyError, TypeError, ValueError) as e:
-            raise TrtdslError(f"plan metadata {str(meta_path)!r} is malformed: {e}") from e
+            engine = path.read_bytes()
+            meta = planfile.read_meta(meta_path, engine)
+        except OSError as e:
+            raise TrtdslError(f"cannot read plan {str(path)!r}: {e.strerror or e}") from e
+        if not meta["verified"]:
+            log.warning("plan %s has format-1 metadata without an engine hash: the engine is not verified", path)
+        return cls(
+            engine=engine,
+            inputs={n: IOSpec(n, dt, shape) for n, dt, shape in meta["inputs"]},
+            outputs={n: IOSpec(n, dt, shape) for n, dt, shape in meta["outputs"]},
+            profiles=[Profile(r) for r in meta["profiles"]],
+            backend=meta["backend"],
+            network=meta["network"],
+            build_seconds=meta["build_seconds"],
+            options=meta["options"],
+            verified=meta["verified"],
+            layers=meta["layers"],
+        )
 
     def export_triton(self, repository: str | os.PathLike, **options: Any) -> Any:
         """Write a Triton model repository entry for this plan; see :func:`trtdsl.triton.export_triton`."""
@@ -126,6 +141,8 @@ class Plan:
     def summary(self) -> str:
         """Human-readable I/O and profile listing (what ``trtdsl info`` prints)."""
         lines = [f"plan {self.network!r}: {len(self.engine):,} bytes, built with {self.backend}"]
+        if not self.verified:
+            lines.append("engine NOT verified: format-1 metadata records no SHA-256; re-save the plan to add one")
         for title, specs in (("inputs", self.inputs), ("outputs", self.outputs)):
             lines.append(f"{title}:")
             for s in specs.values():
@@ -239,7 +256,7 @@ def build(
     if configure is not None:
         configure(config)
         options["configure"] = getattr(configure, "__qualname__", type(configure).__name__)
-    cache = _load_timing_cache(config, timing_cache)
+    cache, cache_read = _load_timing_cache(config, timing_cache)
     monitor = _progress_monitor(trt, progress)
     if monitor is not None:
         config.progress_monitor = monitor
@@ -269,11 +286,13 @@ def build(
                 " Hint: refittable (refit/strip_plan) builds need a CUDA GPU; build without them on a CPU-only machine."
             )
         raise BuildError(f"TensorRT failed to build network {net.name!r}: " + " | ".join(errors) + hint)
-    if cache is not None and timing_cache is not None:
+    if cache is not None and timing_cache is not None and cache_read:
         with warnings.catch_warnings():
             # tensorrt_rtx keeps the API but its timing cache is a no-op (deprecated in RTX 1.2).
             warnings.simplefilter("ignore", DeprecationWarning)
-            Path(timing_cache).write_bytes(memoryview(cache.serialize()))
+            _write_atomically(Path(timing_cache), memoryview(cache.serialize()))
+    elif cache is not None:
+        log.warning("timing cache %s could not be read, so it was not used and is left as it was", timing_cache)
     log.info("built %s in %.2fs (%d bytes)", net.name, seconds, engine.nbytes)
     out_shapes = _output_dims(net, profiles)
     ranges = net.index_ranges()
@@ -418,17 +437,40 @@ def _set_flag(config: Any, trt: Any, flag: str, on: bool) -> None:
     (config.set_flag if on else config.clear_flag)(member)
 
 
-def _load_timing_cache(config: Any, path: str | os.PathLike | None) -> Any:
+def _load_timing_cache(config: Any, path: str | os.PathLike | None) -> tuple[Any, bool]:
+    """The cache to build with, and whether the file was read (only then may the build write it back).
+
+    TensorRT answers bytes it cannot deserialize with an empty cache and a log
+    line, so "read" means: the file is new or empty, or it did not come back as
+    the empty cache (unless it is the empty cache's own bytes).
+    """
     if path is None:
-        return None
-    data = Path(path).read_bytes() if Path(path).is_file() else b""
+        return None, False
+    try:
+        data = Path(path).read_bytes() if Path(path).is_file() else b""
+    except OSError as e:
+        raise BuildError(f"cannot read timing cache {str(path)!r}: {e.strerror or e}") from e
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         cache = config.create_timing_cache(data)
         if cache is None:
             raise BuildError(f"timing cache {str(path)!r} is not a valid TensorRT timing cache")
+        read = not data
+        if data:
+            empty = bytes(memoryview(config.create_timing_cache(b"").serialize()))
+            read = data == empty or bytes(memoryview(cache.serialize())) != empty
         config.set_timing_cache(cache, ignore_mismatch=False)
-    return cache
+    return cache, read
+
+
+def _write_atomically(path: Path, data: Any) -> None:
+    """Write beside ``path`` and rename over it, so an interrupted write never leaves half a file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _progress_monitor(trt: Any, progress: bool | None) -> Any:

@@ -45,7 +45,7 @@ class Command(NamedTuple):
 COMMANDS: dict[str, Command] = {}
 
 # Modules that register subcommands when imported (other packages add theirs here).
-COMMAND_MODULES: list[str] = ["trtdsl.triton", "trtdsl.demo"]
+COMMAND_MODULES: list[str] = ["trtdsl.keras.cli", "trtdsl.calib.cli", "trtdsl.triton", "trtdsl.demo"]
 
 
 def register(
@@ -116,10 +116,10 @@ def _add_build(p: argparse.ArgumentParser) -> None:
     p.add_argument("--aux-streams", type=_number(int, "an int", 0), help="max auxiliary streams (0: none)")
     p.add_argument("--sparsity", action="store_true", help="allow 2:4 structured-sparse kernels")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    _add_script_arguments(p)
     from .calib.cli import add_build_options
 
     add_build_options(p)
+    _add_script_arguments(p)
 
 
 def cmd_build(args: argparse.Namespace) -> int:
@@ -128,10 +128,10 @@ def cmd_build(args: argparse.Namespace) -> int:
     out = inputs.writable_file(args.output or Path(args.script).with_suffix(".plan").name, "-o")
     inputs.writable_file(str(out) + ".json", "-o")
     net, namespace = _network(args)
-    hook = namespace.get("configure_builder")  # the script may edit the builder config itself
     from .calib.cli import quantize_for_build
 
-    quantize_for_build(net, args)  # --int8/--fp8 with --calib or --calib-cache
+    quantize_for_build(net, args)  # --int8 / --fp8: calibrate and write Q/DQ (trtdsl/calib/cli.py)
+    hook = namespace.get("configure_builder")  # the script may edit the builder config itself
     plan = build(
         net,
         optimization_level=args.opt_level,
@@ -210,7 +210,9 @@ def _complete_feeds(
     for dim, n in bound.items():  # before any random array is made at that size
         lo, _, hi = profile.ranges.get(dim, (n, n, n)) if profile is not None else (n, n, n)
         if not lo <= n <= hi and missing:
-            raise ProfileError(f"dim {dim!r} = {n} (from --input/--shapes) is outside profile {args.profile}: {lo}..{hi}")
+            raise ProfileError(
+                f"dim {dim!r} = {n} (from --input/--shapes) is outside profile {args.profile}: {lo}..{hi}"
+            )
     return feeds | inputs.random_feeds(missing, dtypes_, profile, bound, highs, seed=args.seed)
 
 
@@ -302,36 +304,6 @@ register("info", "print a plan's inputs, outputs and profiles", _add_info, cmd_i
 register("run", "run a network script (reference interpreter) or a plan (GPU)", _add_run, cmd_run)
 register("compare", "compare two output npz files", _add_compare, cmd_compare)
 register("bench", "latency and throughput of a plan on the GPU", _add_bench, cmd_bench)
-
-
-def _add_keras(p: argparse.ArgumentParser) -> None:
-    from .keras.cli import add_arguments
-
-    add_arguments(p)
-
-
-def cmd_keras(args: argparse.Namespace) -> int:
-    from .keras.cli import cmd_keras as run
-
-    return run(args)
-
-
-register("keras", "convert a Keras .h5/.keras model: build a plan, or --summary", _add_keras, cmd_keras)
-
-
-def _add_calib(p: argparse.ArgumentParser) -> None:
-    from .calib.cli import add_arguments
-
-    add_arguments(p)
-
-
-def cmd_calib(args: argparse.Namespace) -> int:
-    from .calib.cli import cmd_calib_report
-
-    return cmd_calib_report(args)  # 'report' is calib's one subcommand
-
-
-register("calib", "calibration caches (calib report CACHE)", _add_calib, cmd_calib)
 
 
 # ----------------------------------------------------------------------- main

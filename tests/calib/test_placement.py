@@ -292,3 +292,14 @@ def test_per_tensor_weights_option(rng):
     _quantize_by_hand(net, {src for src, _ in RESNET_EXPECTED.values() if src != W}, per_channel_weights=False)
     got = qdq_inputs(net)
     assert got[("stem.conv", 1)] == (W, None)
+
+
+def test_quantizing_twice_adds_nothing(rng):
+    net = resnet_style(rng)
+    tensors = {src for src, _ in RESNET_EXPECTED.values() if src != W}
+    _quantize_by_hand(net, tensors)
+    layers = net.trt.num_layers
+    assert calib.plan(net).tensors == [] and calib.plan(net).weights == []
+    _quantize_by_hand(net, tensors)
+    assert net.trt.num_layers == layers
+    assert qdq_inputs(net) == RESNET_EXPECTED

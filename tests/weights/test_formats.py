@@ -246,7 +246,10 @@ def test_format_comes_from_content_not_suffix(tmp_path, rng):
 
 def test_foreign_empty_missing_and_directory(tmp_path):
     (tmp_path / "img.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(100))
-    with pytest.raises(WeightError, match=r"img.png: not a weight file trtdsl can read \(it starts with b'\\x89PNG"):
+    with pytest.raises(
+        WeightError,
+        match=r"img.png: not a weight file trtdsl can read: it starts with b'\\x89PNG\\r\\n\\x1a\\n'\.\.\., expected one of zip",
+    ):
         W.load(tmp_path / "img.png")
     (tmp_path / "empty.npz").write_bytes(b"")
     with pytest.raises(WeightError, match=r"empty.npz: cannot read it as npz"):
@@ -261,7 +264,10 @@ def test_format_override_and_unknown_options(tmp_path, rng):
     np.savez(tmp_path / "w.npz", a=np.ones(2))
     with pytest.raises(WeightError, match=r"unknown weight format 'onnx'"):
         W.load(tmp_path / "w.npz", format="onnx")
-    with pytest.raises(WeightError, match=r"w.npz: cannot read it as h5"):
+    with pytest.raises(
+        WeightError,
+        match=r"w.npz: cannot read it as HDF5: OSError: Unable to synchronously open file \(file signature not found\)",
+    ):
         W.load(tmp_path / "w.npz", format="h5")
     with pytest.raises(TypeError, match=r"format 'npz' takes options \['mmap'\], not \['lazy'\]"):
         W.load(tmp_path / "w.npz", lazy=True)

@@ -12,6 +12,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from ..cli import register
 from ..errors import CalibrationError
 
 
@@ -79,14 +80,14 @@ def cmd_calib_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub: Any) -> None:
-    """Add ``trtdsl calib ...`` to the command's subparsers."""
-    add_arguments(sub.add_parser("calib", help="calibration caches"))
-
-
-def add_arguments(p: Any) -> None:
-    """``trtdsl calib``'s arguments (trtdsl.cli registers it)."""
-    calib_sub = p.add_subparsers(dest="calib_command", required=True)
-    r = calib_sub.add_parser("report", help="print a calibration cache's ranges (legacy TensorRT or JSON)")
+def _add_calib(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="calib_command", required=True)
+    r = sub.add_parser("report", help="print a calibration cache's ranges (legacy TensorRT or JSON)")
     r.add_argument("cache")
-    r.set_defaults(fn=cmd_calib_report)
+
+
+def _run_calib(args: argparse.Namespace) -> int:
+    return cmd_calib_report(args)  # the one calib subcommand so far
+
+
+register("calib", "calibration caches: trtdsl calib report CACHE", _add_calib, _run_calib)

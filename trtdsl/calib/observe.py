@@ -58,6 +58,25 @@ class RunningMax:
         return {"max": self.max, "count": self.count, "sample": self.sample}
 
 
+_CHUNK = 1 << 16  # values counted at a time: the scratch stays in cache (256 KB of |x|, 512 KB of indices)
+
+
+class _Scratch:
+    """Reused, cache-sized buffers for ``|x|`` and its bin indices.
+
+    Fresh full-size temporaries for every tensor would page-fault in new memory and push
+    the interpreter's own arrays out of the cache; counting chunk by chunk costs a few
+    extra ``bincount`` calls instead.
+    """
+
+    def __init__(self) -> None:
+        self.f = {
+            np.dtype(np.float32): np.empty(_CHUNK, np.float32),
+            np.dtype(np.float64): np.empty(_CHUNK, np.float64),
+        }
+        self.i = np.empty(_CHUNK, np.intp)
+
+
 class Histogram(RunningMax):
     """An incremental histogram of ``|x|`` with uniform bins from 0 (re-binned as the range grows).
 
@@ -69,7 +88,7 @@ class Histogram(RunningMax):
         amax = algorithms.entropy(h.counts, h.edges)
     """
 
-    def __init__(self, num_bins: int = 2048, sample: int | None = None):
+    def __init__(self, num_bins: int = 2048, sample: int | None = None, scratch: _Scratch | None = None):
         super().__init__(sample)
         if num_bins < 1:
             raise CalibrationError(f"num_bins must be positive, got {num_bins}")
@@ -77,6 +96,7 @@ class Histogram(RunningMax):
         self.counts: np.ndarray | None = None
         self.width = 0.0
         self._zeros = 0  # all-zero batches before the first one that sets the range
+        self._scratch = scratch if scratch is not None else _Scratch()
 
     @property
     def edges(self) -> np.ndarray:
@@ -85,18 +105,18 @@ class Histogram(RunningMax):
         return np.arange(self.counts.size + 1) * self.width
 
     def update(self, x: np.ndarray) -> None:
-        x = _flat(x, self.sample)
-        a = np.abs(x)  # the one temporary; the rest happens in place
-        m = float(a.max()) if a.size else 0.0
+        x = _flat(x, self.sample).reshape(-1)
+        # max and -min: two reads of x and no temporary, where abs(x).max() writes a copy.
+        m = max(float(x.max()), -float(x.min())) if x.size else 0.0
         if not math.isfinite(m):
             raise CalibrationError(f"calibration data produced a non-finite value ({m})")
-        self.count += a.size
+        self.count += x.size
         self.max = max(self.max, m)
         if m == 0.0:
             if self.counts is None:
-                self._zeros += a.size
+                self._zeros += x.size
             else:
-                self.counts[0] += a.size
+                self.counts[0] += x.size
             return
         if self.counts is None:
             self.width = m / self.num_bins
@@ -106,10 +126,16 @@ class Histogram(RunningMax):
             n = math.ceil(m / self.width)
             self.counts = np.concatenate([self.counts, np.zeros(n - self.counts.size, np.int64)])
         n = self.counts.size
-        np.multiply(a, a.dtype.type(1.0 / self.width), out=a)
-        idx = a.astype(np.intp)  # truncation is floor for non-negative values
-        np.minimum(idx, n - 1, out=idx)  # the max itself (and rounding just above it) is in the last bin
-        self.counts += np.bincount(idx.reshape(-1), minlength=n)
+        inv = x.dtype.type(1.0 / self.width)
+        buf, ibuf = self._scratch.f[x.dtype], self._scratch.i
+        for lo in range(0, x.size, _CHUNK):
+            part = x[lo : lo + _CHUNK]
+            a, idx = buf[: part.size], ibuf[: part.size]
+            np.abs(part, out=a)
+            np.multiply(a, inv, out=a)
+            idx[...] = a  # truncation is floor for non-negative values
+            np.minimum(idx, n - 1, out=idx)  # the max itself (and rounding just above it) is in the last bin
+            self.counts += np.bincount(idx, minlength=n)
 
     def metadata(self) -> dict[str, Any]:
         return {
@@ -138,8 +164,9 @@ class Collector:
         self.names = list(names)
         self.sample = sample
         self.histograms = histograms
+        scratch = _Scratch()  # one set of buffers for all the collector's histograms
         self.stats: dict[str, RunningMax] = {
-            n: Histogram(num_bins, sample) if histograms else RunningMax(sample) for n in self.names
+            n: Histogram(num_bins, sample, scratch) if histograms else RunningMax(sample) for n in self.names
         }
         self.batches = 0
         self._observers = {n: self._update for n in self.names}

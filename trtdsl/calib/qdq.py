@@ -125,8 +125,12 @@ def plan(net: Network, exclude: str | Iterable[str] = ()) -> Placement:
     weights: list[WeightSite] = []
     excluded: list[str] = []
 
+    def dequantized(t: Any) -> bool:  # already read through a Dequantize (a second quantize(), or by hand)
+        p = producer.get(t.name) if t is not None else None
+        return p is not None and p.type.name == "DEQUANTIZE"
+
     def want(t: Any, layer: Any, j: int, reason: str) -> None:
-        if t.dtype.name not in _FLOAT_TYPES:
+        if t.dtype.name not in _FLOAT_TYPES or dequantized(t):
             return
         site = sites.setdefault(t.name, ActivationSite(t.name))
         site.uses.append((layer, j))
@@ -138,6 +142,9 @@ def plan(net: Network, exclude: str | Iterable[str] = ()) -> Placement:
             continue
         if kind == "ELEMENTWISE" and not _is_residual_add(layer, producer):
             continue
+        out = layer.get_output(0)
+        if not readers.get(out.name) and not out.is_network_output:
+            continue  # dead: nothing reads it (a convolution rewrite.weights_to_input replaced)
         if _matches(layer.name, patterns):
             excluded.append(layer.name)
             continue
@@ -147,6 +154,8 @@ def plan(net: Network, exclude: str | Iterable[str] = ()) -> Placement:
             axis = 0 if kind == "CONVOLUTION" else 1
             if kt is None:
                 weights.append(WeightSite(layer, 1, axis, held=True))
+            elif dequantized(kt):
+                pass
             elif _constant_of(kt, producer) is not None:
                 weights.append(WeightSite(layer, 1, axis, held=False))
             else:
@@ -154,6 +163,8 @@ def plan(net: Network, exclude: str | Iterable[str] = ()) -> Placement:
         elif kind == "MATRIX_MULTIPLY":
             for j in (0, 1):
                 t = layer.get_input(j)
+                if dequantized(t):
+                    continue
                 if _constant_of(t, producer) is not None:
                     weights.append(WeightSite(layer, j, _matmul_axis(layer, j, len(t.shape)), held=False))
                 else:

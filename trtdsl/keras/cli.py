@@ -10,17 +10,12 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from ..cli import register
 from ..errors import TrtdslError
 
 
-def add_parser(sub: Any) -> None:
-    """Register the ``keras`` subcommand on the ``trtdsl`` parser."""
-    p = sub.add_parser("keras", help="convert a Keras .h5/.keras model: build a plan, or --summary")
-    add_arguments(p)
-
-
-def add_arguments(p: Any) -> None:
-    """The ``keras`` subcommand's arguments (trtdsl.cli registers it)."""
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The ``keras`` subcommand's arguments."""
     p.add_argument("model", help="MODEL.h5 or MODEL.keras")
     p.add_argument("-o", "--output", help="plan path (default: MODEL name with .plan)")
     p.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"], help="compute dtype")
@@ -31,7 +26,6 @@ def add_arguments(p: Any) -> None:
     p.add_argument("--backend", choices=["tensorflow", "jax", "torch"], help="Keras backend whose numerics to follow")
     p.add_argument("--summary", action="store_true", help="print the layer table instead of building")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(fn=cmd_keras)
 
 
 def _batch(text: str) -> Any:
@@ -84,6 +78,7 @@ def summary(net: Any) -> str:
 
 
 def cmd_keras(args: argparse.Namespace) -> int:
+    from .._cli_inputs import writable_file
     from ..build import build
     from .loader import load_model
 
@@ -94,9 +89,12 @@ def cmd_keras(args: argparse.Namespace) -> int:
     if args.summary:
         print(summary(net))
         return 0
+    out = str(writable_file(args.output or Path(args.model).with_suffix(".plan").name, "-o"))  # before building
     plan = build(net, weights=net.keras_weights, progress=False if args.no_progress else None)
-    out = args.output or Path(args.model).with_suffix(".plan").name
     plan.save(out)
     print(plan.summary())
     print(f"wrote {out} and {out}.json in {plan.build_seconds:.1f}s")
     return 0
+
+
+register("keras", "convert a Keras .h5/.keras model: build a plan, or --summary", add_arguments, cmd_keras)

@@ -11,6 +11,7 @@ from ..errors import KerasError, did_you_mean
 from ..network import Network
 from ..profile import Dim
 from ..weights.keras_config import Model, parse_model, read
+from ..weights.limits import DEFAULT, Limits
 from .graph import Context, KTensor, run_model, to_cf_perm
 
 BatchLike = tuple[int, int, int] | Dim | int
@@ -44,6 +45,8 @@ def load_model(
     layout: str | None = None,
     weights: _weights.WeightStore | None = None,
     backend: str | None = None,
+    trusted: bool = False,
+    limits: Limits | None = None,
 ) -> Network:
     """Convert a Keras model file (``.h5`` from Keras 2 or 3, or a Keras 3 ``.keras``) into a Network.
 
@@ -58,6 +61,8 @@ def load_model(
         backend: the Keras backend whose numerics to follow where backends differ (an uneven 'same'
             average pool: Keras' torch backend replicates edges, TensorFlow and JAX count real pixels).
             Default: the ``backend`` a legacy ``.h5`` records; ``.keras`` files record none, so "tensorflow".
+        trusted, limits: as for ``trtdsl.weights.load``: the file is read as untrusted by default (HDF5
+            structure in an isolated worker, sizes capped by ``limits``); ``trusted=True`` for files you made.
 
     Inputs and outputs keep the Keras names and order. The store is kept as ``net.keras_weights``.
 
@@ -68,9 +73,10 @@ def load_model(
     """
     if layout not in (None, "NCHW", "NHWC"):
         raise KerasError(f"layout must be None, 'NCHW' or 'NHWC', got {layout!r}")
-    mf = read(path)
+    limits = limits or DEFAULT
+    mf = read(path, trusted=trusted, limits=limits)
     model = parse_model(mf.config)
-    store = weights if weights is not None else _weights.load(mf.path)
+    store = weights if weights is not None else _weights.load(mf.path, trusted=trusted, limits=limits)
     net = Network(model.name, dtype=dtype)
     if isinstance(batch, Dim):
         bdim: Any = batch

@@ -7,6 +7,10 @@ Keras legacy ``.h5`` and Keras 3 ``.keras`` (stable ``<layer>/<weight>`` names),
 ``weights_only=True``, when torch is installed). It returns a
 :class:`WeightStore`; :mod:`trtdsl.weights.layout` converts Keras layouts.
 
+Files are untrusted: one can only give arrays or a ``WeightError``, never
+read another file, crash or hang this process (HDF5 is parsed in a worker
+process; sizes, ratios and counts are bounded by :class:`Limits`).
+
 Example::
 
     from trtdsl import weights
@@ -14,11 +18,24 @@ Example::
     k = weights.layout.keras_conv(w.take("conv2d/kernel", shape=(3, 3, 3, 16)))
 """
 
-# Each module registers its loader; Keras formats sniff before generic HDF5 by priority.
-from . import h5, keras, layout, npz, safetensors, torch, wts  # noqa: F401
-from .registry import FORMATS, detect, load, loads
 from ..errors import WeightShapeError
+
+# Each module registers its loader; Keras formats sniff before generic HDF5 by priority.
+from . import h5, keras, layout, npz, safetensors, torchfile, wts  # noqa: F401
+from .limits import Limits
+from .registry import FORMATS, detect, load, loads
 from .store import Entry, WeightStore
 from .wts import write_wts
 
-__all__ = ["FORMATS", "Entry", "WeightShapeError", "WeightStore", "detect", "layout", "load", "loads", "write_wts"]
+__all__ = [
+    "FORMATS",
+    "Entry",
+    "Limits",
+    "WeightShapeError",
+    "WeightStore",
+    "detect",
+    "layout",
+    "load",
+    "loads",
+    "write_wts",
+]

@@ -23,26 +23,26 @@ import json
 import re
 import shutil
 import tempfile
-import zipfile
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 
 from ..errors import WeightError
-from .h5 import HDF5_MAGIC, Mapper, Window
+from .h5 import HDF5_MAGIC, Dataset, Group, H5Image
 from .keras_config import ALIASES, VARIABLES, to_snake_case, wrapped
 from .keras_config import find as _find
 from .keras_config import layer_name as _layer_name
 from .keras_config import layers_of as _layers
 from .keras_config import sub_class as _sub_class
 from .keras_config import tree as _tree
+from .limits import DEFAULT, Limits
 from .registry import Probe, loads
 from .store import Entry, WeightStore
+from .zipcheck import Archive
 
 
-def _attr_list(group: h5py.Group, name: str) -> list[str]:
+def _attr_list(group: Group, name: str) -> list[str]:
     """A list attribute, joined again when Keras split it into ``name0``, ``name1``, ... (64 KB limit)."""
     if name in group.attrs:
         chunks = [group.attrs[name]]
@@ -82,16 +82,19 @@ def _legacy_names(layer: str, cls: str, sub: dict | None, weight_names: list[str
 def _is_keras_h5(p: Probe) -> bool:
     if not p.head.startswith(HDF5_MAGIC):
         return False
-    with h5py.File(p.path, "r") as f:
-        return "model_weights" in f or "layer_names" in f.attrs or "layer_names0" in f.attrs
+    f = H5Image(p.path, mmap=False, trusted=p.trusted, limits=p.limits).root  # described in the HDF5 worker
+    return "model_weights" in f or "layer_names" in f.attrs or "layer_names0" in f.attrs
 
 
 @loads(".h5", name="keras_h5", sniff=_is_keras_h5, priority=1)
-def load_keras_h5(path: Path, mmap: bool = True) -> WeightStore:
+def load_keras_h5(path: Path, mmap: bool = True, trusted: bool = False, limits: Limits = DEFAULT) -> WeightStore:
     """A Keras legacy ``.h5`` model (``model.save``) or weights file (``save_weights``)."""
-    f = h5py.File(path, "r")
-    mapper = Mapper(path if mmap else None)
+    mapper = H5Image(path, mmap=mmap, trusted=trusted, limits=limits)
+    mapper.refuse_links()
+    f = mapper.root
     root = f["model_weights"] if "model_weights" in f else f
+    if not isinstance(root, Group):
+        raise WeightError(f"{path.name}: 'model_weights' is not a group")
     config = _json_attr(f, "model_config", path)
     tree = _tree(config)
     entries: dict[str, Entry] = {}
@@ -99,20 +102,22 @@ def load_keras_h5(path: Path, mmap: bool = True) -> WeightStore:
         if layer not in root:
             raise WeightError(f"{path.name}: layer_names lists {layer!r} but the file has no group for it")
         group = root[layer]
+        if not isinstance(group, Group):
+            raise WeightError(f"{path.name}: layer_names lists {layer!r} but it is not a group")
         weight_names = _attr_list(group, "weight_names")
         cls, sub = tree.get(layer, ("", None))
         for wn, stable in zip(weight_names, _legacy_names(layer, cls, sub, weight_names), strict=True):
             ds = group.get(wn)
-            if not isinstance(ds, h5py.Dataset):
+            if not isinstance(ds, Dataset):
                 raise WeightError(f"{path.name}: layer {layer!r} lists weight {wn!r} but has no such dataset")
             entry = mapper.entry(ds)
             if entry is None:
                 raise WeightError(f"{path.name}: weight {wn!r} of layer {layer!r} has non-numeric dtype {ds.dtype}")
             entries[stable] = entry
-    return WeightStore.from_entries(path, "keras_h5", entries, close=f.close)
+    return WeightStore.from_entries(path, "keras_h5", entries, close=mapper.close)
 
 
-def _json_attr(f: h5py.File, name: str, path: Path) -> Any:
+def _json_attr(f: Group, name: str, path: Path) -> Any:
     raw = f.attrs.get(name)
     if raw is None:
         return None
@@ -122,61 +127,54 @@ def _json_attr(f: h5py.File, name: str, path: Path) -> Any:
         raise WeightError(f"{path.name}: attribute {name!r} is not valid JSON: {e}") from e
 
 
-def _check_members(path: Path, zf: zipfile.ZipFile) -> None:
-    for name in zf.namelist():
-        p = PurePosixPath(name.replace("\\", "/"))
-        if p.is_absolute() or ".." in p.parts or re.match(r"^[A-Za-z]:", name):
-            raise WeightError(f"{path.name}: refused: zip member {name!r} points outside the archive (path traversal)")
-
-
 def _is_keras_zip(p: Probe) -> bool:
     names = p.zip_names or []
     return "config.json" in names and "model.weights.h5" in names
 
 
 @loads(".keras", sniff=_is_keras_zip, priority=1)
-def load_keras(path: Path, mmap: bool = True) -> WeightStore:
+def load_keras(path: Path, mmap: bool = True, trusted: bool = False, limits: Limits = DEFAULT) -> WeightStore:
     """A Keras 3 ``.keras`` zip; the weights file inside is mapped in place when stored uncompressed."""
-    zf = zipfile.ZipFile(path)
-    _check_members(path, zf)
+    z = Archive(path, limits, mmap=mmap)  # refuses traversal, duplicate members, overlaps and bombs
+    for need in ("config.json", "model.weights.h5"):
+        if need not in z.members:
+            raise WeightError(f"{path.name}: not a Keras 3 archive: no member {need!r}")
     try:
-        config = json.loads(zf.read("config.json"))
-        info = zf.getinfo("model.weights.h5")
-    except KeyError as e:
-        raise WeightError(f"{path.name}: not a Keras 3 archive: {e.args[0]}") from e
+        config = json.loads(z.read("config.json", limits.max_json_bytes, what="config"))
     except ValueError as e:
         raise WeightError(f"{path.name}: config.json is not valid JSON: {e}") from e
-    if info.compress_type == zipfile.ZIP_STORED:
-        with open(path, "rb") as fh:
-            fh.seek(info.header_offset)
-            local = fh.read(30)
-        if local[:4] != b"PK\x03\x04":
-            raise WeightError(f"{path.name}: broken zip local header of model.weights.h5")
-        start = (
-            info.header_offset + 30 + int.from_bytes(local[26:28], "little") + int.from_bytes(local[28:30], "little")
-        )
-        fileobj: Any = Window(path, start, info.file_size)
-        mapper = Mapper(path if mmap else None, base=start)
-    else:  # inflate once to a temporary file instead of holding it in memory
-        fileobj = tempfile.TemporaryFile()
-        with zf.open(info) as src:
-            shutil.copyfileobj(src, fileobj, 1 << 20)
-        mapper = Mapper(None)
-    f = h5py.File(fileobj, "r")
+    m = z.member("model.weights.h5")
+    tmp: Any = None
+    if m.stored:
+        mapper = H5Image(
+            path, base=m.start, size=m.info.file_size, mmap=mmap, trusted=trusted, limits=limits,
+            before_read=lambda: z.verify(m.name),  # CRC-32 of the whole member, before its first weight
+            mm=z.mm,
+        )  # fmt: skip
+    else:  # inflate once (bounded by Archive's limits, CRC-checked at the end) to a file the worker can open
+        tmp = tempfile.NamedTemporaryFile(prefix="trtdsl-", suffix=".weights.h5")
+        with z.open(m.name) as src:
+            shutil.copyfileobj(src, tmp, 1 << 20)
+        tmp.flush()
+        mapper = H5Image(Path(tmp.name), mmap=mmap, trusted=trusted, limits=limits, label=path.name)
+    mapper.refuse_links()
+    f = mapper.root
     entries: dict[str, Entry] = {}
-    if "layers" in f:
-        _walk(config, f["layers"], "", entries=entries, mapper=mapper, label=path.name)
+    layers = f.get("layers")
+    if isinstance(layers, Group):
+        _walk(config, layers, "", entries=entries, mapper=mapper, label=path.name)
 
     def close() -> None:
-        f.close()
-        fileobj.close()
-        zf.close()
+        mapper.close()
+        if tmp is not None:
+            tmp.close()
+        z.close()
 
     return WeightStore.from_entries(path, "keras", entries, close=close)
 
 
 def _walk(
-    model_cfg: dict, group: h5py.Group, prefix: str, *, entries: dict[str, Entry], mapper: Mapper, label: str
+    model_cfg: dict, group: Group, prefix: str, *, entries: dict[str, Entry], mapper: H5Image, label: str
 ) -> None:
     used: dict[str, int] = {}
     for layer in _layers(model_cfg):
@@ -186,19 +184,19 @@ def _walk(
         gname = snake if used[snake] == 0 else f"{snake}_{used[snake]}"
         name = prefix + _layer_name(layer)
         g = group.get(gname)
-        if not isinstance(g, h5py.Group):
+        if not isinstance(g, Group):
             continue
-        if _layers(layer) and isinstance(g.get("layers"), h5py.Group):
+        if _layers(layer) and isinstance(g.get("layers"), Group):
             _walk(layer, g["layers"], name + "/", entries=entries, mapper=mapper, label=label)
             continue
         for sub_group, sub, cls_, cfg in wrapped(cls, layer.get("config") or {}):
             sg = g.get(sub_group) if sub_group else g  # wrappers keep each inner layer in a group of its own
-            if not isinstance(sg, h5py.Group):
+            if not isinstance(sg, Group):
                 continue
             vars_ = sg.get("vars")
-            if (not isinstance(vars_, h5py.Group) or not len(vars_)) and isinstance(sg.get("cell"), h5py.Group):
+            if (not isinstance(vars_, Group) or not len(vars_)) and isinstance(sg.get("cell"), Group):
                 vars_ = sg["cell"].get("vars")  # recurrent layers keep their weights in the cell
-            if not isinstance(vars_, h5py.Group) or not len(vars_):
+            if not isinstance(vars_, Group) or not len(vars_):
                 continue
             count = len(vars_)
             known = VARIABLES.get(cls_)
@@ -207,7 +205,7 @@ def _walk(
                 names = [str(i) for i in range(count)]
             for i, wname in enumerate(names):
                 ds = vars_.get(str(i))
-                if not isinstance(ds, h5py.Dataset):
+                if not isinstance(ds, Dataset):
                     raise WeightError(
                         f"{label}: layer {name!r}: model.weights.h5 has no variable {i} under {vars_.name}"
                     )

@@ -18,14 +18,15 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import WeightError
+from .limits import DEFAULT, Limits, preview
 from .store import WeightStore
 
 
 class Probe:
     """What sniffers look at: the first bytes, the size, and a zip's member names (read once)."""
 
-    def __init__(self, path: Path):
-        self.path = path
+    def __init__(self, path: Path, *, trusted: bool = False, limits: Limits = DEFAULT):
+        self.path, self.trusted, self.limits = path, trusted, limits
         self.size = path.stat().st_size
         with open(path, "rb") as f:
             self.head = f.read(64)
@@ -75,15 +76,26 @@ def loads(
     return deco
 
 
-def detect(path: str | os.PathLike) -> str:
+# What each format's file starts with, for the message when none matched.
+MAGIC = {
+    "zip (npz, .keras, torch)": b"PK\x03\x04",
+    "HDF5 (.h5, .keras weights)": b"\x89HDF\r\n\x1a\n",
+    ".npy": b"\x93NUMPY",
+    "legacy torch pickle": b"\x80\x02\x8a\x0a",
+}
+
+
+def detect(path: str | os.PathLike, *, trusted: bool = False, limits: Limits = DEFAULT) -> str:
     """The name of the format that would read ``path`` ('npz', 'h5', 'keras', ...)."""
     path = _existing(path)
-    probe = Probe(path)
+    probe = Probe(path, trusted=trusted, limits=limits)
     for fmt in sorted(FORMATS.values(), key=lambda f: f.priority):
         if fmt.sniff is not None:
             try:
                 if fmt.sniff(probe):
                     return fmt.name
+            except WeightError:  # a refusal (a crashed HDF5 worker, a hostile link) is the answer
+                raise
             except Exception:  # a sniffer that trips on garbage just says no
                 continue
     suffix = path.suffix.lower()
@@ -91,9 +103,11 @@ def detect(path: str | os.PathLike) -> str:
         if suffix in fmt.suffixes:
             return fmt.name
     known = sorted({s for f in FORMATS.values() for s in f.suffixes})
+    expected = ", ".join(f"{k} {v!r}" for k, v in MAGIC.items())
     raise WeightError(
-        f"{path.name}: not a weight file trtdsl can read (it starts with {probe.head[:16]!r}); "
-        f"known formats: {', '.join(known)}. Pass format=... to force one of {sorted(FORMATS)}."
+        f"{path.name}: not a weight file trtdsl can read: it starts with {preview(probe.head)}, expected one of "
+        f"{expected}, a safetensors header length then '{{', or a .wts weight count line; known suffixes: "
+        f"{', '.join(known)}. Pass format=... to force one of {sorted(FORMATS)}."
     )
 
 
@@ -102,6 +116,8 @@ def load(
     *,
     format: str | None = None,
     strict: bool = False,
+    trusted: bool = False,
+    limits: Limits | None = None,
     **options: Any,
 ) -> WeightStore:
     """Load a weight file as a :class:`WeightStore`, picking the format from its content and suffix.
@@ -111,23 +127,38 @@ def load(
     makes :meth:`WeightStore.finish` (and leaving a ``with`` block) raise for
     weights no layer took. Other options go to the loader, e.g. ``mmap=False``.
 
+    Every file is untrusted by default: it can only give arrays or a
+    :class:`WeightError`. HDF5 structure is read in a worker process, so a
+    corrupt file that crashes or hangs HDF5's C library cannot take this
+    process down; ``trusted=True`` reads HDF5 in this process instead, for
+    files you wrote yourself. ``limits`` (:class:`Limits`) raises the bounds on
+    sizes, ratios and counts a file may declare.
+
     Example::
 
         w = trtdsl.weights.load("yolov5s.wts")
         w = trtdsl.weights.load("model.keras")     # names like 'conv2d/kernel'
     """
     path = _existing(path)
-    name = format or detect(path)
+    limits = limits or DEFAULT
+    name = format or detect(path, trusted=trusted, limits=limits)
     fmt = FORMATS.get(name)
     if fmt is None:
         raise WeightError(f"unknown weight format {name!r}; known: {sorted(FORMATS)}")
-    bad = sorted(set(options) - set(fmt.options))
+    own = [o for o in fmt.options if o not in ("trusted", "limits")]  # load() itself takes those two
+    bad = sorted(set(options) - set(own))
     if bad:
-        raise TypeError(f"load(): format {fmt.name!r} takes options {fmt.options}, not {bad}")
+        raise TypeError(f"load(): format {fmt.name!r} takes options {own}, not {bad}")
+    given = {"trusted": trusted, "limits": limits}
+    options.update({k: v for k, v in given.items() if k in fmt.options})  # only loaders that use them
     try:
         store = fmt.fn(path, **options)
     except WeightError:
         raise
+    except RecursionError as e:
+        raise WeightError(f"{path.name}: cannot read it as {fmt.name}: it nests too deeply") from e
+    except MemoryError as e:
+        raise WeightError(f"{path.name}: cannot read it as {fmt.name}: it asks for more memory than there is") from e
     except Exception as e:
         raise WeightError(f"{path.name}: cannot read it as {fmt.name}: {type(e).__name__}: {_first_line(e)}") from e
     store.strict = strict
@@ -145,4 +176,7 @@ def _existing(path: str | os.PathLike) -> Path:
 
 def _first_line(e: BaseException) -> str:
     text = str(e).strip()
-    return text.splitlines()[0][:300] if text else "(no message)"
+    if not text:
+        return "(no message)"
+    line = text.splitlines()[0][:300]
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in line)  # library messages may quote the file

@@ -12,12 +12,14 @@ to float32 (one copy); float8 tensors are refused.
 from __future__ import annotations
 
 import json
+import math
 import struct
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import WeightError
+from .limits import DEFAULT, Limits, quote
 from .registry import Probe, loads
 from .store import Entry, WeightStore
 
@@ -35,7 +37,7 @@ def _sniff(p: Probe) -> bool:
     return p.head[8:9] == b"{" and 8 + n <= p.size
 
 
-def _header(path: Path) -> tuple[dict, int]:
+def _header(path: Path, limits: Limits) -> tuple[dict, int]:
     size = path.stat().st_size
     with open(path, "rb") as f:
         raw = f.read(8)
@@ -46,6 +48,10 @@ def _header(path: Path) -> tuple[dict, int]:
             raise WeightError(
                 f"{path.name}: safetensors header of {n} bytes runs past the end of the file ({size} bytes)"
             )
+        if n > limits.max_json_bytes:
+            raise WeightError(
+                f"{path.name}: safetensors header of {n} bytes is over limits.max_json_bytes={limits.max_json_bytes}"
+            )
         header = json.loads(f.read(n))
     if not isinstance(header, dict):
         raise WeightError(f"{path.name}: safetensors header is not a JSON object")
@@ -54,9 +60,9 @@ def _header(path: Path) -> tuple[dict, int]:
 
 
 @loads(".safetensors", sniff=_sniff)
-def load_safetensors(path: Path, mmap: bool = True) -> WeightStore:
+def load_safetensors(path: Path, mmap: bool = True, limits: Limits = DEFAULT) -> WeightStore:
     """A ``.safetensors`` file, one memory map for all its tensors."""
-    header, data_start = _header(path)
+    header, data_start = _header(path, limits)
     lib = None
     try:
         from safetensors import safe_open
@@ -73,14 +79,18 @@ def load_safetensors(path: Path, mmap: bool = True) -> WeightStore:
         try:
             code, shape, (begin, end) = info["dtype"], tuple(int(d) for d in info["shape"]), info["data_offsets"]
         except (KeyError, TypeError, ValueError) as e:
-            raise WeightError(f"{path.name}: malformed header entry for {name!r}: {info!r}") from e
+            raise WeightError(f"{path.name}: malformed header entry for {quote(name)}: {quote(repr(info))}") from e
+        if any(d < 0 for d in shape) or not all(type(v) is int for v in (begin, end, *info["shape"])):
+            raise WeightError(f"{path.name}: tensor {quote(name)}: shape and offsets must be non-negative integers")
         if code not in DTYPES:
-            raise WeightError(f"{path.name}: tensor {name!r} has dtype {code}, which trtdsl cannot hand to NumPy")
+            raise WeightError(
+                f"{path.name}: tensor {quote(name)} has dtype {quote(code)}, which trtdsl cannot hand to NumPy"
+            )
         dtype = np.dtype(DTYPES[code]).newbyteorder("<")
-        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        nbytes = math.prod(shape) * dtype.itemsize  # Python ints: a lying shape cannot wrap around
         if not (0 <= begin <= end and end - begin == nbytes and data_start + end <= size):
             raise WeightError(
-                f"{path.name}: tensor {name!r}: byte range {begin}..{end} does not fit shape {shape} {code}"
+                f"{path.name}: tensor {quote(name)}: byte range {begin}..{end} does not fit shape {shape} {code}"
             )
         out_dtype = np.dtype(np.float32) if code == "BF16" else dtype.newbyteorder("=")
         entries[name] = Entry(

@@ -12,7 +12,7 @@ from trtdsl.weights import keras_config
 from ..conftest import requires_trt
 from .keras_util import FIXTURES, compare, recorded
 
-# refuse_* and custom_* files are for tests/keras/test_keras_errors.py
+# refuse_* and custom_* files are for tests/keras/test_errors.py
 FILES = sorted(
     p for p in FIXTURES.glob("k*/*") if p.suffix in (".h5", ".keras") and not p.name.startswith(("refuse_", "custom_"))
 )

@@ -1,0 +1,169 @@
+"""PyTorch ``.pt``/``.pth`` state dicts, only through ``torch.load(weights_only=True)``.
+
+``weights_only=True`` makes torch's unpickler refuse anything but tensors and
+plain containers, so a checkpoint cannot run code. Zip-format checkpoints are
+opened with ``mmap=True``: tensor storages stay in the file and
+``Tensor.numpy()`` shares them, so no copy is made. Nested dicts (``{'model':
+{...}}``) are flattened with ``.``; values that are not tensors are skipped.
+
+A checkpoint is untrusted: a zip one is checked by :class:`.zipcheck.Archive`
+first (duplicate members, overlaps, names), its pickle's CRC-32 before torch
+reads it and every storage's before the first tensor is handed out. The
+flattening visits at most ``limits.max_entries`` values, so shared references
+(``x = [x, x]`` forty times is 2**40 paths in 1.8 KB) cannot make it run forever,
+and two values that flatten to one name are an error, never a silent overwrite.
+"""
+
+from __future__ import annotations
+
+import pickle
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import WeightError
+from .limits import DEFAULT, Limits, preview, quote
+from .registry import Probe, loads
+from .store import Entry, WeightStore
+from .zipcheck import Archive
+
+# The legacy (non-zip) format starts with torch's magic number pickled at protocol 2:
+# PROTO 2, LONG1 of 10 bytes, 0x1950a86a20f9469cfc6c little-endian (torch/serialization.py MAGIC_NUMBER).
+LEGACY_MAGIC = b"\x80\x02\x8a\x0a" + (0x1950A86A20F9469CFC6C).to_bytes(10, "little")
+
+
+def _sniff(p: Probe) -> bool:
+    names = p.zip_names or []
+    # torch.save writes '<archive>/data.pkl'; the legacy format is a pickle that starts with torch's magic number.
+    return any(n.endswith("/data.pkl") or n == "data.pkl" for n in names) or p.head.startswith(LEGACY_MAGIC)
+
+
+def _flatten(obj: Any, torch: Any, limits: Limits, label: str) -> dict[str, Any]:
+    """Tensors by dotted path. Iterative, bounded by ``limits``, refusing cycles and colliding names."""
+    out: dict[str, Any] = {}
+    stack: list[tuple[Any, str, int, tuple[int, ...]]] = [(obj, "", 0, ())]
+    seen = 0
+    while stack:
+        value, prefix, depth, ancestors = stack.pop()
+        seen += 1
+        if seen > limits.max_entries:
+            raise WeightError(
+                f"{label}: refused: the checkpoint holds more than limits.max_entries={limits.max_entries} values "
+                "(containers shared by reference multiply the paths); raise it with load(..., limits=Limits(...)) "
+                "if you trust the file"
+            )
+        if isinstance(value, torch.Tensor):
+            if prefix in out:
+                raise WeightError(
+                    f"{label}: two tensors flatten to the name {quote(prefix)} (e.g. a key 'a.b' and a key 'b' "
+                    "inside 'a'); rename one before saving"
+                )
+            out[prefix] = value
+            continue
+        if isinstance(value, dict):
+            items = [(str(k), v) for k, v in value.items()]
+        elif isinstance(value, (list, tuple)):
+            items = [(str(i), v) for i, v in enumerate(value)]
+        else:
+            continue  # numbers, strings, optimizer settings: not weights
+        if id(value) in ancestors:
+            raise WeightError(f"{label}: refused: container {quote(prefix or '<root>')} contains itself")
+        if depth >= limits.max_depth:
+            raise WeightError(f"{label}: refused: containers nest deeper than limits.max_depth={limits.max_depth}")
+        inner = (*ancestors, id(value))
+        for k, v in reversed(items):  # reversed: the stack pops them in file order
+            stack.append((v, f"{prefix}.{k}" if prefix else k, depth + 1, inner))
+    return out
+
+
+def _numpy_dtype(t: Any, torch: Any) -> np.dtype:
+    if t.dtype == torch.bfloat16:
+        return np.dtype(np.float32)
+    return np.dtype(torch.empty(0, dtype=t.dtype).numpy().dtype)
+
+
+@loads(".pt", ".pth", ".bin", ".ckpt", name="torch", sniff=_sniff, priority=7)
+def load_torch(path: Path, mmap: bool = True, limits: Limits = DEFAULT) -> WeightStore:
+    """A PyTorch checkpoint; needs torch, and refuses files holding anything but tensors and containers."""
+    try:
+        import torch
+    except ImportError:
+        raise WeightError(f"{path.name}: reading PyTorch checkpoints needs torch (pip install torch)") from None
+    archive = None
+    with open(path, "rb") as fh:
+        head = fh.read(len(LEGACY_MAGIC))
+    is_zip = head[:4] in (b"PK\x03\x04", b"PK\x05\x06")
+    if not is_zip and not head.startswith(LEGACY_MAGIC):
+        raise WeightError(
+            f"{path.name}: not a PyTorch checkpoint: it starts with {preview(head)}, expected a zip (b'PK\\x03\\x04', "
+            f"torch.save's format) or the legacy format's pickled magic number {preview(LEGACY_MAGIC, 4)}"
+        )
+    if is_zip:
+        # No map of our own: torch maps the file, and a page mapped twice counts twice in RSS. The CRC-32 reads
+        # through the page cache instead.
+        archive = Archive(path, limits, mmap=False)
+        for name in archive.members:
+            if "/data/" not in name:  # the pickle and small records: torch parses these now
+                archive.verify(name)
+        verify = _verifier(archive)
+    else:
+        verify = None
+    try:
+        with warnings.catch_warnings():  # torch warns about odd pickle protocols before refusing them
+            warnings.simplefilter("ignore", UserWarning)
+            try:
+                obj = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+            except RuntimeError as e:
+                if not mmap or "mmap" not in str(e):
+                    raise
+                obj = torch.load(path, map_location="cpu", weights_only=True)  # legacy (non-zip) format
+    except pickle.UnpicklingError as e:
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+        why = next((ln for ln in lines if "Unsupported" in ln or "WeightsUnpickler" in ln), lines[0] if lines else "")
+        why = "".join(c if c.isprintable() else repr(c)[1:-1] for c in why[:200])
+        raise WeightError(
+            f"{path.name}: refused: it holds Python objects other than tensors and containers, and trtdsl only "
+            f"loads with torch.load(weights_only=True). ({why})"
+        ) from e
+    tensors = _flatten(obj, torch, limits, path.name)
+    entries = {}
+    for name, t in tensors.items():
+        if t.layout != torch.strided or t.is_quantized:
+            raise WeightError(
+                f"{path.name}: tensor {name!r} is {t.layout}{' quantized' if t.is_quantized else ''}; only dense tensors can become weights"
+            )
+        entries[name] = Entry(tuple(t.shape), _numpy_dtype(t, torch), _reader(t, torch, verify))
+    return WeightStore.from_entries(path, "torch", entries, close=archive.close if archive else None)
+
+
+def _verifier(archive: Archive):
+    """Check every storage member's CRC-32, once, before the first tensor is handed out.
+
+    torch maps all storages from one map of the file, and a tensor does not say
+    which member it came from, so the first read checks them all (TensorRT reads
+    every byte of every weight at build time anyway).
+    """
+    done = False
+
+    def verify() -> None:
+        nonlocal done
+        if not done:
+            for name in archive.members:
+                archive.verify(name)
+            done = True
+
+    return verify
+
+
+def _reader(t: Any, torch: Any, verify: Any):
+    def read() -> np.ndarray:
+        if verify is not None:
+            verify()
+        x = t.detach()
+        if x.dtype == torch.bfloat16:
+            x = x.float()  # NumPy has no bfloat16
+        return x.numpy()  # shares the (mapped) storage
+
+    return read
