@@ -31,6 +31,7 @@ pytestmark = [
 ]
 
 ROOT = Path(__file__).resolve().parents[1]
+KERAS_FILE = str(ROOT / "tests" / "fixtures" / "weights" / "keras3_convnet.keras")
 
 TINY = """
 import numpy as np
@@ -324,6 +325,20 @@ CASES: list[tuple[str, list[str], int, str]] = [
     ("bench-missing", ["bench", "nope.plan"], 2, r"no plan file 'nope.plan'"),
     ("bench-iterations", ["bench", "tiny.plan", "--iterations", "-5"], 2, r"argument --iterations: '-5' must be"),
     ("bench-iterations-word", ["bench", "tiny.plan", "--iterations", "many"], 2, r"'many' is not an int"),
+    # keras (trtdsl.keras.cli)
+    ("keras-missing-model", ["keras", "nope.h5"], 2, r"no Keras model file 'nope.h5'"),
+    ("keras-not-a-model", ["keras", "x.txt"], 2, r"x\.txt: neither a Keras \.h5 \(HDF5\) nor a \.keras \(zip\) file"),
+    ("keras-directory", ["keras", "folder"], 2, r"no Keras model file 'folder'"),
+    ("keras-garbage-zip", ["keras", "garbage.npz"], 2, r"garbage\.npz: cannot read the zip archive"),
+    ("keras-bad-batch", ["keras", KERAS_FILE, "--batch", "1,2"], 2, r"--batch '1,2': expected MIN,OPT,MAX or one int"),
+    ("keras-output-missing-dir", ["keras", KERAS_FILE, "-o", "missing/x.plan"], 2, r"folder 'missing' does not exist"),
+    ("keras-bad-layout", ["keras", KERAS_FILE, "--layout", "NHWC"], 2, r"invalid choice: 'NHWC'"),
+    (
+        "keras-bad-input-shape",
+        ["keras", KERAS_FILE, "--input-shape", "foo"],
+        2,
+        r"--input-shape 'foo': expected NAME=D1xD2",
+    ),
 ]
 
 # Forks one child per case from a process that imported trtdsl once; each child runs the
