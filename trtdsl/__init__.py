@@ -35,6 +35,12 @@ __all__ = [
 ]  # fmt: skip
 
 from . import calib  # calibration and explicit Q/DQ (after the rest: it uses ops, reference, rewrite)
-from .errors import CacheError, CalibrationError, CalibrationWarning
+from .errors import (  # main's keras merge left them unexported
+    CacheError,
+    CalibrationError,
+    CalibrationWarning,
+    KerasError,
+    UnsupportedKerasLayerError,
+)
 
-__all__ += ["CacheError", "CalibrationError", "CalibrationWarning", "calib"]
+__all__ += ["CacheError", "CalibrationError", "CalibrationWarning", "KerasError", "UnsupportedKerasLayerError", "calib"]
