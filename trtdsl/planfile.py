@@ -13,7 +13,8 @@ Schema (format 2)::
      "backend": str, "network": str, "build_seconds": float >= 0, "options": {...},
      "inputs":  [{"name": str, "dtype": "float32"|..., "shape": [int >= 0 | dim name, ...]}, ...],
      "outputs": [{"name": str, "dtype": ..., "shape": [int >= -1 | dim name, ...]}, ...],
-     "profiles": [{dim name: [min, opt, max]} for every dim the inputs use, ...]}
+     "profiles": [{dim name: [min, opt, max]} for every dim the inputs use, ...],
+     "layers": [layer records, see trtdsl.planinfo.check_layers] (optional; absent in older plans)}
 """
 
 from __future__ import annotations
