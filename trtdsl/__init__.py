@@ -4,7 +4,7 @@
 ``trtdsl.BackendError`` naming the pip extra to install.
 """
 
-from . import golden, keras, layers, models, ops, reference, weights
+from . import golden, keras, layers, models, onnx, ops, reference, rewrite, weights
 from .build import IOSpec, Plan, build
 from .errors import (
     BackendError,
@@ -30,8 +30,8 @@ __version__ = "0.1.0"
 __all__ = [
     "BackendError", "BuildError", "CudaError", "Dim", "IOSpec", "Plan", "build", "GoldenMismatch", "InterpreterError", "Network",
     "Profile", "ProfileError", "ReferenceSession", "Session", "ShapeError", "Tensor", "TrtdslError", "UnsupportedLayerError",
-    "WeightError", "WeightShapeError", "__version__", "golden", "keras", "layers", "layer_type", "models", "ops",
-    "reference", "weights",
+    "WeightError", "WeightShapeError", "__version__", "golden", "layers", "layer_type", "models", "ops", "reference",
+    "weights", "keras", "onnx", "rewrite",
 ]  # fmt: skip
 
 from . import calib  # calibration and explicit Q/DQ (after the rest: it uses ops, reference, rewrite)

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import _trt, planfile
 from .errors import BuildError, ProfileError, TrtdslError, did_you_mean
+from .planinfo import layer_records
 from .profile import Profile, select_profile
 
 if TYPE_CHECKING:
@@ -54,6 +55,7 @@ class Plan:
     network: str = ""
     build_seconds: float = 0.0
     options: dict[str, Any] = field(default_factory=dict)
+    layers: list[dict[str, Any]] = field(default_factory=list)  # the network's layers, see trtdsl.planinfo
     verified: bool = True  # False for a format-1 plan read from disk: its metadata holds no engine hash
 
     def __repr__(self) -> str:
@@ -85,6 +87,7 @@ class Plan:
             "inputs": [asdict(s) for s in self.inputs.values()],
             "outputs": [asdict(s) for s in self.outputs.values()],
             "profiles": [{k: list(v) for k, v in p.ranges.items()} for p in self.profiles],
+            "layers": self.layers,
         }
         Path(str(path) + METADATA_SUFFIX).write_text(json.dumps(meta, indent=2))
         return path
@@ -126,7 +129,14 @@ class Plan:
             build_seconds=meta["build_seconds"],
             options=meta["options"],
             verified=meta["verified"],
+            layers=meta["layers"],
         )
+
+    def export_triton(self, repository: str | os.PathLike, **options: Any) -> Any:
+        """Write a Triton model repository entry for this plan; see :func:`trtdsl.triton.export_triton`."""
+        from .triton import export_triton
+
+        return export_triton(self, repository, **options)
 
     def summary(self) -> str:
         """Human-readable I/O and profile listing (what ``trtdsl info`` prints)."""
@@ -297,6 +307,7 @@ def build(
         network=net.name,
         build_seconds=seconds,
         options=options,
+        layers=layer_records(net),
     )
 
 

@@ -45,7 +45,7 @@ class Command(NamedTuple):
 COMMANDS: dict[str, Command] = {}
 
 # Modules that register subcommands when imported (other packages add theirs here).
-COMMAND_MODULES: list[str] = ["trtdsl.keras.cli", "trtdsl.calib.cli"]
+COMMAND_MODULES: list[str] = ["trtdsl.keras.cli", "trtdsl.calib.cli", "trtdsl.triton", "trtdsl.demo"]
 
 
 def register(
@@ -155,12 +155,24 @@ def cmd_build(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------- info
 def _add_info(p: argparse.ArgumentParser) -> None:
     p.add_argument("plan")
+    p.add_argument("--layers", action="store_true", help="also list the layers (and the engine's, where a GPU allows)")
 
 
 def cmd_info(args: argparse.Namespace) -> int:
     from .build import Plan
 
-    print(Plan.load(args.plan).summary())
+    plan = Plan.load(args.plan)
+    print(plan.summary())
+    if getattr(args, "layers", False):
+        from .planinfo import engine_layers, format_engine_layers, format_layers
+
+        if plan.layers:
+            print(f"network layers ({len(plan.layers)}):")
+            print(format_layers(plan.layers))
+        else:
+            print("network layers: not recorded (plan saved by a trtdsl without layer metadata; rebuild it)")
+        found, why = engine_layers(plan)
+        print(format_engine_layers(found) if found is not None else f"engine inspector: not available: {why}")
     return 0
 
 

@@ -78,6 +78,38 @@ class Network:
         self._reference_cache: Any = None  # prepared interpreter, see trtdsl.reference
         self.generation = 0  # bumped by every rewiring, so prepared interpreters know they are stale
 
+    @classmethod
+    def adopt(
+        cls,
+        definition: Any,
+        *,
+        name: str | None = None,
+        dtype: dtypes.DTypeLike = "float32",
+        dims: Mapping[str, Sequence[int]] | None = None,
+        keep: Sequence[Any] = (),
+    ) -> Network:
+        """Wrap an ``INetworkDefinition`` filled elsewhere (raw-API code, ``trt.OnnxParser``).
+
+        The result is a full ``Network``: its inputs, dims (a dynamic axis becomes a
+        named dim that needs a range, given here as ``dims`` or later with
+        :meth:`dim`), outputs and layers are read from the definition; DSL ops,
+        the rewriting API, the interpreter and ``build`` work on it. ``dtype`` is
+        the compute dtype for ops added afterwards. ``keep`` holds whatever owns
+        the definition's weights (``trt.Weights`` does not copy) until the build.
+
+        Example::
+
+            builder = trt.Builder(trtdsl._trt.logger())
+            definition = builder.create_network(0)
+            ...                                  # existing raw-API code fills it
+            net = trtdsl.Network.adopt(definition, dims={"batch": (1, 8, 32)}, keep=[arrays])
+        """
+        from .adopt import adopt_into
+
+        net = cls(name or "network", dtype=dtype)
+        adopt_into(net, definition, name=name, dims=dims, keep=keep)
+        return net
+
     # ----------------------------------------------------------------- inputs
     def dim(self, name: str, min: int | None = None, opt: int | None = None, max: int | None = None) -> Dim:
         """Declare a named dynamic dimension with its range in the first profile."""
@@ -456,6 +488,20 @@ class Network:
         from .layerinfo import downcast
 
         return [downcast(self.trt.get_layer(i)) for i in range(self.trt.num_layers)]
+
+    def layer(self, name: str) -> Any:
+        """The layer named ``name``, downcast; the error suggests near names."""
+        from .layerinfo import downcast
+
+        names = []
+        for i in range(self.trt.num_layers):
+            layer = self.trt.get_layer(i)
+            if layer.name == name:
+                return downcast(layer)
+            names.append(layer.name)
+        raise TrtdslError(
+            f"no layer {name!r} in network {self.name!r} ({len(names)} layers).{did_you_mean(name, names)}"
+        )
 
     def index_ranges(self) -> dict[str, int]:
         """For each integer input read as indices by a gather (an embedding), the size of the axis it indexes.

@@ -13,7 +13,8 @@ Schema (format 2)::
      "backend": str, "network": str, "build_seconds": float >= 0, "options": {...},
      "inputs":  [{"name": str, "dtype": "float32"|..., "shape": [int >= 0 | dim name, ...]}, ...],
      "outputs": [{"name": str, "dtype": ..., "shape": [int >= -1 | dim name, ...]}, ...],
-     "profiles": [{dim name: [min, opt, max]} for every dim the inputs use, ...]}
+     "profiles": [{dim name: [min, opt, max]} for every dim the inputs use, ...],
+     "layers": [layer records, see trtdsl.planinfo.check_layers] (optional; absent in older plans)}
 """
 
 from __future__ import annotations
@@ -117,6 +118,9 @@ class _Checker:
         out["inputs"] = self.specs(meta.get("inputs"), "inputs", min_dim=0)
         out["outputs"] = self.specs(meta.get("outputs"), "outputs", min_dim=-1)
         out["profiles"] = self.profiles(meta.get("profiles"), out["inputs"])
+        from .planinfo import check_layers  # the layer records' own schema (absent before they were recorded)
+
+        out["layers"] = check_layers(meta.get("layers", []), self.where)
         return out
 
     def specs(self, items: Any, field: str, *, min_dim: int) -> list[tuple[str, str, tuple[int | str, ...]]]:
