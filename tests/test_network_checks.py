@@ -114,9 +114,11 @@ def test_ops_outside_any_scope_are_named_from_op_and_input():
     c = ops.conv2d(ops.relu(a), np.ones((2, 2, 1, 1), np.float32))
     net.output(ops.add(c, b), "y")
     names = [layer.name for layer in net.layers()]
-    assert names[:4] == ["images.max_pool2d", "images.max_pool2d_1", "images.max_pool2d.relu", "max_pool2d.relu.conv2d"]
+    # An unscoped op joins its input layer's scope: images.max_pool2d -> images.relu -> images.conv2d.
+    assert names[:4] == ["images.max_pool2d", "images.max_pool2d_1", "images.relu", "images.conv2d"]
     assert not any(n.split(".")[0].rstrip("_0123456789") in ("max_pool2d", "relu", "conv2d") and "." not in n
                    for n in names)  # fmt: skip
     with net.scope("blk"):
         d = ops.relu(x)
     assert d.name == "blk.relu.out"  # inside a scope: the scope names it
+    assert ops.sigmoid(d).name == "blk.sigmoid.out"  # after it, unscoped ops stay in blk

@@ -42,11 +42,16 @@ _CANONICAL_IDS = frozenset(
 
 
 def _after(tensor_name: str, kind: str) -> str:
-    """``'images.max_pool2d'`` for an op ``kind`` on tensor ``images``; at most two parts of the input's name."""
+    """The name of an unscoped op ``kind`` on a tensor: it joins the scope of the tensor's layer.
+
+    ``max_pool2d`` on network input ``images`` is ``images.max_pool2d``; ``relu`` on
+    ``features.1.batch_norm.out`` is ``features.1.relu``, so a chain of unscoped ops stays
+    in its block instead of growing a name or losing the block's prefix.
+    """
     # A cast to the compute dtype is plumbing, not part of the name: 'x.to_float16.out' -> 'x'.
     base = re.sub(r"(\.to_[a-z0-9]+)?\.out\d*$", "", tensor_name)
     parts = base.split(".")
-    return ".".join([*parts[-2:], kind])
+    return ".".join([*(parts[:-1] if len(parts) > 1 else parts), kind])
 
 
 class Network:
