@@ -1,7 +1,7 @@
 """Q/DQ placement on ResNet-, MobileNet- and transformer-style networks, against lists written by hand.
 
-The expected placement of each network is written out here from the rules (NOTES.md
-section 3, trtdsl/calib/qdq.py): which inputs of which layers read a dequantized
+The expected placement of each network is written out here from the rules (the TensorRT developer guide,
+"Q/DQ layer-placement recommendations"; trtdsl/calib/qdq.py): which inputs of which layers read a dequantized
 tensor, and of which original tensor, and which tensors must stay unquantized. It is
 never derived from ``plan``. The quantized networks are read back through the raw
 TensorRT API (Dequantize <- Quantize <- source), run in the interpreter and built

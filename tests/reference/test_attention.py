@@ -87,7 +87,7 @@ def test_quantized_normalization(trt, to, rng):
     net.trt.mark_output(a.get_output(0))
     got = next(iter(reference.run(net, {"q": q, "k": k, "v": v}).values()))
     p = torch.softmax(torch.from_numpy(q.astype(np.float64) @ k.swapaxes(-1, -2)), -1).numpy()
-    if to == "int8":  # NOTES §3: q = round-half-even(clip(x/s, -128, 127)), x̂ = q·s
+    if to == "int8":  # TensorRT "quantized types" guide: q = round-half-even(clip(x/s, -128, 127)), x̂ = q·s
         p = np.clip(np.round(p / scale), -128, 127) * scale
     else:  # q = castToFp8(clip(x/s, -448, 448)); ml_dtypes rounds to nearest even
         ml_dtypes = pytest.importorskip("ml_dtypes")

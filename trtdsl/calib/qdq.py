@@ -1,4 +1,4 @@
-"""Where Q/DQ go (TensorRT's placement rules, NOTES.md section 3) and writing them into a network.
+"""Where Q/DQ go (TensorRT developer guide, "Q/DQ layer-placement recommendations") and writing them into a network.
 
 The rules, as ``plan`` applies them:
 

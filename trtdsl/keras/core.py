@@ -30,7 +30,7 @@ def _softmax(t: Tensor, axis: int) -> Tensor:
 
 
 def _hard_sigmoid(layer: Call, t: Tensor) -> Tensor:
-    # Keras 2 used 0.2 * x + 0.5; Keras 3 uses relu6(x + 3) / 6 (NOTES.md §4).
+    # Keras 2 used 0.2 * x + 0.5; Keras 3 uses relu6(x + 3) / 6 (keras-team/keras, keras/src/activations/activations.py).
     return ops.hard_sigmoid(t, alpha=0.2 if layer.keras_major < 3 else 1 / 6, beta=0.5)
 
 
@@ -125,7 +125,7 @@ def relu(layer: Call, x: KTensor) -> KTensor:
 @converts("LeakyReLU")
 def leaky_relu(layer: Call, x: KTensor) -> KTensor:
     c = layer.config
-    # Keras 2 named the slope alpha (default 0.3); Keras 3 negative_slope (NOTES.md §4).
+    # Keras 2 named the slope alpha (default 0.3); Keras 3 negative_slope (keras-team/keras, keras/src/layers/activations/leaky_relu.py).
     slope = c.get("negative_slope", c.get("alpha", 0.3))
     return layer.like(x, ops.leaky_relu(x.t, float(slope)))
 
