@@ -292,7 +292,7 @@ CASES: list[tuple[str, list[str], int, str]] = [
         "export-triton-max-batch-negative",
         ["export", "triton", "tiny.plan", "--repository", "r", "--max-batch", "-1"],
         2,
-        r"argument --max-batch: '-1' must be >= 0",
+        r"argument --max-batch: '-1' must be a finite number >= 0",
     ),
     (
         "export-triton-max-batch-too-large",

@@ -76,8 +76,11 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
-def _number(kind: type, what: str, minimum: float | None = None) -> Callable[[str], Any]:
-    """argparse type: a finite number of ``kind`` >= ``minimum``."""
+def number(kind: type, what: str, minimum: float | None = None) -> Callable[[str], Any]:
+    """argparse type for a subcommand's options: a finite number of ``kind`` >= ``minimum``.
+
+    Example: ``p.add_argument("--iterations", type=number(int, "an int", 0))``.
+    """
 
     def parse(text: str) -> Any:
         try:
@@ -113,7 +116,7 @@ def _add_build(p: argparse.ArgumentParser) -> None:
     p.add_argument("--refit", action="store_true", help="build a refittable engine")
     p.add_argument("--strip-plan", action="store_true", help="leave refittable weights out of the plan")
     p.add_argument("--profiling-verbosity", choices=["layer_names_only", "detailed", "none"])
-    p.add_argument("--aux-streams", type=_number(int, "an int", 0), help="max auxiliary streams (0: none)")
+    p.add_argument("--aux-streams", type=number(int, "an int", 0), help="max auxiliary streams (0: none)")
     p.add_argument("--sparsity", action="store_true", help="allow 2:4 structured-sparse kernels")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     from .calib.cli import add_build_options
@@ -181,7 +184,7 @@ def _add_run(p: argparse.ArgumentParser) -> None:
     p.add_argument("target", help="SCRIPT.py or model.plan")
     p.add_argument("--input", action="append", default=[], metavar="NAME=FILE", help="a .npy/.npz file; or FILE.npz")
     p.add_argument("--shapes", action="append", metavar="NAME:1x3x224x224", help="shapes of the random inputs")
-    p.add_argument("--profile", type=_number(int, "an int", 0), default=0, help="profile for the random inputs")
+    p.add_argument("--profile", type=number(int, "an int", 0), default=0, help="profile for the random inputs")
     p.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
     p.add_argument("--reference", action="store_true", help="run on the CPU with the reference interpreter")
     p.add_argument("--save", help="write the outputs to this npz")
@@ -260,8 +263,8 @@ def _add_compare(p: argparse.ArgumentParser) -> None:
     p.add_argument("a")
     p.add_argument("b", help="the reference")
     p.add_argument("--tolerance", choices=sorted(DEFAULT_TOLERANCES), help="preset atol/rtol of a precision")
-    p.add_argument("--atol", type=_number(float, "a number", 0.0), help="overrides the preset's atol")
-    p.add_argument("--rtol", type=_number(float, "a number", 0.0), help="overrides the preset's rtol")
+    p.add_argument("--atol", type=number(float, "a number", 0.0), help="overrides the preset's atol")
+    p.add_argument("--rtol", type=number(float, "a number", 0.0), help="overrides the preset's rtol")
 
 
 def cmd_compare(args: argparse.Namespace) -> int:

@@ -59,16 +59,8 @@ def producers(net: Network) -> dict[str, Any]:
 
 
 def find_layer(net: Network, name: str) -> Any:
-    """The (downcast) layer called ``name``; a clear error with near matches otherwise."""
-    from .errors import did_you_mean
-
-    names = []
-    for i in range(net.trt.num_layers):
-        layer = net.trt.get_layer(i)
-        if layer.name == name:
-            return downcast(layer)
-        names.append(layer.name)
-    raise TrtdslError(f"no layer {name!r} in network {net.name!r}.{did_you_mean(name, names)}")
+    """The (downcast) layer called ``name``: :meth:`Network.layer`, for rewriting code that takes ``net`` first."""
+    return net.layer(name)
 
 
 def reroute(net: Network, uses: Iterable[tuple[Any, int]], new: Tensor) -> int:

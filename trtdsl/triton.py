@@ -241,6 +241,9 @@ def cmd_export_triton(args: Any) -> int:
 
 
 def _add_export(p: Any) -> None:
+    from .cli import number
+
+    _count = number(int, "an int", 0)
     targets = p.add_subparsers(dest="target", required=True)
     t = targets.add_parser("triton", help="write a Triton Inference Server model repository entry")
     t.add_argument("plan", help="model.plan written by trtdsl (with its .json metadata)")
@@ -252,18 +255,6 @@ def _add_export(p: Any) -> None:
     t.add_argument("--instances", type=_count, default=1, help="instances of the model per GPU")
     t.add_argument("--strict", action="store_true", help="refuse plans Triton's TensorRT backend cannot load")
     t.add_argument("--force", action="store_true", help="replace an existing config.pbtxt")
-
-
-def _count(text: str) -> int:
-    import argparse
-
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an int") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be >= 0")
-    return value
 
 
 def _register() -> None:

@@ -206,12 +206,15 @@ def bench(
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The options of ``trtdsl bench`` (shared by :func:`bench_main` and the ``trtdsl`` command)."""
+    from ..cli import number
+
+    _count = number(int, "an int", 0)
     p.add_argument("plan", help="plan file written by Plan.save (with its .json metadata beside it)")
     p.add_argument("--shapes", action="append", help="input shapes, e.g. images:1x3x224x224 (default: profile 0 opt)")
-    p.add_argument("--iterations", type=_positive, default=100)
-    p.add_argument("--warmup", type=_positive, default=10)
+    p.add_argument("--iterations", type=_count, default=100)
+    p.add_argument("--warmup", type=_count, default=10)
     p.add_argument("--graph", action="store_true", help="replay copies and execution as one CUDA graph")
-    p.add_argument("--device", type=_positive, default=0)
+    p.add_argument("--device", type=_count, default=0)
 
 
 def run_args(args: argparse.Namespace) -> int:
@@ -228,16 +231,6 @@ def run_args(args: argparse.Namespace) -> int:
     )
     print(report)
     return 0
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an int") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be >= 0")
-    return value
 
 
 def bench_main(argv: Sequence[str] | None = None) -> int:
