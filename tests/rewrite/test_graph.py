@@ -118,7 +118,7 @@ def test_set_precision_whole_onnx_network_with_one_block_kept_fp32(tmp_path):
     import onnx
     from onnx import numpy_helper
 
-    from ._onnx_models import INPUT, MODELS, OUTPUT, example, export, onnxruntime_run
+    from .._onnx_models import INPUT, MODELS, OUTPUT, example, export, onnxruntime_run
 
     path = export("resnet18", tmp_path / "r18.onnx")
     net = trtdsl.onnx.parse(path)
