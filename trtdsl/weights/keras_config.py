@@ -33,8 +33,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import h5py
-
 from ..errors import WeightError
 from .h5 import HDF5_MAGIC, H5Image
 from .limits import DEFAULT, Limits, preview
