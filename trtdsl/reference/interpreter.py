@@ -9,7 +9,7 @@ Loops and if-conditionals are grouped into single structural steps
 Intermediate arrays are dropped after their last use, so peak memory stays
 near the largest few live tensors instead of the sum of all of them, and a
 layer that can compute in place gets the inputs that die with it and that
-nothing else can see (``_donations``): a ReLU after a convolution overwrites
+nothing else can see (``liveness.donation_plan``): a ReLU after a convolution overwrites
 the convolution's output instead of allocating and filling a new array.
 Dead arrays go to a ``BufferPool`` that layers draw their outputs from
 (``Node.empty``), so a run reuses mapped, warm memory instead of faulting in
@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -44,7 +44,8 @@ from ..layerinfo import downcast
 from . import fusion, precision, watch
 from .buffers import BufferPool
 from .control import Structure, group
-from .registry import REGISTRY, Node, donates, fresh, supported
+from .liveness import donation_plan, last_uses, structures
+from .registry import REGISTRY, Node, supported
 
 Capture = None | str | Iterable[str]
 Observer = Callable[[str, np.ndarray], None]
@@ -86,7 +87,7 @@ class Interpreter:
         precision.prepare(self.nodes, network)  # TensorRT's type rules; narrow constants' values
         self.tensors = set(self.inputs) | {o for node in self.nodes for o in node.outputs}
         self.steps = group(self.nodes)
-        self._free_after = _last_uses(self.steps, self.inputs)
+        self._free_after = last_uses(self.steps, self.inputs)
         self._no_donations: list[tuple[int, ...]] = [()] * len(self.steps)
         self._donations, self._fusion = self._plans(frozenset())
         self.pool = BufferPool() if self.fast else None
@@ -200,7 +201,7 @@ class Interpreter:
         if not self.fast:
             return self._no_donations, {}
         exported = [*self.outputs, *names]
-        return _donations(self.steps, self._free_after, exported), fusion.plan(self.steps, exported)
+        return donation_plan(self.steps, self._free_after, exported), fusion.plan(self.steps, exported)
 
     def _observed_plan(self, names: frozenset[str]) -> tuple[list[tuple[int, ...]], fusion.Plan]:
         """The plans for a run that captures or observes ``names`` (they count as exported)."""
@@ -221,7 +222,7 @@ class Interpreter:
                 layer = definition.get_layer(node.index)
                 layer.__class__ = cls
                 node.layer = layer
-            for step in _structures(self.steps):
+            for step in structures(self.steps):
                 first = step.boundary[0].layer
                 step.layer = first.loop if hasattr(first, "loop") else first.conditional
 
@@ -233,7 +234,7 @@ class Interpreter:
             self.network = self.definition = None
             for node in self.nodes:
                 node.layer = None
-            for step in _structures(self.steps):
+            for step in structures(self.steps):
                 step.layer = None
 
     def _capture_set(self, capture: Capture) -> set[str]:
@@ -313,85 +314,6 @@ class Interpreter:
         return env
 
 
-def _last_uses(steps: Sequence[Node], inputs: Iterable[str]) -> list[list[str]]:
-    """For each step, the tensors that no later step reads (freed after it runs)."""
-    last: dict[str, int] = {n: -1 for n in inputs}
-    for pos, step in enumerate(steps):
-        for n in step.outputs:
-            last[n] = pos
-        for n in step.inputs:
-            if n is not None:
-                last[n] = pos
-    free: list[list[str]] = [[] for _ in steps]
-    for n, pos in last.items():
-        if pos >= 0:
-            free[pos].append(n)
-    return free
-
-
-def _donations(
-    steps: Sequence[Node], free_after: Sequence[Sequence[str]], outputs: Iterable[str]
-) -> list[tuple[int, ...]]:
-    """For each step, the indices of the inputs whose arrays it may overwrite.
-
-    An input qualifies when the run owns its memory (a layer registered ``fresh`` made it:
-    no feed, constant or cached weight), when the step is the last to read it and every tensor
-    that may be a view of it, when the step reads it once, and when no network output
-    may share its memory. Any layer not known to be fresh (a shuffle, slice, identity,
-    loop ...) may return views of its inputs, so its outputs and inputs share one alias
-    group, and a group dies with the last read of any member.
-    """
-    parent: dict[str, str] = {}
-
-    def root(n: str) -> str:
-        r = n
-        while r in parent:
-            r = parent[r]
-        while n != r:  # path compression keeps long reshape chains cheap
-            parent[n], n = r, parent[n]
-        return r
-
-    def union(a: str, b: str) -> None:
-        ra, rb = root(a), root(b)
-        if ra != rb:
-            parent[ra] = rb  # roots never appear as keys
-
-    owned: set[str] = set()
-    for step in steps:
-        new = fresh(step.type) and not isinstance(step, Structure)
-        if new:
-            owned.update(step.outputs)
-        linked = [*step.outputs] + ([] if new else [n for n in step.inputs if n is not None])
-        for n in linked[1:]:
-            union(linked[0], n)
-    dies: dict[str, int] = {}
-    for pos, free in enumerate(free_after):
-        for n in free:
-            r = root(n)
-            dies[r] = max(dies.get(r, pos), pos)
-    exported = {root(n) for n in outputs}
-    plan: list[tuple[int, ...]] = []
-    for pos, step in enumerate(steps):
-        ok: tuple[int, ...] = ()
-        if donates(step.type) and not isinstance(step, Structure):
-            ok = tuple(
-                i
-                for i, n in enumerate(step.inputs)
-                if n in owned and step.inputs.count(n) == 1 and dies.get(root(n)) == pos and root(n) not in exported
-            )
-        plan.append(ok)
-    return plan
-
-
-def _structures(steps: Sequence[Node]) -> Iterable[Structure]:
-    """Every loop and conditional step, nested ones included."""
-    for step in steps:
-        if isinstance(step, Structure):
-            yield step
-            for attr in ("cond_steps", "body_steps", "true_steps", "false_steps"):
-                yield from _structures(getattr(step, attr, ()))
-
-
 _RUN = object()  # a step with no fusion action: run it
 
 
@@ -400,7 +322,7 @@ def execute(
 ) -> None:
     """Run one layer (or structural step) and store its outputs in ``env``.
 
-    ``donated``: indices of inputs the layer may overwrite (see ``_donations``).
+    ``donated``: indices of inputs the layer may overwrite (see ``liveness.donation_plan``).
     ``epilogue``: the activation(s) after the layer, fused into it (see ``reference.fusion``):
     a ReLU goes to a layer that ``fuses_relu``, anything else is applied to its fresh output in place.
     """

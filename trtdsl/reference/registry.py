@@ -14,7 +14,7 @@ rounds outputs back to each output's TensorRT dtype. It returns one array or a
 tuple, one per output.
 
 Two optional promises, stored as attributes of the function, let the
-interpreter reuse dead buffers (see ``interpreter._donations``): ``fresh=True``
+interpreter reuse dead buffers (see ``liveness.donation_plan``): ``fresh=True``
 says the function's outputs never share memory with its inputs or with cached
 weights, so the run owns them; ``donates=True`` (which implies fresh) says the
 function takes a keyword ``donated``, the indices of inputs whose arrays nothing
@@ -49,7 +49,7 @@ def interprets(
     ``fresh``: its outputs never share memory with its inputs or cached arrays.
     ``donates``: it accepts ``donated=(input indices it may overwrite)``; implies ``fresh``.
     ``fuses_relu``: it accepts ``relu=True`` and then returns ``max(output, 0)`` (see
-    ``interpreter._fused_relus``).
+    ``fusion.plan``).
     """
 
     def register(fn: Impl) -> Impl:
