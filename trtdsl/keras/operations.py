@@ -70,7 +70,7 @@ for _cls, _fn in _TF_BINARY.items():
 _UNARY = {
     "Negative": ops.neg, "Abs": ops.abs, "Absolute": ops.abs, "Sqrt": ops.sqrt, "Exp": ops.exp, "Log": ops.log,
     "Square": ops.square, "Tanh": ops.tanh, "Sigmoid": ops.sigmoid, "Relu": ops.relu, "Relu6": ops.relu6,
-    "Silu": ops.silu, "Swish": ops.silu, "Gelu": ops.gelu, "Erf": ops.erf, "Rsqrt": ops.rsqrt, "Floor": ops.floor,
+    "Silu": ops.silu, "Swish": ops.silu, "Erf": ops.erf, "Rsqrt": ops.rsqrt, "Floor": ops.floor,
     "Ceil": ops.ceil, "Round": ops.round, "Sign": ops.sign, "Sin": ops.sin, "Cos": ops.cos,
     "HardSigmoid": ops.hard_sigmoid, "Softplus": ops.softplus, "Softsign": ops.softsign,
 }  # fmt: skip
@@ -78,7 +78,7 @@ _TF_UNARY = {
     "math.negative": ops.neg, "__operators__.neg": ops.neg, "math.abs": ops.abs, "math.sqrt": ops.sqrt,
     "math.exp": ops.exp, "math.log": ops.log, "math.square": ops.square, "math.tanh": ops.tanh,
     "math.sigmoid": ops.sigmoid, "nn.relu": ops.relu, "nn.relu6": ops.relu6, "nn.silu": ops.silu,
-    "math.erf": ops.erf, "math.rsqrt": ops.rsqrt, "nn.gelu": ops.gelu, "math.softplus": ops.softplus,
+    "math.erf": ops.erf, "math.rsqrt": ops.rsqrt, "math.softplus": ops.softplus,
 }  # fmt: skip
 
 
@@ -93,6 +93,23 @@ for _cls, _fn in _UNARY.items():
     converts(_cls, kind="operation")(_make_unary(_fn))
 for _cls, _fn in _TF_UNARY.items():
     converts(_cls, kind="tfop")(_make_unary(_fn))
+
+
+def _gelu(layer: Call, x: KTensor, kwargs: dict, default: bool) -> KTensor:
+    approximate = bool(kwargs.get("approximate", layer.config.get("approximate", default)))
+    return layer.like(x, ops.gelu(x.t, "tanh" if approximate else "none"))
+
+
+@converts("Gelu", kind="operation")
+def gelu_operation(layer: Call, x: KTensor, *args: Any, **kwargs: Any) -> KTensor:
+    """``keras.ops.gelu``: its ``approximate`` defaults to True (the tanh form), unlike the activation."""
+    return _gelu(layer, x, {"approximate": args[0]} if args else kwargs, True)
+
+
+@converts("nn.gelu", kind="tfop")
+def gelu_tfop(layer: Call, x: KTensor, *args: Any, **kwargs: Any) -> KTensor:
+    """``tf.nn.gelu``: ``approximate`` defaults to False (the erf form)."""
+    return _gelu(layer, x, {"approximate": args[0]} if args else kwargs, False)
 
 
 def _axes(value: Any, rank: int) -> list[int] | None:
