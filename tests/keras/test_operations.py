@@ -16,6 +16,7 @@ import textwrap
 import pytest
 
 from trtdsl import keras as tk
+from trtdsl.errors import KerasError
 
 from ..conftest import requires_trt
 from .keras_util import compare, recorded
@@ -48,3 +49,20 @@ def test_gelu_operation_follows_its_approximate_option(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     path = base.with_suffix(".keras")
     compare(tk.load_model(path, batch=(1, 3, 4)), recorded(path), tol=1e-5)
+
+
+@requires_trt
+@pytest.mark.skipif(importlib.util.find_spec("keras") is None, reason="Keras 3 (the dev extra) is not installed")
+def test_an_operation_option_the_converter_cannot_follow_is_refused(tmp_path):
+    script = (
+        "import sys, keras\n"
+        "inp = keras.Input((4,), name='x')\n"
+        "keras.Model(inp, keras.ops.round(inp, decimals=2)).save(sys.argv[1])\n"
+    )
+    path = tmp_path / "round.keras"
+    env = {**os.environ, "KERAS_BACKEND": "torch"}
+    done = subprocess.run([sys.executable, "-c", script, str(path)], env=env, capture_output=True, text=True,
+                          timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    with pytest.raises(KerasError, match=r"Round layer 'round.*options \{'decimals': 2\} are not supported"):
+        tk.load_model(path)

@@ -82,8 +82,15 @@ _TF_UNARY = {
 }  # fmt: skip
 
 
+# Config keys every operation entry carries; any other option would change the math.
+_PLAIN = frozenset({"name", "dtype", "trainable", "function", "module", "registered_name"})
+
+
 def _make_unary(fn):
     def convert(layer: Call, x: KTensor, *args: Any, **kwargs: Any) -> KTensor:
+        options = {k: v for k, v in {**layer.config, **kwargs}.items() if k not in _PLAIN and v not in (None, 0, False)}
+        if args or options:
+            raise layer.error(f"options {options or args} are not supported; only its plain form converts")
         return layer.like(x, fn(x.t))
 
     return convert
