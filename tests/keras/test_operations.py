@@ -30,7 +30,9 @@ SCRIPT = textwrap.dedent(
     a = keras.ops.gelu(y)                      # approximate=True (tanh)
     b = keras.ops.gelu(y, approximate=False)   # exact (erf)
     c = keras.layers.Activation("gelu")(y)     # exact
-    m = keras.Model(inp, [a, b, c])
+    acts = [keras.layers.Activation(n)(keras.layers.Dense(6, name="d_" + n)(inp) * 2.0)
+            for n in ("glu", "sparse_sigmoid", "sparsemax")]
+    m = keras.Model(inp, [a, b, c, *acts])
     x = np.random.default_rng(0).standard_normal((3, 6)).astype("float32")
     outs = m.predict(x, verbose=0)
     m.save(out + ".keras")
@@ -41,7 +43,7 @@ SCRIPT = textwrap.dedent(
 
 @requires_trt
 @pytest.mark.skipif(importlib.util.find_spec("keras") is None, reason="Keras 3 (the dev extra) is not installed")
-def test_gelu_operation_follows_its_approximate_option(tmp_path):
+def test_gelu_options_and_the_rarer_activations_match_keras(tmp_path):
     base = tmp_path / "gelu_ops"
     env = {**os.environ, "KERAS_BACKEND": "torch"}
     done = subprocess.run([sys.executable, "-c", SCRIPT, str(base)], env=env, capture_output=True, text=True,

@@ -74,7 +74,39 @@ ACTIVATIONS: dict[str, Any] = {
         ops.greater(t, 0.5), ops.sub(t, 0.5), ops.where(ops.less(t, -0.5), ops.add(t, 0.5), ops.mul(t, 0.0))
     ),
     "hard_shrink": lambda layer, t, axis: ops.where(ops.greater(ops.abs(t), 0.5), t, ops.mul(t, 0.0)),
+    "sparse_sigmoid": lambda layer, t, axis: ops.clip(ops.mul(ops.add(t, 1.0), 0.5), 0.0, 1.0),
+    "glu": lambda layer, t, axis: _glu(t, axis),
+    "sparsemax": lambda layer, t, axis: _sparsemax(t, axis),
 }
+
+
+def _glu(t: Tensor, axis: int) -> Tensor:
+    """``a * sigmoid(b)`` for the two halves of Keras' last axis (keras.activations.glu)."""
+    a, b = ops.chunk(t, 2, axis)
+    return ops.mul(a, ops.sigmoid(b))
+
+
+def _sparsemax(t: Tensor, axis: int) -> Tensor:
+    """Keras' ``sparsemax`` over ``axis``, as every Keras 3 backend computes it, without a sort.
+
+    Element i is in the support when ``1 + z_i * r_i > sum(z_j >= z_i)``, with ``r_i`` its
+    rank ``#{j: z_j >= z_i}``. Keras (``keras/src/backend/*/nn.py``) then takes
+    ``tau = (sum of the support's cumulative sums - 1) / k``, not the published
+    ``(cumsum_k - 1) / k``; the sum of cumulative sums is ``sum z_i (k - r_i + 1)``, so
+    that is what is computed here, to match Keras' predictions (equal values share one
+    rank, where Keras' sort orders them: ties may differ). The pairwise comparison costs
+    n^2 per row, fine for the class counts sparsemax is used on.
+    """
+    zi = ops.unsqueeze(t, axis + 1)  # [..., n, 1, ...]: z_i along axis
+    zj = ops.unsqueeze(t, axis)  # [..., 1, n, ...]: z_j along axis + 1
+    ge = ops.cast(ops.greater_equal(zj, zi), t.dtype)
+    count = ops.sum(ge, axis + 1)
+    above = ops.sum(ops.mul(ge, zj), axis + 1)
+    support = ops.cast(ops.greater(ops.add(ops.mul(t, count), 1.0), above), t.dtype)
+    k = ops.sum(support, axis, keepdim=True)
+    weight = ops.add(ops.sub(k, count), 1.0)  # k - r_i + 1: how many cumulative sums hold z_i
+    tau = ops.div(ops.sub(ops.sum(ops.mul(ops.mul(support, t), weight), axis, keepdim=True), 1.0), k)
+    return ops.relu(ops.sub(t, tau))
 
 
 def activation_name(value: Any) -> str:
