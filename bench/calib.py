@@ -1,7 +1,7 @@
 """Calibration speed: the vectorized range algorithms against the published loops, and the cost of
 collecting statistics on ResNet-50 against plain interpreter runs.
 
-1. ``algorithms``: entropy (ModelOpt's), mse (INT8) and percentile amax of 200 tensors' 2048-bin
+1. ``algorithms``: entropy (ModelOpt's), mse (INT8 and FP8) and percentile amax of 200 tensors' 2048-bin
    histograms with trtdsl.calib, and with the reference loops of tests/calib/oracles.py (the
    published pytorch-quantization/ModelOpt loops) on ``--loops`` of them (the entropy loop
    takes seconds per histogram); the results must be identical. Goal: >= 50x.
@@ -53,11 +53,13 @@ def bench_algorithms(args: argparse.Namespace) -> None:
     fast = {
         "entropy": A.entropy,
         "mse": lambda c, e: A.mse(c, e, dtype="int8"),
+        "mse-fp8": lambda c, e: A.mse(c, e, dtype="fp8"),
         "percentile": lambda c, e: A.percentile(c, e, percentile=99.99),
     }
     slow = {
         "entropy": lambda c, e: oracles.entropy_loop(c, e)[0],
         "mse": lambda c, e: oracles.mse_loop(c, e, dtype="int8")[0],
+        "mse-fp8": lambda c, e: oracles.mse_loop(c, e, dtype="fp8")[0],
         "percentile": lambda c, e: oracles.percentile_loop(c, e, 99.99),
     }
     print(f"{args.tensors} histograms of 2048 bins; reference loops on {args.loops} of them (machine shared: noisy)")
