@@ -7,7 +7,6 @@ Operators and methods delegate to ``trtdsl.ops``, so ``a + b`` and
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -16,8 +15,24 @@ from . import dtypes
 if TYPE_CHECKING:
     from .network import Network
 
-# itemgetter(0, ..., r - 1) per rank: a shape tuple in one C call (rank 1 returns a scalar, so from 2).
-_ITEMS = {r: operator.itemgetter(*range(r)) for r in range(2, 9)}
+# str(Dims) -> tuple. ``str`` is one call into the bindings and prints the dims as a
+# Python tuple does, while reading the dims one by one is one call each (``Dims`` has no
+# __iter__: tuple(dims) iterates until an IndexError crosses pybind, slower still).
+# Networks reuse few shapes; the cache is cleared if it ever grows past _SHAPES_MAX.
+_SHAPES: dict[str, tuple[int, ...]] = {}
+_SHAPES_MAX = 4096
+
+
+def dims_tuple(dims: Any) -> tuple[int, ...]:
+    """A ``trt.Dims`` as a tuple of ints."""
+    key = str(dims)
+    shape = _SHAPES.get(key)
+    if shape is None:
+        shape = tuple([dims[i] for i in range(len(dims))])
+        if len(_SHAPES) >= _SHAPES_MAX:
+            _SHAPES.clear()
+        _SHAPES[key] = shape
+    return shape
 
 
 class Tensor:
@@ -39,11 +54,7 @@ class Tensor:
         """Shape with -1 for dynamic dimensions, as TensorRT infers it."""
         # Read fresh every time: TensorRT re-infers shapes when a layer is rewired
         # (set_input, a constant's new shape), so a cached copy could go stale.
-        # ``Dims`` has no __iter__: tuple(dims) iterates until an IndexError crosses
-        # pybind, three times slower than indexing up to len().
-        s = self.trt.shape
-        get = _ITEMS.get(len(s))
-        return get(s) if get is not None else tuple([s[i] for i in range(len(s))])
+        return dims_tuple(self.trt.shape)
 
     @property
     def ndim(self) -> int:

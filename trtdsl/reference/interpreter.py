@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from .. import _trt, dtypes
+from ..tensor import dims_tuple
 from ..errors import InterpreterError, ShapeError, TrtdslError, UnsupportedLayerError, did_you_mean
 from ..feeds import check_mapping
 from ..layerinfo import downcast
@@ -80,7 +81,7 @@ class Interpreter:
         self.inputs: dict[str, tuple[tuple[int, ...], str]] = {}
         for i in range(d.num_inputs):
             t = d.get_input(i)
-            self.inputs[t.name] = (tuple(t.shape), dtypes.canonical(t.dtype))
+            self.inputs[t.name] = (dims_tuple(t.shape), dtypes.canonical(t.dtype))
         self.outputs = [d.get_output(i).name for i in range(d.num_outputs)]
         self.output_dtypes = {t.name: dtypes.canonical(t.dtype) for t in map(d.get_output, range(d.num_outputs))}
         self.nodes = [self._node(i, downcast(d.get_layer(i))) for i in range(d.num_layers)]
@@ -115,7 +116,7 @@ class Interpreter:
             inputs=ins,
             outputs=[t.name for t in outs],
             out_dtypes=[dtypes.canonical(t.dtype) for t in outs],
-            out_shapes=[tuple(t.shape) for t in outs],
+            out_shapes=[dims_tuple(t.shape) for t in outs],
         )
 
     # -------------------------------------------------------------------- run

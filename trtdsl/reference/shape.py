@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import dtypes
+from ..tensor import dims_tuple
 from ..errors import InterpreterError
 from .registry import Node, interprets
 
@@ -158,7 +159,7 @@ def slice_(
     layer = node.layer
     where = f"slice {node.name!r}"
     start = _ints(start) if start is not None else tuple(layer.start)
-    size = _ints(size) if size is not None else tuple(layer.shape)
+    size = _ints(size) if size is not None else dims_tuple(layer.shape)
     stride = _ints(stride) if stride is not None else tuple(layer.stride)
     axes = _ints(axes) if axes is not None else layer.axes
     axes = tuple(range(x.ndim)) if axes is None else tuple(int(a) % x.ndim for a in axes)
@@ -195,7 +196,7 @@ def fill(node: Node, shape: np.ndarray | None = None, alpha: np.ndarray | None =
     """
     layer = node.layer
     out_dtype = dtypes.to_numpy(node.out_dtypes[0])
-    dims = _ints(shape) if shape is not None else tuple(layer.shape)
+    dims = _ints(shape) if shape is not None else dims_tuple(layer.shape)
     a = alpha if alpha is not None else layer.alpha
     b = beta if beta is not None else layer.beta
     op = layer.operation.name
