@@ -76,6 +76,14 @@ class _Source:
         self.used: set[str] = set()
         self.missed: set[str] = set()  # full names blocks looked for and did not find (optional weights)
         self._close = close
+        self._slashed: bool | None = None
+
+    @property
+    def slashed(self) -> bool:
+        """Whether any name has a '/' (Keras' 'conv2d/kernel'): then blocks look for either separator."""
+        if self._slashed is None:
+            self._slashed = any("/" in k for k in self.entries)
+        return self._slashed
 
     def array(self, key: str) -> np.ndarray:
         arr = self.cache.get(key)
@@ -346,9 +354,12 @@ class WeightStore(Mapping[str, np.ndarray]):
         rel = self._rel
         if prefix:
             rel += prefix
-            # "." or "/" after the prefix, whichever the names use (Keras: 'conv2d/kernel').
-            dot = base._run(rel + ".")
-            rel += "." if dot or not base._run(rel + "/") else "/"
+            # "." or "/" after the prefix, whichever the names use (Keras: 'conv2d/kernel');
+            # without a "/" in any name (a torch state dict) it is "." with no search.
+            if self._src.slashed and not base._run(rel + ".") and base._run(rel + "/"):
+                rel += "/"
+            else:
+                rel += "."
         # The labels are formatted only for a message (a model opens a view per block).
         full_prefix = base._prefix + rel
         view = WeightStore(
@@ -393,6 +404,12 @@ class WeightStore(Mapping[str, np.ndarray]):
         key = self._find(name)
         if key is None:
             key = self._key(name, layer, shape)
+        return self._take(key, name, shape, dtype, layer)
+
+    def _take(
+        self, key: str, name: str, shape: Sequence[int | None] | None, dtype: Any, layer: str | None
+    ) -> np.ndarray:
+        """:meth:`take` of the source key ``key`` that ``name`` was found under."""
         arr = self._src.array(key)
         if shape is not None and arr.shape != shape:
             arr = self._check_shape(name, arr, shape, layer)
@@ -409,8 +426,9 @@ class WeightStore(Mapping[str, np.ndarray]):
 
     def optional(self, name: str, shape: Sequence[int | None] | None = None) -> np.ndarray | None:
         """:meth:`take` when ``name`` exists, else None (a convolution without bias)."""
-        if self._find(name) is not None:
-            return self.take(name, shape)
+        key = self._find(name)
+        if key is not None:
+            return self._take(key, name, shape, None, None)
         self._src.missed.add(self._full(name))
         return None
 
