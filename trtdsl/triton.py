@@ -219,7 +219,7 @@ def export_triton(
 
 def cmd_export_triton(args: Any) -> int:
     """``trtdsl export triton model.plan --repository DIR ...``"""
-    from .build import Plan
+    from .plan import Plan
 
     plan = Plan.load(args.plan)
     with warnings.catch_warnings(record=True) as caught:

@@ -25,19 +25,11 @@ Example::
 """
 
 from ..errors import GoldenMismatch
-from .compare import (
-    DEFAULT_TOLERANCES,
-    UPDATE_ENV,
-    OutputReport,
-    Report,
-    Tolerance,
-    assert_golden,
-    compare,
-    compare_files,
-    load,
-    record,
-)
+from .compare import UPDATE_ENV, assert_golden, compare, compare_files
+from .files import load, record
 from .layerwise import Divergence, layerwise_diff
+from .report import OutputReport, Report
+from .tolerance import DEFAULT_TOLERANCES, Tolerance
 
 __all__ = [
     "DEFAULT_TOLERANCES", "Divergence", "GoldenMismatch", "OutputReport", "Report", "Tolerance", "UPDATE_ENV",

@@ -9,7 +9,9 @@ from typing import Any
 import numpy as np
 
 from .. import dtypes
-from .compare import OutputReport, Tolerance, TolerancePolicy, _compare_one
+from .compare import _compare_one
+from .report import OutputReport
+from .tolerance import Tolerance, TolerancePolicy
 
 
 # --------------------------------------------------------------- layerwise

@@ -32,10 +32,14 @@ from .elementwise import *  # noqa: F403
 from .elementwise import __all__ as _elementwise
 from .indexing import *  # noqa: F403
 from .indexing import __all__ as _indexing
+from .join import *  # noqa: F403
+from .join import __all__ as _join
 from .linear import *  # noqa: F403
 from .linear import __all__ as _linear
 from .norm import *  # noqa: F403
 from .norm import __all__ as _norm
+from .padding import *  # noqa: F403
+from .padding import __all__ as _padding
 from .pool import *  # noqa: F403
 from .pool import __all__ as _pool
 from .quant import *  # noqa: F403
@@ -66,8 +70,10 @@ __all__ = [
     *_detection,
     *_elementwise,
     *_indexing,
+    *_join,
     *_linear,
     *_norm,
+    *_padding,
     *_pool,
     *_quant,
     *_reduce,

@@ -49,6 +49,13 @@ def as_tensor(net: Network, value: TensorLike, like: Tensor | None = None, name:
     return net.constant(array, name or "const", dtype=dtype)
 
 
+def int_tuple(shape: int | Sequence[int]) -> tuple[int, ...]:
+    """A size or a sequence of sizes as a tuple of Python ints."""
+    if isinstance(shape, (int, np.integer)):
+        return (int(shape),)
+    return tuple(int(s) for s in shape)
+
+
 def axis(dim: int, ndim: int, what: str = "dim") -> int:
     """Normalize a possibly negative axis, with a clear error when out of range."""
     if not -ndim <= dim < ndim:

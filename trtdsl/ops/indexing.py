@@ -29,6 +29,8 @@ from ._slicing import (
     weight_constant,
 )
 from ._util import axis, net_of
+from .padding import expand
+from .shape import reshape
 
 __all__ = [
     "getitem", "slice", "gather", "take_along_dim", "index_select", "embedding", "one_hot", "scatter", "scatter_nd",
@@ -288,8 +290,6 @@ def take_along_dim(x: Tensor, indices: Tensor | Any, dim: int | None = None, *, 
 
         top = ops.take_along_dim(scores, ops.argsort(scores, dim=-1)[..., :5], dim=-1)
     """
-    from .shape import expand, reshape  # shape imports indexing's helpers: import here
-
     net = x.net
     lname = net.op_name(name, "take_along_dim", x)
     idx = index_tensor(net, indices, f"take_along_dim {x.name!r}", f"{lname}.index")

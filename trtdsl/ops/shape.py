@@ -1,18 +1,17 @@
 """Shape and data-movement ops with PyTorch names and semantics.
 
-Reshapes and transposes are ``IShuffleLayer``s; concatenation, splitting,
-padding, expanding and tiling are concatenation and slice layers. Every op
-keeps working with dynamic dimensions (-1 in ``Tensor.shape``): where a size
-depends on one, it is computed at run time from the input's shape tensor.
-Indexing ops (``getitem``, ``gather``, ``embedding``, ...) live in
-``trtdsl.ops.indexing``.
+Reshapes and transposes are ``IShuffleLayer``s. Every op keeps working with
+dynamic dimensions (-1 in ``Tensor.shape``): where a size depends on one, it is
+computed at run time from the input's shape tensor. Concatenation and splitting
+live in ``trtdsl.ops.join``; padding, expanding and tiling in
+``trtdsl.ops.padding``; indexing ops (``getitem``, ``gather``, ``embedding``,
+...) in ``trtdsl.ops.indexing``.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Literal
 
 import numpy as np
 
@@ -20,20 +19,13 @@ from .. import _trt, dtypes
 from ..errors import ShapeError
 from ..network import Network
 from ..tensor import Tensor
-from ._slicing import affine_sizes, binary, dims_of, int_constant, int_vector, shape_tensor, slice_layer
-from ._util import TensorLike, as_tensor, axes, axis, broadcast, net_of, unsqueeze_to
+from ._slicing import binary, int_constant, int_vector, shape_tensor, slice_layer
+from ._util import TensorLike, as_tensor, axes, axis, broadcast, int_tuple, net_of, unsqueeze_to
 
 __all__ = [
-    "reshape", "permute", "transpose", "flatten", "squeeze", "unsqueeze", "cast", "constant",
-    "concat", "cat", "split", "chunk", "stack", "pad", "where", "expand", "broadcast_to",
-    "repeat", "tile", "shape_of", "arange",
+    "reshape", "permute", "transpose", "flatten", "squeeze", "unsqueeze", "cast", "constant", "where",
+    "shape_of", "arange",
 ]  # fmt: skip
-
-
-def _ints(shape: int | Sequence[int]) -> tuple[int, ...]:
-    if isinstance(shape, (int, np.integer)):
-        return (int(shape),)
-    return tuple(int(s) for s in shape)
 
 
 def _volume(shape: Sequence[int]) -> int:
@@ -72,7 +64,7 @@ def reshape(x: Tensor, shape: int | Sequence[int] | Tensor, *, name: str | None 
         lname = x.net.op_name(name, "reshape", x)
         dims = int_vector(x.net, list(shape), f"reshape {x.name!r}", f"{lname}.shape")
         return _shuffle(x, lname, "reshape", dims=dims)
-    target = _ints(shape)
+    target = int_tuple(shape)
     what = f"reshape {x.name!r}"
     if any(d < -1 for d in target):
         raise ShapeError(f"{what}: target shape {target} has a negative size other than -1")
@@ -195,181 +187,6 @@ def constant(net: Network, value: TensorLike, name: str | None = None, dtype: dt
     return net.constant(value, name, dtype=dtype)
 
 
-def _same_kind(net: Network, op: str, tensors: Sequence[TensorLike]) -> list[Tensor]:
-    if not tensors:
-        raise ShapeError(f"{op} needs at least one tensor")
-    like = next(t for t in tensors if isinstance(t, Tensor))
-    ts = [as_tensor(net, t, like) for t in tensors]
-    if all(dtypes.is_float(t.dtype) for t in ts):
-        ts = [net.to_compute(t) for t in ts]
-    kinds = {t.dtype for t in ts}
-    if len(kinds) > 1:
-        raise ShapeError(f"{op}: tensors have different dtypes {[t.dtype for t in ts]}; cast them to one")
-    ranks = [t.ndim for t in ts]
-    if len(set(ranks)) > 1:
-        raise ShapeError(
-            f"{op}: tensors have ranks {ranks} ({', '.join(repr(t.name) for t in ts)}); all must have the same rank"
-        )
-    return ts
-
-
-def concat(tensors: Sequence[TensorLike], dim: int = 0, *, name: str | None = None) -> Tensor:
-    """``torch.cat``: join tensors along ``dim``; the other axes must match."""
-    net = net_of(*tensors)
-    ts = _same_kind(net, "concat", tensors)
-    d = axis(dim, ts[0].ndim, "concat dim")
-    for t in ts[1:]:
-        for i, (a, b) in enumerate(zip(ts[0].shape, t.shape, strict=True)):
-            if i != d and a != b and -1 not in (a, b):
-                raise ShapeError(
-                    f"concat along dim {d}: {t.name!r} has shape {t.shape}, {ts[0].name!r} has {ts[0].shape}; "
-                    f"they differ in dim {i}"
-                )
-    if len(ts) == 1:
-        return ts[0]
-    layer = net.trt.add_concatenation([t.trt for t in ts])
-    layer.axis = d
-    return net.register(layer, "concat", name)
-
-
-cat = concat
-
-
-def split(
-    x: Tensor, split_size_or_sections: int | Sequence[int], dim: int = 0, *, name: str | None = None
-) -> list[Tensor]:
-    """``torch.split``: pieces of one size (the last may be smaller) or of the given sizes.
-
-    The split axis must be static; the others may be dynamic. Pieces are named ``<name>.0``, ``<name>.1``, ...
-    """
-    d = axis(dim, x.ndim, "split dim")
-    n = x.shape[d]
-    what = f"split {x.name!r}"
-    if n == -1:
-        raise ShapeError(f"{what}: dim {d} is dynamic; split needs its size (shape {x.shape})")
-    if isinstance(split_size_or_sections, (int, np.integer)):
-        size = int(split_size_or_sections)
-        if size <= 0:
-            raise ShapeError(f"{what}: split size must be positive, got {size}")
-        sizes = [size] * (n // size) + ([n % size] if n % size else [])
-    else:
-        sizes = [int(s) for s in split_size_or_sections]
-        if sum(sizes) != n or any(s < 0 for s in sizes):
-            raise ShapeError(f"{what}: sections {sizes} sum to {sum(sizes)}, but dim {d} has size {n}")
-    net = x.net
-    base = net.op_name(name, "split", x)
-    out, start = [], 0
-    for i, s in enumerate(sizes):
-        layer = slice_layer(x, [d], [start], [s], [1])
-        out.append(net.register(layer, "split", f"{base}.{i}", scoped=False))
-        start += s
-    return out
-
-
-def chunk(x: Tensor, chunks: int, dim: int = 0, *, name: str | None = None) -> list[Tensor]:
-    """``torch.chunk``: ``ceil(size / chunks)``-sized pieces (possibly fewer than ``chunks``)."""
-    if chunks <= 0:
-        raise ShapeError(f"chunk {x.name!r}: chunks must be positive, got {chunks}")
-    n = x.shape[axis(dim, x.ndim, "chunk dim")]
-    return split(x, max(1, math.ceil(n / chunks)) if n >= 0 else 1, dim, name=name or "chunk")
-
-
-def stack(tensors: Sequence[TensorLike], dim: int = 0, *, name: str | None = None) -> Tensor:
-    """``torch.stack``: join along a new axis ``dim``."""
-    net = net_of(*tensors)
-    ts = _same_kind(net, "stack", tensors)
-    d = axis(dim, ts[0].ndim + 1, "stack dim")
-    for t in ts[1:]:
-        if any(a != b and -1 not in (a, b) for a, b in zip(t.shape, ts[0].shape, strict=True)):
-            raise ShapeError(f"stack: {t.name!r} has shape {t.shape}, {ts[0].name!r} has {ts[0].shape}; all must match")
-    lname = net.op_name(name, "stack", ts[0])
-    axes_t = int_constant(net, [d], f"{lname}.axes")
-    parts = [
-        net.register(net.trt.add_unsqueeze(t.trt, axes_t.trt), "unsqueeze", f"{lname}.in{i}", scoped=False)
-        for i, t in enumerate(ts)
-    ]
-    layer = net.trt.add_concatenation([p.trt for p in parts])
-    layer.axis = d
-    return net.register(layer, "stack", lname, resolved=True)
-
-
-_PAD_MODES = {"constant": "FILL", "reflect": "REFLECT", "replicate": "CLAMP", "circular": "WRAP"}
-
-
-def pad(
-    x: Tensor,
-    pad: Sequence[int | Tensor],
-    mode: Literal["constant", "reflect", "replicate", "circular"] = "constant",
-    value: float = 0.0,
-    *,
-    name: str | None = None,
-) -> Tensor:
-    """``torch.nn.functional.pad``: ``pad`` lists (before, after) pairs from the LAST axis backwards.
-
-    One slice layer whose out-of-bounds sampling mode does the padding (FILL,
-    REFLECT, CLAMP, WRAP). Negative padding crops. Padded axes may be dynamic, and
-    amounts may be runtime int scalars (Tensors).
-
-    Example::
-
-        y = ops.pad(x, (1, 1, 2, 2), mode="reflect")  # W by 1, H by 2 on NCHW
-        z = ops.pad(x, (0, target - n))                # runtime amounts
-    """
-    what = f"pad {x.name!r}"
-    if mode not in _PAD_MODES:
-        raise ShapeError(f"{what}: mode {mode!r} is not one of {list(_PAD_MODES)}")
-    if any(isinstance(p, Tensor) for p in pad):
-        return _runtime_pad(x, list(pad), mode, value, name)
-    pad = [int(p) for p in pad]
-    if len(pad) % 2 or len(pad) > 2 * x.ndim:
-        raise ShapeError(f"{what}: pad {tuple(pad)} needs an even number of values, at most {2 * x.ndim}")
-    pairs = {x.ndim - 1 - i: (pad[2 * i], pad[2 * i + 1]) for i in range(len(pad) // 2)}
-    pairs = {a: p for a, p in sorted(pairs.items()) if p != (0, 0)}
-    if not pairs:
-        return x
-    for a, (before, after) in pairs.items():
-        n = x.shape[a]
-        if mode == "reflect" and n != -1 and max(before, after) >= n:
-            raise ShapeError(f"{what}: reflect padding {(before, after)} must be smaller than dim {a} (size {n})")
-        if mode == "circular" and n != -1 and max(before, after) > n:
-            raise ShapeError(f"{what}: circular padding {(before, after)} must be at most dim {a} (size {n})")
-    net = x.net
-    lname = net.op_name(name, "pad", x)
-    ax = list(pairs)
-    size = affine_sizes(x, ax, [1] * len(ax), [b + a for b, a in pairs.values()], lname)
-    fill = _pad_value(net, x, value, lname) if mode == "constant" else None
-    layer = slice_layer(x, ax, [-b for b, _ in pairs.values()], size, [1] * len(ax), mode=_PAD_MODES[mode], fill=fill)
-    return net.register(layer, "pad", lname, resolved=True)
-
-
-def _pad_value(net: Network, x: Tensor, value: float, lname: str) -> Tensor:
-    array = np.asarray(value, dtype=dtypes.to_numpy(x.dtype))
-    layer = net.trt.add_constant((), net.keep(array, f"{lname}.value"))
-    return net.register(layer, "constant", f"{lname}.value", scoped=False)
-
-
-def _runtime_pad(x: Tensor, pad: list, mode: str, value: float, name: str | None) -> Tensor:
-    """``pad`` with runtime amounts: start = -before, size = dims + before + after, as shape tensors."""
-    what = f"pad {x.name!r}"
-    if len(pad) % 2 or len(pad) > 2 * x.ndim:
-        raise ShapeError(f"{what}: pad of {len(pad)} values needs an even number, at most {2 * x.ndim}")
-    net = x.net
-    lname = net.op_name(name, "pad", x)
-    ax = sorted(x.ndim - 1 - i for i in range(len(pad) // 2))
-    before = [pad[2 * (x.ndim - 1 - a)] for a in ax]
-    after = [pad[2 * (x.ndim - 1 - a) + 1] for a in ax]
-    b = int_vector(net, before, what, f"{lname}.before")
-    e = int_vector(net, after, what, f"{lname}.after")
-    b = b if isinstance(b, Tensor) else int_constant(net, b, f"{lname}.before")
-    e = e if isinstance(e, Tensor) else int_constant(net, e, f"{lname}.after")
-    zero = int_constant(net, [0] * len(ax), f"{lname}.zero")
-    start = binary(net, zero, b, "SUB", f"{lname}.start")
-    size = binary(net, binary(net, dims_of(x, ax, lname), b, "SUM", f"{lname}.grown"), e, "SUM", f"{lname}.size")
-    fill = _pad_value(net, x, value, lname) if mode == "constant" else None
-    layer = slice_layer(x, ax, start, size, [1] * len(ax), mode=_PAD_MODES[mode], fill=fill)
-    return net.register(layer, "pad", lname, resolved=True)
-
-
 def where(condition: TensorLike, a: TensorLike, b: TensorLike, *, name: str | None = None) -> Tensor:
     """``torch.where``: ``a`` where ``condition`` (bool) holds, else ``b``, with broadcasting."""
     net = net_of(condition, a, b)
@@ -389,57 +206,6 @@ def where(condition: TensorLike, a: TensorLike, b: TensorLike, *, name: str | No
             raise ShapeError(f"where: shapes {shapes} (condition, a, b) do not broadcast")
     cond, ta, tb = (unsqueeze_to(t, n) for t in (cond, ta, tb))
     return net.register(net.trt.add_select(cond.trt, ta.trt, tb.trt), "where", name)
-
-
-def expand(x: Tensor, *sizes: int | Sequence[int], name: str | None = None) -> Tensor:
-    """``Tensor.expand``: broadcast size-1 axes to ``sizes`` (-1 keeps an axis) without copying.
-
-    A stride-0 slice repeats the single element; dynamic axes can only be kept (-1).
-    """
-    target = _ints(sizes[0] if len(sizes) == 1 and not isinstance(sizes[0], (int, np.integer)) else sizes)
-    what = f"expand {x.name!r}"
-    if len(target) < x.ndim:
-        raise ShapeError(f"{what}: {len(target)} sizes {target} for a tensor of rank {x.ndim}")
-    x = unsqueeze_to(x, len(target))
-    grow = []
-    for i, (cur, want) in enumerate(zip(x.shape, target, strict=True)):
-        if want in (-1, cur):
-            continue
-        if cur != 1:
-            hint = "; pass -1 to keep a dynamic axis" if cur == -1 else ""
-            raise ShapeError(f"{what}: dim {i} of size {cur} cannot expand to {want} (shape {x.shape}){hint}")
-        grow.append(i)
-    if not grow:
-        return x
-    layer = slice_layer(x, grow, [0] * len(grow), [target[i] for i in grow], [0] * len(grow))
-    return x.net.register(layer, "expand", name)
-
-
-def broadcast_to(x: Tensor, shape: Sequence[int], *, name: str | None = None) -> Tensor:
-    """``numpy.broadcast_to`` (same as ``expand``)."""
-    return expand(x, tuple(shape), name=name or "broadcast_to")
-
-
-def repeat(x: Tensor, *sizes: int | Sequence[int], name: str | None = None) -> Tensor:
-    """``Tensor.repeat`` (``numpy.tile`` with as many reps as axes): a WRAP-mode slice."""
-    reps = _ints(sizes[0] if len(sizes) == 1 and not isinstance(sizes[0], (int, np.integer)) else sizes)
-    if len(reps) < x.ndim or any(r < 0 for r in reps):
-        raise ShapeError(f"repeat {x.name!r}: needs at least {x.ndim} non-negative repeats, got {reps}")
-    x = unsqueeze_to(x, len(reps))
-    ax = [i for i, r in enumerate(reps) if r != 1]
-    if not ax:
-        return x
-    net = x.net
-    lname = net.op_name(name, "repeat", x)
-    size = affine_sizes(x, ax, [reps[i] for i in ax], [0] * len(ax), lname)
-    layer = slice_layer(x, ax, [0] * len(ax), size, [1] * len(ax), mode="WRAP")
-    return net.register(layer, "repeat", lname, resolved=True)
-
-
-def tile(x: Tensor, reps: int | Sequence[int], *, name: str | None = None) -> Tensor:
-    """``numpy.tile``: fewer reps than axes repeat the trailing axes."""
-    reps = _ints(reps)
-    return repeat(x, (1,) * (x.ndim - len(reps)) + reps, name=name or "tile")
 
 
 def shape_of(x: Tensor, *, name: str | None = None) -> Tensor:

@@ -141,7 +141,7 @@ def bench(
 
     ``session`` replaces the Session made from ``plan`` (tests pass one with a stub engine).
     """
-    from ..build import Plan
+    from ..plan import Plan
     from . import cuda
     from .session import Session
 

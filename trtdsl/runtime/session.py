@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 
 from .. import _trt
-from ..build import Plan
 from ..errors import BackendError, ShapeError, TrtdslError
+from ..plan import Plan
 from . import cuda, staging
 from .array import DeviceArray
 from .feeds import FeedChecker

@@ -1,0 +1,73 @@
+"""weights/torchfile: a checkpoint gives tensors or a WeightError: no arbitrary objects, and bounded work
+on shared references, cycles and deep nesting.
+
+Crafted attacks load in the long-lived load server (conftest.py), so a crash or
+a hang fails the test instead of killing the run.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from trtdsl import WeightError
+from trtdsl import weights as W
+
+from ._crafted import Evil, refused
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+def test_torch_file_with_arbitrary_objects_is_refused(tmp_path, legacy):
+    marker = tmp_path / "pwned"
+    torch.save(
+        {"w": torch.ones(2), "hook": Evil(marker)}, tmp_path / "evil.pt", _use_new_zipfile_serialization=not legacy
+    )
+    with pytest.raises(
+        WeightError, match=r"evil.pt: refused: it holds Python objects other than tensors .*weights_only=True"
+    ):
+        W.load(tmp_path / "evil.pt")
+    assert not marker.exists()
+
+
+def test_torch_shared_reference_bomb_is_refused_quickly(loader, tmp_path):
+    x: list = [torch.ones(1)]
+    for _ in range(40):  # 2**40 paths in a 2 KB file
+        x = [x, x]
+    torch.save(x, tmp_path / "bomb.pt")
+    assert (tmp_path / "bomb.pt").stat().st_size < 4000
+    start = time.perf_counter()
+    refused(
+        loader, tmp_path / "bomb.pt", r"bomb.pt: refused: the checkpoint holds more than limits.max_entries=1000000"
+    )
+    assert time.perf_counter() - start < 30
+
+
+def test_torch_cycles_depth_and_entry_limit(loader, tmp_path):
+    x: list = [torch.ones(1)]
+    x.append(x)
+    torch.save(x, tmp_path / "cycle.pt")
+    refused(loader, tmp_path / "cycle.pt", r"cycle.pt: refused: container '1' contains itself")
+    deep: list = [torch.ones(1)]
+    for _ in range(150):
+        deep = [deep]
+    torch.save(deep, tmp_path / "deep.pt")
+    refused(loader, tmp_path / "deep.pt", r"deep.pt: refused: containers nest deeper than limits.max_depth=100")
+    torch.save({str(i): torch.ones(1) for i in range(50)}, tmp_path / "many.pt")
+    refused(loader, tmp_path / "many.pt", r"more than limits.max_entries=20", limits={"max_entries": 20})
+
+
+def test_torch_names_that_collide_after_flattening_are_an_error(tmp_path):
+    torch.save({"a.b": torch.ones(1), "a": {"b": torch.zeros(2)}}, tmp_path / "c.pt")
+    with pytest.raises(WeightError, match=r"c.pt: two tensors flatten to the name 'a.b'"):
+        W.load(tmp_path / "c.pt")
+
+
+def test_torch_shared_state_dict_keeps_both_names(tmp_path):
+    sd = {"w": torch.arange(3.0)}
+    torch.save({"model": sd, "ema": sd}, tmp_path / "s.pt")  # one dict pickled once, referenced twice
+    w = W.load(tmp_path / "s.pt")
+    assert sorted(w) == ["ema.w", "model.w"]
+    np.testing.assert_array_equal(w["ema.w"], [0, 1, 2])
