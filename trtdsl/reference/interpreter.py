@@ -38,10 +38,10 @@ from typing import Any
 import numpy as np
 
 from .. import _trt, dtypes
-from ..tensor import dims_tuple
 from ..errors import InterpreterError, ShapeError, TrtdslError, UnsupportedLayerError, did_you_mean
 from ..feeds import check_mapping
 from ..layerinfo import downcast
+from ..tensor import dims_tuple
 from . import fusion, precision, watch
 from .buffers import BufferPool
 from .control import Structure, group

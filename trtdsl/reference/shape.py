@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 
 from .. import dtypes
-from ..tensor import dims_tuple
 from ..errors import InterpreterError
+from ..tensor import dims_tuple
 from .registry import Node, interprets
 
 
