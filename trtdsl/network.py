@@ -288,8 +288,9 @@ class Network:
         n = layer.num_outputs
         first = layer.get_output(0)
         if n == 1:
-            first.name = lname + ".out"
-            self._producers[first.name] = layer
+            out = lname + ".out"
+            first.name = out
+            self._producers[out] = layer
             return Tensor(first, self)
         for i in range(n):
             t = layer.get_output(i)

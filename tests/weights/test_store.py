@@ -176,3 +176,11 @@ def test_read_failures_become_weight_errors(tmp_path):
         WeightError, match=r"x.h5: cannot read weight 'a': OSError: Can't read data \(inflate\(\) failed\)"
     ):
         w["a"]
+
+
+def test_a_block_view_has_every_field_a_full_view_has():
+    # block() builds its lazy views without __init__; a field added to one must reach the other.
+    w = W.WeightStore.from_mapping({"layer1.conv.weight": np.ones((2, 2), np.float32)})
+    view = w.block("layer1", "block").block("conv", "conv_bn_act")
+    assert set(vars(view)) == set(vars(w))
+    assert view.take("weight", (2, 2)).dtype == np.float32

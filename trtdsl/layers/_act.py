@@ -18,9 +18,12 @@ _BY_NAME: dict[str, Callable[..., Tensor]] = {
 }  # fmt: skip
 
 
+_IDENTITY = frozenset(("linear", "identity"))
+
+
 def apply(x: Tensor, act: Act, name: str) -> Tensor:
     """``act(x)`` named ``name``; ``act`` is None, a name from ``_BY_NAME`` or a callable."""
-    if act is None or act in {"linear", "identity"}:
+    if act is None or act in _IDENTITY:
         return x
     if callable(act):
         return act(x)

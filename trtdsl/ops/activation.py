@@ -32,6 +32,7 @@ _SELU_SCALE = 1.0507009873554804934193349852946
 # Activation types whose alpha and beta default to 0.0 in TensorRT (read from fresh
 # layers of tensorrt_rtx 1.7; others differ, e.g. CLIP's +-FLT_MAX, LEAKY_RELU's 0.01).
 _ZERO_PARAMS = frozenset(("RELU", "SIGMOID", "TANH", "GELU_ERF", "GELU_TANH"))
+_KINDS: dict[str, object] = {}  # 'RELU' -> trt.ActivationType.RELU (a getattr on the enum crosses pybind)
 
 
 def _what(op: str, name: str | None) -> str:
@@ -43,12 +44,15 @@ def _activation(
 ) -> Tensor:
     """``cast=False``: the caller knows ``x`` is in the compute dtype (it just made it there)."""
     net = x.net
-    if not (math.isfinite(alpha) and math.isfinite(beta)):
+    if (alpha or beta) and not (math.isfinite(alpha) and math.isfinite(beta)):
         # TensorRT would log an error and keep the old value.
         raise ShapeError(f"{_what(op, name)}: parameters must be finite, got alpha={alpha}, beta={beta}")
     if cast:
         x = net.to_compute(x)
-    layer = net.trt.add_activation(x.trt, getattr(_trt.load().ActivationType, kind))
+    kind_enum = _KINDS.get(kind)
+    if kind_enum is None:
+        kind_enum = _KINDS[kind] = getattr(_trt.load().ActivationType, kind)
+    layer = net.trt.add_activation(x.trt, kind_enum)
     if alpha or beta or kind not in _ZERO_PARAMS:  # a setter crosses pybind; 0.0 is the default there
         layer.alpha = float(alpha)
         layer.beta = float(beta)

@@ -162,14 +162,15 @@ class WeightStore(Mapping[str, np.ndarray]):
         block: _BlockLabel | None = None,
         root: dict[str, str] | None = None,
         float32: bool = False,
-        base: WeightStore | None = None,
     ):
+        # block() makes the lazy views field by field: a field added here goes there too
+        # (tests/weights/test_store.py compares the two).
         self._src = source
-        # A block view is lazy: it reads ``base``'s names under the key prefix ``_rel``
+        # A block view is lazy: it reads ``_base``'s names under the key prefix ``_rel``
         # and lists them only when asked (a model opens one view per block and weight group).
-        self._base = base
+        self._base: WeightStore | None = None
         self._rel = ""
-        self._n = names if names is not None or base is not None else {k: k for k in source.entries}
+        self._n = names if names is not None else {k: k for k in source.entries}
         self._where = where
         self.strict = strict
         self._prefix = prefix  # this view's names are relative to it: "layer1.0."
@@ -362,11 +363,12 @@ class WeightStore(Mapping[str, np.ndarray]):
                 rel += "."
         # The labels are formatted only for a message (a model opens a view per block).
         full_prefix = base._prefix + rel
-        view = WeightStore(
-            self._src, None, where=self._where, strict=self.strict, prefix=full_prefix,
-            block=_BlockLabel(kind, full_prefix[:-1], self._block), root=self._root, float32=float32, base=base,
-        )  # fmt: skip
-        view._rel = rel
+        # The fields __init__ sets for a lazy view, set directly: a model opens a view per
+        # block and weight group, and the keyword call costs as much as the rest of block().
+        view = object.__new__(WeightStore)
+        view._src, view._base, view._rel, view._n, view._sorted = self._src, base, rel, None, None
+        view._where, view.strict, view._prefix, view._root = self._where, self.strict, full_prefix, self._root
+        view._block, view._float32 = _BlockLabel(kind, full_prefix[:-1], self._block), float32
         return view
 
     def rename(
