@@ -197,7 +197,7 @@ def test_gelu_as_the_onnx_parser_builds_it_fuses(rng):
 def test_depthwise_channel_blocks_cover_every_channel(block, rng, monkeypatch):
     from trtdsl.reference.kernels import depthwise
 
-    monkeypatch.setattr(depthwise, "_BLOCK_BYTES", block)
+    monkeypatch.setattr(depthwise, "_GEMM_BLOCK_BYTES", block)
     c, n = 5, 2
     w = rng.standard_normal((c, 1, 3, 3)).astype(np.float32)
     b = rng.standard_normal(c).astype(np.float32)
@@ -207,3 +207,19 @@ def test_depthwise_channel_blocks_cover_every_channel(block, rng, monkeypatch):
     xv = rng.standard_normal((n, c, 6, 7)).astype(np.float32)
     ref = F.conv2d(_t(xv), _t(w), _t(b), stride=2, padding=1, groups=c).numpy()
     np.testing.assert_allclose(run(net, {"x": xv})["y"], ref, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_depthwise_without_bias_and_in_half_precision(dtype, rng):
+    # No bias: no ones row in the GEMM. A float16 network's convolution computes in float32.
+    c = 6
+    w = rng.standard_normal((c, 1, 5, 5)).astype(np.float32) / 5
+    net = trtdsl.Network(f"dw_{dtype}", dtype=dtype)
+    x = net.input("x", dtype, (1, c, 9, 10))
+    net.output(ops.conv2d(x, w.astype(dtype), stride=1, padding=2, groups=c), "y")
+    xv = rng.standard_normal((1, c, 9, 10)).astype(dtype)
+    ref = F.conv2d(_t(xv.astype(np.float32)), _t(w.astype(dtype).astype(np.float32)), padding=2, groups=c).numpy()
+    got = run(net, {"x": xv})["y"]
+    tol = 1e-5 if dtype == "float32" else 5e-3
+    np.testing.assert_allclose(got.astype(np.float32), ref, rtol=tol, atol=tol)
+    np.testing.assert_allclose(got, run(net, {"x": xv}, fast=False)["y"], rtol=tol, atol=tol)

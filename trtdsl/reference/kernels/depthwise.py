@@ -4,9 +4,10 @@
 phases, each laid out with rows of one common width ``q``. Output pixel (i, j)
 at kernel offset (a, b) then reads phase (a*d % s, b*d % s) at flat index
 ``(i + a*d//s) * q + j + b*d//s``: for every offset, the whole output is one
-contiguous, shifted run of one phase, so each offset costs two unit-stride
-ufunc passes (multiply, add) over rows of ``q`` (the ``q - out`` extra columns
-are computed and dropped). Channels go in blocks that stay in cache. Measured
+contiguous, shifted run of one phase, so for a block of channels the runs of all
+offsets are copied as the rows of one matrix per channel, and one batched GEMM
+with the channels' weights (and bias, against a row of ones) sums them
+(``_taps_gemm``). The ``q - out`` extra columns are computed and dropped. Measured
 against the strided multiply-accumulate (``depthwise_mac``) on MobileNetV2's
 shapes: 1.9-2.9x faster. The padding's zeros stay from the first call (kept).
 """
@@ -21,9 +22,8 @@ import numpy as np
 from .im2col import kernel_offsets
 from .scratch import kept
 
-# Channels per block: measured on MobileNetV2's shapes, 1 MiB blocks beat 128-512 KiB ones by 5-15%
-# (fewer ufunc calls; the blocks still stay in the 32 MiB L3).
-_BLOCK_BYTES = 1 << 20
+# Channels per block: the size of a block's tap matrices (see _taps_gemm).
+_GEMM_BLOCK_BYTES = 2 << 20
 
 
 def depthwise_mac(
@@ -70,26 +70,43 @@ def depthwise_2d(
                                                                 b0 : b0 + (nj - 1) * sw + 1 : sw]  # fmt: skip
     flat = phases.reshape(sh, sw, n * c, rows * q)
     length = oh * q
-    wc = w.reshape(c, fh * fw)
-    if n > 1:
-        wc = np.tile(wc, (n, 1))
-    ext = kept(("dw-out", n * c, length, x.dtype), lambda: np.empty((n * c, length), x.dtype))
-    per = max(1, _BLOCK_BYTES // (length * x.itemsize))
-    tmp = kept(("dw-tmp", per, length, x.dtype), lambda: np.empty((per, length), x.dtype))
     taps = [(a * fw + b, a * dh % sh, b * dw % sw, (a * dh // sh) * q + b * dw // sw)
             for a in range(fh) for b in range(fw)]  # fmt: skip
-    for c0 in range(0, n * c, per):
-        c1 = min(n * c, c0 + per)
-        yb, tb = ext[c0:c1], tmp[: c1 - c0]
-        for k, (j, r, t, off) in enumerate(taps):
-            run = flat[r, t, c0:c1, off : off + length]
-            if k == 0:
-                np.multiply(run, wc[c0:c1, j, None], out=yb)
-            else:
-                np.multiply(run, wc[c0:c1, j, None], out=tb)
-                yb += tb
-        if bias is not None:
-            yb += (np.tile(bias, n) if n > 1 else bias)[c0:c1, None]
+    wc = w.reshape(c, fh * fw)
+    ext = _taps_gemm(flat, wc, bias, taps, n, length, x.dtype)
     y = empty((n, c, oh, ow), x.dtype)
     y[...] = ext.reshape(n, c, oh, q)[..., :ow]
     return y
+
+
+def _taps_gemm(
+    flat: np.ndarray, wc: np.ndarray, bias: np.ndarray | None, taps: list, n: int, length: int, dtype: np.dtype
+) -> np.ndarray:
+    """Each block of channels: its taps' runs copied into the rows of a (taps [+ ones], length)
+    matrix per channel, times that channel's weights (and bias) in one batched GEMM.
+
+    Measured on MobileNetV2's and EfficientNet-B0's shapes against two ufunc passes
+    (multiply, add) per tap: about as fast for 3x3 kernels at 112x112, 1.2-1.8x faster for
+    5x5 kernels and for many channels; 2 MiB blocks beat 0.25-1 MiB ones.
+    """
+    c = wc.shape[0]
+    k = len(taps) + (bias is not None)
+    wk = wc if bias is None else np.concatenate([wc, bias.reshape(c, 1)], axis=1)
+    wk = np.ascontiguousarray(np.tile(wk, (n, 1)) if n > 1 else wk, dtype=dtype).reshape(n * c, 1, k)
+    per = max(1, _GEMM_BLOCK_BYTES // (k * length * dtype.itemsize))
+
+    def make() -> np.ndarray:
+        cols = np.empty((per, k, length), dtype)
+        if bias is not None:
+            cols[:, -1] = 1  # the ones row, never written again
+        return cols
+
+    cols = kept(("dw-cols", per, k, length, dtype, bias is not None), make)
+    ext = kept(("dw-out", n * c, length, dtype), lambda: np.empty((n * c, length), dtype)).reshape(n * c, 1, length)
+    for c0 in range(0, n * c, per):
+        c1 = min(n * c, c0 + per)
+        block = cols[: c1 - c0]
+        for j, r, t, off in taps:
+            block[:, j] = flat[r, t, c0:c1, off : off + length]
+        np.matmul(wk[c0:c1], block, out=ext[c0:c1])
+    return ext.reshape(n * c, length)
