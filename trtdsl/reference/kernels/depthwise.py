@@ -20,7 +20,7 @@ from collections.abc import Callable
 import numpy as np
 
 from .im2col import kernel_offsets
-from .scratch import kept
+from .scratch import kept, shared
 
 # Channels per block: the size of a block's tap matrices (see _taps_gemm).
 _GEMM_BLOCK_BYTES = 2 << 20
@@ -95,14 +95,10 @@ def _taps_gemm(
     wk = np.ascontiguousarray(np.tile(wk, (n, 1)) if n > 1 else wk, dtype=dtype).reshape(n * c, 1, k)
     per = max(1, _GEMM_BLOCK_BYTES // (k * length * dtype.itemsize))
 
-    def make() -> np.ndarray:
-        cols = np.empty((per, k, length), dtype)
-        if bias is not None:
-            cols[:, -1] = 1  # the ones row, never written again
-        return cols
-
-    cols = kept(("dw-cols", per, k, length, dtype, bias is not None), make)
-    ext = kept(("dw-out", n * c, length, dtype), lambda: np.empty((n * c, length), dtype)).reshape(n * c, 1, length)
+    cols = shared("dw-cols", (min(per, n * c), k, length), dtype)
+    if bias is not None:
+        cols[:, -1] = 1  # the ones row
+    ext = shared("dw-out", (n * c, 1, length), dtype)
     for c0 in range(0, n * c, per):
         c1 = min(n * c, c0 + per)
         block = cols[: c1 - c0]

@@ -6,6 +6,7 @@ no fresh pages on the next call with the same shapes.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -36,6 +37,21 @@ def kept(key: tuple, make: Callable[[], np.ndarray]) -> np.ndarray:
         while total > _SCRATCH_BYTES:
             total -= cache.popitem(last=False)[1].nbytes
     return array
+
+
+def shared(role: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """An uninitialized work array of ``shape``, on one buffer per ``role`` that every shape shares.
+
+    For work arrays rewritten whole on every call (nothing to keep between calls): one
+    buffer, grown to the largest shape asked for, instead of one kept array per shape.
+    """
+    dtype = np.dtype(dtype)
+    nbytes = dtype.itemsize * math.prod(shape)
+    buf = kept(("shared", role), lambda: np.empty(0, np.uint8))
+    if buf.nbytes < nbytes:
+        _scratch_local.cache.pop(("shared", role))
+        buf = kept(("shared", role), lambda: np.empty(nbytes, np.uint8))
+    return buf[:nbytes].view(dtype).reshape(shape)
 
 
 def zeroed(shape: tuple[int, ...], dtype: np.dtype, ones_row: bool, geometry: tuple) -> np.ndarray:
