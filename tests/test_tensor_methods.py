@@ -51,3 +51,20 @@ def test_tensor_method(name, rng):
         np.testing.assert_allclose(got, expected, rtol=2e-3 if name == "astype" else 1e-5, atol=1e-5)
     else:
         np.testing.assert_array_equal(got, expected)
+
+
+def test_shapes_read_through_the_bounded_cache_stay_right(monkeypatch):
+    # Tensor.shape goes through str(Dims) and a cache that is cleared when it fills: every
+    # shape, including dynamic dims and ranks 0 to 8, must still read back as TensorRT has it.
+    from trtdsl import tensor
+
+    monkeypatch.setattr(tensor, "_SHAPES", {})
+    monkeypatch.setattr(tensor, "_SHAPES_MAX", 3)
+    net = trtdsl.Network("shapes")
+    specs = [(2,), (1, 3), ("batch", 4), (2, 3, 4, 5, 6, 7, 8, 9), (5, 1), (1, 3), ("n", "m", 2)]
+    for i, spec in enumerate(specs):
+        want = tuple(-1 if isinstance(d, str) else d for d in spec)
+        x = net.input(f"x{i}", "float32", spec)
+        assert x.shape == want
+        assert x.shape == want  # read again, from the cache
+        assert len(tensor._SHAPES) <= 3
