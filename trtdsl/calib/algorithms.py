@@ -21,8 +21,11 @@ the published loop:
 
 The KL divergence of each candidate is computed in closed form from prefix sums (in
 ``np.longdouble``, whose extra precision keeps the cancellation in ``sum p log p -
-sum p log q`` far below the 1e-12 relative near-tie margin), and the MSE of each candidate
-from prefix sums over the ranges of bins that round to each quantized level.
+sum p log q`` far below the 1e-12 relative near-tie margin). The MSE of every candidate is
+screened in closed form (two gathers of prefix sums and two dot products per block of
+candidates, with a bound on its rounding), and the few candidates the bound cannot rule
+out are evaluated from exact integer moments over the ranges of bins that round to each
+quantized level (``mse_errors``).
 """
 
 from __future__ import annotations
