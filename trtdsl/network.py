@@ -29,9 +29,9 @@ from typing import Any
 import numpy as np
 
 from . import _trt, dtypes
-from .errors import ProfileError, ShapeError, TrtdslError, did_you_mean
-from .layerinfo import layer_type
-from .profile import Dim, Profile, check_range
+from .errors import ShapeError, TrtdslError
+from .netgraph import GraphMixin
+from .profile import Dim, DimsMixin
 from .tensor import Tensor
 
 # ids of the dtype objects np.dtype(<type>) returns (immortal singletons). By identity,
@@ -54,7 +54,7 @@ def _after(tensor_name: str, kind: str) -> str:
     return ".".join([*(parts[:-1] if len(parts) > 1 else parts), kind])
 
 
-class Network:
+class Network(DimsMixin, GraphMixin):
     """A TensorRT ``INetworkDefinition`` with names, weights, dims and precision."""
 
     def __init__(self, name: str = "network", *, dtype: dtypes.DTypeLike = "float32"):
@@ -116,44 +116,6 @@ class Network:
         return net
 
     # ----------------------------------------------------------------- inputs
-    def dim(self, name: str, min: int | None = None, opt: int | None = None, max: int | None = None) -> Dim:
-        """Declare a named dynamic dimension with its range in the first profile."""
-        d = Dim(name, min, opt, max)
-        if d.range is not None:
-            check_range(name, (min, opt, max))
-        if name in self.dims and self.dims[name].range not in (None, d.range) and d.range is not None:
-            raise ProfileError(f"dim {name!r} is already declared with range {self.dims[name].range}, not {d.range}")
-        if name not in self.dims or d.range is not None:
-            self.dims[name] = d
-        return self.dims[name]
-
-    def add_profile(self, ranges: Mapping[str, Sequence[int]] | None = None, **kw: Sequence[int]) -> int:
-        """Add another optimization profile; dims left out keep their first-profile range."""
-        ranges = {**(ranges or {}), **kw}
-        for dim, rng in ranges.items():
-            if dim not in self.dims:
-                raise ProfileError(
-                    f"profile names unknown dim {dim!r}; declared dims: {list(self.dims)}.{did_you_mean(dim, self.dims)}"
-                )
-            ranges[dim] = check_range(dim, tuple(rng))
-        self._extra_profiles.append(dict(ranges))
-        return len(self._extra_profiles)
-
-    def profiles(self) -> list[Profile]:
-        """The optimization profiles, validated: every dynamic dim used by an input has a range."""
-        used = {d for spec in self.input_specs.values() for d in spec if isinstance(d, str)}
-        first: dict[str, tuple[int, int, int]] = {}
-        for dim in sorted(used):
-            rng = self.dims[dim].range
-            if rng is None:
-                users = [n for n, s in self.input_specs.items() if dim in s]
-                raise ProfileError(
-                    f"dim {dim!r} (used by input {users[0]!r}) has no range; declare one with "
-                    f"net.dim({dim!r}, min, opt, max)"
-                )
-            first[dim] = rng
-        return [Profile(first)] + [Profile({**first, **extra}) for extra in self._extra_profiles]
-
     def input(self, name: str, dtype: dtypes.DTypeLike, shape: Sequence[int | str | Dim]) -> Tensor:
         """Declare a network input. A shape entry is an int, a dim name, or a ``Dim``."""
         if name in self.input_specs:
@@ -303,70 +265,6 @@ class Network:
         self.register(layer, kind, name)
         return [Tensor(layer.get_output(i), self) for i in range(layer.num_outputs)]
 
-    def producer(self, tensor: Tensor | str) -> Any:
-        """The ``ILayer`` that produced a tensor (None for network inputs)."""
-        key = tensor if isinstance(tensor, str) else tensor.name
-        return self._producers.get(key)
-
-    def tensor(self, name: str) -> Tensor:
-        """Find a tensor by name among inputs and layer outputs."""
-        for i in range(self.trt.num_inputs):
-            if self.trt.get_input(i).name == name:
-                return Tensor(self.trt.get_input(i), self)
-        layer = self._producers.get(name)
-        if layer is not None:
-            for i in range(layer.num_outputs):
-                if layer.get_output(i).name == name:
-                    return Tensor(layer.get_output(i), self)
-        names = list(self.input_specs) + list(self._producers)
-        raise TrtdslError(f"no tensor {name!r} in network {self.name!r}.{did_you_mean(name, names)}")
-
-    # -------------------------------------------------------------- rewriting
-    def consumers(self, tensor: Tensor | str) -> list[tuple[Any, int]]:
-        """Every ``(layer, input_index)`` that reads ``tensor``, in network order."""
-        name = tensor if isinstance(tensor, str) else tensor.name
-        found = []
-        for i in range(self.trt.num_layers):
-            layer = self.trt.get_layer(i)
-            for j in range(layer.num_inputs):
-                t = layer.get_input(j)
-                if t is not None and t.name == name:
-                    found.append((layer, j))
-        return found
-
-    def replace_uses(self, old: Tensor, new: Tensor, *, keep: Sequence[Any] = ()) -> int:
-        """Make every layer that reads ``old`` read ``new`` instead; returns how many inputs moved.
-
-        Layers in ``keep`` still read ``old`` (the layers that compute ``new`` from
-        ``old``; :meth:`insert_after` fills it in for the common case). A network
-        output that is ``old`` stays ``old``; mark ``new`` as an output yourself if
-        you want it. Prepared reference interpreters notice the change.
-        """
-        if old.dtype != new.dtype:
-            raise ShapeError(f"cannot replace {old.name!r} ({old.dtype}) by {new.name!r} ({new.dtype}): dtypes differ")
-        skip = {layer.name for layer in keep}
-        moved = 0
-        for layer, j in self.consumers(old):
-            if layer.name not in skip:
-                layer.set_input(j, new.trt)
-                moved += 1
-        if moved:
-            self.generation += 1
-        return moved
-
-    def insert_after(self, tensor: Tensor, make: Any) -> Tensor:
-        """Insert ``make(tensor)`` between ``tensor`` and every layer that read it.
-
-        ``make`` adds layers with the DSL (e.g. ``lambda t: ops.fake_quantize(t, amax=2.0)``);
-        the layers it adds keep reading ``tensor``. This is how calibration
-        writes Q/DQ into a finished network.
-        """
-        before = self.trt.num_layers
-        new = make(tensor)
-        added = [self.trt.get_layer(i) for i in range(before, self.trt.num_layers)]
-        self.replace_uses(tensor, new, keep=added)
-        return new
-
     # ---------------------------------------------------------------- weights
     def keep(self, array: np.ndarray, role: str) -> Any:
         """Keep ``array`` alive until the build and return ``trt.Weights`` over it, no copy.
@@ -487,102 +385,3 @@ class Network:
             dt = self._precision[-1]
             return self._cast(x, src, dt), dt
         return x, src
-
-    # ------------------------------------------------------------------ views
-    def layers(self) -> list[Any]:
-        """All layers, downcast to their concrete ``I*Layer`` classes; see ``trtdsl.layer_type`` for the kind."""
-        from .layerinfo import downcast
-
-        return [downcast(self.trt.get_layer(i)) for i in range(self.trt.num_layers)]
-
-    def layer(self, name: str) -> Any:
-        """The layer named ``name``, downcast; the error suggests near names."""
-        from .layerinfo import downcast
-
-        names = []
-        for i in range(self.trt.num_layers):
-            layer = self.trt.get_layer(i)
-            if layer.name == name:
-                return downcast(layer)
-            names.append(layer.name)
-        raise TrtdslError(
-            f"no layer {name!r} in network {self.name!r} ({len(names)} layers).{did_you_mean(name, names)}"
-        )
-
-    def index_ranges(self) -> dict[str, int]:
-        """For each integer input read as indices by a gather (an embedding), the size of the axis it indexes.
-
-        Casts, reshapes and identities between the input and the gather are followed;
-        ``trtdsl run`` draws random ids below it, and plans keep it in their options.
-
-        Example::
-
-            net.index_ranges()   # {'ids': 30522}
-        """
-        trt = _trt.load()
-        passthrough = {trt.LayerType.SHUFFLE, trt.LayerType.IDENTITY, trt.LayerType.CAST}
-        readers: dict[str, list[tuple[Any, int]]] = {}
-        for layer in self.layers():
-            for j in range(layer.num_inputs):
-                t = layer.get_input(j)
-                if t is not None:
-                    readers.setdefault(t.name, []).append((layer, j))
-        highs: dict[str, int] = {}
-        for name, dt in self.input_dtypes.items():
-            if dt not in ("int32", "int64", "int8", "uint8"):
-                continue
-            frontier, seen, limits = [name], set(), []
-            while frontier:
-                t = frontier.pop()
-                seen.add(t)
-                for layer, j in readers.get(t, ()):
-                    kind = layer_type(layer)
-                    if kind == trt.LayerType.GATHER and j == 1:
-                        data = layer.get_input(0).shape
-                        n = data[layer.axis] if layer.axis < len(data) else -1
-                        if n > 0:
-                            limits.append(int(n))
-                    elif kind in passthrough and layer.get_output(0).name not in seen:
-                        frontier.append(layer.get_output(0).name)
-            if limits:
-                highs[name] = min(limits)
-        return highs
-
-    def summary(self) -> str:
-        """A table of the layers: name, type, output shape, dtype and precision region.
-
-        The region is the float dtype a ``net.precision(...)`` block asked for, shown
-        where it differs from the network's dtype (a float32 softmax in an fp16 net).
-
-        Example::
-
-            print(net.summary())
-        """
-        rows = [("layer", "type", "output shape", "dtype", "region")]
-        for layer in self.layers():
-            out = layer.get_output(0) if layer.num_outputs else None
-            shape = "" if out is None else "(" + ", ".join(str(d) for d in _shape(out.shape)) + ")"
-            dt = "" if out is None else dtypes.from_trt(out.dtype)
-            region = self._regions.get(layer.name, "")
-            extra = f" +{layer.num_outputs - 1} outputs" if layer.num_outputs > 1 else ""
-            rows.append((layer.name, layer_type(layer).name.lower(), shape + extra, dt, region))
-        widths = [max(len(r[i]) for r in rows) for i in range(5)]
-        lines = [f"network {self.name!r} ({self.dtype}): {self.trt.num_layers} layers"]
-        lines += ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
-        return "\n".join(lines)
-
-    def __repr__(self) -> str:
-        def spec(name: str) -> str:
-            dims = ", ".join(str(d) for d in self.input_specs[name])
-            return f"{name}: {self.input_dtypes[name]}[{dims}]"
-
-        ins = ", ".join(spec(n) for n in self.input_specs)
-        return (
-            f"Network({self.name!r}, dtype={self.dtype!r}, inputs=({ins}), "
-            f"outputs={list(self.outputs)}, layers={self.trt.num_layers})"
-        )
-
-
-def _shape(dims: Any) -> tuple[int | str, ...]:
-    """A layer output's shape, '?' for an axis TensorRT only knows at run time."""
-    return tuple("?" if dims[i] == -1 else dims[i] for i in range(len(dims)))

@@ -128,3 +128,50 @@ def select_profile(
 
 def _fmt(spec: Sequence[int | str]) -> str:
     return "(" + ", ".join(str(d) for d in spec) + ")"
+
+
+class DimsMixin:
+    """The named dims and optimization profiles of :class:`trtdsl.Network` (``net.dim``, ``net.add_profile``)."""
+
+    # Set by Network.__init__.
+    dims: dict[str, Dim]
+    input_specs: dict[str, tuple[int | str, ...]]
+    _extra_profiles: list[dict[str, Range]]
+
+    def dim(self, name: str, min: int | None = None, opt: int | None = None, max: int | None = None) -> Dim:
+        """Declare a named dynamic dimension with its range in the first profile."""
+        d = Dim(name, min, opt, max)
+        if d.range is not None:
+            check_range(name, (min, opt, max))
+        if name in self.dims and self.dims[name].range not in (None, d.range) and d.range is not None:
+            raise ProfileError(f"dim {name!r} is already declared with range {self.dims[name].range}, not {d.range}")
+        if name not in self.dims or d.range is not None:
+            self.dims[name] = d
+        return self.dims[name]
+
+    def add_profile(self, ranges: Mapping[str, Sequence[int]] | None = None, **kw: Sequence[int]) -> int:
+        """Add another optimization profile; dims left out keep their first-profile range."""
+        ranges = {**(ranges or {}), **kw}
+        for dim, rng in ranges.items():
+            if dim not in self.dims:
+                raise ProfileError(
+                    f"profile names unknown dim {dim!r}; declared dims: {list(self.dims)}.{did_you_mean(dim, self.dims)}"
+                )
+            ranges[dim] = check_range(dim, tuple(rng))
+        self._extra_profiles.append(dict(ranges))
+        return len(self._extra_profiles)
+
+    def profiles(self) -> list[Profile]:
+        """The optimization profiles, validated: every dynamic dim used by an input has a range."""
+        used = {d for spec in self.input_specs.values() for d in spec if isinstance(d, str)}
+        first: dict[str, tuple[int, int, int]] = {}
+        for dim in sorted(used):
+            rng = self.dims[dim].range
+            if rng is None:
+                users = [n for n, s in self.input_specs.items() if dim in s]
+                raise ProfileError(
+                    f"dim {dim!r} (used by input {users[0]!r}) has no range; declare one with "
+                    f"net.dim({dim!r}, min, opt, max)"
+                )
+            first[dim] = rng
+        return [Profile(first)] + [Profile({**first, **extra}) for extra in self._extra_profiles]

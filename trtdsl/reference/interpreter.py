@@ -32,24 +32,21 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
 from .. import _trt, dtypes
-from ..errors import InterpreterError, ShapeError, TrtdslError, UnsupportedLayerError, did_you_mean
-from ..feeds import check_mapping
+from ..errors import InterpreterError, TrtdslError, UnsupportedLayerError
 from ..layerinfo import downcast
 from ..tensor import dims_tuple
 from . import fusion, precision, watch
+from .arguments import Capture, Observer, capture_set, check_feeds, dims_text, observe_map
 from .buffers import BufferPool
 from .control import Structure, group
 from .liveness import donation_plan, last_uses, structures
 from .registry import REGISTRY, Node, supported
-
-Capture = None | str | Iterable[str]
-Observer = Callable[[str, np.ndarray], None]
 
 
 class Interpreter:
@@ -136,9 +133,9 @@ class Interpreter:
                 f"network {self.definition.name!r} has no outputs, so a run computes nothing; "
                 "mark one with net.output(tensor, name)"
             )
-        env = self._check_feeds(feeds)
-        want = self._capture_set(capture)
-        watch = self._observe_map(observe)
+        env = check_feeds(feeds, self.inputs, self.network, getattr(self.network, "name", self.definition.name))
+        want = capture_set(capture, self.tensors)
+        watch = observe_map(observe, self.tensors, self.inputs, self._top_level)
         keep = set(self.outputs) | want
         if want or watch:
             # Captured and observed tensors are exported: never fused away, never donated.
@@ -152,7 +149,7 @@ class Interpreter:
         try:
             self._execute(env, keep, donations, fused, watch)
         except InterpreterError as e:
-            dims = self._dims_text(feeds)
+            dims = dims_text(self.network, feeds)
             if not dims:
                 raise
             raise InterpreterError(f"{e}; at {dims}") from e
@@ -171,31 +168,6 @@ class Interpreter:
                     "branch that was not taken, or a loop that ran zero times)"
                 )
         return result
-
-    def _observe_map(self, observe: Mapping[str, Observer] | None) -> dict[str, Observer]:
-        if not observe:
-            return {}
-        if not isinstance(observe, Mapping):
-            raise TrtdslError(
-                f"observe must map tensor names to callbacks fn(name, array), got {type(observe).__name__}"
-            )
-        inputs = set(self.inputs)
-        for n, fn in observe.items():
-            if n not in self.tensors:
-                raise TrtdslError(
-                    f"cannot observe unknown tensor {n!r} ({len(self.tensors)} tensors in the network)."
-                    + did_you_mean(n, self.tensors)
-                )
-            if n in inputs:
-                raise TrtdslError(f"cannot observe {n!r}: it is a network input (its value is the feed itself)")
-            if n not in self._top_level:
-                raise TrtdslError(
-                    f"cannot observe {n!r}: it lives inside a loop or conditional body; observe that "
-                    "structure's outputs instead"
-                )
-            if not callable(fn):
-                raise TrtdslError(f"observer for {n!r} must be callable fn(name, array), got {type(fn).__name__}")
-        return dict(observe)
 
     def _plans(self, names: frozenset[str]) -> tuple[list[tuple[int, ...]], fusion.Plan]:
         """Donation and fusion plans that keep the outputs and ``names`` intact (none in plain mode)."""
@@ -238,20 +210,6 @@ class Interpreter:
             for step in structures(self.steps):
                 step.layer = None
 
-    def _capture_set(self, capture: Capture) -> set[str]:
-        if capture is None:
-            return set()
-        if isinstance(capture, str) and capture == "all":
-            return set(self.tensors)
-        names = [capture] if isinstance(capture, str) else list(capture)
-        for n in names:
-            if n not in self.tensors:
-                raise TrtdslError(
-                    f"cannot capture unknown tensor {n!r} ({len(self.tensors)} tensors in the network)."
-                    + did_you_mean(n, self.tensors)
-                )
-        return set(names)
-
     def _execute(self, env: dict, keep: set, donations: Any, fused: Any, watch: Any) -> None:
         """Run every step over ``env`` (the loop of :meth:`run`)."""
         for pos, (step, free, donated) in enumerate(zip(self.steps, self._free_after, donations, strict=True)):
@@ -274,45 +232,6 @@ class Interpreter:
                         del env[name]
                     else:
                         pool.give(env.pop(name))
-
-    def _dims_text(self, feeds: Mapping[str, Any]) -> str:
-        """'H=17, W=16': the named dims as the feeds set them (empty for a raw definition)."""
-        specs = getattr(self.network, "input_specs", None) or {}
-        seen: dict[str, int] = {}
-        for name, spec in specs.items():
-            shape = np.shape(feeds[name]) if name in feeds else ()
-            for d, n in zip(spec, shape or (), strict=False):
-                if isinstance(d, str):
-                    seen.setdefault(d, n)
-        return ", ".join(f"{d}={n}" for d, n in seen.items())
-
-    def _check_feeds(self, feeds: Mapping[str, Any]) -> dict[str, np.ndarray]:
-        check_mapping(feeds, self.inputs, f"network {getattr(self.network, 'name', self.definition.name)!r}")
-        for name in feeds:
-            if name not in self.inputs:
-                raise ShapeError(
-                    f"feed {name!r} is not an input of the network; inputs are {list(self.inputs)}."
-                    + did_you_mean(name, self.inputs)
-                )
-        missing = [n for n in self.inputs if n not in feeds]
-        if missing:
-            raise ShapeError(f"missing feed for input(s) {missing}; the network's inputs are {list(self.inputs)}")
-        env: dict[str, np.ndarray] = {}
-        for name, value in feeds.items():
-            shape, dt = self.inputs[name]
-            array = precision.feed(value, dt, f"feed {name!r}")  # the feed rule: dtypes.convert
-            if array.ndim != len(shape) or any(s not in (-1, a) for s, a in zip(shape, array.shape, strict=True)):
-                raise ShapeError(
-                    f"feed {name!r}: expected shape {shape} (-1 = any), got {array.shape}"
-                    + (f" (rank {array.ndim}, expected rank {len(shape)})" if array.ndim != len(shape) else "")
-                )
-            env[name] = array
-        specs = getattr(self.network, "input_specs", None)
-        if specs:
-            from ..profile import select_profile
-
-            select_profile(self.network.profiles(), specs, {n: a.shape for n, a in env.items()})
-        return env
 
 
 _RUN = object()  # a step with no fusion action: run it

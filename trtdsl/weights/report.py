@@ -1,15 +1,28 @@
-"""Weight-use reports: which weights a network left unused, grouped by layer, and layout hints."""
+"""Weight-use reports: which weights a network left unused, grouped by layer, and layout hints.
+
+:class:`ReportMixin` gives :class:`~trtdsl.weights.WeightStore` its use check
+(``unused``, ``check_all_used``, ``finish``) and its summary (``nbytes``,
+``summary``, ``repr``); the functions below word the messages.
+"""
 
 from __future__ import annotations
 
 import difflib
 import fnmatch
+import logging
 import re
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
-from ..errors import did_you_mean
+from ..errors import WeightError, did_you_mean
+
+log = logging.getLogger("trtdsl.weights")
+
+# Known non-parameters a checkpoint carries beside its weights: torch's BatchNorm step
+# counter (read by no inference network). fnmatch patterns over a view's names.
+DEFAULT_IGNORE: tuple[str, ...] = ("num_batches_tracked", "*.num_batches_tracked", "*/num_batches_tracked")
 
 
 def _ignored(name: str, patterns: Sequence[str]) -> bool:
@@ -97,3 +110,104 @@ def layout_hint(got: tuple[int, ...], want: tuple[int, ...]) -> str:
             return " Same sizes in another order: a transposed layout? See trtdsl.weights.layout."
         return " Same number of elements: reshape it if the layout is right."
     return ""
+
+
+def _fmt_bytes(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n} B"
+
+
+class _BlockLabel:
+    """How messages name a block's view: ``conv_bn_act 'layer1.0.conv1' (in residual_block 'layer1.0')``."""
+
+    __slots__ = ("kind", "parent", "prefix")
+
+    def __init__(self, kind: str, prefix: str, parent: _BlockLabel | None):
+        self.kind, self.prefix, self.parent = kind, prefix, parent
+
+    @property
+    def own(self) -> str:
+        return f"{self.kind} {self.prefix!r}" if self.prefix else self.kind
+
+    @property
+    def label(self) -> str:
+        return f"{self.own} (in {self.parent.own})" if self.parent is not None else self.own
+
+
+class ReportMixin:
+    """The use check and summary of :class:`~trtdsl.weights.WeightStore` (see the module)."""
+
+    # Set by WeightStore.__init__ (or block()); _names, _label and __len__ are WeightStore's.
+    _src: Any
+    _block: _BlockLabel | None
+    strict: bool
+    _names: dict[str, str]
+
+    def unused(self, ignore: Sequence[str] = ()) -> list[str]:
+        """Names in this view that no read has used, leaving out ``DEFAULT_IGNORE`` and ``ignore`` (fnmatch)."""
+        patterns = (*DEFAULT_IGNORE, *ignore)
+        used = self._src.used
+        return [n for n, k in self._names.items() if k not in used and not _ignored(n, patterns)]
+
+    def check_all_used(self, what: str = "the build", *, ignore: Sequence[str] = ()) -> None:
+        """Raise :class:`WeightError` naming every weight of this view no read used, grouped by prefix.
+
+        ``ignore``: fnmatch patterns of weights the network is not meant to read
+        (``["aux_logits.*"]``); ``num_batches_tracked`` counters are always skipped.
+
+        Example::
+
+            w.check_all_used(ignore=["fc.*"])  # a headless backbone
+        """
+        left = self.unused(ignore)
+        if left:
+            used = [n for n, k in self._names.items() if k in self._src.used]
+            raise WeightError(
+                f"{len(left)} of {len(self)} weights in {self._label()} were not used by {what}: "
+                + _unused_report(left, used, sorted(self._src.missed))
+                + " Read each with w[name] or w.take(name), or pass ignore=['pattern.*'] for weights not meant to be used."
+            )
+
+    def finish(self, what: str = "the build", *, ignore: Sequence[str] = ()) -> None:
+        """The hook a build calls when its last layer is added: an error for leftovers in strict mode, a log line otherwise."""
+        if self.strict:
+            self.check_all_used(what, ignore=ignore)
+        elif self.unused(ignore):
+            log.info("%d weights in %s were not used by %s", len(self.unused(ignore)), self._label(), what)
+
+    # ------------------------------------------------------------- summary
+    def _by_dtype(self) -> dict[str, tuple[int, int]]:
+        out: dict[str, tuple[int, int]] = {}
+        for k in self._names.values():
+            e = self._src.entries[k]
+            n, b = out.get(e.dtype.name, (0, 0))
+            out[e.dtype.name] = (n + 1, b + e.nbytes)
+        return out
+
+    @property
+    def nbytes(self) -> int:
+        """Total bytes of every weight in this view, from metadata only."""
+        return sum(self._src.entries[k].nbytes for k in self._names.values())
+
+    def summary(self, names: bool = False) -> str:
+        """Counts, bytes and dtypes, optionally one line per weight (shape, dtype, used)."""
+        lines = [f"{self._label()} ({self._src.fmt}): {len(self)} weights, {_fmt_bytes(self.nbytes)}"]
+        for dt, (n, b) in sorted(self._by_dtype().items()):
+            lines.append(f"  {dt:>9}: {n:6d} weights {_fmt_bytes(b):>10}")
+        used = sum(1 for k in self._names.values() if k in self._src.used)
+        lines.append(f"  used: {used} of {len(self)}")
+        if names:
+            width = max((len(n) for n in self._names), default=0)
+            for n, k in self._names.items():
+                e = self._src.entries[k]
+                mark = "*" if k in self._src.used else " "
+                lines.append(f"  {mark} {n:<{width}}  {e.dtype.name:>8}  {e.shape}")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        dts = ", ".join(f"{dt}x{n}" for dt, (n, _) in sorted(self._by_dtype().items()))
+        label = self._block.label if self._block else self._label()
+        return f"WeightStore({label!r}, {len(self)} weights, {_fmt_bytes(self.nbytes)}, {dts or 'empty'})"

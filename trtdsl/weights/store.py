@@ -21,102 +21,21 @@ Example::
 from __future__ import annotations
 
 import bisect
-import logging
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..errors import WeightError, WeightShapeError, did_you_mean
-from .report import _fmt_shape, _ignored, _siblings, _suggest, _unused_report, layout_hint
+from .report import DEFAULT_IGNORE, ReportMixin, _BlockLabel, _fmt_shape, _siblings, _suggest, layout_hint
+from .source import _CANONICAL_IDS, Entry, _Source, canonical
 
-log = logging.getLogger("trtdsl.weights")
+# DEFAULT_IGNORE, Entry and canonical live in report.py and source.py; they stay importable from here.
+__all__ = ["DEFAULT_IGNORE", "Entry", "WeightStore", "as_store", "canonical"]
+
 _F32 = np.dtype(np.float32)
-
-
-@dataclass
-class Entry:
-    """One weight as a loader describes it: its metadata now, its data on ``read()``."""
-
-    shape: tuple[int, ...]
-    dtype: np.dtype
-    read: Callable[[], np.ndarray]
-
-    def __post_init__(self) -> None:
-        if id(self.dtype) not in _CANONICAL_IDS:
-            self.dtype = canonical(self.dtype)
-
-    @property
-    def nbytes(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
-
-
-# ids of NumPy's own dtype instances of the common types (immortal singletons): the
-# common case skips canonical(), which a model's construction calls per weight.
-_CANONICAL_IDS = frozenset(
-    id(np.dtype(t)) for t in (np.float32, np.float16, np.float64, np.int8, np.int32, np.int64, np.uint8, np.bool_)
-)
-
-
-def canonical(dtype: np.dtype) -> np.dtype:
-    """NumPy's own instance of ``dtype``. h5py and explicit byte orders give equal but distinct
-    instances ('<f4'), which trt.Weights refuses: "Could not implicitly convert NumPy data type"."""
-    return np.dtype(np.dtype(dtype).str)
-
-
-class _Source:
-    """What every view of one loaded file shares: entries, cached arrays and the use record."""
-
-    def __init__(self, path: Path, fmt: str, entries: dict[str, Entry], *, shapeless: bool, close: Callable | None):
-        self.path, self.fmt, self.entries, self.shapeless = path, fmt, entries, shapeless
-        self.cache: dict[str, np.ndarray] = {}
-        self.used: set[str] = set()
-        self.missed: set[str] = set()  # full names blocks looked for and did not find (optional weights)
-        self._close = close
-        self._slashed: bool | None = None
-
-    @property
-    def slashed(self) -> bool:
-        """Whether any name has a '/' (Keras' 'conv2d/kernel'): then blocks look for either separator."""
-        if self._slashed is None:
-            self._slashed = any("/" in k for k in self.entries)
-        return self._slashed
-
-    def array(self, key: str) -> np.ndarray:
-        arr = self.cache.get(key)
-        if arr is None:
-            try:
-                arr = np.asarray(self.entries[key].read())
-            except WeightError:
-                raise
-            except Exception as e:
-                raise WeightError(f"{self.path.name}: cannot read weight {key!r}: {type(e).__name__}: {e}") from e
-            if id(arr.dtype) not in _CANONICAL_IDS and arr.dtype is not canonical(arr.dtype):
-                arr = arr.view(canonical(arr.dtype))  # same bytes, a dtype TensorRT accepts
-            arr.flags.writeable = False  # one cached array is shared by every view and every take()
-            self.cache[key] = arr
-        return arr
-
-    def close(self) -> None:
-        if self._close is not None:
-            self._close()
-            self._close = None
-
-
-def _fmt_bytes(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n} B"
-
-
-# Known non-parameters a checkpoint carries beside its weights: torch's BatchNorm step
-# counter (read by no inference network). fnmatch patterns over a view's names.
-DEFAULT_IGNORE: tuple[str, ...] = ("num_batches_tracked", "*.num_batches_tracked", "*/num_batches_tracked")
 
 
 class _Listed(str):
@@ -125,24 +44,7 @@ class _Listed(str):
     __slots__ = ()
 
 
-class _BlockLabel:
-    """How messages name a block's view: ``conv_bn_act 'layer1.0.conv1' (in residual_block 'layer1.0')``."""
-
-    __slots__ = ("kind", "parent", "prefix")
-
-    def __init__(self, kind: str, prefix: str, parent: _BlockLabel | None):
-        self.kind, self.prefix, self.parent = kind, prefix, parent
-
-    @property
-    def own(self) -> str:
-        return f"{self.kind} {self.prefix!r}" if self.prefix else self.kind
-
-    @property
-    def label(self) -> str:
-        return f"{self.own} (in {self.parent.own})" if self.parent is not None else self.own
-
-
-class WeightStore(Mapping[str, np.ndarray]):
+class WeightStore(ReportMixin, Mapping[str, np.ndarray]):
     """Read-only mapping from name to array over one weight file; see :func:`trtdsl.weights.load`.
 
     ``w[name]``, ``w.get(name)`` and :meth:`take` (which also checks shape and
@@ -452,38 +354,6 @@ class WeightStore(Mapping[str, np.ndarray]):
             )
         return arr
 
-    def unused(self, ignore: Sequence[str] = ()) -> list[str]:
-        """Names in this view that no read has used, leaving out ``DEFAULT_IGNORE`` and ``ignore`` (fnmatch)."""
-        patterns = (*DEFAULT_IGNORE, *ignore)
-        used = self._src.used
-        return [n for n, k in self._names.items() if k not in used and not _ignored(n, patterns)]
-
-    def check_all_used(self, what: str = "the build", *, ignore: Sequence[str] = ()) -> None:
-        """Raise :class:`WeightError` naming every weight of this view no read used, grouped by prefix.
-
-        ``ignore``: fnmatch patterns of weights the network is not meant to read
-        (``["aux_logits.*"]``); ``num_batches_tracked`` counters are always skipped.
-
-        Example::
-
-            w.check_all_used(ignore=["fc.*"])  # a headless backbone
-        """
-        left = self.unused(ignore)
-        if left:
-            used = [n for n, k in self._names.items() if k in self._src.used]
-            raise WeightError(
-                f"{len(left)} of {len(self)} weights in {self._label()} were not used by {what}: "
-                + _unused_report(left, used, sorted(self._src.missed))
-                + " Read each with w[name] or w.take(name), or pass ignore=['pattern.*'] for weights not meant to be used."
-            )
-
-    def finish(self, what: str = "the build", *, ignore: Sequence[str] = ()) -> None:
-        """The hook a build calls when its last layer is added: an error for leftovers in strict mode, a log line otherwise."""
-        if self.strict:
-            self.check_all_used(what, ignore=ignore)
-        elif self.unused(ignore):
-            log.info("%d weights in %s were not used by %s", len(self.unused(ignore)), self._label(), what)
-
     def close(self) -> None:
         """Close the underlying file; arrays already read (memory maps included) stay valid."""
         self._src.close()
@@ -497,40 +367,6 @@ class WeightStore(Mapping[str, np.ndarray]):
                 self.finish()
         finally:
             self.close()
-
-    # ------------------------------------------------------------- summary
-    def _by_dtype(self) -> dict[str, tuple[int, int]]:
-        out: dict[str, tuple[int, int]] = {}
-        for k in self._names.values():
-            e = self._src.entries[k]
-            n, b = out.get(e.dtype.name, (0, 0))
-            out[e.dtype.name] = (n + 1, b + e.nbytes)
-        return out
-
-    @property
-    def nbytes(self) -> int:
-        """Total bytes of every weight in this view, from metadata only."""
-        return sum(self._src.entries[k].nbytes for k in self._names.values())
-
-    def summary(self, names: bool = False) -> str:
-        """Counts, bytes and dtypes, optionally one line per weight (shape, dtype, used)."""
-        lines = [f"{self._label()} ({self._src.fmt}): {len(self)} weights, {_fmt_bytes(self.nbytes)}"]
-        for dt, (n, b) in sorted(self._by_dtype().items()):
-            lines.append(f"  {dt:>9}: {n:6d} weights {_fmt_bytes(b):>10}")
-        used = sum(1 for k in self._names.values() if k in self._src.used)
-        lines.append(f"  used: {used} of {len(self)}")
-        if names:
-            width = max((len(n) for n in self._names), default=0)
-            for n, k in self._names.items():
-                e = self._src.entries[k]
-                mark = "*" if k in self._src.used else " "
-                lines.append(f"  {mark} {n:<{width}}  {e.dtype.name:>8}  {e.shape}")
-        return "\n".join(lines)
-
-    def __repr__(self) -> str:
-        dts = ", ".join(f"{dt}x{n}" for dt, (n, _) in sorted(self._by_dtype().items()))
-        label = self._block.label if self._block else self._label()
-        return f"WeightStore({label!r}, {len(self)} weights, {_fmt_bytes(self.nbytes)}, {dts or 'empty'})"
 
 
 def as_store(weights: Any, name: str = "weights") -> WeightStore:
