@@ -218,3 +218,19 @@ def test_bad_histograms_are_refused():
 def test_empty_histograms_give_zero():
     for name in ("entropy", "entropy-legacy", "mse", "percentile", "max"):
         assert A.compute_amax(name, np.zeros(2048, int), np.arange(2049.0)) == 0.0
+
+
+@pytest.mark.parametrize("name", ["entropy", "entropy-legacy", "mse"])
+@pytest.mark.parametrize("counts", [np.full(300, 2**62, np.uint64), np.full(300, 1e30)], ids=["uint64", "float"])
+def test_counts_past_int64_prefix_sums_are_refused(name, counts):
+    # A total at 2**62 or more would wrap the int64 prefix sums into a silent wrong amax.
+    with pytest.raises(CalibrationError, match=r"counts total .* past 2\*\*62"):
+        A.compute_amax(name, counts, np.linspace(0, 1, 301), start_bin=128)
+
+
+def test_percentile_of_counts_whose_integer_sum_would_wrap():
+    # 300 x 2**62 as uint64 sums to 0 mod 2**64; the percentile must still see the counts.
+    counts = np.zeros(300, np.uint64)
+    counts[:150] = 2**62
+    edges = np.linspace(0, 3.0, 301)
+    assert A.percentile(counts, edges, percentile=50.0) == oracles.percentile_loop(counts.astype(float), edges, 50.0)

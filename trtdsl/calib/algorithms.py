@@ -85,9 +85,22 @@ def _check(counts: Any, edges: Any) -> tuple[np.ndarray, np.ndarray]:
     return c, e
 
 
+_MAX_TOTAL = 2**62  # counts past this (4.6e18 values) would overflow the int64 prefix sums
+
+
 def _integer_counts(counts: Any) -> np.ndarray:
-    """Counts as int64 (prefix sums over them are exact); fractional counts are refused."""
+    """Counts as int64 (prefix sums over them are exact); fractional counts are refused.
+
+    So are counts whose total reaches 2**62: int64 prefix sums would wrap around silently
+    (a uint64 or float histogram can hold such counts; no calibration run collects them).
+    """
     c = np.asarray(counts)
+    total = float(c.sum(dtype=np.float64))
+    if total >= _MAX_TOTAL:
+        raise CalibrationError(
+            f"histogram counts total {total:.3g}, at or past 2**62; the algorithms need a total below that "
+            "(rescale the counts, e.g. counts // 1000, which keeps their proportions)"
+        )
     if c.dtype.kind == "f":
         if np.any(c != np.floor(c)):
             raise CalibrationError("histogram counts must be whole numbers")
@@ -129,7 +142,7 @@ def percentile(counts: Any, edges: Any, *, percentile: float = 99.99, **_: Any) 
     c, e = _check(counts, edges)
     if not 0 <= percentile <= 100:
         raise CalibrationError(f"percentile must be in [0, 100], got {percentile}")
-    total = c.sum()
+    total = c.sum(dtype=np.float64)  # an int64 or uint64 sum could wrap around
     if total == 0:
         return 0.0
     cdf = np.cumsum(c / total)
@@ -206,7 +219,7 @@ def entropy(counts: Any, edges: Any, *, levels: int = 128, start_bin: int = 128,
         amax = entropy(hist.counts, hist.edges)
     """
     c, e = _check(counts, edges)
-    if c.sum() == 0:
+    if not np.any(c):
         return 0.0
     kept, kl = entropy_divergences(c, levels=levels, start_bin=start_bin, stride=stride)
     best = len(kl) - 1 - int(np.argmin(kl[::-1]))  # the last minimum, as the published loop takes
@@ -239,7 +252,7 @@ def entropy_legacy(counts: Any, edges: Any, *, levels: int = 128, start_bin: int
         amax = entropy_legacy(hist.counts, hist.edges)
     """
     c, e = _check(counts, edges)
-    if c.sum() == 0:
+    if not np.any(c):
         return 0.0
     kept, kl = entropy_legacy_divergences(c, levels=levels, start_bin=start_bin)
     kl = np.where(np.isnan(kl), np.inf, kl)  # nothing kept: no candidate (the talk's loop has no such case)
@@ -389,7 +402,7 @@ def mse(counts: Any, edges: Any, *, dtype: str = "int8", start_bin: int = 128, s
         amax = mse(hist.counts, hist.edges, dtype="fp8")
     """
     c, e = _check(counts, edges)
-    if c.sum() == 0:
+    if not np.any(c):
         return 0.0
     w, cand, grid, k, _ = _mse_setup(c, e, dtype, start_bin, stride)
     est, bound = _mse_screen(w, cand, grid, k)
