@@ -234,3 +234,15 @@ def test_percentile_of_counts_whose_integer_sum_would_wrap():
     counts[:150] = 2**62
     edges = np.linspace(0, 3.0, 301)
     assert A.percentile(counts, edges, percentile=50.0) == oracles.percentile_loop(counts.astype(float), edges, 50.0)
+
+
+@pytest.mark.parametrize("name", ["entropy", "entropy-legacy", "mse", "percentile", "max"])
+@pytest.mark.parametrize(
+    "edges",
+    [np.r_[np.linspace(0, 1, 300), np.nan], np.r_[np.linspace(0, 1, 300), np.inf], np.linspace(1, 0, 301)],
+    ids=["nan", "inf", "decreasing"],
+)
+def test_edges_that_are_not_finite_and_increasing_are_refused(name, edges):
+    # Such edges gave amax nan or inf (a NaN Q/DQ scale) or a silently wrong one.
+    with pytest.raises(CalibrationError, match=r"edges must be finite and strictly increasing"):
+        A.compute_amax(name, np.ones(300, np.int64), edges)

@@ -30,6 +30,7 @@ quantized level (``mse_errors``).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -82,6 +83,10 @@ def _check(counts: Any, edges: Any) -> tuple[np.ndarray, np.ndarray]:
         raise CalibrationError("histogram counts must be finite, non-negative and not empty")
     if c.dtype.kind not in "iuf":
         raise CalibrationError(f"histogram counts must be numbers, got dtype {c.dtype}")
+    # Increasing between finite ends means finite throughout (a NaN fails every comparison).
+    if not (math.isfinite(e[0]) and math.isfinite(e[-1]) and bool((e[1:] > e[:-1]).all())):
+        bad = e[~np.isfinite(e)][:3] if not np.all(np.isfinite(e)) else e[1:][np.diff(e) <= 0][:3]
+        raise CalibrationError(f"histogram edges must be finite and strictly increasing; got {bad.tolist()} among them")
     return c, e
 
 
