@@ -18,6 +18,8 @@ from trtdsl import _trt, ops
 from trtdsl.reference import interpreter
 from trtdsl.reference.interpreter import Interpreter
 
+from ._raw_networks import loop_then_conditional
+
 pytestmark = pytest.mark.usefixtures("trt")
 
 X = np.arange(-8, 8, dtype=np.float32).reshape(1, 1, 4, 4) / 4
@@ -175,30 +177,12 @@ def test_a_trtdsl_network_is_cached_and_sees_raw_api_changes(rng):
 
 
 def test_a_cached_network_with_a_loop_and_a_conditional_is_freed_and_reruns():
-    trt = _trt.load()
-    builder = trt.Builder(_trt.logger())
-    n = builder.create_network(0)
-    x = n.add_input("x", trt.float32, (5, 2))
-    p = n.add_input("p", trt.bool, ())
-    loop = n.add_loop()
-    it = loop.add_iterator(x, 0, False)
-    ones = np.ones(2, np.float32)
-    count = np.array(5, np.int32)
-    rec = loop.add_recurrence(n.add_constant((2,), trt.Weights(ones)).get_output(0))
-    loop.add_trip_limit(n.add_constant((), trt.Weights(count)).get_output(0), trt.TripLimit.COUNT)
-    prod = n.add_elementwise(rec.get_output(0), it.get_output(0), trt.ElementWiseOperation.PROD)
-    rec.set_input(1, prod.get_output(0))
-    last = loop.add_loop_output(rec.get_output(0), trt.LoopOutput.LAST_VALUE, 0).get_output(0)
-    c = n.add_if_conditional()
-    c.set_condition(p)
-    inp = c.add_input(last).get_output(0)
-    o = c.add_output(n.add_unary(inp, trt.UnaryOperation.NEG).get_output(0), inp)
-    n.mark_output(o.get_output(0))
+    builder, n, _arrays = loop_then_conditional(reverse=False)
     xv = np.linspace(0.5, 1.5, 10, dtype=np.float32).reshape(5, 2)
     for flag in (True, False, True):  # each run attaches the layers again
         (value,) = trtdsl.reference.run(n, {"x": xv, "p": np.array(flag)}).values()
         np.testing.assert_allclose(value, -xv.prod(0) if flag else xv.prod(0), rtol=1e-6)
     ref = weakref.ref(n)
-    del builder, n, x, p, loop, it, rec, prod, last, c, inp, o
+    del builder, n
     gc.collect()
     assert ref() is None

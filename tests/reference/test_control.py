@@ -9,6 +9,8 @@ import torch
 import trtdsl
 from trtdsl import ShapeError, TrtdslError, ops, reference
 
+from ._raw_networks import loop_then_conditional
+
 pytestmark = pytest.mark.usefixtures("trt", "reference_mode")  # fast and plain paths
 
 
@@ -177,22 +179,7 @@ def test_if_conditional_runs_only_the_chosen_branch(flag, rng):
 
 def test_raw_trt_loop_and_conditional(trt, rng):
     """Networks written with the raw API (unnamed layers, a later set_input) run too."""
-    builder = trt.Builder(trtdsl._trt.logger())
-    n = builder.create_network(0)
-    x = n.add_input("x", trt.float32, (5, 2))
-    p = n.add_input("p", trt.bool, ())
-    loop = n.add_loop()
-    it = loop.add_iterator(x, 0, True)
-    rec = loop.add_recurrence(n.add_constant((2,), trt.Weights(np.ones(2, np.float32))).get_output(0))
-    loop.add_trip_limit(n.add_constant((), trt.Weights(np.array(5, np.int32))).get_output(0), trt.TripLimit.COUNT)
-    prod = n.add_elementwise(rec.get_output(0), it.get_output(0), trt.ElementWiseOperation.PROD)
-    rec.set_input(1, prod.get_output(0))
-    last = loop.add_loop_output(rec.get_output(0), trt.LoopOutput.LAST_VALUE, 0).get_output(0)
-    c = n.add_if_conditional()
-    c.set_condition(p)
-    inp = c.add_input(last).get_output(0)
-    o = c.add_output(n.add_unary(inp, trt.UnaryOperation.NEG).get_output(0), inp)
-    n.mark_output(o.get_output(0))
+    _builder, n, _arrays = loop_then_conditional(reverse=True)  # kept alive with the network
     xv = rng.uniform(0.5, 1.5, (5, 2)).astype(np.float32)
     for flag in (True, False):
         got = reference.run(n, {"x": xv, "p": np.array(flag)})

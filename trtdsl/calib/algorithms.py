@@ -286,8 +286,8 @@ def _grid(dtype: str) -> tuple[np.ndarray, int]:
     raise CalibrationError(f"dtype must be 'int8' or 'fp8', got {dtype!r}")
 
 
-def _mse_setup(counts: Any, edges: Any, dtype: str, start_bin: int, stride: int):
-    c, e = _check(counts, edges)
+def _mse_setup(c: np.ndarray, e: np.ndarray, dtype: str, start_bin: int, stride: int):
+    """What both mse paths start from, for a histogram ``_check`` has passed."""
     n = c.size
     width = (e[-1] - e[0]) / n
     if abs(e[0]) > 1e-12 * abs(e[-1]) or not np.allclose(np.diff(e), width, rtol=1e-6, atol=0):
@@ -390,7 +390,7 @@ def mse_errors(
     is evaluated from integer moments of the bins that round to each level (see
     ``_mse_careful``); ``mse`` screens with a cheaper closed form first.
     """
-    w, cand, grid, k, width = _mse_setup(counts, edges, dtype, start_bin, stride)
+    w, cand, grid, k, width = _mse_setup(*_check(counts, edges), dtype, start_bin, stride)
     return cand, _mse_careful(w, cand, grid, k) * (width / (2 * k)) ** 2
 
 
