@@ -15,6 +15,7 @@ one's peak memory, each in a process of its own.
 from __future__ import annotations
 
 import argparse
+import difflib
 import functools
 import os
 import sys
@@ -234,6 +235,11 @@ def _rates(args: argparse.Namespace) -> list[str]:
 def suite(args: argparse.Namespace) -> int:
     """The suite table: medians of interleaved calls, ratios, geometric mean; memory on request."""
     names = args.only or list(onnx_models.SUITE)
+    unknown = [n for n in names if n not in onnx_models.SUITE]
+    if unknown:
+        near = {n: difflib.get_close_matches(n, onnx_models.SUITE, n=1) for n in unknown}
+        hints = ", ".join(f"{n!r}" + (f" (did you mean {m[0]!r}?)" if m else "") for n, m in near.items())
+        sys.exit(f"--only: no such network {hints}; the suite has: {', '.join(onnx_models.SUITE)}")
     rows = []
     load = os.getloadavg()
     for name in names:

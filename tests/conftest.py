@@ -36,3 +36,19 @@ def reference_mode(request, monkeypatch) -> str:
     for fn in (interpreter.run, interpreter.prepare, interpreter.Interpreter.__init__):
         monkeypatch.setattr(fn, "__kwdefaults__", {**fn.__kwdefaults__, "fast": fast})
     return request.param
+
+
+@pytest.fixture(params=["compiled", "numpy"])
+def kernels(request, monkeypatch) -> str:
+    """Run the test with the fast mode's compiled kernels (numba; skipped where it is absent) and without.
+
+    ``numpy`` hides numba from ``reference.kernels.jit`` for the test, as on a machine
+    without the ``fast`` extra: the NumPy kernels run instead, and must agree.
+    """
+    from trtdsl.reference.kernels import jit
+
+    if request.param == "compiled" and not jit.enabled():
+        pytest.skip(jit.why_not())
+    if request.param == "numpy":
+        monkeypatch.setattr(jit, "_compiled", lambda: (None, "hidden for this test"))
+    return request.param

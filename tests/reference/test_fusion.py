@@ -2,7 +2,8 @@
 
 Each case builds a network whose fast run fuses (checked on the plan, so a test
 cannot pass by not fusing), then compares the fused result with the plain
-path's (``fast=False``, no fusion) and with torch in float64.
+path's (``fast=False``, no fusion) and with torch in float64. Every case runs with
+the compiled kernels (numba) and with the NumPy ones (the ``kernels`` fixture).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from trtdsl.reference.interpreter import Interpreter
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
-pytestmark = pytest.mark.usefixtures("trt")
+pytestmark = pytest.mark.usefixtures("trt", "kernels")
 
 
 def _t(a: np.ndarray):
@@ -65,6 +66,22 @@ def test_activation_fuses_into_a_convolution(act, rng):
     net.output(op(ops.conv2d(x, w, b, padding=1, name="conv")), "y")
     xv = (3 * rng.standard_normal((2, 4, 7, 9))).astype(np.float32)
     expected = ref(F.conv2d(_t(xv), _t(w), _t(b), padding=1)).numpy()
+    _check(net, {"x": xv}, expected, heads=1)
+
+
+@pytest.mark.parametrize("act", list(ACTS))
+@pytest.mark.parametrize("stride", [1, 2])
+def test_activation_fuses_into_a_depthwise_convolution(act, stride, rng):
+    # The compiled depthwise kernel applies the activation as it stores (or leaves it to the epilogue).
+    op, ref = ACTS[act]
+    c = 5
+    w = rng.standard_normal((c, 1, 3, 3)).astype(np.float32) / 2
+    b = rng.standard_normal(c).astype(np.float32)
+    net = trtdsl.Network("dw_act")
+    x = net.input("x", "float32", (2, c, 9, 8))
+    net.output(op(ops.conv2d(x, w, b, stride=stride, padding=1, groups=c, name="dw")), "y")
+    xv = (3 * rng.standard_normal((2, c, 9, 8))).astype(np.float32)
+    expected = ref(F.conv2d(_t(xv), _t(w), _t(b), stride=stride, padding=1, groups=c)).numpy()
     _check(net, {"x": xv}, expected, heads=1)
 
 

@@ -15,8 +15,10 @@ kernel needs no im2col; a strided kernel with many offsets per stride phase (a
 7x7 stride-2 stem) fills the matrix phase by phase (``kernels.phases``); a 3x3
 stride-1 "same" convolution with enough channels runs as Winograd F(2x2, 3x3)
 (``kernels.winograd``); a depthwise kernel multiply-accumulates over the kernel
-offsets instead (``kernels.depthwise``). A ReLU fused into the layer
-(``relu=True``) rectifies the output in the same call. A deconvolution is the
+offsets instead (``kernels.depthwise``, compiled by ``kernels.jit`` where numba is
+installed). An activation fused into the layer (``epilogue=``) is applied in the
+same call: by the GEMM paths to their finished output, by the compiled depthwise
+kernel to each output as it is stored. A deconvolution is the
 convolution of the stride-dilated (zero-stuffed) input with the flipped,
 transposed kernel."""
 
@@ -24,7 +26,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Hashable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -37,6 +39,9 @@ from .kernels.im2col import im2col, kernel_offsets, weight_matrix
 from .kernels.phases import im2col_phased, phase_plan
 from .kernels.scratch import zeroed
 from .registry import Node, interprets
+
+if TYPE_CHECKING:
+    from .fusion import Epilogue
 
 __all__ = ["conv_nd", "kernel_offsets", "pad_or_crop", "resolve_padding", "windows"]
 
@@ -115,8 +120,8 @@ def windows(x: np.ndarray, kernel: tuple[int, ...], stride: tuple[int, ...], dil
 def conv_nd(
     x: np.ndarray, w: np.ndarray, stride: tuple[int, ...], dilation: tuple[int, ...], groups: int,
     out: tuple[int, ...], bias: np.ndarray | None = None, pre: tuple[int, ...] | None = None,
-    memo: Callable[[Hashable, Callable[[], Any]], Any] | None = None, empty: Callable = np.empty, relu: bool = False,
-    fast: bool = True,
+    memo: Callable[[Hashable, Callable[[], Any]], Any] | None = None, empty: Callable = np.empty,
+    epilogue: Epilogue | None = None, fast: bool = True,
 ) -> np.ndarray:  # fmt: skip
     """Grouped N-D correlation of ``x`` (N, C, *L) with ``w`` (K, C/groups, *F) -> (N, K, *out), plus ``bias``.
 
@@ -124,7 +129,7 @@ def conv_nd(
     after it as ``out`` needs. The output comes straight out of one batched GEMM in NCHW
     order: ``w`` as (groups, K/groups, C/groups * prod(F)) times the im2col matrix of each
     image and group, (C/groups * prod(F), prod(out)). ``memo(key, make)`` caches derived weights,
-    ``empty(shape, dtype)`` allocates the output, and ``relu`` rectifies it. ``fast=False``
+    ``empty(shape, dtype)`` allocates the output, and ``epilogue`` is applied to it. ``fast=False``
     runs the plain path (see the module docstring) and ignores ``memo`` and ``empty``.
     """
     n, c, *spatial = x.shape
@@ -133,23 +138,24 @@ def conv_nd(
     pre = pre or (0,) * nd
     cg, kg, taps = c // groups, k // groups, math.prod(kernel)
     pixels = math.prod(out)
+    relu = epilogue is not None and epilogue.relu
     if not fast:
         cols = np.zeros((n, groups, cg, taps, *out), dtype=np.result_type(x, w))
         im2col(x.reshape(n, groups, cg, *spatial), cols, kernel, stride, dilation, pre)
         y = np.matmul(w.reshape(groups, kg, cg * taps), cols.reshape(n, groups, cg * taps, pixels)).reshape(n, k, *out)
         if bias is not None:
             y += bias.reshape(k, *([1] * nd))
-        return rectify(y, inplace=True) if relu else y
+        return _finish(y, epilogue)
     if groups == c == k and cg == 1 and taps > 1:
         if nd == 2:
-            y = depthwise_2d(x, w, stride, dilation, out, pre, bias, empty)
-        else:
-            y = depthwise_mac(x, w, stride, dilation, out, pre)
-            if bias is not None:
-                y += bias.reshape(k, *([1] * nd))
-        return rectify(y, inplace=True) if relu else y
+            return depthwise_2d(x, w, stride, dilation, out, pre, bias, empty, epilogue)
+        y = depthwise_mac(x, w, stride, dilation, out, pre)
+        if bias is not None:
+            y += bias.reshape(k, *([1] * nd))
+        return _finish(y, epilogue)
     if winograd.applies(x, w, stride, dilation, groups, out, pre):
-        return winograd.conv(x, w, bias, memo=memo, empty=empty, relu=relu)
+        y = winograd.conv(x, w, bias, memo=memo, empty=empty, relu=relu)
+        return y if relu else _finish(y, epilogue)
     pointwise = (
         taps == 1 and not any(pre) and all((m - 1) * s < size for m, s, size in zip(out, stride, spatial, strict=True))
     )
@@ -180,7 +186,14 @@ def conv_nd(
     y = np.matmul(wm, cols, out=empty((n, groups, k // groups, pixels), cols.dtype)).reshape(n, k, *out)
     if bias is not None and not fold:
         y += bias.reshape(k, *([1] * nd))
-    return rectify(y, inplace=True) if relu else y
+    return _finish(y, epilogue)
+
+
+def _finish(y: np.ndarray, epilogue: Epilogue | None) -> np.ndarray:
+    """``y`` with ``epilogue`` applied in place (a ReLU as one pass of ``rectify``)."""
+    if epilogue is None:
+        return y
+    return rectify(y, inplace=True) if epilogue.relu else epilogue(y)
 
 
 def _conv_plan(layer: Any, spatial: tuple[int, ...]) -> tuple:
@@ -198,10 +211,11 @@ def _conv_plan(layer: Any, spatial: tuple[int, ...]) -> tuple:
     return layer.num_groups, layer.num_output_maps, fsize, stride, dilation, out, pre
 
 
-@interprets("convolution", fresh=True, fuses_relu=True)
+@interprets("convolution", fresh=True, fuses=True)
 def convolution(
-    node: Node, x: np.ndarray, kernel: np.ndarray | None = None, bias: np.ndarray | None = None, relu: bool = False
-):
+    node: Node, x: np.ndarray, kernel: np.ndarray | None = None, bias: np.ndarray | None = None,
+    epilogue: Epilogue | None = None,
+):  # fmt: skip
     # Reading a layer attribute through the bindings costs microseconds; 53 convolutions read 8 each.
     plan = node.memo(("plan", x.shape), lambda: _conv_plan(node.layer, x.shape[2:]))
     groups, k, fsize, stride, dilation, out, pre = plan
@@ -210,7 +224,7 @@ def convolution(
     b = None if b is None else b.astype(w.dtype, copy=False)
     return conv_nd(
         x, w, stride, dilation, groups, out, b, pre,
-        memo=node.memo if kernel is None and bias is None else None, empty=node.empty, relu=relu, fast=node.fast,
+        memo=node.memo if kernel is None and bias is None else None, empty=node.empty, epilogue=epilogue, fast=node.fast,
     )  # fmt: skip
 
 

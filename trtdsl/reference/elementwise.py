@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .registry import Node, interprets
+
+if TYPE_CHECKING:
+    from .fusion import Epilogue
 
 
 def _floor_div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -63,9 +66,9 @@ def rectify(x: np.ndarray, inplace: bool = False) -> np.ndarray:
     return out.reshape(x.shape)
 
 
-@interprets("elementwise", donates=True, fuses_relu=True)
+@interprets("elementwise", donates=True, fuses=True)
 def elementwise(
-    node: Node, a: np.ndarray, b: np.ndarray, donated: tuple[int, ...] = (), relu: bool = False
+    node: Node, a: np.ndarray, b: np.ndarray, donated: tuple[int, ...] = (), epilogue: Epilogue | None = None
 ) -> np.ndarray:
     op = node.memo("op", lambda: node.layer.op.name)
     fn = _BINARY[op]
@@ -79,7 +82,7 @@ def elementwise(
         else:
             result = fn(a, b)
     # (a 0-d result comes back from the ufunc as a NumPy scalar, which cannot be written to)
-    return rectify(np.asarray(result), inplace=True) if relu else result
+    return result if epilogue is None else epilogue(np.asarray(result))
 
 
 _erf = None

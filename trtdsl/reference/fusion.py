@@ -18,7 +18,9 @@ A tensor that is exported (a network output, captured or observed) is never
 fused away. The in-place functions compute the same formulas as
 ``reference.activation`` in float32, some in another order (the sigmoid as
 ``1 / (1 + exp(-x))``), within a few float32 ulps of it
-(tests/reference/test_fusion.py).
+(tests/reference/test_fusion.py). Where numba is installed, the activations that
+``kernels.jit`` compiles run as one compiled pass (SiLU: one pass instead of four);
+a depthwise convolution applies them as it stores each output.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import numpy as np
 
 from .control import Structure
 from .elementwise import erf, rectify
+from .kernels import jit
 from .kernels.scratch import kept
 from .registry import Node, fresh
 
@@ -143,13 +146,20 @@ class Epilogue:
 
     @property
     def relu(self) -> bool:
-        """A plain ReLU, which layers that ``fuses_relu`` apply themselves."""
+        """A plain ReLU (which the GEMM paths of a convolution apply as they finish)."""
         return self.kind == "RELU" and not self.gate
+
+    @property
+    def activation(self) -> tuple[str, bool, float, float]:
+        """(kind, gate, alpha, beta), as ``kernels.jit`` takes it."""
+        return self.kind, self.gate, self.alpha, self.beta
 
     def __call__(self, y: np.ndarray) -> np.ndarray:
         """``y`` with the activation applied, in place when ``y`` is C-contiguous and writeable."""
         if not (y.flags.c_contiguous and y.flags.writeable):
             y = np.array(y, order="C")
+        if not self.relu and jit.activate(y, *self.activation):  # (a ReLU is one NumPy pass already)
+            return y
         with np.errstate(over="ignore", under="ignore"):
             if self.gate and self.kind == "SIGMOID":  # SiLU as y / (1 + exp(-y)): one pass fewer
                 t = _scratch(y)

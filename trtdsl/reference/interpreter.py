@@ -244,7 +244,7 @@ def execute(
 
     ``donated``: indices of inputs the layer may overwrite (see ``liveness.donation_plan``).
     ``epilogue``: the activation(s) after the layer, fused into it (see ``reference.fusion``):
-    a ReLU goes to a layer that ``fuses_relu``, anything else is applied to its fresh output in place.
+    a layer that ``fuses`` applies it itself, for any other it is applied to its fresh output in place.
     """
     fn = REGISTRY.get(node.type)
     if fn is None:
@@ -257,8 +257,8 @@ def execute(
         fn(node, env)
         return
     args = [None if n is None else precision.compute(fetch(node, n, env)) for n in node.inputs]
-    relu = epilogue is not None and epilogue.relu and getattr(fn, "fuses_relu", False)
-    kwargs: dict[str, Any] = {"relu": True} if relu else {}
+    fused = epilogue is not None and getattr(fn, "fuses", False)
+    kwargs: dict[str, Any] = {"epilogue": epilogue} if fused else {}
     if donated and getattr(fn, "donates", False):
         kwargs["donated"] = donated
     try:
@@ -271,7 +271,7 @@ def execute(
             f"input shapes {[None if a is None else a.shape for a in args]}"
         ) from e
     store_outputs(node, result, env)
-    if epilogue is not None and not relu:
+    if epilogue is not None and not fused:
         name = node.outputs[0]
         env[name] = epilogue(env[name])
 

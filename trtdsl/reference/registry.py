@@ -21,8 +21,9 @@ function takes a keyword ``donated``, the indices of inputs whose arrays nothing
 else will read, and may write its output into one of them
 (``np.add(a, b, out=a)``) and return it. A wrapper made with ``functools.wraps``
 keeps both; any other replacement gets neither, and so no donated buffers.
-A third, ``fuses_relu=True``, says the function takes ``relu=True`` and then
-rectifies its own output, as TensorRT fuses a ReLU into the layer before it.
+A third, ``fuses=True``, says the function takes ``epilogue=`` (a
+``fusion.Epilogue``: the activation after the layer) and returns its output with
+the activation applied, as TensorRT fuses an activation into the layer before it.
 
 A function that fills a large new array asks ``node.empty(shape, dtype)`` for
 it: inside an interpreter that is a dead buffer of the same size when one is
@@ -42,14 +43,14 @@ REGISTRY: dict[str, Impl] = {}
 
 
 def interprets(
-    *layer_types: str, fresh: bool = False, donates: bool = False, fuses_relu: bool = False
+    *layer_types: str, fresh: bool = False, donates: bool = False, fuses: bool = False
 ) -> Callable[[Impl], Impl]:
     """Register ``fn`` as the reference implementation of ``layer_types`` (lower-case LayerType names).
 
     ``fresh``: its outputs never share memory with its inputs or cached arrays.
     ``donates``: it accepts ``donated=(input indices it may overwrite)``; implies ``fresh``.
-    ``fuses_relu``: it accepts ``relu=True`` and then returns ``max(output, 0)`` (see
-    ``fusion.plan``).
+    ``fuses``: it accepts ``epilogue=`` and returns its output with the epilogue applied
+    (see ``fusion.plan``).
     """
 
     def register(fn: Impl) -> Impl:
@@ -59,7 +60,7 @@ def interprets(
             REGISTRY[t] = fn
         fn.fresh = fresh or donates  # type: ignore[attr-defined]
         fn.donates = donates  # type: ignore[attr-defined]
-        fn.fuses_relu = fuses_relu  # type: ignore[attr-defined]
+        fn.fuses = fuses  # type: ignore[attr-defined]
         return fn
 
     return register
@@ -73,11 +74,6 @@ def fresh(layer_type: str) -> bool:
 def donates(layer_type: str) -> bool:
     """Whether the implementation of ``layer_type`` takes ``donated`` input indices."""
     return getattr(REGISTRY.get(layer_type), "donates", False)
-
-
-def fuses_relu(layer_type: str) -> bool:
-    """Whether the implementation of ``layer_type`` can apply a following ReLU itself."""
-    return getattr(REGISTRY.get(layer_type), "fuses_relu", False)
 
 
 def supported() -> list[str]:

@@ -10,17 +10,25 @@ with the channels' weights (and bias, against a row of ones) sums them
 (``_taps_gemm``). The ``q - out`` extra columns are computed and dropped. Measured
 against the strided multiply-accumulate (``depthwise_mac``) on MobileNetV2's
 shapes: 1.9-2.9x faster. The padding's zeros stay from the first call (kept).
+
+Where numba is installed, ``depthwise_2d`` runs the compiled kernel of ``kernels.jit``
+instead (2-5x faster again), which also applies the layer's fused activation.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from . import jit
 from .im2col import kernel_offsets
 from .scratch import kept, shared
+
+if TYPE_CHECKING:
+    from ..fusion import Epilogue
 
 # Channels per block: the size of a block's tap matrices (see _taps_gemm).
 _GEMM_BLOCK_BYTES = 2 << 20
@@ -47,9 +55,15 @@ def depthwise_mac(
 def depthwise_2d(
     x: np.ndarray, w: np.ndarray, stride: tuple[int, ...], dilation: tuple[int, ...], out: tuple[int, ...],
     pre: tuple[int, ...], bias: np.ndarray | None = None, empty: Callable = np.empty,
+    epilogue: Epilogue | None = None,
 ) -> np.ndarray:  # fmt: skip
-    """The depthwise correlation of ``x`` (N, C, H, W) with ``w`` (C, 1, FH, FW), plus ``bias``, by phases."""
+    """The depthwise correlation of ``x`` (N, C, H, W) with ``w`` (C, 1, FH, FW), plus ``bias``, then ``epilogue``."""
     n, c, h, wd = x.shape
+    if jit.enabled() and x.dtype == w.dtype == np.float32:
+        y = empty((n, c, *out), x.dtype)
+        fused = epilogue is not None and (epilogue.kind, epilogue.gate) in jit.CODES
+        jit.depthwise(x, w, stride, dilation, out, pre, bias, y, epilogue.activation if fused else None)
+        return y if epilogue is None or fused else epilogue(y)
     fh, fw = w.shape[2:]
     (sh, sw), (dh, dw), (oh, ow), (ph, pw) = stride, dilation, out, pre
     rows = oh + (fh - 1) * dh // sh + 1  # one spare row: the last offsets' runs read past the last row
@@ -76,7 +90,7 @@ def depthwise_2d(
     ext = _taps_gemm(flat, wc, bias, taps, n, length, x.dtype)
     y = empty((n, c, oh, ow), x.dtype)
     y[...] = ext.reshape(n, c, oh, q)[..., :ow]
-    return y
+    return y if epilogue is None else epilogue(y)
 
 
 def _taps_gemm(

@@ -1,0 +1,161 @@
+"""The compiled kernels (numba) against float64 NumPy formulas and torch, edge values included."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from trtdsl.reference.kernels import jit
+
+pytestmark = pytest.mark.skipif(not jit.enabled(), reason=jit.why_not() or "numba is installed")
+torch = pytest.importorskip("torch")
+F = torch.nn.functional
+
+
+def test_exp_is_within_one_and_a_half_ulps_of_float64_over_the_normal_range():
+    x = np.concatenate([np.linspace(-87.3, 88.7, 2_000_001, dtype=np.float32), np.float32([0, 1e-30, -1e-30])])
+    got = jit.exp(x)
+    exact = np.exp(x.astype(np.float64))
+    ulp = np.spacing(exact.astype(np.float32)).astype(np.float64)
+    assert np.max(np.abs(got - exact) / ulp) <= 1.5
+    assert jit.exp(np.float32([0]))[0] == 1.0
+
+
+def test_exp_saturates_and_keeps_nan():
+    x = np.float32([88.73, 89, 1e4, np.inf, -87.4, -104, -1e4, -np.inf, np.nan])
+    got = jit.exp(x)
+    assert np.all(np.isposinf(got[:4]))
+    assert np.all(got[4:8] == 0)  # below the smallest normal's log (NumPy gives subnormals there)
+    assert np.isnan(got[8])
+
+
+def _float64(kind: str, gate: bool, a: float, b: float, v: np.ndarray) -> np.ndarray:
+    """NvInfer.h's formulas, written out in float64 (independent of reference.activation), with
+    alpha and beta as float32 (as TensorRT stores them)."""
+    x = v.astype(np.float64)
+    a, b = float(np.float32(a)), float(np.float32(b))
+    with np.errstate(over="ignore", invalid="ignore"):
+        sig = 1.0 / (1.0 + np.exp(-x))
+    hard = np.clip(a * x + b, 0.0, 1.0)
+    act = {
+        "RELU": np.maximum(x, 0.0),
+        "CLIP": np.clip(x, a, b),
+        "SIGMOID": sig,
+        "HARD_SIGMOID": hard,
+        "LEAKY_RELU": np.where(x >= 0, x, a * x),
+    }[kind]
+    with np.errstate(invalid="ignore"):  # inf * 0
+        return x * act if gate else act
+
+
+ACTIVATIONS = [  # (kind, gate, alpha, beta)
+    ("RELU", False, 0.0, 0.0),
+    ("CLIP", False, 0.0, 6.0),
+    ("CLIP", False, -0.5, 1.5),
+    ("SIGMOID", False, 0.0, 0.0),
+    ("HARD_SIGMOID", False, 1 / 6, 0.5),
+    ("HARD_SIGMOID", False, 0.2, 0.5),
+    ("LEAKY_RELU", False, 0.1, 0.0),
+    ("SIGMOID", True, 0.0, 0.0),
+    ("HARD_SIGMOID", True, 1 / 6, 0.5),
+]
+
+
+@pytest.mark.parametrize(
+    "activation", ACTIVATIONS, ids=[f"{k}{'-gate' if g else ''}-{a:g}" for k, g, a, _ in ACTIVATIONS]
+)
+def test_activations_match_float64_formulas_in_place(activation, rng):
+    special = np.float32([0, -0.0, 1e-30, -1e-30, 3, -3, 6, 88.8, -88.8, 1e4, -1e4, np.inf, -np.inf])
+    y = np.concatenate([(8 * rng.standard_normal(100_003)).astype(np.float32), special])
+    expected = _float64(*activation, y)
+    before = y.copy()
+    assert jit.activate(y, *activation)
+    finite = np.isfinite(expected)
+    # A few float32 ulps of the result, or of the operand where a * x + b cancels (hard sigmoid).
+    bound = 4e-7 * np.abs(expected) + 1e-30  # magnitudes below 1e-30 may flush to 0 (exp saturates)
+    if activation[0] == "HARD_SIGMOID":
+        bound += 1.2e-7 * np.maximum(1.0, np.abs(before.astype(np.float64)))
+    err, bound, x = np.abs(y - expected)[finite], bound[finite], before[finite]
+    assert np.all(err <= bound), f"worst at x = {x[np.argmax(err - bound)]}: error {err[np.argmax(err - bound)]}"
+    assert np.array_equal(y[~finite], expected[~finite].astype(np.float32), equal_nan=True)
+    nan = np.float32([np.nan])
+    assert jit.activate(nan, *activation) and np.isnan(nan[0]), "NaN propagates"
+    assert not np.array_equal(y, before)
+
+
+def test_activate_declines_what_it_has_no_kernel_for():
+    y = np.ones(10, np.float32)
+    assert not jit.activate(y, "TANH", False, 0, 0)  # no compiled formula
+    assert not jit.activate(y.astype(np.float64), "RELU", False, 0, 0)  # float32 only
+    assert not jit.activate(np.ones((4, 4), np.float32)[:, ::2], "RELU", False, 0, 0)  # not contiguous
+    frozen = np.ones(4, np.float32)
+    frozen.flags.writeable = False
+    assert not jit.activate(frozen, "RELU", False, 0, 0)
+
+
+# (N, C, H, W, kernel, stride, dilation, pre-padding) with the output as torch's padding gives it
+DEPTHWISE = [
+    (1, 8, 15, 17, (3, 3), (1, 1), (1, 1), (1, 1)),
+    (2, 6, 16, 16, (3, 3), (2, 2), (1, 1), (1, 1)),
+    (1, 5, 14, 14, (5, 5), (1, 1), (1, 1), (2, 2)),
+    (1, 5, 15, 13, (5, 5), (2, 2), (1, 1), (2, 2)),
+    (1, 4, 12, 12, (7, 7), (1, 1), (1, 1), (3, 3)),
+    (3, 3, 11, 10, (3, 5), (2, 3), (1, 1), (1, 2)),
+    (1, 4, 13, 13, (3, 3), (1, 1), (2, 2), (2, 2)),
+    (1, 4, 13, 12, (3, 3), (2, 1), (3, 2), (0, 3)),
+    (1, 2, 7, 7, (3, 3), (1, 1), (1, 1), (0, 0)),  # no padding
+    (1, 3, 3, 3, (5, 5), (1, 1), (1, 1), (3, 3)),  # more padding than input
+    (1, 2, 9, 9, (2, 2), (3, 3), (1, 1), (0, 0)),  # even kernel, stride past it
+]
+
+
+@pytest.mark.parametrize("case", DEPTHWISE, ids=[str(i) for i in range(len(DEPTHWISE))])
+@pytest.mark.parametrize("activation", [None, ("SIGMOID", True, 0.0, 0.0), ("CLIP", False, 0.0, 6.0)])
+def test_depthwise_matches_torch(case, activation, rng):
+    n, c, h, wd, kernel, stride, dilation, pre = case
+    x = rng.standard_normal((n, c, h, wd)).astype(np.float32)
+    w = rng.standard_normal((c, 1, *kernel)).astype(np.float32)
+    b = rng.standard_normal(c).astype(np.float32)
+    t = F.conv2d(torch.from_numpy(x.astype(np.float64)), torch.from_numpy(w.astype(np.float64)),
+                 torch.from_numpy(b.astype(np.float64)), stride=stride, padding=pre, dilation=dilation, groups=c)  # fmt: skip
+    if activation is not None:
+        t = F.silu(t) if activation[0] == "SIGMOID" else torch.clamp(t, 0, 6)
+    expected = t.numpy()
+    out = expected.shape[2:]
+    y = np.empty(expected.shape, np.float32)
+    for _ in range(2):  # other values into the same output
+        jit.depthwise(x, w, stride, dilation, out, pre, b, y, activation)
+        np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5)
+        x = rng.standard_normal(x.shape).astype(np.float32)
+        t = F.conv2d(torch.from_numpy(x.astype(np.float64)), torch.from_numpy(w.astype(np.float64)),
+                     torch.from_numpy(b.astype(np.float64)), stride=stride, padding=pre, dilation=dilation,
+                     groups=c)  # fmt: skip
+        if activation is not None:
+            t = F.silu(t) if activation[0] == "SIGMOID" else torch.clamp(t, 0, 6)
+        expected = t.numpy()
+
+
+def test_depthwise_without_bias_and_with_a_cropping_pre_padding(rng):
+    # A negative pre-padding crops the input's first rows and columns (TensorRT allows it).
+    x = rng.standard_normal((1, 3, 10, 10)).astype(np.float32)
+    w = rng.standard_normal((3, 1, 3, 3)).astype(np.float32)
+    cropped = x[:, :, 2:, 1:]
+    expected = F.conv2d(torch.from_numpy(cropped), torch.from_numpy(w), groups=3).numpy()
+    out = expected.shape[2:]
+    y = np.empty(expected.shape, np.float32)
+    jit.depthwise(x, w, (1, 1), (1, 1), out, (-2, -1), None, y)
+    np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_depthwise_refuses_other_dtypes():
+    x = np.zeros((1, 2, 4, 4), np.float64)
+    with pytest.raises(TypeError, match="float32 only"):
+        jit.depthwise(x, np.zeros((2, 1, 3, 3)), (1, 1), (1, 1), (2, 2), (0, 0), None, np.empty((1, 2, 2, 2)))
+
+
+def test_hidden_numba_says_why(monkeypatch):
+    monkeypatch.setattr(jit, "_compiled", lambda: (None, "numba is not installed (test)"))
+    assert not jit.enabled() and "numba" in jit.why_not()
+    assert not jit.activate(np.ones(3, np.float32), "RELU", False, 0, 0)
+    with pytest.raises(RuntimeError, match="numba"):
+        jit.exp(np.ones(2, np.float32))

@@ -1,0 +1,192 @@
+"""The numba code behind ``kernels.jit``: imported only when numba is (see jit.enabled).
+
+Every function here is module-level, and each specialization's closure holds only
+integers and flags, so numba's disk cache recognizes a specialization in the next
+process (its key hashes the closure's contents).
+
+The kernels run on the calling thread (``nogil``: other Python threads run meanwhile).
+numba's parallel loops were measured and left out: their OpenMP threads spin after each
+kernel, on the cores that BLAS needs next (MobileNetV2 ran 7x slower end to end), and
+their compilation takes 3 s per specialization instead of 0.5 s.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import numba
+import numpy as np
+from llvmlite import ir
+from numba.core import types
+from numba.extending import intrinsic
+
+# Activation codes: a compile-time constant of each specialization (see act).
+NONE, RELU, CLIP, SIGMOID, HARD_SIGMOID, LEAKY_RELU, SILU, HARD_SWISH = range(8)
+# No signed zeros; reciprocals and fused multiply-adds allowed; NaN and inf kept (no nnan, ninf).
+FASTMATH = {"nsz", "arcp", "contract"}
+_OPTIONS = {"fastmath": FASTMATH, "boundscheck": False, "error_model": "numpy", "nogil": True}
+_INLINE = {"inline": "always", "fastmath": FASTMATH, "error_model": "numpy"}
+_f32, _i32 = np.float32, np.int32
+
+
+def _njit(fn: Any) -> Any:
+    try:
+        return numba.njit(cache=True, **_OPTIONS)(fn)
+    except RuntimeError:  # no writable cache directory: compile in every process instead
+        return numba.njit(cache=False, **_OPTIONS)(fn)
+
+
+@intrinsic
+def _as_float(typingctx, bits):
+    """The float32 whose bits are the low 32 of the integer ``bits``."""
+    if not isinstance(bits, types.Integer):
+        return None
+
+    def codegen(context, builder, sig, args):
+        v = args[0] if bits.bitwidth == 32 else builder.trunc(args[0], ir.IntType(32))
+        return builder.bitcast(v, ir.FloatType())
+
+    return types.float32(bits), codegen
+
+
+@numba.njit(**_INLINE)
+def expf(x0):
+    """Cephes' expf: x = n ln2 + r with |r| <= ln2 / 2, exp(r) by its polynomial, times 2^n
+    made from its bits as 2^h * 2^(n - h), so that both factors are normal for n in [-126, 128]."""
+    x = _f32(-87.33654) if x0 < _f32(-87.33654) else x0
+    x = _f32(88.72283) if x > _f32(88.72283) else x
+    n = np.floor(x * _f32(1.44269504088896341) + _f32(0.5))
+    r = x - n * _f32(0.693359375) - n * _f32(-2.12194440e-4)
+    p = _f32(1.9875691500e-4)
+    p = p * r + _f32(1.3981999507e-3)
+    p = p * r + _f32(8.3334519073e-3)
+    p = p * r + _f32(4.1665795894e-2)
+    p = p * r + _f32(1.6666665459e-1)
+    p = p * r + _f32(5.0000001201e-1)
+    p = p * r * r + r + _f32(1)
+    k = _i32(n)
+    h = k >> _i32(1)
+    e = p * _as_float((h + _i32(127)) << _i32(23)) * _as_float((k - h + _i32(127)) << _i32(23))
+    e = _f32(np.inf) if x0 > _f32(88.72283) else e
+    return _f32(0) if x0 < _f32(-87.33654) else e
+
+
+@numba.njit(**_INLINE)
+def act(code, v, a, b):
+    """Activation ``code`` of ``v``: the formulas of reference.activation (NvInfer.h's alpha and
+    beta). Each select keeps a NaN (a comparison with NaN is false)."""
+    if code == RELU:
+        return _f32(0) if v < _f32(0) else v
+    if code == CLIP:
+        v = a if v < a else v
+        return b if v > b else v
+    if code == SIGMOID:
+        return _f32(1) / (_f32(1) + expf(-v))
+    if code in (HARD_SIGMOID, HARD_SWISH):
+        t = a * v + b
+        t = _f32(0) if t < _f32(0) else t
+        t = _f32(1) if t > _f32(1) else t
+        return t if code == HARD_SIGMOID else v * t
+    if code == LEAKY_RELU:
+        return a * v if v < _f32(0) else v
+    if code == SILU:
+        return v / (_f32(1) + expf(-v))
+    return v
+
+
+@functools.cache
+def activation_kernel(code: int) -> Any:
+    """kernel(y, a, b): activation ``code`` applied in place to the 1-D float32 ``y``."""
+
+    def kernel(y, a, b):
+        for i in range(y.size):
+            y[i] = act(code, y[i], a, b)
+
+    return _njit(kernel)
+
+
+@functools.cache
+def depthwise_kernel(fh: int, fw: int, sh: int, sw: int, dh: int, dw: int, code: int) -> Any:
+    """kernel(x, w, bias, a, b, y, box, rows, cols) for one kernel size, stride, dilation and activation.
+
+    x (N*C, H, W), w (C, fh, fw), bias (C,), y (N*C, OH, OW). Each input plane is copied
+    into a zeroed ``plane`` (rows, cols), at the box ``(r0, c0, i0, j0, ni, nj)``: its
+    rows r0.. and columns c0.. take the input's rows i0.. and columns j0.. (ni by nj), and the
+    zeros around them (the padding) stay, as every plane has the same box. The plane stays
+    in cache for the sums. One kernel row at a time, fw products per output in registers;
+    the loop over outputs vectorizes. At stride 1 a plane is one run: output (i, j) and its
+    window's first pixel are both at i * cols + j of the padded plane, so one loop of
+    OH * cols outputs (``acc``) covers it (the cols - OW outputs per row that fall between
+    rows are dropped), which keeps short rows (7x7, 14x14) vectorized. At other strides, a
+    loop per output row. The activation is one more pass over the output plane.
+    """
+    cols = tuple(t * dw for t in range(fw))  # constant offsets: the loop over them unrolls
+    flat = sh == 1 and sw == 1
+
+    def kernel(x, w, bias, a, b, y, box, rows, wp):
+        nc_, oh, ow = y.shape
+        c_ = w.shape[0]
+        r0, c0, i0, j0, ni, nj = box
+        plane = np.zeros((rows, wp), np.float32)  # a few kB: in cache for every plane
+        pf = plane.reshape(-1)
+        acc = np.empty(oh * wp, np.float32)
+        for nc in range(nc_):
+            c = nc % c_
+            bv = bias[c]
+            xc = x[nc]
+            for i in range(ni):
+                src = xc[i0 + i, j0 : j0 + nj]
+                dst = plane[r0 + i, c0 : c0 + nj]
+                for j in range(nj):
+                    dst[j] = src[j]
+            if flat:
+                run = (oh - 1) * wp + ow
+                for p in range(run):
+                    acc[p] = bv
+                for r in range(fh):
+                    wr = w[c, r]
+                    xs = pf[r * dh * wp :]
+                    for p in range(run):
+                        s = acc[p]
+                        for t in range(fw):
+                            s += wr[t] * xs[p + cols[t]]
+                        acc[p] = s
+                for i in range(oh):
+                    yr = y[nc, i]
+                    ar = acc[i * wp :]
+                    for j in range(ow):
+                        yr[j] = ar[j]
+            else:
+                for i in range(oh):
+                    yr = y[nc, i]
+                    for j in range(ow):
+                        yr[j] = bv
+                    for r in range(fh):
+                        xr = plane[i * sh + r * dh]
+                        wr = w[c, r]
+                        for j in range(ow):
+                            s = yr[j]
+                            for t in range(fw):
+                                s += wr[t] * xr[j * sw + cols[t]]
+                            yr[j] = s
+            if code != NONE:
+                yf = y[nc].reshape(-1)
+                for q in range(oh * ow):
+                    yf[q] = act(code, yf[q], a, b)
+
+    return _njit(kernel)
+
+
+@functools.cache
+def exp_kernel() -> Any:
+    """kernel(x) -> expf of every element of the float32 array ``x``."""
+
+    def kernel(x):
+        y = np.empty_like(x)
+        fx, fy = x.reshape(-1), y.reshape(-1)
+        for i in range(fx.size):
+            fy[i] = expf(fx[i])
+        return y
+
+    return _njit(kernel)

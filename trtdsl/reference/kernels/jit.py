@@ -1,0 +1,112 @@
+"""Compiled kernels (numba) for what NumPy can only do in many passes: depthwise convolutions, activations.
+
+Why: a depthwise 3x3 convolution in NumPy is nine passes over its input (a copy or a
+multiply-add per kernel offset), and SiLU is four (negate, exp, add, divide) over
+arrays larger than the cache. Compiled, each is one pass with the sum (or the exp)
+in registers: measured on MobileNetV2's and EfficientNet-B0's shapes
+(``python bench/kernels.py``), depthwise 2-5x and SiLU 2-3x faster than the NumPy
+kernels beside this module.
+
+Used by the fast mode only, and only when numba is installed (the ``fast`` and ``dev``
+extras); otherwise the NumPy kernels run (``enabled()`` says which, ``why_not()`` why).
+Every kernel is float32 in and out, and is specialized for its constants (kernel
+size, strides, dilations, activation: ``kernels.compiled``), so each loop over kernel
+columns unrolls and each loop over output columns vectorizes. numba keeps the
+compiled code in its own disk cache (beside ``compiled.py``, else in its user cache
+directory), so a specialization compiles once per machine (about 0.5 s), not per process.
+
+Numerics: sums run in float32 in another order than the NumPy paths (within a few
+float32 ulps), and ``exp`` is Cephes' single-precision polynomial (within 1.5 ulps of
+the exact value; NumPy's is within 3.5), inf above ln(FLT_MAX) and 0 below the log of
+the smallest normal float (NumPy's gives subnormals there). NaN propagates through
+every kernel, as through the NumPy formulas.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import numpy as np
+
+# (ActivationType name, gate) -> the compiled code's activation number; a gate is
+# y * act(y) (see reference.fusion.Epilogue): SiLU and hard-swish.
+CODES = {
+    ("RELU", False): 1,
+    ("CLIP", False): 2,
+    ("SIGMOID", False): 3,
+    ("HARD_SIGMOID", False): 4,
+    ("LEAKY_RELU", False): 5,
+    ("SIGMOID", True): 6,
+    ("HARD_SIGMOID", True): 7,
+}
+
+
+@functools.cache
+def _compiled() -> tuple[Any, str]:
+    """(the kernels.compiled module, "") when numba imports, else (None, why not)."""
+    try:
+        from . import compiled
+    except ImportError as e:  # an optional speed-up: the fast and dev extras install numba
+        return None, f"numba is not installed ({e}); install trtdsl[fast] for the compiled kernels"
+    return compiled, ""
+
+
+def enabled() -> bool:
+    """Whether the compiled kernels run (numba imports); ``why_not()`` says why when they do not."""
+    return _compiled()[0] is not None
+
+
+def why_not() -> str:
+    """Why the compiled kernels do not run, or "" when they do."""
+    return _compiled()[1]
+
+
+def activate(y: np.ndarray, kind: str, gate: bool, alpha: float, beta: float) -> bool:
+    """Apply activation ``kind`` (``y * act(y)`` when ``gate``) in place to C-contiguous float32 ``y``.
+
+    Returns False, having done nothing, when no kernel fits (numba absent, another
+    dtype or layout, an activation without a compiled formula).
+    """
+    code = CODES.get((kind, gate))
+    if code is None or not enabled() or y.dtype != np.float32 or not (y.flags.c_contiguous and y.flags.writeable):
+        return False
+    _compiled()[0].activation_kernel(code)(y.reshape(-1), np.float32(alpha), np.float32(beta))
+    return True
+
+
+def depthwise(
+    x: np.ndarray, w: np.ndarray, stride: tuple[int, int], dilation: tuple[int, int], out: tuple[int, int],
+    pre: tuple[int, int], bias: np.ndarray | None, y: np.ndarray, activation: tuple[str, bool, float, float] | None = None,
+) -> None:  # fmt: skip
+    """The depthwise correlation of float32 ``x`` (N, C, H, W) with ``w`` (C, 1, FH, FW), plus ``bias``, into ``y``.
+
+    ``pre``: the zero padding before each spatial dim (negative crops); after them, as far
+    as ``out`` reads. ``activation`` (kind, gate, alpha, beta), one of ``CODES``, is applied
+    to each output as it is stored. Needs numba (``enabled()``).
+    """
+    if not enabled():
+        raise RuntimeError(why_not())
+    if not x.dtype == w.dtype == y.dtype == np.float32:
+        raise TypeError(f"the compiled depthwise kernel is float32 only, not {x.dtype}, {w.dtype} -> {y.dtype}")
+    code = 0 if activation is None else CODES[activation[:2]]
+    n, c, h, wd = x.shape
+    fh, fw = w.shape[2:]
+    # The padded plane: every row and column the output's windows read.
+    rows, cols = ((o - 1) * s + (f - 1) * d + 1 for o, s, f, d in zip(out, stride, (fh, fw), dilation, strict=True))
+    (ph, pw) = pre
+    # The box of the input inside the padded plane (a negative pre-padding crops).
+    i0, j0, r0, c0 = max(0, -ph), max(0, -pw), max(0, ph), max(0, pw)
+    box = np.array([r0, c0, i0, j0, max(0, min(h - i0, rows - r0)), max(0, min(wd - j0, cols - c0))], np.int64)
+    b = np.zeros(c, np.float32) if bias is None else np.ascontiguousarray(bias, np.float32)
+    alpha, beta = (0.0, 0.0) if activation is None else activation[2:]
+    kernel = _compiled()[0].depthwise_kernel(fh, fw, *stride, *dilation, code)
+    kernel(np.ascontiguousarray(x).reshape(n * c, h, wd), np.ascontiguousarray(w.reshape(c, fh, fw)), b,
+           np.float32(alpha), np.float32(beta), y.reshape(n * c, *out), box, rows, cols)  # fmt: skip
+
+
+def exp(x: np.ndarray) -> np.ndarray:
+    """The compiled kernels' ``exp`` of float32 ``x`` (for tests of its accuracy); needs numba."""
+    if not enabled():
+        raise RuntimeError(why_not())
+    return _compiled()[0].exp_kernel()(np.ascontiguousarray(x, np.float32))
