@@ -22,7 +22,7 @@ from numba.core import types
 from numba.extending import intrinsic
 
 # Activation codes: a compile-time constant of each specialization (see act).
-NONE, RELU, CLIP, SIGMOID, HARD_SIGMOID, LEAKY_RELU, SILU, HARD_SWISH = range(8)
+NONE, RELU, CLIP, SIGMOID, HARD_SIGMOID, LEAKY_RELU, SILU, HARD_SWISH, GELU_ERF, GELU_TANH = range(10)
 # No signed zeros; reciprocals and fused multiply-adds allowed; NaN and inf kept (no nnan, ninf).
 FASTMATH = {"nsz", "arcp", "contract"}
 _OPTIONS = {"fastmath": FASTMATH, "boundscheck": False, "error_model": "numpy", "nogil": True}
@@ -73,6 +73,24 @@ def expf(x0):
 
 
 @numba.njit(**_INLINE)
+def erfc_abs(z):
+    """erfc(|z|) within 1.2e-7 of its value, relative (Numerical Recipes' ``erfcc``, a Chebyshev fit
+    of erfc(z) exp(z^2)), so that 1 + erf(z) = erfc(-z) keeps its precision in the negative tail."""
+    az = abs(z)
+    t = _f32(1) / (_f32(1) + _f32(0.5) * az)
+    p = _f32(0.17087277)
+    p = p * t + _f32(-0.82215223)
+    p = p * t + _f32(1.48851587)
+    p = p * t + _f32(-1.13520398)
+    p = p * t + _f32(0.27886807)
+    p = p * t + _f32(-0.18628806)
+    p = p * t + _f32(0.09678418)
+    p = p * t + _f32(0.37409196)
+    p = p * t + _f32(1.00002368)
+    return t * expf(p * t - az * az - _f32(1.26551223))
+
+
+@numba.njit(**_INLINE)
 def act(code, v, a, b):
     """Activation ``code`` of ``v``: the formulas of reference.activation (NvInfer.h's alpha and
     beta). Each select keeps a NaN (a comparison with NaN is false)."""
@@ -92,6 +110,13 @@ def act(code, v, a, b):
         return a * v if v < _f32(0) else v
     if code == SILU:
         return v / (_f32(1) + expf(-v))
+    if code == GELU_ERF:  # x (1 + erf(x / sqrt 2)) / 2, with 1 + erf(z) = erfc(-z) = 2 - erfc(z)
+        z = v * _f32(0.7071067811865476)
+        r = erfc_abs(z)
+        return _f32(0.5) * v * (r if z < _f32(0) else _f32(2) - r)
+    if code == GELU_TANH:  # x (1 + tanh(u)) / 2 = x / (1 + exp(-2u)), u = sqrt(2 / pi) (x + 0.044715 x^3)
+        u = _f32(0.7978845608028654) * (v + _f32(0.044715) * v * v * v)
+        return v / (_f32(1) + expf(_f32(-2) * u))
     return v
 
 

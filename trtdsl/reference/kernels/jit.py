@@ -39,6 +39,8 @@ CODES = {
     ("LEAKY_RELU", False): 5,
     ("SIGMOID", True): 6,
     ("HARD_SIGMOID", True): 7,
+    ("GELU_ERF", False): 8,
+    ("GELU_TANH", False): 9,
 }
 
 
