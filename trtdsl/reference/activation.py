@@ -12,6 +12,7 @@ import numpy as np
 
 from ..errors import InterpreterError
 from .elementwise import erf, rectify
+from .kernels import jit
 from .registry import Node, interprets
 
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
@@ -80,6 +81,10 @@ def _one_axis(node: Node, mask: int, ndim: int, what: str) -> int:
 
 @interprets("softmax", fresh=True)
 def softmax(node: Node, x: np.ndarray) -> np.ndarray:
-    d = _one_axis(node, node.layer.axes, x.ndim, "softmax")
+    d = node.memo(("axis", x.ndim), lambda: _one_axis(node, node.layer.axes, x.ndim, "softmax"))
+    if node.fast and jit.enabled() and x.dtype == np.float32:  # a compiled pass per row (numba installed)
+        out = node.empty(x.shape, x.dtype)
+        if jit.softmax(x, d, out):
+            return out
     e = np.exp(x - np.max(x, axis=d, keepdims=True))
     return e / np.sum(e, axis=d, keepdims=True)

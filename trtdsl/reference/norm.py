@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InterpreterError
+from .kernels import jit
 from .registry import Node, interprets
 
 
@@ -40,6 +41,10 @@ def normalization(node: Node, x: np.ndarray, scale: np.ndarray, bias: np.ndarray
     if not axes:
         raise InterpreterError(f"normalization layer {node.name!r}: empty axes bitmask")
     if groups == 1:
+        if node.fast and axes == (x.ndim - 1,) and jit.enabled() and x.dtype == np.float32:  # layer norm:
+            out = node.empty(x.shape, x.dtype)  # a compiled pass per row (numba installed)
+            if jit.layer_norm(x, scale, bias, eps, out):
+                return out
         y = _standardize(x, axes, eps)
         return (y * scale + bias).astype(x.dtype, copy=False)
     n, c = x.shape[0], x.shape[1]

@@ -171,3 +171,49 @@ def test_hidden_numba_says_why(monkeypatch):
     assert not jit.activate(np.ones(3, np.float32), "RELU", False, 0, 0)
     with pytest.raises(RuntimeError, match="numba"):
         jit.exp(np.ones(2, np.float32))
+
+
+@pytest.mark.parametrize("shape", [(3, 7), (2, 12, 197, 197), (5, 1)])
+def test_softmax_matches_torch_over_the_last_axis(shape, rng):
+    x = (4 * rng.standard_normal(shape)).astype(np.float32)
+    out = np.empty_like(x)
+    assert jit.softmax(x, x.ndim - 1, out)
+    expected = F.softmax(torch.from_numpy(x.astype(np.float64)), -1).numpy()
+    np.testing.assert_allclose(out, expected, rtol=2e-6, atol=1e-9)
+
+
+def test_softmax_edge_rows():
+    x = np.float32([
+        [1e4, 0, -1e4, 3],  # no overflow: the max is subtracted
+        [-np.inf, 0, 1, -np.inf],  # masked entries give 0
+        [-np.inf] * 4,  # nothing left: NaN, as exp(x - max) gives
+        [0, np.nan, 1, 2],  # a NaN spreads over its row
+    ])  # fmt: skip
+    out = np.empty_like(x)
+    assert jit.softmax(x, 1, out)
+    with np.errstate(invalid="ignore"):
+        e = np.exp(x.astype(np.float64) - x.max(axis=1, keepdims=True))
+        expected = e / e.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(out, expected, rtol=2e-6, atol=1e-30)
+    assert not jit.softmax(x, 0, out), "only the last axis"
+
+
+@pytest.mark.parametrize("offset", [0.0, 1e4])
+def test_layer_norm_matches_torch(offset, rng):
+    # Rows far from zero: float64 statistics in two passes lose nothing to cancellation.
+    x = (offset + rng.standard_normal((2, 197, 768))).astype(np.float32)
+    scale, bias = rng.standard_normal(768).astype(np.float32), rng.standard_normal(768).astype(np.float32)
+    out = np.empty_like(x)
+    assert jit.layer_norm(x, scale.reshape(1, 1, 768), bias.reshape(1, 1, 768), 1e-5, out)
+    t = torch.from_numpy(x.astype(np.float64))
+    expected = F.layer_norm(t, (768,), torch.from_numpy(scale).double(), torch.from_numpy(bias).double(), 1e-5)
+    np.testing.assert_allclose(out, expected.numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_layer_norm_of_a_constant_row_is_its_bias():
+    x = np.full((1, 4), 3.0, np.float32)
+    out = np.empty_like(x)
+    bias = np.float32([1, 2, 3, 4])
+    assert jit.layer_norm(x, np.ones(4, np.float32), bias, 1e-5, out)
+    np.testing.assert_array_equal(out, bias.reshape(1, 4))
+    assert not jit.layer_norm(x, np.ones(3, np.float32), bias, 1e-5, out), "one scale per element of the axis"

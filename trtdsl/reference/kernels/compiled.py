@@ -203,6 +203,50 @@ def depthwise_kernel(fh: int, fw: int, sh: int, sw: int, dh: int, dw: int, code:
     return _njit(kernel)
 
 
+# Reductions may reassociate (their sums vectorize); float64 accumulators keep them exact enough.
+_REDUCE = {**_OPTIONS, "fastmath": FASTMATH | {"reassoc"}}
+
+
+@numba.njit(cache=True, **_REDUCE)
+def softmax_rows(x, y):
+    """y[i] = softmax(x[i]) for the rows of the 2-D float32 ``x`` (max subtracted; a NaN row gives NaNs)."""
+    n, d = x.shape
+    for i in range(n):
+        xr, yr = x[i], y[i]
+        m = -np.inf
+        for j in range(d):
+            m = xr[j] if xr[j] > m else m
+        m = _f32(m)
+        total = 0.0
+        for j in range(d):
+            e = expf(xr[j] - m)
+            yr[j] = e
+            total += e
+        inv = _f32(1.0 / total)
+        for j in range(d):
+            yr[j] *= inv
+
+
+@numba.njit(cache=True, **_REDUCE)
+def layernorm_rows(x, scale, bias, eps, y):
+    """y[i] = (x[i] - mean) / sqrt(var + eps) * scale + bias per row of the 2-D float32 ``x``:
+    mean and (biased) variance over the row, in float64 (two passes: no cancellation)."""
+    n, d = x.shape
+    for i in range(n):
+        xr, yr = x[i], y[i]
+        total = 0.0
+        for j in range(d):
+            total += xr[j]
+        mean = total / d
+        sq = 0.0
+        for j in range(d):
+            c = xr[j] - mean
+            sq += c * c
+        inv = 1.0 / np.sqrt(sq / d + eps)
+        for j in range(d):  # centered in float64 too: float32(mean) would be off by half its ulp
+            yr[j] = _f32((xr[j] - mean) * inv * scale[j] + bias[j])
+
+
 @functools.cache
 def exp_kernel() -> Any:
     """kernel(x) -> expf of every element of the float32 array ``x``."""

@@ -107,6 +107,29 @@ def depthwise(
            np.float32(alpha), np.float32(beta), y.reshape(n * c, *out), box, rows, cols)  # fmt: skip
 
 
+def softmax(x: np.ndarray, axis: int, out: np.ndarray) -> bool:
+    """Softmax of float32 ``x`` over its last axis into ``out``; False (nothing done) when no kernel fits."""
+    if axis != x.ndim - 1 or x.dtype != np.float32 or out.dtype != np.float32 or x.size == 0 or not enabled():
+        return False
+    d = x.shape[-1]
+    _compiled()[0].softmax_rows(np.ascontiguousarray(x).reshape(-1, d), out.reshape(-1, d))
+    return True
+
+
+def layer_norm(x: np.ndarray, scale: np.ndarray, bias: np.ndarray, eps: float, out: np.ndarray) -> bool:
+    """Normalization of float32 ``x`` over its last axis, times ``scale`` plus ``bias`` (each one
+    value per element of that axis), into ``out``; False (nothing done) when no kernel fits."""
+    d = x.shape[-1] if x.ndim else 0
+    if not d or scale.size != d or bias.size != d or x.dtype != np.float32 or out.dtype != np.float32:
+        return False
+    if not enabled():
+        return False
+    s = np.ascontiguousarray(scale, np.float32).reshape(d)
+    b = np.ascontiguousarray(bias, np.float32).reshape(d)
+    _compiled()[0].layernorm_rows(np.ascontiguousarray(x).reshape(-1, d), s, b, float(eps), out.reshape(-1, d))
+    return True
+
+
 def exp(x: np.ndarray) -> np.ndarray:
     """The compiled kernels' ``exp`` of float32 ``x`` (for tests of its accuracy); needs numba."""
     if not enabled():
