@@ -28,6 +28,8 @@ FASTMATH = {"nsz", "arcp", "contract"}
 _OPTIONS = {"fastmath": FASTMATH, "boundscheck": False, "error_model": "numpy", "nogil": True}
 _INLINE = {"inline": "always", "fastmath": FASTMATH, "error_model": "numpy"}
 _f32, _i32 = np.float32, np.int32
+# float32's exponent bias and mantissa bits (127, 23), for building 2^n from its bits in expf.
+_BIAS, _MANT = _i32(np.finfo(np.float32).maxexp - 1), _i32(np.finfo(np.float32).nmant)
 
 
 def _njit(fn: Any) -> Any:
@@ -67,7 +69,7 @@ def expf(x0):
     p = p * r * r + r + _f32(1)
     k = _i32(n)
     h = k >> _i32(1)
-    e = p * _as_float((h + _i32(127)) << _i32(23)) * _as_float((k - h + _i32(127)) << _i32(23))
+    e = p * _as_float((h + _BIAS) << _MANT) * _as_float((k - h + _BIAS) << _MANT)
     e = _f32(np.inf) if x0 > _f32(88.72283) else e
     return _f32(0) if x0 < _f32(-87.33654) else e
 
