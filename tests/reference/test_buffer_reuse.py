@@ -231,6 +231,19 @@ def test_pool_stays_within_its_limit():
     assert pool.held == 0
 
 
+def test_pool_keeps_a_few_buffers_of_a_size_not_every_dead_one():
+    # Many dead tensors of a wanted size between two requests: only PER_SIZE are kept.
+    from trtdsl.reference.buffers import PER_SIZE
+
+    pool = BufferPool()
+    pool.empty((64,), np.float32)
+    kept = [pool.give(np.empty(64, np.float32)) for _ in range(PER_SIZE + 5)]
+    assert kept == [True] * PER_SIZE + [False] * 5
+    assert pool.held == PER_SIZE * 256
+    a, b = pool.empty((64,), np.float32), pool.empty((8, 8), np.float32)
+    assert a.shape == (64,) and b.shape == (8, 8) and pool.held == (PER_SIZE - 2) * 256
+
+
 def _conv_chain(rng, depth=4):
     ws = [rng.standard_normal((8, 8, 3, 3)).astype(np.float32) * 0.2 for _ in range(depth)]
     net = trtdsl.Network("chain")
