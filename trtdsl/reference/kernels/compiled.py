@@ -215,10 +215,9 @@ def softmax_rows(x, y):
     n, d = x.shape
     for i in range(n):
         xr, yr = x[i], y[i]
-        m = -np.inf
+        m = _f32(-np.inf)
         for j in range(d):
-            m = xr[j] if xr[j] > m else m
-        m = _f32(m)
+            m = max(m, xr[j])
         total = 0.0
         for j in range(d):
             e = expf(xr[j] - m)
