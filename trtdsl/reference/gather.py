@@ -40,7 +40,10 @@ def gather(node: Node, data: np.ndarray, indices: np.ndarray) -> np.ndarray:
 def _gather_default(data: np.ndarray, indices: np.ndarray, axis: int, e: int, name: str) -> np.ndarray:
     n = data.shape[axis]
     idx = _normalize(indices, n)
-    idx = np.where((idx >= 0) & (idx < n), idx, n)
+    inside = (idx >= 0) & (idx < n)
+    if e == 0 and inside.all():  # nothing out of bounds: no zero slice needed (a copy of all of data)
+        return np.take(data, idx, axis=axis)
+    idx = np.where(inside, idx, n)
     padded = _zero_padded(data, [axis])
     if e == 0:
         return np.take(padded, idx, axis=axis)

@@ -9,6 +9,8 @@ the attribute of a dynamic parameter only makes TensorRT log an error.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from .. import dtypes
@@ -77,13 +79,21 @@ def resolve_reshape(in_shape: tuple[int, ...], dims: tuple[int, ...], zero_is_pl
 @interprets("shuffle")
 def shuffle(node: Node, x: np.ndarray, dims: np.ndarray | None = None) -> np.ndarray:
     """Transpose, reshape, transpose; reshape dims from input 1 when it is set."""
-    layer = node.layer
-    y = np.transpose(x, tuple(layer.first_transpose)[: x.ndim])
-    reshape = _ints(dims) if dims is not None else layer.reshape_dims
+    # Four attribute reads through the bindings cost ~50 us; the prepared node keeps them (any
+    # change to the layer drops the prepared interpreter: reference.watch).
+    first, fixed, placeholder, second = node.memo("shuffle", lambda: _shuffle_params(node.layer))
+    y = np.transpose(x, first[: x.ndim])
+    reshape = _ints(dims) if dims is not None else fixed
     if reshape is not None:
-        where = f"shuffle {node.name!r}"
-        y = y.reshape(resolve_reshape(y.shape, tuple(reshape), layer.zero_is_placeholder, where))
-    return np.transpose(y, tuple(layer.second_transpose)[: y.ndim])
+        y = y.reshape(resolve_reshape(y.shape, tuple(reshape), placeholder, f"shuffle {node.name!r}"))
+    return np.transpose(y, second[: y.ndim])
+
+
+def _shuffle_params(layer: Any) -> tuple:
+    """(first transpose, reshape dims or None, zero_is_placeholder, second transpose) of a shuffle layer."""
+    reshape = layer.reshape_dims
+    return (tuple(layer.first_transpose), None if reshape is None else tuple(reshape), layer.zero_is_placeholder,
+            tuple(layer.second_transpose))  # fmt: skip
 
 
 @interprets("concatenation")
