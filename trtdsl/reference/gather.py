@@ -27,14 +27,15 @@ def _zero_padded(data: np.ndarray, axes: range | list[int]) -> np.ndarray:
 
 @interprets("gather")
 def gather(node: Node, data: np.ndarray, indices: np.ndarray) -> np.ndarray:
-    layer = node.layer
-    mode = layer.mode.name
-    e = layer.num_elementwise_dims
+    # The prepared node keeps the layer's parameters (a change to the layer drops it: reference.watch).
+    mode, e, axis = node.memo(
+        "gather", lambda: (node.layer.mode.name, node.layer.num_elementwise_dims, node.layer.axis)
+    )
     if mode == "ELEMENT":
-        return _gather_element(data, indices, layer.axis % data.ndim)
+        return _gather_element(data, indices, axis % data.ndim)
     if mode == "ND":
         return _gather_nd(data, indices, e)
-    return _gather_default(data, indices, layer.axis % data.ndim, e, node.name)
+    return _gather_default(data, indices, axis % data.ndim, e, node.name)
 
 
 def _gather_default(data: np.ndarray, indices: np.ndarray, axis: int, e: int, name: str) -> np.ndarray:

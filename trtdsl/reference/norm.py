@@ -36,8 +36,11 @@ def _standardize(x: np.ndarray, axes: tuple[int, ...], eps: float) -> np.ndarray
 
 @interprets("normalization")
 def normalization(node: Node, x: np.ndarray, scale: np.ndarray, bias: np.ndarray) -> np.ndarray:
-    layer = node.layer
-    axes, eps, groups = _axes(layer.axes, x.ndim), float(layer.epsilon), int(layer.num_groups)
+    # The prepared node keeps the layer's parameters (a change to the layer drops it: reference.watch).
+    mask, eps, groups = node.memo(
+        "norm", lambda: (node.layer.axes, float(node.layer.epsilon), int(node.layer.num_groups))
+    )
+    axes = _axes(mask, x.ndim)
     if not axes:
         raise InterpreterError(f"normalization layer {node.name!r}: empty axes bitmask")
     if groups == 1:

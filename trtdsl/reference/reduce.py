@@ -29,12 +29,12 @@ _REDUCE = {
 
 @interprets("reduce")
 def reduce(node: Node, x: np.ndarray) -> np.ndarray:
-    op = node.layer.op.name
+    # The prepared node keeps the layer's parameters (a change to the layer drops it: reference.watch).
+    op, mask, keep = node.memo("reduce", lambda: (node.layer.op.name, node.layer.axes, bool(node.layer.keep_dims)))
     fn = _REDUCE.get(op)
     if fn is None:
         raise InterpreterError(f"reduce layer {node.name!r}: ReduceOperation.{op} has no reference implementation")
-    axes = _axes(node.layer.axes, x.ndim)
-    out = fn(x, axis=axes, keepdims=bool(node.layer.keep_dims))
+    out = fn(x, axis=_axes(mask, x.ndim), keepdims=keep)
     return np.asarray(out).astype(x.dtype, copy=False)
 
 

@@ -98,7 +98,7 @@ def _shuffle_params(layer: Any) -> tuple:
 
 @interprets("concatenation")
 def concatenation(node: Node, *inputs: np.ndarray) -> np.ndarray:
-    return np.concatenate(inputs, axis=node.layer.axis % inputs[0].ndim)
+    return np.concatenate(inputs, axis=node.memo("axis", lambda: node.layer.axis) % inputs[0].ndim)
 
 
 @interprets("shape")
@@ -166,34 +166,50 @@ def slice_(
     axes: np.ndarray | None = None,
 ) -> np.ndarray:
     """Strided sampling of ``x``; out-of-bounds coordinates handled by ``layer.mode``."""
+    static = start is None and size is None and stride is None and axes is None
+    if static:
+        # The prepared node keeps the plan per input shape (any change to the layer drops the
+        # prepared interpreter: reference.watch): index arrays cost more than the copy on small inputs.
+        index, mask, mode = node.memo(("slice", x.shape), lambda: _slice_plan(node, x.shape, None, None, None, None))
+    else:
+        index, mask, mode = _slice_plan(node, x.shape, start, size, stride, axes)
+    if x.size == 0:
+        # Only FILL can sample an empty input; every coordinate is then out of bounds.
+        out_shape = tuple(len(i) for i in index)
+        if int(np.prod(out_shape)) and mode != "FILL":
+            raise InterpreterError(f"slice {node.name!r}: cannot sample {out_shape} from an empty input in {mode} mode")
+        return np.full(out_shape, 0 if fill is None else fill, dtype=x.dtype)
+    y = x[np.ix_(*index)]
+    if mask is not None:
+        value = np.asarray(0 if fill is None else fill).astype(x.dtype)
+        y = np.where(mask, y, value)
+    return y
+
+
+def _slice_plan(
+    node: Node, shape: tuple[int, ...], start: Any, size: Any, stride: Any, axes: Any
+) -> tuple[list[np.ndarray], np.ndarray | None, str]:
+    """(an index array per axis, the in-bounds mask or None, the SampleMode name) of a slice of ``shape``."""
     layer = node.layer
     where = f"slice {node.name!r}"
+    ndim = len(shape)
     start = _ints(start) if start is not None else tuple(layer.start)
     size = _ints(size) if size is not None else dims_tuple(layer.shape)
     stride = _ints(stride) if stride is not None else tuple(layer.stride)
     axes = _ints(axes) if axes is not None else layer.axes
-    axes = tuple(range(x.ndim)) if axes is None else tuple(int(a) % x.ndim for a in axes)
+    axes = tuple(range(ndim)) if axes is None else tuple(int(a) % ndim for a in axes)
     if not len(start) == len(size) == len(stride) == len(axes):
         raise InterpreterError(f"{where}: start {start}, size {size}, stride {stride} and axes {axes} differ in length")
     mode = layer.mode.name
-    index = [np.arange(n) for n in x.shape]
+    index = [np.arange(n) for n in shape]
     masks = []
     for a, s, n, st in zip(axes, start, size, stride, strict=True):
-        idx, valid = sample_indices(s + np.arange(n, dtype=np.int64) * st, x.shape[a], mode, where)
+        idx, valid = sample_indices(s + np.arange(n, dtype=np.int64) * st, shape[a], mode, where)
         index[a] = idx
         if valid is not None:
-            masks.append(np.reshape(valid, [-1 if i == a else 1 for i in range(x.ndim)]))
-    out_shape = tuple(len(i) for i in index)
-    if x.size == 0:
-        # Only FILL can sample an empty input; every coordinate is then out of bounds.
-        if int(np.prod(out_shape)) and mode != "FILL":
-            raise InterpreterError(f"{where}: cannot sample {out_shape} from an empty input in {mode} mode")
-        return np.full(out_shape, 0 if fill is None else fill, dtype=x.dtype)
-    y = x[np.ix_(*index)]
-    if masks:
-        value = np.asarray(0 if fill is None else fill).astype(x.dtype)
-        y = np.where(np.logical_and.reduce(np.broadcast_arrays(*masks)), y, value)
-    return y
+            masks.append(np.reshape(valid, [-1 if i == a else 1 for i in range(ndim)]))
+    mask = np.logical_and.reduce(np.broadcast_arrays(*masks)) if masks else None
+    return index, mask, mode
 
 
 # --------------------------------------------------------------------- fill
