@@ -85,6 +85,19 @@ def test_activation_fuses_into_a_depthwise_convolution(act, stride, rng):
     _check(net, {"x": xv}, expected, heads=1)
 
 
+@pytest.mark.parametrize("act", ["silu", "sigmoid", "hard_sigmoid", "relu", "gelu"])
+def test_squeeze_excite_convolutions_of_one_pixel(act, rng):
+    # 1x1 convolutions of 1x1 images, as in squeeze-excite blocks (a compiled matrix-vector product).
+    op, ref = ACTS[act]
+    w = rng.standard_normal((24, 40, 1, 1)).astype(np.float32) / 4
+    b = rng.standard_normal(24).astype(np.float32)
+    net = trtdsl.Network("se")
+    x = net.input("x", "float32", (3, 40, 1, 1))
+    net.output(op(ops.conv2d(x, w, b, name="fc")), "y")
+    xv = (2 * rng.standard_normal((3, 40, 1, 1))).astype(np.float32)
+    _check(net, {"x": xv}, ref(F.conv2d(_t(xv), _t(w), _t(b))).numpy(), heads=1)
+
+
 @pytest.mark.parametrize("act", ["silu", "hard_swish", "gelu", "relu6"])
 def test_activation_fuses_into_elementwise_and_matmul(act, rng):
     op, ref = ACTS[act]

@@ -33,7 +33,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from ..errors import UnsupportedLayerError
 from .elementwise import rectify
-from .kernels import winograd
+from .kernels import jit, winograd
 from .kernels.depthwise import depthwise_2d, depthwise_mac
 from .kernels.im2col import im2col, kernel_offsets, weight_matrix
 from .kernels.phases import im2col_phased, phase_plan
@@ -159,6 +159,12 @@ def conv_nd(
     pointwise = (
         taps == 1 and not any(pre) and all((m - 1) * s < size for m, s, size in zip(out, stride, spatial, strict=True))
     )
+    if pointwise and groups == 1 and pixels == 1 and spatial == [1] * nd:
+        # A 1x1 convolution of 1x1 images (squeeze-excite): matrix-vector products, compiled with
+        # the bias and the activation where numba is installed (a BLAS call would cost more).
+        y = empty((n, k, *out), x.dtype)
+        if jit.matvec(w.reshape(k, c), x.reshape(n, c), bias, y.reshape(n, k), epilogue):
+            return y
     strided = (Ellipsis, *(slice(0, (m - 1) * s + 1, s) for m, s in zip(out, stride, strict=True)))
     # The bias rides in the GEMM as one more column of weights against a row of ones when
     # the matrix is copied anyway, or when copying the input costs less than a pass over

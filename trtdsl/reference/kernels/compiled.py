@@ -249,6 +249,25 @@ def layernorm_rows(x, scale, bias, eps, y):
 
 
 @functools.cache
+def matvec_kernel(code: int) -> Any:
+    """kernel(w, x, bias, a, b, y): y[i, k] = act(sum_c w[k, c] x[i, c] + bias[k]), float64 sums."""
+
+    def kernel(w, x, bias, a, b, y):
+        n, c = x.shape
+        k_ = w.shape[0]
+        for i in range(n):
+            xi = x[i]
+            for k in range(k_):
+                wk = w[k]
+                s = 0.0
+                for j in range(c):
+                    s += wk[j] * xi[j]
+                y[i, k] = act(code, _f32(s + bias[k]), a, b)
+
+    return numba.njit(cache=True, **_REDUCE)(kernel)
+
+
+@functools.cache
 def exp_kernel() -> Any:
     """kernel(x) -> expf of every element of the float32 array ``x``."""
 

@@ -130,6 +130,20 @@ def layer_norm(x: np.ndarray, scale: np.ndarray, bias: np.ndarray, eps: float, o
     return True
 
 
+def matvec(w: np.ndarray, x: np.ndarray, bias: np.ndarray | None, y: np.ndarray, epilogue: Any = None) -> bool:
+    """``y[i] = act(w @ x[i] + bias)`` for float32 ``w`` (K, C), ``x`` (N, C), into ``y`` (N, K), with the
+    activation of ``epilogue`` (a ``fusion.Epilogue``); False (nothing done) when no kernel fits."""
+    code = 0 if epilogue is None else CODES.get((epilogue.kind, epilogue.gate))
+    if code is None or not w.dtype == x.dtype == y.dtype == np.float32 or not enabled():
+        return False
+    k = w.shape[0]
+    b = np.zeros(k, np.float32) if bias is None else np.ascontiguousarray(bias, np.float32)
+    alpha, beta = (0.0, 0.0) if epilogue is None else (epilogue.alpha, epilogue.beta)
+    kernel = _compiled()[0].matvec_kernel(code)
+    kernel(np.ascontiguousarray(w), np.ascontiguousarray(x), b, np.float32(alpha), np.float32(beta), y)
+    return True
+
+
 def exp(x: np.ndarray) -> np.ndarray:
     """The compiled kernels' ``exp`` of float32 ``x`` (for tests of its accuracy); needs numba."""
     if not enabled():
