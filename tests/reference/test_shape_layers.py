@@ -54,13 +54,16 @@ def test_shuffle_zero_is_not_placeholder():
 @pytest.mark.parametrize(
     ("dims", "placeholder", "want_shape"), [((0, -1), True, (3, 8)), ((-1, 2, 2), False, (6, 2, 2))]
 )
-def test_shuffle_reshape_dims_from_input(dims, placeholder, want_shape, rng):
+def test_shuffle_reshape_dims_from_input(dims, placeholder, want_shape, rng, caplog):
     a = rng.standard_normal((3, 2, 4)).astype(np.float32)
     net = trtdsl.Network("t")
     layer = net.trt.add_shuffle(net.input("x", "float32", a.shape).trt)
     layer.set_input(1, _const(net, dims))
     layer.zero_is_placeholder = placeholder
+    caplog.clear()
     np.testing.assert_array_equal(_finish(net, layer, {"x": a}, want_shape), a.reshape(want_shape))
+    # The interpreter never reads reshape_dims of such a layer (TensorRT would log an error for it).
+    assert "getReshapeDimensions" not in caplog.text
 
 
 # -------------------------------------------------------------------- slice

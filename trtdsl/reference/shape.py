@@ -81,7 +81,8 @@ def shuffle(node: Node, x: np.ndarray, dims: np.ndarray | None = None) -> np.nda
     """Transpose, reshape, transpose; reshape dims from input 1 when it is set."""
     # Four attribute reads through the bindings cost ~50 us; the prepared node keeps them (any
     # change to the layer drops the prepared interpreter: reference.watch).
-    first, fixed, placeholder, second = node.memo("shuffle", lambda: _shuffle_params(node.layer))
+    static = dims is None  # (reading reshape_dims of a layer whose dims are an input makes TensorRT log an error)
+    first, fixed, placeholder, second = node.memo(("shuffle", static), lambda: _shuffle_params(node.layer, static))
     y = np.transpose(x, first[: x.ndim])
     reshape = _ints(dims) if dims is not None else fixed
     if reshape is not None:
@@ -89,9 +90,10 @@ def shuffle(node: Node, x: np.ndarray, dims: np.ndarray | None = None) -> np.nda
     return np.transpose(y, second[: y.ndim])
 
 
-def _shuffle_params(layer: Any) -> tuple:
-    """(first transpose, reshape dims or None, zero_is_placeholder, second transpose) of a shuffle layer."""
-    reshape = layer.reshape_dims
+def _shuffle_params(layer: Any, static: bool) -> tuple:
+    """(first transpose, reshape dims or None, zero_is_placeholder, second transpose) of a shuffle layer;
+    its reshape dims are read only when ``static`` (not given by its second input)."""
+    reshape = layer.reshape_dims if static else None
     return (tuple(layer.first_transpose), None if reshape is None else tuple(reshape), layer.zero_is_placeholder,
             tuple(layer.second_transpose))  # fmt: skip
 
