@@ -234,3 +234,25 @@ def test_matvec_matches_float64(activation, bias, rng):
     expected = z if activation is None else _float64(*activation, z.astype(np.float32))
     np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5)
     assert not jit.matvec(w.astype(np.float64), x, b, y, epilogue), "float32 only"
+
+
+def test_a_slow_first_call_says_on_a_terminal_that_it_compiles(monkeypatch):
+    import io
+    import sys
+    import threading
+    import time
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    err = Terminal()
+    monkeypatch.setattr(sys, "stderr", err)
+    monkeypatch.setattr(jit, "_NOTICE_AFTER_S", 0.01)
+    monkeypatch.setattr(jit, "_called", set())
+    monkeypatch.setattr(jit, "_noticed", threading.Event())
+    jit._call(("slow",), time.sleep, 0.2)  # standing in for a kernel that numba compiles
+    assert "compiling the reference interpreter's kernels with numba (once per machine" in err.getvalue()
+    jit._call(("slow",), time.sleep, 0.2)
+    jit._call(("other",), time.sleep, 0.2)
+    assert err.getvalue().count("compiling") == 1, "once per process"

@@ -25,6 +25,8 @@ every kernel, as through the NumPy formulas.
 from __future__ import annotations
 
 import functools
+import sys
+import threading
 from typing import Any
 
 import numpy as np
@@ -42,6 +44,34 @@ CODES = {
     ("GELU_ERF", False): 8,
     ("GELU_TANH", False): 9,
 }
+
+
+# A first call that takes longer than this (numba compiling, not loading from its cache)
+# says so on an interactive terminal, once per process.
+_NOTICE_AFTER_S = 2.0
+_called: set[tuple] = set()
+_noticed = threading.Event()
+
+
+def _notice() -> None:
+    if sys.stderr.isatty() and not _noticed.is_set():
+        _noticed.set()
+        print("trtdsl: compiling the reference interpreter's kernels with numba (once per machine: later runs "
+              "load them from numba's cache)...", file=sys.stderr, flush=True)  # fmt: skip
+
+
+def _call(key: tuple, kernel: Any, *args: Any) -> Any:
+    """``kernel(*args)``; the first call of each specialization in this process is watched (``_notice``)."""
+    if key in _called:
+        return kernel(*args)
+    timer = threading.Timer(_NOTICE_AFTER_S, _notice)
+    timer.daemon = True
+    timer.start()
+    try:
+        return kernel(*args)
+    finally:
+        timer.cancel()
+        _called.add(key)
 
 
 @functools.cache
@@ -73,7 +103,8 @@ def activate(y: np.ndarray, kind: str, gate: bool, alpha: float, beta: float) ->
     code = CODES.get((kind, gate))
     if code is None or not enabled() or y.dtype != np.float32 or not (y.flags.c_contiguous and y.flags.writeable):
         return False
-    _compiled()[0].activation_kernel(code)(y.reshape(-1), np.float32(alpha), np.float32(beta))
+    kernel = _compiled()[0].activation_kernel(code)
+    _call(("activation", code), kernel, y.reshape(-1), np.float32(alpha), np.float32(beta))
     return True
 
 
@@ -102,9 +133,11 @@ def depthwise(
     box = np.array([r0, c0, i0, j0, max(0, min(h - i0, rows - r0)), max(0, min(wd - j0, cols - c0))], np.int64)
     b = np.zeros(c, np.float32) if bias is None else np.ascontiguousarray(bias, np.float32)
     alpha, beta = (0.0, 0.0) if activation is None else activation[2:]
-    kernel = _compiled()[0].depthwise_kernel(fh, fw, *stride, *dilation, code)
-    kernel(np.ascontiguousarray(x).reshape(n * c, h, wd), np.ascontiguousarray(w.reshape(c, fh, fw)), b,
-           np.float32(alpha), np.float32(beta), y.reshape(n * c, *out), box, rows, cols)  # fmt: skip
+    key = (fh, fw, *stride, *dilation, code)
+    kernel = _compiled()[0].depthwise_kernel(*key)
+    _call(("depthwise", *key), kernel, np.ascontiguousarray(x).reshape(n * c, h, wd),
+          np.ascontiguousarray(w.reshape(c, fh, fw)), b, np.float32(alpha), np.float32(beta), y.reshape(n * c, *out),
+          box, rows, cols)  # fmt: skip
 
 
 def softmax(x: np.ndarray, axis: int, out: np.ndarray) -> bool:
@@ -112,7 +145,7 @@ def softmax(x: np.ndarray, axis: int, out: np.ndarray) -> bool:
     if axis != x.ndim - 1 or x.dtype != np.float32 or out.dtype != np.float32 or x.size == 0 or not enabled():
         return False
     d = x.shape[-1]
-    _compiled()[0].softmax_rows(np.ascontiguousarray(x).reshape(-1, d), out.reshape(-1, d))
+    _call(("softmax",), _compiled()[0].softmax_rows, np.ascontiguousarray(x).reshape(-1, d), out.reshape(-1, d))
     return True
 
 
@@ -126,7 +159,8 @@ def layer_norm(x: np.ndarray, scale: np.ndarray, bias: np.ndarray, eps: float, o
         return False
     s = np.ascontiguousarray(scale, np.float32).reshape(d)
     b = np.ascontiguousarray(bias, np.float32).reshape(d)
-    _compiled()[0].layernorm_rows(np.ascontiguousarray(x).reshape(-1, d), s, b, float(eps), out.reshape(-1, d))
+    x2 = np.ascontiguousarray(x).reshape(-1, d)
+    _call(("layer_norm",), _compiled()[0].layernorm_rows, x2, s, b, float(eps), out.reshape(-1, d))
     return True
 
 
@@ -140,7 +174,8 @@ def matvec(w: np.ndarray, x: np.ndarray, bias: np.ndarray | None, y: np.ndarray,
     b = np.zeros(k, np.float32) if bias is None else np.ascontiguousarray(bias, np.float32)
     alpha, beta = (0.0, 0.0) if epilogue is None else (epilogue.alpha, epilogue.beta)
     kernel = _compiled()[0].matvec_kernel(code)
-    kernel(np.ascontiguousarray(w), np.ascontiguousarray(x), b, np.float32(alpha), np.float32(beta), y)
+    _call(("matvec", code), kernel, np.ascontiguousarray(w), np.ascontiguousarray(x), b, np.float32(alpha),
+          np.float32(beta), y)  # fmt: skip
     return True
 
 
