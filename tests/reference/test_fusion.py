@@ -56,46 +56,30 @@ def _check(net, feeds, expected, heads: int):
     np.testing.assert_allclose(fast, expected, rtol=1e-5, atol=1e-5)
 
 
+# name -> (out channels, in channels, kernel, input spatial, groups, stride, padding, batch)
+CONVOLUTIONS = {
+    "dense": (6, 4, 3, (7, 9), 1, 1, 1, 2),
+    # the compiled depthwise kernel applies the activation as it stores (or leaves it to the epilogue)
+    "depthwise": (5, 5, 3, (9, 8), 5, 1, 1, 2),
+    "depthwise_stride2": (5, 5, 3, (9, 8), 5, 2, 1, 2),
+    # 1x1 on 1x1 images, as in squeeze-excite blocks: a compiled matrix-vector product
+    "one_pixel": (24, 40, 1, (1, 1), 1, 1, 0, 3),
+}
+
+
+@pytest.mark.parametrize("conv", list(CONVOLUTIONS))
 @pytest.mark.parametrize("act", list(ACTS))
-def test_activation_fuses_into_a_convolution(act, rng):
+def test_activation_fuses_into_a_convolution(act, conv, rng):
     op, ref = ACTS[act]
-    w = rng.standard_normal((6, 4, 3, 3)).astype(np.float32) / 4
-    b = rng.standard_normal(6).astype(np.float32)
+    k, c, f, spatial, groups, stride, pad, n = CONVOLUTIONS[conv]
+    w = rng.standard_normal((k, c // groups, f, f)).astype(np.float32) / 4
+    b = rng.standard_normal(k).astype(np.float32)
     net = trtdsl.Network("conv_act")
-    x = net.input("x", "float32", (2, 4, 7, 9))
-    net.output(op(ops.conv2d(x, w, b, padding=1, name="conv")), "y")
-    xv = (3 * rng.standard_normal((2, 4, 7, 9))).astype(np.float32)
-    expected = ref(F.conv2d(_t(xv), _t(w), _t(b), padding=1)).numpy()
+    x = net.input("x", "float32", (n, c, *spatial))
+    net.output(op(ops.conv2d(x, w, b, stride=stride, padding=pad, groups=groups, name="conv")), "y")
+    xv = (3 * rng.standard_normal((n, c, *spatial))).astype(np.float32)
+    expected = ref(F.conv2d(_t(xv), _t(w), _t(b), stride=stride, padding=pad, groups=groups)).numpy()
     _check(net, {"x": xv}, expected, heads=1)
-
-
-@pytest.mark.parametrize("act", list(ACTS))
-@pytest.mark.parametrize("stride", [1, 2])
-def test_activation_fuses_into_a_depthwise_convolution(act, stride, rng):
-    # The compiled depthwise kernel applies the activation as it stores (or leaves it to the epilogue).
-    op, ref = ACTS[act]
-    c = 5
-    w = rng.standard_normal((c, 1, 3, 3)).astype(np.float32) / 2
-    b = rng.standard_normal(c).astype(np.float32)
-    net = trtdsl.Network("dw_act")
-    x = net.input("x", "float32", (2, c, 9, 8))
-    net.output(op(ops.conv2d(x, w, b, stride=stride, padding=1, groups=c, name="dw")), "y")
-    xv = (3 * rng.standard_normal((2, c, 9, 8))).astype(np.float32)
-    expected = ref(F.conv2d(_t(xv), _t(w), _t(b), stride=stride, padding=1, groups=c)).numpy()
-    _check(net, {"x": xv}, expected, heads=1)
-
-
-@pytest.mark.parametrize("act", ["silu", "sigmoid", "hard_sigmoid", "relu", "gelu"])
-def test_squeeze_excite_convolutions_of_one_pixel(act, rng):
-    # 1x1 convolutions of 1x1 images, as in squeeze-excite blocks (a compiled matrix-vector product).
-    op, ref = ACTS[act]
-    w = rng.standard_normal((24, 40, 1, 1)).astype(np.float32) / 4
-    b = rng.standard_normal(24).astype(np.float32)
-    net = trtdsl.Network("se")
-    x = net.input("x", "float32", (3, 40, 1, 1))
-    net.output(op(ops.conv2d(x, w, b, name="fc")), "y")
-    xv = (2 * rng.standard_normal((3, 40, 1, 1))).astype(np.float32)
-    _check(net, {"x": xv}, ref(F.conv2d(_t(xv), _t(w), _t(b))).numpy(), heads=1)
 
 
 @pytest.mark.parametrize("act", ["silu", "hard_swish", "gelu", "relu6"])
