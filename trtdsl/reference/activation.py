@@ -82,7 +82,7 @@ def _one_axis(node: Node, mask: int, ndim: int, what: str) -> int:
 @interprets("softmax", fresh=True)
 def softmax(node: Node, x: np.ndarray) -> np.ndarray:
     d = node.memo(("axis", x.ndim), lambda: _one_axis(node, node.layer.axes, x.ndim, "softmax"))
-    if node.fast and jit.enabled() and x.dtype == np.float32:  # a compiled pass per row (numba installed)
+    if node.fast and d == x.ndim - 1 and jit.enabled() and x.dtype == np.float32:  # a compiled pass per row
         out = node.empty(x.shape, x.dtype)
         if jit.softmax(x, d, out):
             return out

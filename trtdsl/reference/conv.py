@@ -32,7 +32,6 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from ..errors import UnsupportedLayerError
-from .elementwise import rectify
 from .kernels import jit, winograd
 from .kernels.depthwise import depthwise_2d, depthwise_mac
 from .kernels.im2col import im2col, kernel_offsets, weight_matrix
@@ -159,11 +158,13 @@ def conv_nd(
     pointwise = (
         taps == 1 and not any(pre) and all((m - 1) * s < size for m, s, size in zip(out, stride, spatial, strict=True))
     )
-    if pointwise and groups == 1 and pixels == 1 and spatial == [1] * nd:
-        # A 1x1 convolution of 1x1 images (squeeze-excite): matrix-vector products, compiled with
-        # the bias and the activation where numba is installed (a BLAS call would cost more).
-        y = empty((n, k, *out), x.dtype)
-        if jit.matvec(w.reshape(k, c), x.reshape(n, c), bias, y.reshape(n, k), epilogue):
+    activation = None if epilogue is None else epilogue.activation
+    if pointwise and groups == 1 and pixels == 1 and spatial == [1] * nd and jit.enabled() and jit.compiles(activation):
+        if x.dtype == w.dtype == np.float32:
+            # A 1x1 convolution of 1x1 images (squeeze-excite): matrix-vector products, compiled with
+            # the bias and the activation (a BLAS call and a pass for each would cost more).
+            y = empty((n, k, *out), x.dtype)
+            jit.matvec(w.reshape(k, c), x.reshape(n, c), bias, y.reshape(n, k), activation)
             return y
     strided = (Ellipsis, *(slice(0, (m - 1) * s + 1, s) for m, s in zip(out, stride, strict=True)))
     # The bias rides in the GEMM as one more column of weights against a row of ones when
@@ -196,10 +197,8 @@ def conv_nd(
 
 
 def _finish(y: np.ndarray, epilogue: Epilogue | None) -> np.ndarray:
-    """``y`` with ``epilogue`` applied in place (a ReLU as one pass of ``rectify``)."""
-    if epilogue is None:
-        return y
-    return rectify(y, inplace=True) if epilogue.relu else epilogue(y)
+    """``y`` with ``epilogue`` applied in place."""
+    return y if epilogue is None else epilogue(y)
 
 
 def _conv_plan(layer: Any, spatial: tuple[int, ...]) -> tuple:

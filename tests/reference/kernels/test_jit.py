@@ -222,18 +222,16 @@ def test_layer_norm_of_a_constant_row_is_its_bias():
 @pytest.mark.parametrize("activation", [None, ("SIGMOID", True, 0.0, 0.0), ("HARD_SIGMOID", False, 1 / 6, 0.5)])
 @pytest.mark.parametrize("bias", [True, False])
 def test_matvec_matches_float64(activation, bias, rng):
-    from trtdsl.reference.fusion import Epilogue
-
     w = rng.standard_normal((37, 300)).astype(np.float32)
     x = rng.standard_normal((3, 300)).astype(np.float32)
     b = rng.standard_normal(37).astype(np.float32) if bias else None
-    epilogue = None if activation is None else Epilogue(activation[0], *activation[2:], gate=activation[1])
     y = np.empty((3, 37), np.float32)
-    assert jit.matvec(w, x, b, y, epilogue)
+    jit.matvec(w, x, b, y, activation)
     z = x.astype(np.float64) @ w.astype(np.float64).T + (0 if b is None else b)
     expected = z if activation is None else _float64(*activation, z.astype(np.float32))
     np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5)
-    assert not jit.matvec(w.astype(np.float64), x, b, y, epilogue), "float32 only"
+    with pytest.raises(TypeError, match="float32 only"):
+        jit.matvec(w.astype(np.float64), x, b, y, activation)
 
 
 def test_a_slow_first_call_says_on_a_terminal_that_it_compiles(monkeypatch):

@@ -61,9 +61,10 @@ def depthwise_2d(
     n, c, h, wd = x.shape
     if jit.enabled() and x.dtype == w.dtype == np.float32:
         y = empty((n, c, *out), x.dtype)
-        fused = epilogue is not None and (epilogue.kind, epilogue.gate) in jit.CODES
-        jit.depthwise(x, w, stride, dilation, out, pre, bias, y, epilogue.activation if fused else None)
-        return y if epilogue is None or fused else epilogue(y)
+        activation = None if epilogue is None else epilogue.activation
+        fused = jit.compiles(activation)
+        jit.depthwise(x, w, stride, dilation, out, pre, bias, y, activation if fused else None)
+        return y if fused else epilogue(y)
     fh, fw = w.shape[2:]
     (sh, sw), (dh, dw), (oh, ow), (ph, pw) = stride, dilation, out, pre
     rows = oh + (fh - 1) * dh // sh + 1  # one spare row: the last offsets' runs read past the last row

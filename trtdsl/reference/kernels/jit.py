@@ -84,6 +84,11 @@ def _compiled() -> tuple[Any, str]:
     return compiled, ""
 
 
+def compiles(activation: tuple[str, bool, float, float] | None) -> bool:
+    """Whether the compiled kernels have a formula for ``activation`` (kind, gate, alpha, beta), or None."""
+    return activation is None or activation[:2] in CODES
+
+
 def enabled() -> bool:
     """Whether the compiled kernels run (numba imports); ``why_not()`` says why when they do not."""
     return _compiled()[0] is not None
@@ -164,19 +169,22 @@ def layer_norm(x: np.ndarray, scale: np.ndarray, bias: np.ndarray, eps: float, o
     return True
 
 
-def matvec(w: np.ndarray, x: np.ndarray, bias: np.ndarray | None, y: np.ndarray, epilogue: Any = None) -> bool:
-    """``y[i] = act(w @ x[i] + bias)`` for float32 ``w`` (K, C), ``x`` (N, C), into ``y`` (N, K), with the
-    activation of ``epilogue`` (a ``fusion.Epilogue``); False (nothing done) when no kernel fits."""
-    code = 0 if epilogue is None else CODES.get((epilogue.kind, epilogue.gate))
-    if code is None or not w.dtype == x.dtype == y.dtype == np.float32 or not enabled():
-        return False
-    k = w.shape[0]
-    b = np.zeros(k, np.float32) if bias is None else np.ascontiguousarray(bias, np.float32)
-    alpha, beta = (0.0, 0.0) if epilogue is None else (epilogue.alpha, epilogue.beta)
+def matvec(
+    w: np.ndarray, x: np.ndarray, bias: np.ndarray | None, y: np.ndarray,
+    activation: tuple[str, bool, float, float] | None = None,
+) -> None:  # fmt: skip
+    """``y[i] = act(w @ x[i] + bias)`` for float32 ``w`` (K, C), ``x`` (N, C), into ``y`` (N, K), with
+    ``activation`` (kind, gate, alpha, beta), one of ``CODES``, applied. Needs numba (``enabled()``)."""
+    if not enabled():
+        raise RuntimeError(why_not())
+    if not w.dtype == x.dtype == y.dtype == np.float32:
+        raise TypeError(f"the compiled matrix-vector kernel is float32 only, not {w.dtype}, {x.dtype} -> {y.dtype}")
+    code = 0 if activation is None else CODES[activation[:2]]
+    b = np.zeros(w.shape[0], np.float32) if bias is None else np.ascontiguousarray(bias, np.float32)
+    alpha, beta = (0.0, 0.0) if activation is None else activation[2:]
     kernel = _compiled()[0].matvec_kernel(code)
     _call(("matvec", code), kernel, np.ascontiguousarray(w), np.ascontiguousarray(x), b, np.float32(alpha),
           np.float32(beta), y)  # fmt: skip
-    return True
 
 
 def exp(x: np.ndarray) -> np.ndarray:
