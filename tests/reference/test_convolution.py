@@ -253,3 +253,71 @@ def test_winograd_is_left_to_the_direct_path_outside_its_range(shape, stride, gr
     ref = F.conv2d(_t(xv), _t(w), stride=stride, padding=1, groups=groups).numpy()
     np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4)
     assert calls == []
+
+
+# (input shape, kernel size, stride): Winograd, a strided 1x1 (bias folded into the weight
+# matrix), a strided 3x3 by im2col, a depthwise 3x3: each derives weights from the bias.
+TENSOR_BIAS = [((1, 32, 12, 12), 3, 1, 1), ((1, 16, 9, 9), 1, 2, 1), ((2, 8, 9, 9), 3, 2, 1), ((1, 8, 10, 10), 3, 1, 8)]
+
+
+@pytest.mark.parametrize("case", TENSOR_BIAS, ids=["winograd", "1x1-stride-2", "3x3-stride-2", "depthwise"])
+def test_a_bias_wired_as_a_tensor_is_read_anew_when_its_values_change(trt, case, rng):
+    """TensorRT's ONNX parser wires some biases from constant layers: what the interpreter derives
+    from them (Winograd's transform, a weight matrix with the bias column) is cached while the
+    values stay, and rebuilt when they change (here a network input, different in each run)."""
+    shape, size, stride, groups = case
+    k = 32 if groups == 1 else shape[1]
+    w = rng.standard_normal((k, shape[1] // groups, size, size)).astype(np.float32)
+    net = trtdsl.Network("tensor-bias")
+    x = net.input("x", "float32", shape)
+    bias = net.input("b", "float32", (k,))
+    layer = net.trt.add_convolution_nd(x.trt, k, (size, size), trt.Weights(w), trt.Weights())
+    layer.stride_nd, layer.padding_nd, layer.num_groups = (stride, stride), (size // 2, size // 2), groups
+    layer.set_input(2, bias.trt)
+    net.output(net.register(layer, "conv"), "y")
+    xv = rng.standard_normal(shape).astype(np.float32)
+    first, second = (rng.standard_normal(k).astype(np.float32) for _ in range(2))
+    for bv in (first, second, first):
+        got = run(net, {"x": xv, "b": bv})["y"]
+        ref = F.conv2d(_t(xv), _t(w), _t(bv), stride=stride, padding=size // 2, groups=groups).numpy()
+        np.testing.assert_allclose(got, ref, rtol=1e-5, atol=2e-5)
+
+
+def test_weights_derived_from_a_constant_bias_tensor_are_made_once(trt, rng, monkeypatch):
+    from trtdsl.reference import Interpreter
+    from trtdsl.reference.kernels import winograd
+
+    made = []
+    real = winograd.transformed_weights
+    monkeypatch.setattr(winograd, "transformed_weights", lambda w, b: made.append(w.shape) or real(w, b))
+    w = rng.standard_normal((32, 32, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(32).astype(np.float32)
+    net = trtdsl.Network("constant-bias")
+    x = net.input("x", "float32", (1, 32, 12, 12))
+    layer = net.trt.add_convolution_nd(x.trt, 32, (3, 3), trt.Weights(w), trt.Weights())
+    layer.padding_nd = (1, 1)
+    layer.set_input(2, net.constant(b, "b").trt)
+    net.output(net.register(layer, "conv"), "y")
+    interp = Interpreter(net, fast=True)
+    for _ in range(3):
+        xv = rng.standard_normal((1, 32, 12, 12)).astype(np.float32)
+        got = interp.run({"x": xv})["y"]
+        ref = F.conv2d(_t(xv), _t(w), _t(b), padding=1).numpy()
+        np.testing.assert_allclose(got, ref, rtol=1e-5, atol=2e-5)
+    assert made == [(32, 32, 3, 3)]
+
+
+def test_a_deconvolution_kernel_wired_as_a_tensor_is_flipped_anew_when_it_changes(trt, rng):
+    net = trtdsl.Network("tensor-kernel")
+    x = net.input("x", "float32", (1, 4, 5, 5))
+    kernel = net.input("k", "float32", (4, 6, 3, 3))
+    layer = net.trt.add_deconvolution_nd(x.trt, 6, (3, 3), trt.Weights(), trt.Weights())
+    layer.stride_nd = (2, 2)
+    layer.set_input(1, kernel.trt)
+    net.output(net.register(layer, "deconv"), "y")
+    xv = rng.standard_normal((1, 4, 5, 5)).astype(np.float32)
+    first, second = (rng.standard_normal((4, 6, 3, 3)).astype(np.float32) for _ in range(2))
+    for kv in (first, second, first):
+        got = run(net, {"x": xv, "k": kv})["y"]
+        ref = F.conv_transpose2d(_t(xv), _t(kv), stride=2).numpy()
+        np.testing.assert_allclose(got, ref, rtol=1e-5, atol=2e-5)

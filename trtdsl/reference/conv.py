@@ -229,7 +229,8 @@ def convolution(
     b = None if b is None else b.astype(w.dtype, copy=False)
     return conv_nd(
         x, w, stride, dilation, groups, out, b, pre,
-        memo=node.memo if kernel is None and bias is None else None, empty=node.empty, epilogue=epilogue, fast=node.fast,
+        memo=node.memo if kernel is None and bias is None else node.memo_over(kernel, bias), empty=node.empty,
+        epilogue=epilogue, fast=node.fast,
     )  # fmt: skip
 
 
@@ -258,7 +259,7 @@ def deconvolution(node: Node, x: np.ndarray, kernel: np.ndarray | None = None, b
         wg = np.flip(wg, axis=tuple(range(3, 3 + nd))).swapaxes(1, 2)
         return np.ascontiguousarray(wg.reshape(k, c // groups, *fsize))
 
-    wc = flipped() if kernel is not None else node.memo("deconv_kernel", flipped)
+    wc = (node.memo if kernel is None else node.memo_over(kernel))("deconv_kernel", flipped)
     xp = pad_or_crop(stuffed, [e - 1 - cb for e, (cb, _) in zip(extent, crops, strict=True)],
                      [e - 1 - ca for e, (_, ca) in zip(extent, crops, strict=True)])  # fmt: skip
     out = tuple(xp.shape[2 + i] - extent[i] + 1 for i in range(nd))

@@ -126,3 +126,29 @@ class Node:
         except KeyError:
             value = self.cache[key] = make()
             return value
+
+    def memo_over(self, *inputs: np.ndarray | None) -> Callable[[Hashable, Callable[[], Any]], Any]:
+        """A :meth:`memo` for weights derived from input tensors (a kernel or bias wired from a
+        constant layer, as TensorRT's ONNX parser wires shared biases): what it caches holds while
+        ``inputs`` keep the values they had when it was made, checked on every call (the inputs
+        are far smaller than the work saved: a Winograd transform, a weight matrix with its bias)."""
+        seen = self.cache.get("memo_over")
+        if seen is None or not all(_same(a, b) for a, b in zip(inputs, seen[0], strict=True)):
+            seen = self.cache["memo_over"] = (tuple(None if a is None else a.copy() for a in inputs), {})
+        derived = seen[1]
+
+        def memo(key: Hashable, make: Callable[[], Any]) -> Any:
+            try:
+                return derived[key]
+            except KeyError:
+                value = derived[key] = make()
+                return value
+
+        return memo
+
+
+def _same(a: np.ndarray | None, b: np.ndarray | None) -> bool:
+    """Whether two input values are the same: both absent, or equal in dtype, shape and every element."""
+    if a is None or b is None:
+        return a is b
+    return a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, b)
