@@ -45,6 +45,7 @@ from . import fusion, precision, watch
 from .arguments import Capture, Observer, capture_set, check_feeds, dims_text, observe_map
 from .buffers import BufferPool
 from .control import Structure, group
+from .folding import Folding
 from .liveness import donation_plan, last_uses, structures
 from .registry import REGISTRY, Node, supported
 
@@ -87,7 +88,9 @@ class Interpreter:
         self.steps = group(self.nodes)
         self._free_after = last_uses(self.steps, self.inputs)
         self._no_donations: list[tuple[int, ...]] = [()] * len(self.steps)
-        self._donations, self._fusion = self._plans(frozenset())
+        # Kept constant and shape-derived values count as exported: never donated, fused or pooled.
+        self._folding = Folding(self.steps) if self.fast else None
+        self._donations, self._fusion = self._plans(self._folding.names if self._folding else frozenset())
         self.pool = BufferPool() if self.fast else None
         for node in self.nodes:
             node.pool = self.pool
@@ -137,6 +140,13 @@ class Interpreter:
         want = capture_set(capture, self.tensors)
         watch = observe_map(observe, self.tensors, self.inputs, self._top_level)
         keep = set(self.outputs) | want
+        folding = self._folding if not (want or watch) else None
+        skip: frozenset[int] = frozenset()
+        if folding is not None:
+            shapes = tuple(env[n].shape for n in self.inputs)
+            skip, known = folding.known(shapes)
+            env.update(known)
+            keep |= folding.names
         if want or watch:
             # Captured and observed tensors are exported: never fused away, never donated.
             # A captured tensor also outlives its last use, and so may any array it is a view
@@ -147,7 +157,7 @@ class Interpreter:
         else:
             donations, fused = self._donations, self._fusion
         try:
-            self._execute(env, keep, donations, fused, watch)
+            self._execute(env, keep, donations, fused, watch, skip)
         except InterpreterError as e:
             dims = dims_text(self.network, feeds)
             if not dims:
@@ -156,7 +166,11 @@ class Interpreter:
         missing = [n for n in self.outputs if n not in env]
         if missing:
             raise InterpreterError(f"outputs {missing} were never computed")
+        if folding is not None:
+            folding.keep(shapes, env)
         result = {n: precision.to_holder(env[n], self.output_dtypes[n]) for n in self.outputs}
+        if folding is not None:  # a kept value returned is the caller's to change
+            result.update({n: result[n].copy() for n in self.outputs if n in folding.names})
         for n in want:
             if n in result:
                 continue
@@ -210,11 +224,13 @@ class Interpreter:
             for step in structures(self.steps):
                 step.layer = None
 
-    def _execute(self, env: dict, keep: set, donations: Any, fused: Any, watch: Any) -> None:
-        """Run every step over ``env`` (the loop of :meth:`run`)."""
+    def _execute(self, env: dict, keep: set, donations: Any, fused: Any, watch: Any, skip: frozenset[int]) -> None:
+        """Run every step over ``env`` (the loop of :meth:`run`), but those in ``skip`` (values already in ``env``)."""
         for pos, (step, free, donated) in enumerate(zip(self.steps, self._free_after, donations, strict=True)):
             action = fused.get(pos, _RUN)
-            if action is _RUN:
+            if pos in skip:
+                pass
+            elif action is _RUN:
                 execute(step, env, donated)
             elif isinstance(action, fusion.Epilogue):  # this layer also applies the activation(s) after it
                 execute(step, env, donated, epilogue=action)

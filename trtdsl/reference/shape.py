@@ -157,6 +157,9 @@ def sample_indices(idx: np.ndarray, n: int, mode: str, where: str) -> tuple[np.n
     raise InterpreterError(f"{where}: unknown sample mode {mode}")
 
 
+_DYNAMIC_PLANS = 32  # slice plans a node keeps for start/size/stride/axes given as tensors
+
+
 @interprets("slice")
 def slice_(
     node: Node,
@@ -167,14 +170,30 @@ def slice_(
     fill: np.ndarray | None = None,
     axes: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Strided sampling of ``x``; out-of-bounds coordinates handled by ``layer.mode``."""
-    static = start is None and size is None and stride is None and axes is None
-    if static:
+    """Strided sampling of ``x``; out-of-bounds coordinates handled by ``layer.mode``.
+
+    A slice whose samples are all in bounds at a constant nonzero step on every axis is
+    a view of ``x`` (basic indexing); others gather. The plan is kept per input shape, and
+    for start, size, stride and axes given as tensors (torch's ``chunk`` exports them
+    computed from shapes) per their values too, up to _DYNAMIC_PLANS of them.
+    """
+    given = (start, size, stride, axes)
+    if start is None and size is None and stride is None and axes is None:
         # The prepared node keeps the plan per input shape (any change to the layer drops the
         # prepared interpreter: reference.watch): index arrays cost more than the copy on small inputs.
-        index, mask, mode = node.memo(("slice", x.shape), lambda: _slice_plan(node, x.shape, None, None, None, None))
+        plan = node.memo(("slice", x.shape), lambda: _slice_plan(node, x.shape, *given))
     else:
-        index, mask, mode = _slice_plan(node, x.shape, start, size, stride, axes)
+        plans = node.memo("slice plans", dict)
+        key = (x.shape, *(_ints(a) for a in given))
+        plan = plans.get(key)
+        if plan is None:
+            plan = _slice_plan(node, x.shape, *given)
+            if len(plans) >= _DYNAMIC_PLANS:
+                plans.clear()
+            plans[key] = plan
+    index, mask, mode, basic = plan
+    if basic is not None:
+        return x[basic]
     if x.size == 0:
         # Only FILL can sample an empty input; every coordinate is then out of bounds.
         out_shape = tuple(len(i) for i in index)
@@ -190,8 +209,9 @@ def slice_(
 
 def _slice_plan(
     node: Node, shape: tuple[int, ...], start: Any, size: Any, stride: Any, axes: Any
-) -> tuple[list[np.ndarray], np.ndarray | None, str]:
-    """(an index array per axis, the in-bounds mask or None, the SampleMode name) of a slice of ``shape``."""
+) -> tuple[list[np.ndarray], np.ndarray | None, str, tuple[slice, ...] | None]:
+    """(an index array per axis, the in-bounds mask or None, the SampleMode name, the same
+    selection as basic slices or None) of a slice of ``shape``."""
     layer = node.layer
     where = f"slice {node.name!r}"
     ndim = len(shape)
@@ -211,7 +231,22 @@ def _slice_plan(
         if valid is not None:
             masks.append(np.reshape(valid, [-1 if i == a else 1 for i in range(ndim)]))
     mask = np.logical_and.reduce(np.broadcast_arrays(*masks)) if masks else None
-    return index, mask, mode
+    basic = None
+    if mask is None or mask.all():
+        steps = [_as_slice(i) for i in index]
+        basic = None if any(step is None for step in steps) else tuple(steps)
+    return index, mask, mode, basic
+
+
+def _as_slice(idx: np.ndarray) -> slice | None:
+    """The slice that selects the in-bounds indices ``idx`` in order, if they step evenly, else None."""
+    if idx.size < 2:
+        return slice(0, 0) if idx.size == 0 else slice(int(idx[0]), int(idx[0]) + 1)
+    step = int(idx[1] - idx[0])
+    if step == 0 or not np.array_equal(np.diff(idx), np.full(idx.size - 1, step)):
+        return None
+    stop = int(idx[-1]) + step
+    return slice(int(idx[0]), stop if stop >= 0 else None, step)
 
 
 # --------------------------------------------------------------------- fill
