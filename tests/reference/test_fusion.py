@@ -62,6 +62,9 @@ CONVOLUTIONS = {
     # the compiled depthwise kernel applies the activation as it stores (or leaves it to the epilogue)
     "depthwise": (5, 5, 3, (9, 8), 5, 1, 1, 2),
     "depthwise_stride2": (5, 5, 3, (9, 8), 5, 2, 1, 2),
+    # few channels per group (RegNet, ResNeXt): the compiled grouped kernel; a channel multiplier
+    "grouped": (12, 8, 3, (7, 9), 2, 1, 1, 2),
+    "multiplier_stride2": (10, 5, 3, (9, 8), 5, 2, 1, 1),
     # 1x1 on 1x1 images, as in squeeze-excite blocks: a compiled matrix-vector product
     "one_pixel": (24, 40, 1, (1, 1), 1, 1, 0, 3),
 }

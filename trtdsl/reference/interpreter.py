@@ -99,6 +99,8 @@ class Interpreter:
         self._top_level = {n for step in self.steps for n in step.outputs}
         self._observed_plans: dict[frozenset[str], tuple[list[tuple[int, ...]], fusion.Plan]] = {}
         self._active = 0  # runs in progress (see _attach)
+        self._fetched: list[int] | None = None  # nodes that fetched their layer this run (None: all hold one)
+        self._structures = list(structures(self.steps))
         self._lock = threading.Lock()
 
     @staticmethod
@@ -199,17 +201,15 @@ class Interpreter:
 
     # A raw definition's cached interpreter holds none of its layers between runs: a layer
     # keeps its network alive, and the cache must not (it is keyed weakly by the network).
+    # During a run a node fetches its layer on first use (Node.fetch): after the first run
+    # most layers are not read at all (their parameters are kept on the node).
     def _attach(self, definition: Any) -> None:
         with self._lock:
             self._active += 1
             if self.definition is not None:
                 return
             self.network = self.definition = definition
-            for node, cls in zip(self.nodes, self._classes, strict=True):
-                layer = definition.get_layer(node.index)
-                layer.__class__ = cls
-                node.layer = layer
-            for step in structures(self.steps):
+            for step in self._structures:
                 first = step.boundary[0].layer
                 step.layer = first.loop if hasattr(first, "loop") else first.conditional
 
@@ -219,10 +219,21 @@ class Interpreter:
             if self._active:
                 return
             self.network = self.definition = None
-            for node in self.nodes:
-                node.layer = None
-            for step in structures(self.steps):
+            for node in self.nodes if self._fetched is None else map(self.nodes.__getitem__, self._fetched):
+                node.__dict__.pop("layer", None)
+                node.fetch = self._layer
+            self._fetched = []
+            for step in self._structures:
                 step.layer = None
+
+    def _layer(self, index: int) -> Any:
+        """Layer ``index`` of the attached definition, downcast as when it was prepared (None between runs)."""
+        if self.definition is None:
+            return None
+        layer = self.definition.get_layer(index)
+        layer.__class__ = self._classes[index]
+        self._fetched.append(index)
+        return layer
 
     def _execute(self, env: dict, keep: set, donations: Any, fused: Any, watch: Any, skip: frozenset[int]) -> None:
         """Run every step over ``env`` (the loop of :meth:`run`), but those in ``skip`` (values already in ``env``)."""

@@ -95,6 +95,18 @@ class Node:
     cache: dict[Hashable, Any] = field(default_factory=dict)
     pool: Any = None  # the interpreter's BufferPool (None in plain mode)
     fast: bool = True  # the interpreter's mode: False runs the plain path (see Interpreter)
+    fetch: Callable[[int], Any] | None = None  # gets ``layer`` by index when it is not held (see __getattr__)
+
+    def __getattr__(self, name: str) -> Any:
+        # Only for attributes not set: ``layer`` of a node whose interpreter lets go of its
+        # layers between runs (a raw definition's cached interpreter) is fetched on first use.
+        fetch = self.__dict__.get("fetch")
+        if name != "layer" or fetch is None:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        layer = fetch(self.index)
+        if layer is not None:  # None: the interpreter is between runs and holds no layer
+            self.layer = layer
+        return layer
 
     def empty(self, shape: tuple[int, ...], dtype: Any = np.float32) -> np.ndarray:
         """An uninitialized array for an output, reusing a dead buffer of the run when one fits."""

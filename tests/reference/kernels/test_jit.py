@@ -136,7 +136,7 @@ def test_depthwise_matches_torch(case, activation, rng):
     out = expected.shape[2:]
     y = np.empty(expected.shape, np.float32)
     for _ in range(2):  # other values into the same output
-        jit.depthwise(x, w, stride, dilation, out, pre, b, y, activation)
+        jit.grouped(x, w, c, stride, dilation, out, pre, b, y, activation)
         np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5)
         x = rng.standard_normal(x.shape).astype(np.float32)
         t = F.conv2d(torch.from_numpy(x.astype(np.float64)), torch.from_numpy(w.astype(np.float64)),
@@ -147,6 +147,33 @@ def test_depthwise_matches_torch(case, activation, rng):
         expected = t.numpy()
 
 
+# (N, C, H, W, K, groups, kernel, stride, dilation, pre-padding): few channels per group, a channel multiplier
+GROUPED = [
+    (1, 16, 9, 11, 16, 2, (3, 3), (1, 1), (1, 1), (1, 1)),  # 8 channels per group
+    (2, 12, 8, 8, 24, 3, (3, 3), (1, 1), (2, 2), (2, 2)),  # 4 in, 8 out per group, dilated
+    (1, 8, 7, 6, 8, 4, (1, 3), (1, 1), (1, 1), (0, 1)),
+    (1, 4, 10, 9, 8, 4, (3, 3), (2, 2), (1, 1), (1, 1)),  # depthwise, two outputs per channel
+    (1, 6, 7, 7, 6, 2, (5, 5), (1, 1), (1, 1), (-1, 3)),  # cropping pre-padding
+]
+
+
+@pytest.mark.parametrize("case", GROUPED, ids=[str(i) for i in range(len(GROUPED))])
+def test_grouped_matches_torch(case, rng):
+    n, c, h, wd, k, groups, kernel, stride, dilation, pre = case
+    x = rng.standard_normal((n, c, h, wd)).astype(np.float32)
+    w = rng.standard_normal((k, c // groups, *kernel)).astype(np.float32)
+    b = rng.standard_normal(k).astype(np.float32)
+    xt = torch.from_numpy(x.astype(np.float64))
+    if min(pre) < 0:  # torch pads only: crop first
+        xt = xt[:, :, max(0, -pre[0]) :, max(0, -pre[1]) :]
+    t = F.conv2d(xt, torch.from_numpy(w.astype(np.float64)), torch.from_numpy(b.astype(np.float64)),
+                 stride=stride, padding=tuple(max(0, p) for p in pre), dilation=dilation, groups=groups)  # fmt: skip
+    expected = F.hardswish(t).numpy()
+    y = np.empty(expected.shape, np.float32)
+    jit.grouped(x, w, groups, stride, dilation, expected.shape[2:], pre, b, y, ("HARD_SIGMOID", True, 1 / 6, 0.5))
+    np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5)
+
+
 def test_depthwise_without_bias_and_with_a_cropping_pre_padding(rng):
     # A negative pre-padding crops the input's first rows and columns (TensorRT allows it).
     x = rng.standard_normal((1, 3, 10, 10)).astype(np.float32)
@@ -155,14 +182,14 @@ def test_depthwise_without_bias_and_with_a_cropping_pre_padding(rng):
     expected = F.conv2d(torch.from_numpy(cropped), torch.from_numpy(w), groups=3).numpy()
     out = expected.shape[2:]
     y = np.empty(expected.shape, np.float32)
-    jit.depthwise(x, w, (1, 1), (1, 1), out, (-2, -1), None, y)
+    jit.grouped(x, w, x.shape[1], (1, 1), (1, 1), out, (-2, -1), None, y)
     np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5)
 
 
 def test_depthwise_refuses_other_dtypes():
     x = np.zeros((1, 2, 4, 4), np.float64)
     with pytest.raises(TypeError, match="float32 only"):
-        jit.depthwise(x, np.zeros((2, 1, 3, 3)), (1, 1), (1, 1), (2, 2), (0, 0), None, np.empty((1, 2, 2, 2)))
+        jit.grouped(x, np.zeros((2, 1, 3, 3)), 2, (1, 1), (1, 1), (2, 2), (0, 0), None, np.empty((1, 2, 2, 2)))
 
 
 def test_hidden_numba_says_why(monkeypatch):

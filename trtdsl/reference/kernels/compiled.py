@@ -134,73 +134,82 @@ def activation_kernel(code: int) -> Any:
 
 
 @functools.cache
-def depthwise_kernel(fh: int, fw: int, sh: int, sw: int, dh: int, dw: int, code: int) -> Any:
-    """kernel(x, w, bias, a, b, y, box, rows, cols) for one kernel size, stride, dilation and activation.
+def grouped_kernel(cg: int, fh: int, fw: int, sh: int, sw: int, dh: int, dw: int, code: int) -> Any:
+    """kernel(x, w, bias, a, b, y, box, rows, wp) for one group width, kernel size, stride, dilation, activation.
 
-    x (N*C, H, W), w (C, fh, fw), bias (C,), y (N*C, OH, OW). Each input plane is copied
-    into a zeroed ``plane`` (rows, cols), at the box ``(r0, c0, i0, j0, ni, nj)``: its
-    rows r0.. and columns c0.. take the input's rows i0.. and columns j0.. (ni by nj), and the
-    zeros around them (the padding) stay, as every plane has the same box. The plane stays
-    in cache for the sums. One kernel row at a time, fw products per output in registers;
-    the loop over outputs vectorizes. At stride 1 a plane is one run: output (i, j) and its
-    window's first pixel are both at i * cols + j of the padded plane, so one loop of
-    OH * cols outputs (``acc``) covers it (the cols - OW outputs per row that fall between
-    rows are dropped), which keeps short rows (7x7, 14x14) vectorized. At other strides, a
-    loop per output row. The activation is one more pass over the output plane.
+    A grouped convolution with few channels per group, depthwise (one channel per group)
+    included: x (N*G, CG, H, W), w (G, KG, CG, fh, fw), bias (G, KG), y (N*G, KG, OH, OW).
+    Each group's input planes are copied into zeroed planes (CG, rows, wp) that stay in cache
+    for the sums, at the box ``(r0, c0, i0, j0, ni, nj)``: rows r0.. and columns c0.. take the
+    input's rows i0.. and columns j0.. (ni by nj), and the zeros around them (the padding)
+    stay, as every plane has the same box. For each output channel, one kernel row at a time,
+    fw products per output in registers; the loop over outputs vectorizes. At stride 1 a plane
+    is one run: output (i, j) and its window's first pixel are both at i * wp + j of the padded
+    plane, so one loop of OH * wp outputs (``acc``) covers it (the wp - OW outputs per row
+    that fall between rows are dropped), which keeps short rows (7x7, 14x14) vectorized. At
+    other strides, a loop per output row. The activation is one more pass over the output plane.
     """
     cols = tuple(t * dw for t in range(fw))  # constant offsets: the loop over them unrolls
     flat = sh == 1 and sw == 1
 
     def kernel(x, w, bias, a, b, y, box, rows, wp):
-        nc_, oh, ow = y.shape
-        c_ = w.shape[0]
+        ng, kg, oh, ow = y.shape
+        g_ = w.shape[0]
         r0, c0, i0, j0, ni, nj = box
-        plane = np.zeros((rows, wp), np.float32)  # a few kB: in cache for every plane
-        pf = plane.reshape(-1)
+        planes = np.zeros((cg, rows, wp), np.float32)  # a few kB per channel: in cache for the sums
+        pf = planes.reshape(-1)
         acc = np.empty(oh * wp, np.float32)
-        for nc in range(nc_):
-            c = nc % c_
-            bv = bias[c]
-            xc = x[nc]
-            for i in range(ni):
-                src = xc[i0 + i, j0 : j0 + nj]
-                dst = plane[r0 + i, c0 : c0 + nj]
-                for j in range(nj):
-                    dst[j] = src[j]
-            if flat:
-                run = (oh - 1) * wp + ow
-                for p in range(run):
-                    acc[p] = bv
-                for r in range(fh):
-                    wr = w[c, r]
-                    xs = pf[r * dh * wp :]
+        for m in range(ng):
+            g = m % g_
+            xm = x[m]
+            for ci in range(cg):
+                plane = planes[ci]
+                for i in range(ni):
+                    src = xm[ci, i0 + i, j0 : j0 + nj]
+                    dst = plane[r0 + i, c0 : c0 + nj]
+                    for j in range(nj):
+                        dst[j] = src[j]
+            for kk in range(kg):
+                bv = bias[g, kk]
+                wk = w[g, kk]
+                yk = y[m, kk]
+                if flat:
+                    run = (oh - 1) * wp + ow
                     for p in range(run):
-                        s = acc[p]
-                        for t in range(fw):
-                            s += wr[t] * xs[p + cols[t]]
-                        acc[p] = s
-                for i in range(oh):
-                    yr = y[nc, i]
-                    ar = acc[i * wp :]
-                    for j in range(ow):
-                        yr[j] = ar[j]
-            else:
-                for i in range(oh):
-                    yr = y[nc, i]
-                    for j in range(ow):
-                        yr[j] = bv
-                    for r in range(fh):
-                        xr = plane[i * sh + r * dh]
-                        wr = w[c, r]
+                        acc[p] = bv
+                    for ci in range(cg):
+                        for r in range(fh):
+                            wr = wk[ci, r]
+                            xs = pf[(ci * rows + r * dh) * wp :]
+                            for p in range(run):
+                                s = acc[p]
+                                for t in range(fw):
+                                    s += wr[t] * xs[p + cols[t]]
+                                acc[p] = s
+                    for i in range(oh):
+                        yr = yk[i]
+                        ar = acc[i * wp :]
                         for j in range(ow):
-                            s = yr[j]
-                            for t in range(fw):
-                                s += wr[t] * xr[j * sw + cols[t]]
-                            yr[j] = s
-            if code != NONE:
-                yf = y[nc].reshape(-1)
-                for q in range(oh * ow):
-                    yf[q] = act(code, yf[q], a, b)
+                            yr[j] = ar[j]
+                else:
+                    for i in range(oh):
+                        yr = yk[i]
+                        for j in range(ow):
+                            yr[j] = bv
+                        for ci in range(cg):
+                            plane = planes[ci]
+                            for r in range(fh):
+                                xr = plane[i * sh + r * dh]
+                                wr = wk[ci, r]
+                                for j in range(ow):
+                                    s = yr[j]
+                                    for t in range(fw):
+                                        s += wr[t] * xr[j * sw + cols[t]]
+                                    yr[j] = s
+                if code != NONE:
+                    yf = yk.reshape(-1)
+                    for q in range(oh * ow):
+                        yf[q] = act(code, yf[q], a, b)
 
     return _njit(kernel)
 

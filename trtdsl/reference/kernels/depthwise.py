@@ -11,7 +11,7 @@ with the channels' weights (and bias, against a row of ones) sums them
 against the strided multiply-accumulate (``depthwise_mac``) on MobileNetV2's
 shapes: 1.9-2.9x faster. The padding's zeros stay from the first call (kept).
 
-Where numba is installed, ``depthwise_2d`` runs the compiled kernel of ``kernels.jit``
+Where numba is installed, ``reference.conv`` runs the compiled kernel of ``kernels.jit``
 instead (2-5x faster again), which also applies the layer's fused activation.
 """
 
@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from . import jit
 from .im2col import kernel_offsets
 from .scratch import kept, shared
 
@@ -59,12 +58,6 @@ def depthwise_2d(
 ) -> np.ndarray:  # fmt: skip
     """The depthwise correlation of ``x`` (N, C, H, W) with ``w`` (C, 1, FH, FW), plus ``bias``, then ``epilogue``."""
     n, c, h, wd = x.shape
-    if jit.enabled() and x.dtype == w.dtype == np.float32:
-        y = empty((n, c, *out), x.dtype)
-        activation = None if epilogue is None else epilogue.activation
-        fused = jit.compiles(activation)
-        jit.depthwise(x, w, stride, dilation, out, pre, bias, y, activation if fused else None)
-        return y if fused else epilogue(y)
     fh, fw = w.shape[2:]
     (sh, sw), (dh, dw), (oh, ow), (ph, pw) = stride, dilation, out, pre
     rows = oh + (fh - 1) * dh // sh + 1  # one spare row: the last offsets' runs read past the last row

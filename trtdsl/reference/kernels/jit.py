@@ -113,36 +113,39 @@ def activate(y: np.ndarray, kind: str, gate: bool, alpha: float, beta: float) ->
     return True
 
 
-def depthwise(
-    x: np.ndarray, w: np.ndarray, stride: tuple[int, int], dilation: tuple[int, int], out: tuple[int, int],
-    pre: tuple[int, int], bias: np.ndarray | None, y: np.ndarray, activation: tuple[str, bool, float, float] | None = None,
+def grouped(
+    x: np.ndarray, w: np.ndarray, groups: int, stride: tuple[int, int], dilation: tuple[int, int],
+    out: tuple[int, int], pre: tuple[int, int], bias: np.ndarray | None, y: np.ndarray,
+    activation: tuple[str, bool, float, float] | None = None,
 ) -> None:  # fmt: skip
-    """The depthwise correlation of float32 ``x`` (N, C, H, W) with ``w`` (C, 1, FH, FW), plus ``bias``, into ``y``.
+    """The grouped correlation of float32 ``x`` (N, C, H, W) with ``w`` (K, C/groups, FH, FW), plus
+    ``bias``, into ``y`` (N, K, *out); depthwise when ``groups`` is C. For few channels per group:
+    each output channel sums its group's input planes directly (no im2col, no GEMM).
 
     ``pre``: the zero padding before each spatial dim (negative crops); after them, as far
     as ``out`` reads. ``activation`` (kind, gate, alpha, beta), one of ``CODES``, is applied
-    to each output as it is stored. Needs numba (``enabled()``).
+    to each output plane as it is stored. Needs numba (``enabled()``).
     """
     if not enabled():
         raise RuntimeError(why_not())
     if not x.dtype == w.dtype == y.dtype == np.float32:
-        raise TypeError(f"the compiled depthwise kernel is float32 only, not {x.dtype}, {w.dtype} -> {y.dtype}")
+        raise TypeError(f"the compiled grouped kernel is float32 only, not {x.dtype}, {w.dtype} -> {y.dtype}")
     code = 0 if activation is None else CODES[activation[:2]]
     n, c, h, wd = x.shape
-    fh, fw = w.shape[2:]
+    k, cg, fh, fw = w.shape
     # The padded plane: every row and column the output's windows read.
     rows, cols = ((o - 1) * s + (f - 1) * d + 1 for o, s, f, d in zip(out, stride, (fh, fw), dilation, strict=True))
     (ph, pw) = pre
     # The box of the input inside the padded plane (a negative pre-padding crops).
     i0, j0, r0, c0 = max(0, -ph), max(0, -pw), max(0, ph), max(0, pw)
     box = np.array([r0, c0, i0, j0, max(0, min(h - i0, rows - r0)), max(0, min(wd - j0, cols - c0))], np.int64)
-    b = np.zeros(c, np.float32) if bias is None else np.ascontiguousarray(bias, np.float32)
+    b = np.zeros(k, np.float32) if bias is None else np.ascontiguousarray(bias, np.float32)
     alpha, beta = (0.0, 0.0) if activation is None else activation[2:]
-    key = (fh, fw, *stride, *dilation, code)
-    kernel = _compiled()[0].depthwise_kernel(*key)
-    _call(("depthwise", *key), kernel, np.ascontiguousarray(x).reshape(n * c, h, wd),
-          np.ascontiguousarray(w.reshape(c, fh, fw)), b, np.float32(alpha), np.float32(beta), y.reshape(n * c, *out),
-          box, rows, cols)  # fmt: skip
+    key = (cg, fh, fw, *stride, *dilation, code)
+    kernel = _compiled()[0].grouped_kernel(*key)
+    _call(("grouped", *key), kernel, np.ascontiguousarray(x).reshape(n * groups, c // groups, h, wd),
+          np.ascontiguousarray(w).reshape(groups, k // groups, cg, fh, fw), b.reshape(groups, k // groups),
+          np.float32(alpha), np.float32(beta), y.reshape(n * groups, k // groups, *out), box, rows, cols)  # fmt: skip
 
 
 def softmax(x: np.ndarray, axis: int, out: np.ndarray) -> bool:
