@@ -6,6 +6,7 @@ weights as (G, K/G, C/G * prod(F)) in one batched GEMM (``reference.conv.conv_nd
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Callable, Iterator
 
@@ -17,13 +18,26 @@ from .phases import PhasePlan
 def kernel_offsets(
     shape: tuple[int, ...], kernel: tuple[int, ...], stride: tuple[int, ...], dilation: tuple[int, ...],
     out: tuple[int, ...], pre: tuple[int, ...],
-) -> Iterator[tuple[int, tuple[slice, ...], tuple[slice, ...]]]:  # fmt: skip
+) -> tuple[tuple[int, tuple[slice, ...], tuple[slice, ...]], ...]:  # fmt: skip
     """For each kernel offset, (its index, output slices, input slices) of the outputs that read real input.
 
     Output ``o`` reads input ``o * stride + f * dilation - pre`` in each dim; the outputs
     whose read falls in the padding read zero, so no padded copy is made. Offsets that
-    read only padding are left out.
+    read only padding are left out. Kept per geometry (the arguments are tuples of ints):
+    working them out costs more than the copies of a small convolution.
     """
+    return _kept_offsets(*map(tuple, (shape, kernel, stride, dilation, out, pre)))
+
+
+@functools.lru_cache(maxsize=1024)
+def _kept_offsets(*geometry: tuple[int, ...]) -> tuple[tuple[int, tuple[slice, ...], tuple[slice, ...]], ...]:
+    return tuple(_offsets(*geometry))
+
+
+def _offsets(
+    shape: tuple[int, ...], kernel: tuple[int, ...], stride: tuple[int, ...], dilation: tuple[int, ...],
+    out: tuple[int, ...], pre: tuple[int, ...],
+) -> Iterator[tuple[int, tuple[slice, ...], tuple[slice, ...]]]:  # fmt: skip
     for j, offset in enumerate(itertools.product(*(range(f) for f in kernel))):
         dst, src = [], []
         for f, d, s, m, p, size in zip(offset, dilation, stride, out, pre, shape, strict=True):
