@@ -29,6 +29,16 @@ def test_scopes_give_stable_readable_names():
     assert not any("Unnamed" in layer.name for layer in net.layers())
 
 
+def test_repeated_names_take_the_next_free_suffix():
+    net = trtdsl.Network("n")
+    x = net.input("x", "float32", (2, 3))
+    taken = net.unique_name("x.relu_2", scoped=False)  # a suffix taken by hand is skipped
+    names = [ops.relu(x).layer.name for _ in range(400)]
+    assert taken == "x.relu_2"
+    assert names[:4] == ["x.relu", "x.relu_1", "x.relu_3", "x.relu_4"]
+    assert len(set(names)) == 400 and names[-1] == "x.relu_400"
+
+
 def test_raw_access(trt):
     net = trtdsl.Network("n")
     x = net.input("x", "float32", (2, 3))

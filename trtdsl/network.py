@@ -69,6 +69,7 @@ class Network(DimsMixin, GraphMixin):
         self._scopes: list[str] = []
         self._precision: list[str] = [self.dtype]
         self._used_names: set[str] = set()
+        self._suffixes: dict[str, int] = {}  # base name -> the first suffix unique_name tries next
         self._producers: dict[str, Any] = {}  # tensor name -> ILayer
         self._derived: dict[tuple[str, str], Tensor] = {}  # (tensor, what) -> cast/unsqueeze of it
         self._regions: dict[str, str] = {}  # layer -> the net.precision(...) dtype it was added under
@@ -204,10 +205,15 @@ class Network(DimsMixin, GraphMixin):
 
     def unique_name(self, base: str, scoped: bool = True) -> str:
         full = ".".join([*self._scopes, base]) if scoped and self._scopes else base
-        name, i = full, 1
-        while name in self._used_names:
+        name = full
+        if name in self._used_names:
+            # The next free suffix, remembered per base: a thousand unnamed layers of one kind
+            # on one input would otherwise try every taken suffix each time.
+            i = self._suffixes.get(full, 1)
+            while f"{full}_{i}" in self._used_names:
+                i += 1
             name = f"{full}_{i}"
-            i += 1
+            self._suffixes[full] = i + 1
         self._used_names.add(name)
         return name
 
