@@ -200,6 +200,19 @@ SUITE: dict[str, Spec] = {
     "bert_encoder": Spec(bert_encoder, (1, 128, 768)),
 }
 
+# More torchvision families, beyond the suite (``bench/reference.py --suite --families``): grouped
+# convolutions (ResNeXt, RegNet), channel shuffles and splits (ShuffleNetV2), fire modules
+# (SqueezeNet), dense concatenations (DenseNet), inception branches (GoogLeNet), NAS blocks
+# (MnasNet), fused-MBConv (EfficientNetV2), depthwise 7x7 with layer norm (ConvNeXt), windowed
+# attention (Swin).
+FAMILIES: dict[str, Spec] = {
+    name: Spec(_torchvision(name, 20 + i), (1, 3, 224, 224))
+    for i, name in enumerate(
+        ["resnext50_32x4d", "regnet_y_400mf", "shufflenet_v2_x1_0", "squeezenet1_1", "densenet121", "googlenet",
+         "mnasnet1_0", "efficientnet_v2_s", "convnext_tiny", "swin_t"]
+    )
+}  # fmt: skip
+
 
 def example(spec: Spec, batch: int | None = None, seed: int = 0) -> np.ndarray:
     """A random input for ``spec``, with its batch dimension replaced by ``batch`` when given."""

@@ -10,6 +10,7 @@ one's peak memory, each in a process of its own.
 
     python bench/reference.py --iterations 20 --threads 2                 # ResNet-50, batch 1
     python bench/reference.py --suite --threads 2 --iterations 10 --memory
+    python bench/reference.py --suite --families --threads 2 --iterations 10   # ten more families
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ def _args() -> argparse.Namespace:
     p.add_argument("--model", default="resnet50", help="a model of bench/models.py MODELS (default resnet50)")
     p.add_argument("--suite", action="store_true", help="run the benchmark suite (bench/models.py SUITE)")
     p.add_argument("--only", nargs="*", help="with --suite: only these networks")
+    p.add_argument("--families", action="store_true",
+                   help="with --suite: the other torchvision families instead (bench/models.py FAMILIES)")  # fmt: skip
     p.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "trtdsl-bench",
                    help="with --suite: where the exported ONNX files are kept (default %(default)s)")  # fmt: skip
     p.add_argument("--memory", action="store_true", help="with --suite: also peak memory, each in its own process")
@@ -140,6 +143,11 @@ def _blas_threads(n: int):
     return threadpool_limits(limits=n)
 
 
+def _networks(args: argparse.Namespace) -> dict:
+    """The networks ``--suite`` runs: the suite, or with ``--families`` the other families."""
+    return onnx_models.FAMILIES if args.families else onnx_models.SUITE
+
+
 def _suite_file(args: argparse.Namespace, name: str) -> Path:
     args.cache.mkdir(parents=True, exist_ok=True)
     path = args.cache / f"{name}.onnx"
@@ -149,7 +157,7 @@ def _suite_file(args: argparse.Namespace, name: str) -> Path:
         torch.set_num_threads(args.threads)
         t = time.perf_counter()
         part = path.with_suffix(".part")
-        onnx_models.export(name, part, models=onnx_models.SUITE)
+        onnx_models.export(name, part, models=_networks(args))
         part.replace(path)
         print(f"exported {name} to ONNX in {time.perf_counter() - t:.1f} s", flush=True)
     return path
@@ -169,7 +177,7 @@ def _memory_child(args: argparse.Namespace) -> int:
     before that baseline, which shows how much of the peak is numba's one-time ~115 MiB.
     """
     name, engine = args.memory_child
-    spec = onnx_models.SUITE[name]
+    spec = _networks(args)[name]
     path = _suite_file(args, name)
     feeds = {onnx_models.INPUT: onnx_models.example(spec)}
     _blas_threads(args.threads)
@@ -201,7 +209,7 @@ def _memory(args: argparse.Namespace, name: str, engine: str) -> float:
     import subprocess
 
     cmd = [sys.executable, __file__, "--threads", str(args.threads), "--cache", str(args.cache),
-           "--memory-child", name, engine]  # fmt: skip
+           *(["--families"] if args.families else []), "--memory-child", name, engine]  # fmt: skip
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     return float(out.strip().splitlines()[-1])
 
@@ -242,16 +250,17 @@ def _rates(args: argparse.Namespace) -> list[str]:
 
 def suite(args: argparse.Namespace) -> int:
     """The suite table: medians of interleaved calls, ratios, geometric mean; memory on request."""
-    names = args.only or list(onnx_models.SUITE)
-    unknown = [n for n in names if n not in onnx_models.SUITE]
+    networks = _networks(args)
+    names = args.only or list(networks)
+    unknown = [n for n in names if n not in networks]
     if unknown:
-        near = {n: difflib.get_close_matches(n, onnx_models.SUITE, n=1) for n in unknown}
+        near = {n: difflib.get_close_matches(n, networks, n=1) for n in unknown}
         hints = ", ".join(f"{n!r}" + (f" (did you mean {m[0]!r}?)" if m else "") for n, m in near.items())
-        sys.exit(f"--only: no such network {hints}; the suite has: {', '.join(onnx_models.SUITE)}")
+        sys.exit(f"--only: no such network {hints}; the choice is: {', '.join(networks)}")
     rows = []
     load = os.getloadavg()
     for name in names:
-        spec = onnx_models.SUITE[name]
+        spec = networks[name]
         path = _suite_file(args, name)
         parsed = onnx_models.parse(path)
         session = onnx_models.onnxruntime_session(path, threads=args.threads)
