@@ -103,3 +103,25 @@ def test_the_plain_mode_keeps_nothing(trt, rng, monkeypatch):
         xv = rng.standard_normal((2, 4, 3)).astype(np.float32)
         np.testing.assert_array_equal(interp.run({"x": xv})["y"], xv.reshape(2, 12))
     assert len(shapes) == 2
+
+
+def test_a_shape_that_depends_on_values_is_checked_every_run(trt, rng):
+    """NonZero's output shape depends on its input's values: the kept shape-derived values (here
+    the count of positive entries, read with a Shape layer) are used only while that shape holds."""
+    net = trtdsl.Network("data-dependent")
+    x = net.input("x", "float32", (2, 5))
+    zero = net.constant(np.zeros((1, 1), np.float32), "zero")
+    positive = net.register(net.trt.add_elementwise(x.trt, zero.trt, trt.ElementWiseOperation.GREATER), "positive")
+    where = net.register(net.trt.add_non_zero(positive.trt), "where")
+    shape = net.register(net.trt.add_shape(where.trt), "shape")
+    count = net.register(
+        net.trt.add_gather(shape.trt, net.constant(np.array([1], np.int64), "one", dtype="int64").trt, 0), "count"
+    )
+    net.output(count, "count")
+    interp = Interpreter(net, fast=True)
+    for _ in range(4):
+        xv = rng.standard_normal((2, 5)).astype(np.float32)
+        np.testing.assert_array_equal(interp.run({"x": xv})["count"], [np.count_nonzero(xv > 0)])
+    xv = np.ones((2, 5), np.float32)
+    np.testing.assert_array_equal(interp.run({"x": xv})["count"], [10])
+    np.testing.assert_array_equal(interp.run({"x": -xv})["count"], [0])

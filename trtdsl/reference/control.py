@@ -239,7 +239,7 @@ def _scalar(node: Node, value: np.ndarray, what: str) -> Any:
 @interprets("loop")
 def loop(step: LoopStep, env: dict[str, np.ndarray]) -> None:
     """Run a loop: bind recurrences and iterators, run the body, collect outputs."""
-    from .interpreter import execute, fetch, store_outputs
+    from .step import execute, fetch, store_outputs
 
     count = (
         None
@@ -282,7 +282,7 @@ def loop(step: LoopStep, env: dict[str, np.ndarray]) -> None:
 
 
 def _loop_output(o: Node, seq: list[np.ndarray], recurrence_of: dict, current: dict, env: dict) -> np.ndarray:
-    from .interpreter import fetch
+    from .step import fetch
 
     kind = o.layer.kind.name
     if kind == "LAST_VALUE":
@@ -314,7 +314,7 @@ def _loop_output(o: Node, seq: list[np.ndarray], recurrence_of: dict, current: d
 @interprets("if_conditional")
 def if_conditional(step: IfStep, env: dict[str, np.ndarray]) -> None:
     """Run an if-conditional: only the chosen branch's layers execute."""
-    from .interpreter import execute, fetch, store_outputs
+    from .step import execute, fetch, store_outputs
 
     c = step.condition
     pred = bool(_scalar(c, fetch(c, c.inputs[0], env), "the condition"))

@@ -11,10 +11,14 @@ later run with the same input shapes starts from the kept values and skips their
 What counts, in the order the steps run: a constant layer, or any layer (not a loop or
 conditional) whose inputs are all constant, is *constant*; a Shape layer, or a layer whose
 inputs are all constant or shape-derived, is *shape-derived*. Constant values are kept
-once, shape-derived ones per input shapes (up to ``SHAPES`` sets of them). Kept values are
-never donated, pooled or fused away (the interpreter treats them as exported), and an
-output among them is copied before it is returned. Runs that capture or observe tensors
-compute everything (an observer sees each tensor as its layer computes it).
+once, shape-derived ones per input shapes (up to ``SHAPES`` sets of them). A shape can
+depend on values too (a NonZero's output, a reshape to dims read from an input), so kept
+shape-derived values are used only while they hold: at each Shape layer the run compares
+the shape of its input with the kept value, and from the first that differs it computes
+the shape-derived layers again (and keeps the new values). Kept values are never donated,
+pooled or fused away (the interpreter treats them as exported), and an output among them
+is copied before it is returned. Runs that capture or observe tensors compute everything
+(an observer sees each tensor as its layer computes it).
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ class Folding:
         derived: set[str] = set()
         self.constant_steps: list[int] = []
         self.derived_steps: list[int] = []
+        self.shape_steps: dict[int, tuple[str, str]] = {}  # position -> (its input, its output)
         for pos, step in enumerate(steps):
             if isinstance(step, Structure) or not step.outputs:
                 continue  # loops and conditionals run their bodies; an assertion still runs every time
@@ -45,6 +50,7 @@ class Folding:
             if step.type == "shape":
                 derived.update(step.outputs)
                 self.derived_steps.append(pos)
+                self.shape_steps[pos] = (step.inputs[0], step.outputs[0])
             elif all(n in constant for n in inputs):
                 constant.update(step.outputs)
                 self.constant_steps.append(pos)
@@ -57,24 +63,34 @@ class Folding:
         self._constants: dict[str, np.ndarray] | None = None
         self._derived: dict[tuple, dict[str, np.ndarray]] = {}
 
-    def known(self, key: tuple) -> tuple[frozenset[int], dict[str, np.ndarray]]:
-        """(the steps a run at input shapes ``key`` can skip, the values it starts from)."""
+    def known(self, key: tuple) -> tuple[set[int], dict[str, np.ndarray], dict[int, tuple[str, tuple[int, ...]]]]:
+        """For a run at input shapes ``key``: (the steps it can skip, the values it starts from, and
+        for each skipped Shape layer its input and the shape that the kept values assume)."""
         values: dict[str, np.ndarray] = {}
-        skip: list[int] = []
+        skip: set[int] = set()
+        checks: dict[int, tuple[str, tuple[int, ...]]] = {}
         if self._constants is not None:
             values.update(self._constants)
-            skip += self.constant_steps
+            skip.update(self.constant_steps)
         derived = self._derived.get(key)
         if derived is not None:
             values.update(derived)
-            skip += self.derived_steps
-        return frozenset(skip), values
+            skip.update(self.derived_steps)
+            for pos, (x, out) in self.shape_steps.items():
+                if out in derived:
+                    checks[pos] = (x, tuple(int(v) for v in derived[out]))
+        return skip, values, checks
 
-    def keep(self, key: tuple, env: Mapping[str, Any]) -> None:
-        """Keep the values a finished run at input shapes ``key`` computed."""
+    def stale(self, skip: set[int], after: int) -> None:
+        """A Shape layer at step ``after`` sees another shape than the kept values assume: from there
+        on the run computes the shape-derived layers (``skip`` is the run's set, changed in place)."""
+        skip.difference_update(p for p in self.derived_steps if p >= after)
+
+    def keep(self, key: tuple, env: Mapping[str, Any], refresh: bool = False) -> None:
+        """Keep the values a finished run at input shapes ``key`` computed (``refresh``: replacing stale ones)."""
         if self._constants is None:
             self._constants = {n: env[n] for n in self.constant_names if n in env}
-        if key not in self._derived:
-            if len(self._derived) >= SHAPES:
+        if refresh or key not in self._derived:
+            if len(self._derived) >= SHAPES and key not in self._derived:
                 self._derived.clear()
             self._derived[key] = {n: env[n] for n in self.derived_names if n in env}

@@ -38,16 +38,17 @@ from typing import Any
 import numpy as np
 
 from .. import _trt, dtypes
-from ..errors import InterpreterError, TrtdslError, UnsupportedLayerError
+from ..errors import InterpreterError
 from ..layerinfo import downcast
 from ..tensor import dims_tuple
 from . import fusion, precision, watch
 from .arguments import Capture, Observer, capture_set, check_feeds, dims_text, observe_map
 from .buffers import BufferPool
-from .control import Structure, group
+from .control import group
 from .folding import Folding
 from .liveness import donation_plan, last_uses, structures
-from .registry import REGISTRY, Node, supported
+from .registry import Node
+from .step import execute
 
 
 class Interpreter:
@@ -143,10 +144,11 @@ class Interpreter:
         watch = observe_map(observe, self.tensors, self.inputs, self._top_level)
         keep = set(self.outputs) | want
         folding = self._folding if not (want or watch) else None
-        skip: frozenset[int] = frozenset()
+        skip: set[int] = set()
+        checks: dict = {}
         if folding is not None:
             shapes = tuple(env[n].shape for n in self.inputs)
-            skip, known = folding.known(shapes)
+            skip, known, checks = folding.known(shapes)
             env.update(known)
             keep |= folding.names
         if want or watch:
@@ -159,7 +161,7 @@ class Interpreter:
         else:
             donations, fused = self._donations, self._fusion
         try:
-            self._execute(env, keep, donations, fused, watch, skip)
+            stale = self._execute(env, keep, donations, fused, watch, skip, checks)
         except InterpreterError as e:
             dims = dims_text(self.network, feeds)
             if not dims:
@@ -169,7 +171,7 @@ class Interpreter:
         if missing:
             raise InterpreterError(f"outputs {missing} were never computed")
         if folding is not None:
-            folding.keep(shapes, env)
+            folding.keep(shapes, env, refresh=stale)
         result = {n: precision.to_holder(env[n], self.output_dtypes[n]) for n in self.outputs}
         if folding is not None:  # a kept value returned is the caller's to change
             result.update({n: result[n].copy() for n in self.outputs if n in folding.names})
@@ -235,12 +237,20 @@ class Interpreter:
         self._fetched.append(index)
         return layer
 
-    def _execute(self, env: dict, keep: set, donations: Any, fused: Any, watch: Any, skip: frozenset[int]) -> None:
-        """Run every step over ``env`` (the loop of :meth:`run`), but those in ``skip`` (values already in ``env``)."""
+    def _execute(
+        self, env: dict, keep: set, donations: Any, fused: Any, watch: Any, skip: set[int], checks: dict
+    ) -> bool:
+        """Run every step over ``env`` (the loop of :meth:`run`), but those in ``skip`` (values already in
+        ``env``); True when a Shape layer in ``checks`` saw another shape (see ``reference.folding``)."""
+        stale = False
         for pos, (step, free, donated) in enumerate(zip(self.steps, self._free_after, donations, strict=True)):
             action = fused.get(pos, _RUN)
             if pos in skip:
-                pass
+                check = checks.get(pos)
+                if check is not None and env[check[0]].shape != check[1]:
+                    stale = True
+                    self._folding.stale(skip, pos)
+                    execute(step, env, donated)
             elif action is _RUN:
                 execute(step, env, donated)
             elif isinstance(action, fusion.Epilogue):  # this layer also applies the activation(s) after it
@@ -259,79 +269,10 @@ class Interpreter:
                         del env[name]
                     else:
                         pool.give(env.pop(name))
+        return stale
 
 
 _RUN = object()  # a step with no fusion action: run it
-
-
-def execute(
-    node: Node, env: dict[str, np.ndarray], donated: tuple[int, ...] = (), epilogue: fusion.Epilogue | None = None
-) -> None:
-    """Run one layer (or structural step) and store its outputs in ``env``.
-
-    ``donated``: indices of inputs the layer may overwrite (see ``liveness.donation_plan``).
-    ``epilogue``: the activation(s) after the layer, fused into it (see ``reference.fusion``):
-    a layer that ``fuses`` applies it itself, for any other it is applied to its fresh output in place.
-    """
-    fn = REGISTRY.get(node.type)
-    if fn is None:
-        raise UnsupportedLayerError(
-            f"no reference implementation for LayerType.{node.type.upper()} "
-            f"(layer {node.index} {node.name!r}). Implemented: {', '.join(supported())}"
-        )
-    if isinstance(node, Structure):
-        # A loop or conditional runs its own body nodes through execute.
-        fn(node, env)
-        return
-    args = [None if n is None else precision.compute(fetch(node, n, env)) for n in node.inputs]
-    fused = epilogue is not None and getattr(fn, "fuses", False)
-    kwargs: dict[str, Any] = {"epilogue": epilogue} if fused else {}
-    if donated and getattr(fn, "donates", False):
-        kwargs["donated"] = donated
-    try:
-        result = fn(node, *args, **kwargs)
-    except TrtdslError:
-        raise
-    except Exception as e:
-        raise InterpreterError(
-            f"layer {node.index} {node.name!r} ({node.type}) failed: {type(e).__name__}: {e}; "
-            f"input shapes {[None if a is None else a.shape for a in args]}"
-        ) from e
-    store_outputs(node, result, env)
-    if epilogue is not None and not fused:
-        name = node.outputs[0]
-        env[name] = epilogue(env[name])
-
-
-def fetch(node: Node, name: str, env: Mapping[str, np.ndarray]) -> np.ndarray:
-    """The value of tensor ``name`` that ``node`` reads, with a clear error if it has none."""
-    try:
-        return env[name]
-    except KeyError:
-        raise InterpreterError(
-            f"layer {node.index} {node.name!r} ({node.type}) reads tensor {name!r}, which has no value: "
-            "its producer has not run (an unsupported cycle or a tensor used outside its loop/conditional)"
-        ) from None
-
-
-def store_outputs(node: Node, result: Any, env: dict[str, np.ndarray]) -> None:
-    """Check ``result`` (one array or a tuple) against the layer's outputs, round it, and store it."""
-    results = result if isinstance(result, tuple) else (result,)
-    if len(results) != len(node.outputs):
-        raise InterpreterError(
-            f"layer {node.index} {node.name!r} ({node.type}): implementation returned "
-            f"{len(results)} outputs, TensorRT has {len(node.outputs)}"
-        )
-    for name, raw, dt, shape in zip(node.outputs, results, node.out_dtypes, node.out_shapes, strict=True):
-        value = raw if type(raw) is np.ndarray else np.asarray(raw)
-        if value.shape != shape and (
-            value.ndim != len(shape) or any(s >= 0 and s != v for s, v in zip(shape, value.shape, strict=True))
-        ):
-            raise InterpreterError(
-                f"layer {node.index} {node.name!r} ({node.type}): computed output {name!r} has shape "
-                f"{value.shape}, TensorRT reports {shape} (-1 = dynamic)"
-            )
-        env[name] = precision.store(value, dt)
 
 
 _CACHE_ATTR = "_reference_cache"
