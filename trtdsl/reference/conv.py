@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Hashable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -145,33 +145,77 @@ def conv_nd(
         if bias is not None:
             y += bias.reshape(k, *([1] * nd))
         return _finish(y, epilogue)
-    if nd == 2 and _compiled_grouped(x, w, groups, cg, taps, stride):
+    route = (
+        _route(x, w, stride, dilation, groups, out, bias, pre, epilogue, memo)
+        if memo is None
+        else memo(("route", x.shape, x.dtype, epilogue), lambda: _route(x, w, stride, dilation, groups, out, bias, pre,
+                                                                         epilogue, memo))
+    )  # fmt: skip
+    kind = route.kind
+    if kind == "gemm":
+        return _gemm(x, route, empty, epilogue)
+    if kind == "grouped":
         y = empty((n, k, *out), x.dtype)
-        activation = None if epilogue is None else epilogue.activation
-        fused = jit.compiles(activation)
-        jit.grouped(x, w, groups, stride, dilation, out, pre, bias, y, activation if fused else None)
-        return y if fused else _finish(y, epilogue)
-    if groups == c == k and cg == 1 and taps > 1:
-        if nd == 2:
-            return depthwise_2d(x, w, stride, dilation, out, pre, bias, empty, epilogue)
-        y = depthwise_mac(x, w, stride, dilation, out, pre)
-        if bias is not None:
-            y += bias.reshape(k, *([1] * nd))
-        return _finish(y, epilogue)
-    if winograd.applies(x, w, stride, dilation, groups, out, pre):
+        jit.grouped(x, w, groups, stride, dilation, out, pre, bias, y, route.activation)
+        return y if route.activation is not None or epilogue is None else _finish(y, epilogue)
+    if kind == "matvec":
+        # A 1x1 convolution of 1x1 images (squeeze-excite): matrix-vector products, compiled with
+        # the bias and the activation (a BLAS call and a pass for each would cost more).
+        y = empty((n, k, *out), x.dtype)
+        jit.matvec(w.reshape(k, c), x.reshape(n, c), bias, y.reshape(n, k), route.activation)
+        return y
+    if kind == "winograd":
         y = winograd.conv(x, w, bias, memo=memo, empty=empty, relu=relu)
         return y if relu else _finish(y, epilogue)
+    if nd == 2:  # depthwise
+        return depthwise_2d(x, w, stride, dilation, out, pre, bias, empty, epilogue)
+    y = depthwise_mac(x, w, stride, dilation, out, pre)
+    if bias is not None:
+        y += bias.reshape(k, *([1] * nd))
+    return _finish(y, epilogue)
+
+
+class _Route(NamedTuple):
+    """How the fast path computes a convolution of one input shape: the kernel, and for the GEMM
+    path everything but the data (kept on the node per input shape: deciding costs microseconds)."""
+
+    kind: str  # "grouped", "depthwise", "winograd", "matvec" or "gemm"
+    activation: tuple | None = None  # the compiled kernels' fused activation (None: applied after, or none)
+    wm: np.ndarray | None = None  # the weight matrix, with the bias column when ``fold``
+    fold: bool = False
+    view: bool = False  # a 1x1 kernel whose strided input is the matrix: no copy
+    strided: tuple = ()
+    plan: Any = None  # the phase plan of a phased im2col
+    cols: tuple = ()  # (shape, dtype, geometry) of the kept im2col matrix
+    y_shape: tuple = ()  # the GEMM's output, (N, G, K/G, pixels)
+    out_shape: tuple = ()
+    bias: np.ndarray | None = None  # added after the GEMM when not folded, shaped (K, 1, ...)
+    n_g_cg: tuple = ()  # (N, G, C/G), the grouped view of the input
+
+
+def _route(
+    x: np.ndarray, w: np.ndarray, stride: tuple[int, ...], dilation: tuple[int, ...], groups: int,
+    out: tuple[int, ...], bias: np.ndarray | None, pre: tuple[int, ...], epilogue: Epilogue | None,
+    memo: Callable | None,
+) -> _Route:  # fmt: skip
+    n, c, *spatial = x.shape
+    k, kernel = w.shape[0], w.shape[2:]
+    nd = len(kernel)
+    cg, kg, taps = c // groups, k // groups, math.prod(kernel)
+    pixels = math.prod(out)
+    activation = None if epilogue is None else epilogue.activation
+    if nd == 2 and _compiled_grouped(x, w, groups, cg, taps, stride):
+        return _Route("grouped", activation if jit.compiles(activation) else None)
+    if groups == c == k and cg == 1 and taps > 1:
+        return _Route("depthwise")
+    if winograd.applies(x, w, stride, dilation, groups, out, pre):
+        return _Route("winograd")
     pointwise = (
         taps == 1 and not any(pre) and all((m - 1) * s < size for m, s, size in zip(out, stride, spatial, strict=True))
     )
-    activation = None if epilogue is None else epilogue.activation
     if pointwise and groups == 1 and pixels == 1 and spatial == [1] * nd and jit.enabled() and jit.compiles(activation):
         if x.dtype == w.dtype == np.float32:
-            # A 1x1 convolution of 1x1 images (squeeze-excite): matrix-vector products, compiled with
-            # the bias and the activation (a BLAS call and a pass for each would cost more).
-            y = empty((n, k, *out), x.dtype)
-            jit.matvec(w.reshape(k, c), x.reshape(n, c), bias, y.reshape(n, k), activation)
-            return y
+            return _Route("matvec", activation)
     strided = (Ellipsis, *(slice(0, (m - 1) * s + 1, s) for m, s in zip(out, stride, strict=True)))
     # The bias rides in the GEMM as one more column of weights against a row of ones when
     # the matrix is copied anyway, or when copying the input costs less than a pass over
@@ -181,24 +225,36 @@ def conv_nd(
     # Many kernel offsets per stride phase (a 7x7 stride-2 stem): im2col by phases.
     phased = not pointwise and math.prod(kernel) >= 4 * math.prod(stride) > 4
     plan = phase_plan(tuple(spatial), kernel, stride, dilation, pre, out) if phased else None
-    wm = weight_matrix(w, bias if fold else None, groups, memo, plan)
-    xg = x.reshape(n, groups, cg, *spatial)
-    if pointwise and not fold:
-        # A 1x1 kernel needs no im2col: the strided input is the matrix.
-        cols = x[strided].reshape(n, groups, cg, pixels)
+    geometry = (tuple(spatial), kernel, stride, dilation, pre)
+    return _Route(
+        "gemm", wm=weight_matrix(w, bias if fold else None, groups, memo, plan), fold=fold,
+        view=pointwise and not fold, strided=strided, plan=plan,
+        cols=((n, groups, cg * taps + fold, pixels), np.result_type(x, w), geometry),
+        y_shape=(n, groups, kg, pixels), out_shape=(n, k, *out),
+        bias=None if bias is None or fold else bias.reshape(k, *([1] * nd)), n_g_cg=(n, groups, cg),
+    )  # fmt: skip
+
+
+def _gemm(x: np.ndarray, r: _Route, empty: Callable, epilogue: Epilogue | None) -> np.ndarray:
+    """The GEMM path of ``conv_nd``: im2col (or the input itself) times the weight matrix."""
+    shape, dtype, (spatial, kernel, stride, dilation, pre) = r.cols
+    n, groups, cg = r.n_g_cg
+    out = r.out_shape[2:]
+    if r.view:
+        cols = x[r.strided].reshape(shape)
     else:
-        geometry = (tuple(spatial), kernel, stride, dilation, pre)
-        cols = zeroed((n, groups, cg * taps + fold, pixels), np.result_type(x, w), fold, geometry)
-        body = cols[:, :, : cg * taps]
-        if pointwise:
-            body.reshape(n, groups, cg, *out)[...] = xg[strided]
-        elif plan is not None:
-            im2col_phased(xg, body, plan, out)
+        xg = x.reshape(n, groups, cg, *spatial)
+        cols = zeroed(shape, dtype, r.fold, r.cols[2])
+        body = cols[:, :, : shape[2] - r.fold]
+        if math.prod(kernel) == 1:
+            body.reshape(n, groups, cg, *out)[...] = xg[r.strided]
+        elif r.plan is not None:
+            im2col_phased(xg, body, r.plan, out)
         else:
-            im2col(xg, body.reshape(n, groups, cg, taps, *out), kernel, stride, dilation, pre)
-    y = np.matmul(wm, cols, out=empty((n, groups, k // groups, pixels), cols.dtype)).reshape(n, k, *out)
-    if bias is not None and not fold:
-        y += bias.reshape(k, *([1] * nd))
+            im2col(xg, body.reshape(n, groups, cg, -1, *out), kernel, stride, dilation, pre)
+    y = np.matmul(r.wm, cols, out=empty(r.y_shape, cols.dtype)).reshape(r.out_shape)
+    if r.bias is not None:
+        y += r.bias
     return _finish(y, epilogue)
 
 
