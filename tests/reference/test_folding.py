@@ -125,3 +125,19 @@ def test_a_shape_that_depends_on_values_is_checked_every_run(trt, rng):
     xv = np.ones((2, 5), np.float32)
     np.testing.assert_array_equal(interp.run({"x": xv})["count"], [10])
     np.testing.assert_array_equal(interp.run({"x": -xv})["count"], [0])
+
+
+def test_values_past_the_budget_are_computed_in_every_run(trt, rng, monkeypatch):
+    from trtdsl.reference import folding
+
+    monkeypatch.setattr(folding, "BUDGET", 40)  # room for the int64 dims, not for the 48-byte product
+    products = _counting(monkeypatch, "elementwise")
+    shapes = _counting(monkeypatch, "shape")
+    interp = Interpreter(_network(trt), fast=True)
+    for _ in range(3):
+        xv = rng.standard_normal((2, 4, 3)).astype(np.float32)
+        out = interp.run({"x": xv})
+        np.testing.assert_array_equal(out["z"], xv + C1 * C2)
+        np.testing.assert_array_equal(out["y"], xv.reshape(2, 12))
+    assert len(products) == 3 * 2  # the product is not kept: it runs with the sum
+    assert len(shapes) == 1  # the shape arithmetic is

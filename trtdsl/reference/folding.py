@@ -11,13 +11,15 @@ later run with the same input shapes starts from the kept values and skips their
 What counts, in the order the steps run: a constant layer, or any layer (not a loop or
 conditional) whose inputs are all constant, is *constant*; a Shape layer, or a layer whose
 inputs are all constant or shape-derived, is *shape-derived*. Constant values are kept
-once, shape-derived ones per input shapes (up to ``SHAPES`` sets of them). A shape can
+once, shape-derived ones per input shapes (up to ``SHAPES`` sets of them), up to ``BUDGET``
+bytes in all: a value past it (the dequantized weights of a large quantized network) is
+computed in every run, and its layer runs. A shape can
 depend on values too (a NonZero's output, a reshape to dims read from an input), so kept
 shape-derived values are used only while they hold: at each Shape layer the run compares
 the shape of its input with the kept value, and from the first that differs it computes
-the shape-derived layers again (and keeps the new values). Kept values are never donated,
-pooled or fused away (the interpreter treats them as exported), and an output among them
-is copied before it is returned. Runs that capture or observe tensors compute everything
+the shape-derived layers again (and keeps the new values). Kept values are never donated, pooled or fused away (the interpreter treats them as
+exported; the pool takes no array that something else holds), and an output among them is
+copied before it is returned. Runs that capture or observe tensors compute everything
 (an observer sees each tensor as its layer computes it).
 """
 
@@ -32,6 +34,7 @@ from .control import Structure
 from .registry import Node
 
 SHAPES = 8  # sets of input shapes whose shape-derived values are kept
+BUDGET = 256 << 20  # bytes of kept values at most
 
 
 class Folding:
@@ -60,8 +63,10 @@ class Folding:
         self.constant_names = frozenset(constant)
         self.derived_names = frozenset(derived)
         self.names = self.constant_names | self.derived_names
-        self._constants: dict[str, np.ndarray] | None = None
-        self._derived: dict[tuple, dict[str, np.ndarray]] = {}
+        self.outputs = {p: steps[p].outputs for p in (*self.constant_steps, *self.derived_steps)}
+        # Kept values, each with the steps whose outputs they all hold (those a run skips).
+        self._constants: tuple[dict[str, np.ndarray], frozenset[int]] | None = None
+        self._derived: dict[tuple, tuple[dict[str, np.ndarray], frozenset[int]]] = {}
 
     def known(self, key: tuple) -> tuple[set[int], dict[str, np.ndarray], dict[int, tuple[str, tuple[int, ...]]]]:
         """For a run at input shapes ``key``: (the steps it can skip, the values it starts from, and
@@ -69,16 +74,13 @@ class Folding:
         values: dict[str, np.ndarray] = {}
         skip: set[int] = set()
         checks: dict[int, tuple[str, tuple[int, ...]]] = {}
-        if self._constants is not None:
-            values.update(self._constants)
-            skip.update(self.constant_steps)
-        derived = self._derived.get(key)
-        if derived is not None:
-            values.update(derived)
-            skip.update(self.derived_steps)
-            for pos, (x, out) in self.shape_steps.items():
-                if out in derived:
-                    checks[pos] = (x, tuple(int(v) for v in derived[out]))
+        for entry in (self._constants, self._derived.get(key)):
+            if entry is not None:
+                values.update(entry[0])
+                skip.update(entry[1])
+        for pos, (x, out) in self.shape_steps.items():
+            if pos in skip:
+                checks[pos] = (x, tuple(int(v) for v in values[out]))
         return skip, values, checks
 
     def stale(self, skip: set[int], after: int) -> None:
@@ -86,11 +88,31 @@ class Folding:
         on the run computes the shape-derived layers (``skip`` is the run's set, changed in place)."""
         skip.difference_update(p for p in self.derived_steps if p >= after)
 
-    def keep(self, key: tuple, env: Mapping[str, Any], refresh: bool = False) -> None:
-        """Keep the values a finished run at input shapes ``key`` computed (``refresh``: replacing stale ones)."""
+    def record(self, pos: int, env: Mapping[str, Any], made: dict[str, np.ndarray]) -> None:
+        """Note the values that step ``pos`` (one of ``outputs``) just computed into ``made``."""
+        for n in self.outputs[pos]:
+            if n in env:
+                made[n] = env[n]
+
+    def keep(self, key: tuple, made: Mapping[str, np.ndarray], refresh: bool = False) -> None:
+        """Keep the values a finished run at input shapes ``key`` made (``refresh``: after stale ones)."""
         if self._constants is None:
-            self._constants = {n: env[n] for n in self.constant_names if n in env}
+            self._constants = self._entry(self.constant_steps, self.constant_names, {}, made, BUDGET)
         if refresh or key not in self._derived:
             if len(self._derived) >= SHAPES and key not in self._derived:
                 self._derived.clear()
-            self._derived[key] = {n: env[n] for n in self.derived_names if n in env}
+            earlier = self._derived.get(key, ({}, frozenset()))[0]  # what the run started from stays valid
+            room = BUDGET - sum(a.nbytes for a in self._constants[0].values())
+            self._derived[key] = self._entry(self.derived_steps, self.derived_names, earlier, made, room)
+
+    def _entry(
+        self, steps: list[int], names: frozenset[str], earlier: Mapping[str, np.ndarray],
+        made: Mapping[str, np.ndarray], room: int,
+    ) -> tuple[dict[str, np.ndarray], frozenset[int]]:  # fmt: skip
+        """Values of ``names`` (``made`` over ``earlier``) within ``room`` bytes, and the steps they cover."""
+        values: dict[str, np.ndarray] = {}
+        for n, a in {**earlier, **made}.items():  # a value made again replaces the earlier one
+            if n in names and a.nbytes <= room:
+                values[n] = a
+                room -= a.nbytes
+        return values, frozenset(p for p in steps if all(n in values for n in self.outputs[p]))

@@ -146,11 +146,12 @@ class Interpreter:
         folding = self._folding if not (want or watch) else None
         skip: set[int] = set()
         checks: dict = {}
+        made: dict[str, np.ndarray] | None = None
         if folding is not None:
             shapes = tuple(env[n].shape for n in self.inputs)
             skip, known, checks = folding.known(shapes)
             env.update(known)
-            keep |= folding.names
+            made = {}
         if want or watch:
             # Captured and observed tensors are exported: never fused away, never donated.
             # A captured tensor also outlives its last use, and so may any array it is a view
@@ -161,7 +162,7 @@ class Interpreter:
         else:
             donations, fused = self._donations, self._fusion
         try:
-            stale = self._execute(env, keep, donations, fused, watch, skip, checks)
+            stale = self._execute(env, keep, donations, fused, watch, skip, checks, made)
         except InterpreterError as e:
             dims = dims_text(self.network, feeds)
             if not dims:
@@ -171,7 +172,7 @@ class Interpreter:
         if missing:
             raise InterpreterError(f"outputs {missing} were never computed")
         if folding is not None:
-            folding.keep(shapes, env, refresh=stale)
+            folding.keep(shapes, made, refresh=stale)
         result = {n: precision.to_holder(env[n], self.output_dtypes[n]) for n in self.outputs}
         if folding is not None:  # a kept value returned is the caller's to change
             result.update({n: result[n].copy() for n in self.outputs if n in folding.names})
@@ -238,18 +239,22 @@ class Interpreter:
         return layer
 
     def _execute(
-        self, env: dict, keep: set, donations: Any, fused: Any, watch: Any, skip: set[int], checks: dict
-    ) -> bool:
+        self, env: dict, keep: set, donations: Any, fused: Any, watch: Any, skip: set[int], checks: dict,
+        made: dict | None,
+    ) -> bool:  # fmt: skip
         """Run every step over ``env`` (the loop of :meth:`run`), but those in ``skip`` (values already in
-        ``env``); True when a Shape layer in ``checks`` saw another shape (see ``reference.folding``)."""
+        ``env``), noting constant and shape-derived values into ``made``; True when a Shape layer in
+        ``checks`` saw another shape (see ``reference.folding``)."""
         stale = False
+        folding = self._folding
+        foldable = folding.outputs if made is not None else {}
         for pos, (step, free, donated) in enumerate(zip(self.steps, self._free_after, donations, strict=True)):
             action = fused.get(pos, _RUN)
             if pos in skip:
                 check = checks.get(pos)
                 if check is not None and env[check[0]].shape != check[1]:
                     stale = True
-                    self._folding.stale(skip, pos)
+                    folding.stale(skip, pos)
                     execute(step, env, donated)
             elif action is _RUN:
                 execute(step, env, donated)
@@ -257,6 +262,8 @@ class Interpreter:
                 execute(step, env, donated, epilogue=action)
             elif action is not None:  # a fused follower: its value is the fusing layer's output
                 env[step.outputs[0]] = env[action]
+            if pos in foldable and pos not in skip:  # computed in this run
+                folding.record(pos, env, made)
             if watch:
                 for name in step.outputs:
                     fn = watch.get(name)
