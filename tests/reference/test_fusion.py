@@ -240,3 +240,22 @@ def test_depthwise_without_bias_and_in_half_precision(dtype, rng):
     tol = 1e-5 if dtype == "float32" else 5e-3
     np.testing.assert_allclose(got.astype(np.float32), ref, rtol=tol, atol=tol)
     np.testing.assert_allclose(got, run(net, {"x": xv}, fast=False)["y"], rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("shift", [True, False])
+def test_an_activation_fuses_into_a_scale_layer(trt, shift, rng):
+    """DenseNet's pre-activation BatchNorms reach TensorRT as Scale layers followed by a ReLU."""
+    c = 6
+    s = rng.standard_normal(c).astype(np.float32)
+    t = rng.standard_normal(c).astype(np.float32)
+    net = trtdsl.Network("scale-relu")
+    x = net.input("x", "float32", (2, c, 5, 4))
+    layer = net.trt.add_scale(x.trt, trt.ScaleMode.CHANNEL, trt.Weights(t) if shift else trt.Weights(), trt.Weights(s),
+                              trt.Weights())  # fmt: skip
+    y = net.register(layer, "bn")
+    net.output(ops.relu(y, name="relu"), "y")
+    xv = rng.standard_normal((2, c, 5, 4)).astype(np.float32)
+    before = xv.copy()
+    expected = np.maximum(xv * s.reshape(c, 1, 1) + (t.reshape(c, 1, 1) if shift else 0), 0)
+    _check(net, {"x": xv}, expected, heads=1)
+    np.testing.assert_array_equal(xv, before)  # the feed is not written

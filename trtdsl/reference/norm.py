@@ -88,13 +88,28 @@ def _coefficients(node: Node, attr: str, x: np.ndarray) -> np.ndarray | None:
     return w.reshape(shape)
 
 
-@interprets("scale")
+@interprets("scale", fresh=True)
 def scale(node: Node, x: np.ndarray) -> np.ndarray:
-    s, t, p = (_coefficients(node, a, x) for a in ("scale", "shift", "power"))
+    """``(x * scale + shift) ** power``, each part optional; a fresh array (so an activation after it
+    fuses: DenseNet's pre-activation BatchNorms reach TensorRT as Scale layers, then ReLU)."""
+    # The prepared node keeps the shaped weights (a change to the layer drops it: reference.watch).
+    s, t, p = node.memo(
+        ("scale", x.shape), lambda: tuple(_coefficients(node, a, x) for a in ("scale", "shift", "power"))
+    )
+    if p is None and node.fast and np.result_type(x, *(a for a in (s, t) if a is not None)) == x.dtype:
+        # The same two float32 operations, into one buffer of the run.
+        y = node.empty(x.shape, x.dtype)
+        if s is None:
+            np.copyto(y, x)
+        else:
+            np.multiply(x, s, out=y)
+        if t is not None:
+            np.add(y, t, out=y)
+        return y
     y = x if s is None else x * s
     if t is not None:
         y = y + t
     if p is not None:
         with np.errstate(invalid="ignore"):
             y = np.power(y, p)
-    return y.astype(x.dtype, copy=False)
+    return y.astype(x.dtype) if y is x else y.astype(x.dtype, copy=False)

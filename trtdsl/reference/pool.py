@@ -22,6 +22,7 @@ from collections.abc import Callable
 import numpy as np
 
 from .conv import kernel_offsets, pad_or_crop, resolve_padding, windows
+from .kernels import jit
 from .registry import Node, interprets
 
 
@@ -90,18 +91,28 @@ def _reduce_windows(
     return acc if made else np.array(acc, dtype=dtype)
 
 
-@interprets("pooling", fresh=True)
-def pooling(node: Node, x: np.ndarray) -> np.ndarray:
-    layer = node.layer
+def _pool_plan(layer, shape: tuple[int, ...]) -> tuple:
+    """(window, stride, padding dims, PoolingType name) of a pooling layer on an input of ``shape``."""
     window, stride = tuple(layer.window_size_nd), tuple(layer.stride_nd)
-    nd = len(window)
-    spatial = x.shape[x.ndim - nd :]
+    spatial = shape[len(shape) - len(window) :]
     mode = layer.padding_mode.name
     dims = [
         resolve_padding(mode, i, f, s, p, q)
         for i, f, s, p, q in zip(spatial, window, stride, layer.pre_padding, layer.post_padding, strict=True)
     ]
-    kind = layer.type.name  # IPoolingLayer.type is the PoolingType
+    return window, stride, dims, layer.type.name  # IPoolingLayer.type is the PoolingType
+
+
+@interprets("pooling", fresh=True)
+def pooling(node: Node, x: np.ndarray) -> np.ndarray:
+    # The prepared node keeps the layer's parameters (a change to the layer drops it: reference.watch).
+    window, stride, dims, kind = node.memo(("pool", x.shape), lambda: _pool_plan(node.layer, x.shape))
+    spatial = x.shape[x.ndim - len(window) :]
+    if kind == "MAX" and node.fast and len(window) == 2:
+        y = node.empty((*x.shape[:2], *(d[2] for d in dims)), x.dtype)
+        if jit.max_pool(x, window, stride, tuple(d[2] for d in dims), tuple(d[0] for d in dims), y):
+            return y
+    layer = node.layer
     result = None
     if kind in ("MAX", "MAX_AVERAGE_BLEND"):
         result = _reduce_windows(np.maximum, x, window, stride, dims, dtype=x.dtype, fill=-np.inf, empty=node.empty)

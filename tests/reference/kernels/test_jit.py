@@ -281,3 +281,30 @@ def test_a_slow_first_call_says_on_a_terminal_that_it_compiles(monkeypatch):
     jit._call(("slow",), time.sleep, 0.2)
     jit._call(("other",), time.sleep, 0.2)
     assert err.getvalue().count("compiling") == 1, "once per process"
+
+
+# (N, C, H, W, window, stride, padding, ceil mode): torch's max_pool2d pads with -inf too
+MAX_POOLS = [
+    (1, 3, 9, 11, (3, 3), (1, 1), (1, 1), False),
+    (2, 4, 12, 12, (3, 3), (2, 2), (1, 1), False),
+    (1, 2, 13, 10, (3, 3), (2, 2), (0, 0), True),  # the last window hangs past the input
+    (1, 2, 8, 9, (2, 3), (2, 3), (0, 1), True),
+    (1, 5, 7, 7, (5, 5), (1, 1), (2, 2), False),
+]
+
+
+@pytest.mark.parametrize("case", MAX_POOLS, ids=[str(i) for i in range(len(MAX_POOLS))])
+def test_max_pool_matches_torch_and_keeps_nan(case, rng):
+    n, c, h, wd, window, stride, pad, ceil = case
+    x = rng.standard_normal((n, c, h, wd)).astype(np.float32)
+    x[0, 0, 1, 1] = np.nan
+    expected = F.max_pool2d(torch.from_numpy(x.astype(np.float64)), window, stride, pad, ceil_mode=ceil).numpy()
+    y = np.empty(expected.shape, np.float32)
+    assert jit.max_pool(x, window, stride, expected.shape[2:], pad, y)
+    np.testing.assert_array_equal(np.isnan(y), np.isnan(expected))  # torch keeps a NaN in a window too
+    np.testing.assert_array_equal(y[~np.isnan(y)], expected[~np.isnan(expected)].astype(np.float32))
+
+
+def test_max_pool_declines_what_it_has_no_kernel_for():
+    x = np.zeros((1, 2, 4, 4), np.float64)
+    assert not jit.max_pool(x, (2, 2), (2, 2), (2, 2), (0, 0), np.empty((1, 2, 2, 2), np.float64))

@@ -214,6 +214,61 @@ def grouped_kernel(cg: int, fh: int, fw: int, sh: int, sw: int, dh: int, dw: int
     return _njit(kernel)
 
 
+@functools.cache
+def max_pool_kernel(fh: int, fw: int, sh: int, sw: int) -> Any:
+    """kernel(x, y, box, rows, wp): the max over each fh x fw window, stride (sh, sw), of the planes of
+    x (N*C, H, W) into y (N*C, OH, OW). As ``grouped_kernel``: each plane copied into a plane of -inf
+    (the padding) at ``box``, and at stride 1 one run of OH * wp outputs per plane. A NaN in a
+    window gives NaN, as ``np.maximum`` does."""
+    flat = sh == 1 and sw == 1
+
+    def kernel(x, y, box, rows, wp):
+        nc_, oh, ow = y.shape
+        r0, c0, i0, j0, ni, nj = box
+        plane = np.full((rows, wp), -np.inf, np.float32)
+        pf = plane.reshape(-1)
+        acc = np.empty(oh * wp, np.float32)
+        for m in range(nc_):
+            xm = x[m]
+            for i in range(ni):
+                src = xm[i0 + i, j0 : j0 + nj]
+                dst = plane[r0 + i, c0 : c0 + nj]
+                for j in range(nj):
+                    dst[j] = src[j]
+            if flat:
+                run = (oh - 1) * wp + ow
+                for p in range(run):
+                    acc[p] = -np.inf
+                for r in range(fh):
+                    xs = pf[r * wp :]
+                    for p in range(run):
+                        v = acc[p]
+                        for t in range(fw):
+                            u = xs[p + t]
+                            v = u if (u > v or np.isnan(u)) else v
+                        acc[p] = v
+                for i in range(oh):
+                    yr = y[m, i]
+                    ar = acc[i * wp :]
+                    for j in range(ow):
+                        yr[j] = ar[j]
+            else:
+                for i in range(oh):
+                    yr = y[m, i]
+                    for j in range(ow):
+                        yr[j] = -np.inf
+                    for r in range(fh):
+                        xr = plane[i * sh + r]
+                        for j in range(ow):
+                            v = yr[j]
+                            for t in range(fw):
+                                u = xr[j * sw + t]
+                                v = u if (u > v or np.isnan(u)) else v
+                            yr[j] = v
+
+    return _njit(kernel)
+
+
 # Reductions may reassociate (their sums vectorize); float64 accumulators keep them exact enough.
 _REDUCE = {**_OPTIONS, "fastmath": FASTMATH | {"reassoc"}}
 

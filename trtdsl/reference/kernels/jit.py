@@ -133,12 +133,7 @@ def grouped(
     code = 0 if activation is None else CODES[activation[:2]]
     n, c, h, wd = x.shape
     k, cg, fh, fw = w.shape
-    # The padded plane: every row and column the output's windows read.
-    rows, cols = ((o - 1) * s + (f - 1) * d + 1 for o, s, f, d in zip(out, stride, (fh, fw), dilation, strict=True))
-    (ph, pw) = pre
-    # The box of the input inside the padded plane (a negative pre-padding crops).
-    i0, j0, r0, c0 = max(0, -ph), max(0, -pw), max(0, ph), max(0, pw)
-    box = np.array([r0, c0, i0, j0, max(0, min(h - i0, rows - r0)), max(0, min(wd - j0, cols - c0))], np.int64)
+    box, rows, cols = _plane(x.shape[2:], (fh, fw), stride, dilation, out, pre)
     b = np.zeros(k, np.float32) if bias is None else np.ascontiguousarray(bias, np.float32)
     alpha, beta = (0.0, 0.0) if activation is None else activation[2:]
     key = (cg, fh, fw, *stride, *dilation, code)
@@ -146,6 +141,37 @@ def grouped(
     _call(("grouped", *key), kernel, np.ascontiguousarray(x).reshape(n * groups, c // groups, h, wd),
           np.ascontiguousarray(w).reshape(groups, k // groups, cg, fh, fw), b.reshape(groups, k // groups),
           np.float32(alpha), np.float32(beta), y.reshape(n * groups, k // groups, *out), box, rows, cols)  # fmt: skip
+
+
+def _plane(
+    size: tuple[int, int], kernel: tuple[int, int], stride: tuple[int, ...], dilation: tuple[int, ...],
+    out: tuple[int, int], pre: tuple[int, int],
+) -> tuple[np.ndarray, int, int]:  # fmt: skip
+    """(box, rows, cols) of the padded plane that the compiled window kernels copy each input plane into."""
+    h, wd = size
+    # The padded plane: every row and column the output's windows read.
+    rows, cols = ((o - 1) * s + (f - 1) * d + 1 for o, s, f, d in zip(out, stride, kernel, dilation, strict=True))
+    (ph, pw) = pre
+    # The box of the input inside the padded plane (a negative pre-padding crops).
+    i0, j0, r0, c0 = max(0, -ph), max(0, -pw), max(0, ph), max(0, pw)
+    box = np.array([r0, c0, i0, j0, max(0, min(h - i0, rows - r0)), max(0, min(wd - j0, cols - c0))], np.int64)
+    return box, rows, cols
+
+
+def max_pool(
+    x: np.ndarray, window: tuple[int, int], stride: tuple[int, int], out: tuple[int, int], pre: tuple[int, int],
+    y: np.ndarray,
+) -> bool:  # fmt: skip
+    """The 2-D max pool of float32 ``x`` (N, C, H, W) into ``y`` (N, C, *out): padding before by ``pre``,
+    after as far as ``out`` reads, all of it -inf. False (nothing done) when no kernel fits."""
+    if x.ndim != 4 or x.dtype != np.float32 or y.dtype != np.float32 or not enabled():
+        return False
+    n, c, h, wd = x.shape
+    box, rows, cols = _plane((h, wd), window, stride, (1, 1), out, pre)
+    kernel = _compiled()[0].max_pool_kernel(*window, *stride)
+    _call(("max_pool", *window, *stride), kernel, np.ascontiguousarray(x).reshape(n * c, h, wd),
+          y.reshape(n * c, *out), box, rows, cols)  # fmt: skip
+    return True
 
 
 def softmax(x: np.ndarray, axis: int, out: np.ndarray) -> bool:
