@@ -1,4 +1,4 @@
-"""Compiled kernels (numba) for what NumPy can only do in many passes: depthwise convolutions, activations.
+"""Compiled kernels (numba) for what NumPy does in many passes: grouped and depthwise convolutions, max pools, activations.
 
 Why: a depthwise 3x3 convolution in NumPy is nine passes over its input (a copy or a
 multiply-add per kernel offset), and SiLU is four (negate, exp, add, divide) over
