@@ -37,6 +37,12 @@ SHAPES = 8  # sets of input shapes whose shape-derived values are kept
 BUDGET = 256 << 20  # bytes of kept values at most
 
 
+class Made(dict):
+    """The values a run noted for keeping (name -> array), and their bytes."""
+
+    size = 0
+
+
 class Folding:
     """Which steps compute constant or shape-derived values, and the values kept from earlier runs."""
 
@@ -88,11 +94,14 @@ class Folding:
         on the run computes the shape-derived layers (``skip`` is the run's set, changed in place)."""
         skip.difference_update(p for p in self.derived_steps if p >= after)
 
-    def record(self, pos: int, env: Mapping[str, Any], made: dict[str, np.ndarray]) -> None:
-        """Note the values that step ``pos`` (one of ``outputs``) just computed into ``made``."""
+    def record(self, pos: int, env: Mapping[str, Any], made: Made) -> None:
+        """Note the values that step ``pos`` (one of ``outputs``) just computed into ``made``, while
+        they fit in ``BUDGET`` (a value noted is held to the end of the run, past its last use)."""
         for n in self.outputs[pos]:
-            if n in env:
-                made[n] = env[n]
+            a = env.get(n)
+            if a is not None and made.size + a.nbytes <= BUDGET:
+                made[n] = a
+                made.size += a.nbytes
 
     def keep(self, key: tuple, made: Mapping[str, np.ndarray], refresh: bool = False) -> None:
         """Keep the values a finished run at input shapes ``key`` made (``refresh``: after stale ones)."""

@@ -45,7 +45,7 @@ from . import fusion, precision, watch
 from .arguments import Capture, Observer, capture_set, check_feeds, dims_text, observe_map
 from .buffers import BufferPool
 from .control import group
-from .folding import Folding
+from .folding import Folding, Made
 from .liveness import donation_plan, last_uses, structures
 from .registry import Node
 from .step import execute
@@ -146,12 +146,12 @@ class Interpreter:
         folding = self._folding if not (want or watch) else None
         skip: set[int] = set()
         checks: dict = {}
-        made: dict[str, np.ndarray] | None = None
+        made: Made | None = None
         if folding is not None:
             shapes = tuple(env[n].shape for n in self.inputs)
             skip, known, checks = folding.known(shapes)
             env.update(known)
-            made = {}
+            made = Made()
         if want or watch:
             # Captured and observed tensors are exported: never fused away, never donated.
             # A captured tensor also outlives its last use, and so may any array it is a view
