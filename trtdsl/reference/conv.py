@@ -15,10 +15,12 @@ kernel needs no im2col; a strided kernel with many offsets per stride phase (a
 7x7 stride-2 stem) fills the matrix phase by phase (``kernels.phases``); a 3x3
 stride-1 "same" convolution with enough channels runs as Winograd F(2x2, 3x3)
 (``kernels.winograd``); a depthwise kernel multiply-accumulates over the kernel
-offsets instead (``kernels.depthwise``, compiled by ``kernels.jit`` where numba is
-installed). An activation fused into the layer (``epilogue=``) is applied in the
-same call: by the GEMM paths to their finished output, by the compiled depthwise
-kernel to each output as it is stored. A deconvolution is the
+offsets instead (``kernels.depthwise``; where numba is installed, the compiled grouped
+kernel of ``kernels.jit``, which also runs stride-1 groups of few channels). The choice,
+and for the GEMM path everything but the data, is kept on the node per input shape
+(``_Route``). An activation fused into the layer (``epilogue=``) is applied in the
+same call: by the GEMM paths to their finished output, by the compiled kernels to each
+output plane as it is stored. A deconvolution is the
 convolution of the stride-dilated (zero-stuffed) input with the flipped,
 transposed kernel."""
 
