@@ -185,6 +185,7 @@ class _Route(NamedTuple):
     activation: tuple | None = None  # the compiled kernels' fused activation (None: applied after, or none)
     wm: np.ndarray | None = None  # the weight matrix, with the bias column when ``fold``
     fold: bool = False
+    pointwise: bool = False  # a 1x1 kernel: the matrix is the strided input (a copy of it when ``fold``)
     view: bool = False  # a 1x1 kernel whose strided input is the matrix: no copy
     strided: tuple = ()
     plan: Any = None  # the phase plan of a phased im2col
@@ -229,7 +230,7 @@ def _route(
     plan = phase_plan(tuple(spatial), kernel, stride, dilation, pre, out) if phased else None
     geometry = (tuple(spatial), kernel, stride, dilation, pre)
     return _Route(
-        "gemm", wm=weight_matrix(w, bias if fold else None, groups, memo, plan), fold=fold,
+        "gemm", wm=weight_matrix(w, bias if fold else None, groups, memo, plan), fold=fold, pointwise=pointwise,
         view=pointwise and not fold, strided=strided, plan=plan,
         cols=((n, groups, cg * taps + fold, pixels), np.result_type(x, w), geometry),
         y_shape=(n, groups, kg, pixels), out_shape=(n, k, *out),
@@ -248,7 +249,7 @@ def _gemm(x: np.ndarray, r: _Route, empty: Callable, epilogue: Epilogue | None) 
         xg = x.reshape(n, groups, cg, *spatial)
         cols = zeroed(shape, dtype, r.fold, r.cols[2])
         body = cols[:, :, : shape[2] - r.fold]
-        if math.prod(kernel) == 1:
+        if r.pointwise:
             body.reshape(n, groups, cg, *out)[...] = xg[r.strided]
         elif r.plan is not None:
             im2col_phased(xg, body, r.plan, out)

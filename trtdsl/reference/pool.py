@@ -107,12 +107,11 @@ def _pool_plan(layer, shape: tuple[int, ...]) -> tuple:
 def pooling(node: Node, x: np.ndarray) -> np.ndarray:
     # The prepared node keeps the layer's parameters (a change to the layer drops it: reference.watch).
     window, stride, dims, kind = node.memo(("pool", x.shape), lambda: _pool_plan(node.layer, x.shape))
-    spatial = x.shape[x.ndim - len(window) :]
-    if kind == "MAX" and node.fast and len(window) == 2:
+    if kind == "MAX" and node.fast and len(window) == 2 == x.ndim - 2 and x.dtype == np.float32 and jit.enabled():
         y = node.empty((*x.shape[:2], *(d[2] for d in dims)), x.dtype)
         if jit.max_pool(x, window, stride, tuple(d[2] for d in dims), tuple(d[0] for d in dims), y):
             return y
-    layer = node.layer
+    spatial = x.shape[x.ndim - len(window) :]
     result = None
     if kind in ("MAX", "MAX_AVERAGE_BLEND"):
         result = _reduce_windows(np.maximum, x, window, stride, dims, dtype=x.dtype, fill=-np.inf, empty=node.empty)
@@ -120,13 +119,13 @@ def pooling(node: Node, x: np.ndarray) -> np.ndarray:
         total = _reduce_windows(np.add, x, window, stride, dims, dtype=np.dtype(np.float64), fill=0.0)
         count = node.memo(
             f"count:{spatial}",
-            lambda: _count(spatial, dims, window, stride, not layer.average_count_excludes_padding),
+            lambda: _count(spatial, dims, window, stride, not node.layer.average_count_excludes_padding),
         )
         with np.errstate(invalid="ignore", divide="ignore"):
             avg = (total / count).astype(x.dtype)
         if kind == "AVERAGE":
             return avg
-        blend = np.float32(layer.blend_factor)
+        blend = np.float32(node.layer.blend_factor)
         return (1 - blend) * result + blend * avg
     return result
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from ..errors import InterpreterError
@@ -62,9 +64,16 @@ def _trailing_sum(x: np.ndarray, axes: tuple[int, ...], keep: bool, mean: bool) 
     n = int(np.prod(x.shape[lead:]))
     if not 0 < n <= _GEMV_MAX or x.size == 0:
         return None
-    weights = np.full(n, np.float32(1 / n) if mean else np.float32(1), np.float32)
     shape = x.shape[:lead] + ((1,) * len(axes) if keep else ())
-    return (x.reshape(-1, n) @ weights).reshape(shape)
+    return (x.reshape(-1, n) @ _weights(n, mean)).reshape(shape)
+
+
+@functools.lru_cache(maxsize=256)
+def _weights(n: int, mean: bool) -> np.ndarray:
+    """n ones, or n times 1/n, as a read-only float32 vector (made once per size)."""
+    w = np.full(n, np.float32(1 / n) if mean else np.float32(1), np.float32)
+    w.flags.writeable = False
+    return w
 
 
 @interprets("topk")

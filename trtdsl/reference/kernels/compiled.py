@@ -133,6 +133,29 @@ def activation_kernel(code: int) -> Any:
     return _njit(kernel)
 
 
+@numba.njit(**_INLINE)
+def _copy_box(src, plane, box):
+    """Copy the input plane ``src`` into ``plane`` at ``box`` (r0, c0, i0, j0, ni, nj): rows r0.. and
+    columns c0.. of ``plane`` take rows i0.. and columns j0.. of ``src``, ni by nj."""
+    r0, c0, i0, j0, ni, nj = box
+    for i in range(ni):
+        s = src[i0 + i, j0 : j0 + nj]
+        d = plane[r0 + i, c0 : c0 + nj]
+        for j in range(nj):
+            d[j] = s[j]
+
+
+@numba.njit(**_INLINE)
+def _store_run(acc, y, wp):
+    """Store a stride-1 run ``acc`` (output row i at i * wp) into the output plane ``y``."""
+    oh, ow = y.shape
+    for i in range(oh):
+        yr = y[i]
+        ar = acc[i * wp :]
+        for j in range(ow):
+            yr[j] = ar[j]
+
+
 @functools.cache
 def grouped_kernel(cg: int, fh: int, fw: int, sh: int, sw: int, dh: int, dw: int, code: int) -> Any:
     """kernel(x, w, bias, a, b, y, box, rows, wp) for one group width, kernel size, stride, dilation, activation.
@@ -155,7 +178,6 @@ def grouped_kernel(cg: int, fh: int, fw: int, sh: int, sw: int, dh: int, dw: int
     def kernel(x, w, bias, a, b, y, box, rows, wp):
         ng, kg, oh, ow = y.shape
         g_ = w.shape[0]
-        r0, c0, i0, j0, ni, nj = box
         planes = np.zeros((cg, rows, wp), np.float32)  # a few kB per channel: in cache for the sums
         pf = planes.reshape(-1)
         acc = np.empty(oh * wp, np.float32)
@@ -163,12 +185,7 @@ def grouped_kernel(cg: int, fh: int, fw: int, sh: int, sw: int, dh: int, dw: int
             g = m % g_
             xm = x[m]
             for ci in range(cg):
-                plane = planes[ci]
-                for i in range(ni):
-                    src = xm[ci, i0 + i, j0 : j0 + nj]
-                    dst = plane[r0 + i, c0 : c0 + nj]
-                    for j in range(nj):
-                        dst[j] = src[j]
+                _copy_box(xm[ci], planes[ci], box)
             for kk in range(kg):
                 bv = bias[g, kk]
                 wk = w[g, kk]
@@ -186,11 +203,7 @@ def grouped_kernel(cg: int, fh: int, fw: int, sh: int, sw: int, dh: int, dw: int
                                 for t in range(fw):
                                     s += wr[t] * xs[p + cols[t]]
                                 acc[p] = s
-                    for i in range(oh):
-                        yr = yk[i]
-                        ar = acc[i * wp :]
-                        for j in range(ow):
-                            yr[j] = ar[j]
+                    _store_run(acc, yk, wp)
                 else:
                     for i in range(oh):
                         yr = yk[i]
@@ -224,17 +237,11 @@ def max_pool_kernel(fh: int, fw: int, sh: int, sw: int) -> Any:
 
     def kernel(x, y, box, rows, wp):
         nc_, oh, ow = y.shape
-        r0, c0, i0, j0, ni, nj = box
         plane = np.full((rows, wp), -np.inf, np.float32)
         pf = plane.reshape(-1)
         acc = np.empty(oh * wp, np.float32)
         for m in range(nc_):
-            xm = x[m]
-            for i in range(ni):
-                src = xm[i0 + i, j0 : j0 + nj]
-                dst = plane[r0 + i, c0 : c0 + nj]
-                for j in range(nj):
-                    dst[j] = src[j]
+            _copy_box(x[m], plane, box)
             if flat:
                 run = (oh - 1) * wp + ow
                 for p in range(run):
@@ -247,11 +254,7 @@ def max_pool_kernel(fh: int, fw: int, sh: int, sw: int) -> Any:
                             u = xs[p + t]
                             v = u if (u > v or np.isnan(u)) else v
                         acc[p] = v
-                for i in range(oh):
-                    yr = y[m, i]
-                    ar = acc[i * wp :]
-                    for j in range(ow):
-                        yr[j] = ar[j]
+                _store_run(acc, y[m], wp)
             else:
                 for i in range(oh):
                     yr = y[m, i]
