@@ -34,3 +34,19 @@ def test_trailing_sums_and_means_match_float64(shape, dims, keep, which, rng):
     assert got.shape == want.shape and got.dtype == np.float32
     scale = np.abs(want).max()
     assert np.abs(got - want).max() <= 4e-7 * scale * (1 if which == "mean" else 4)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "int32"])
+@pytest.mark.parametrize("which", ["amax", "amin"])
+@pytest.mark.parametrize("keep", [True, False])
+def test_max_and_min_of_an_empty_set_are_the_identity(which, dtype, keep):
+    """ONNX's test_reduce_max_empty_set / test_reduce_min_empty_set: -inf for a max, +inf for a min
+    (an integer type's lowest and highest value, ReduceMax-18); NumPy itself raises on an empty max."""
+    net = trtdsl.Network("empty")
+    t = net.input("x", dtype, (2, 0, 4))
+    net.output(getattr(ops, which)(t, 1, keep), "y")
+    got = run(net, {"x": np.zeros((2, 0, 4), dtype)})["y"]
+    lowest, highest = (-np.inf, np.inf) if dtype == "float32" else (-(2**31), 2**31 - 1)
+    want = np.full((2, 1, 4) if keep else (2, 4), lowest if which == "amax" else highest, dtype)
+    assert got.dtype == want.dtype
+    np.testing.assert_array_equal(got, want)

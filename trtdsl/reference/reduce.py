@@ -20,11 +20,30 @@ def _mean(x: np.ndarray, axis: tuple[int, ...], keepdims: bool) -> np.ndarray:
     return np.trunc(m).astype(x.dtype) if x.dtype.kind in "iu" else m.astype(x.dtype, copy=False)
 
 
+def _extremum(fn, sign: int):
+    """``fn`` (np.max or np.min) that also reduces an empty set: to -inf for MAX and +inf for MIN
+    (an integer type's lowest or highest value), the identity of the operation.
+
+    Why: NvInfer.h does not say what an empty reduction gives; the identity is what ONNX defines
+    (ReduceMax/ReduceMin-18, test_reduce_max_empty_set), and it makes the parser's network for
+    ReduceLogSumExp (a max, then the log of a sum) give ONNX's -inf. NumPy raises instead.
+    """
+
+    def reduce_(x: np.ndarray, axis: tuple[int, ...], keepdims: bool) -> np.ndarray:
+        if all(x.shape[a] for a in axis):
+            return fn(x, axis=axis, keepdims=keepdims)
+        bound = np.iinfo(x.dtype) if x.dtype.kind in "iu" else None
+        initial = sign * np.inf if bound is None else bound.min if sign < 0 else bound.max
+        return fn(x, axis=axis, keepdims=keepdims, initial=initial)
+
+    return reduce_
+
+
 _REDUCE = {
     "SUM": np.sum,
     "PROD": np.prod,
-    "MAX": np.max,
-    "MIN": np.min,
+    "MAX": _extremum(np.max, -1),
+    "MIN": _extremum(np.min, +1),
     "AVG": _mean,
 }
 
