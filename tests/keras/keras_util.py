@@ -33,3 +33,24 @@ def compare(net: trtdsl.Network, data, *, tol: float = 1e-4) -> dict[str, float]
     bad = {k: v for k, v in errors.items() if v > tol}
     assert not bad, f"outputs beyond {tol} of their largest magnitude: {bad}"
     return errors
+
+
+def sweep_cases(module: str) -> list[str]:
+    """The names of the sweep models (tests/fixtures/keras_sweep.py) for one converter module."""
+    import sys
+
+    sys.path.insert(0, str(FIXTURES.parent))
+    from keras_sweep import CASES
+
+    return [name for name, (mod, _) in CASES.items() if mod == module]
+
+
+def check_sweep(folder: Path, name: str, fmt: str, *, tol: float = 1e-4) -> None:
+    """Convert one sweep model from its ``fmt`` file and compare with Keras' recorded prediction."""
+    from trtdsl import keras as tk
+
+    path = folder / f"{name}.{fmt}"
+    # .keras files record no backend; the sweep is written with torch (its uneven 'same' average pool)
+    net = tk.load_model(path, backend="torch", batch=(1, 2, 2))
+    compare(net, recorded(path), tol=tol)
+    net.keras_weights.check_all_used()

@@ -19,7 +19,7 @@ from trtdsl import keras as tk
 from trtdsl.errors import KerasError
 
 from ..conftest import requires_trt
-from .keras_util import compare, recorded
+from .keras_util import check_sweep, compare, recorded, sweep_cases
 
 SCRIPT = textwrap.dedent(
     """
@@ -68,3 +68,10 @@ def test_an_operation_option_the_converter_cannot_follow_is_refused(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     with pytest.raises(KerasError, match=r"Round layer 'round.*options \{'decimals': 2\} are not supported"):
         tk.load_model(path)
+
+
+@requires_trt
+@pytest.mark.parametrize("fmt", ["keras", "h5"])
+@pytest.mark.parametrize("name", sweep_cases("operations"))
+def test_sweep_matches_keras(sweep_dir, name, fmt):
+    check_sweep(sweep_dir, name, fmt)

@@ -48,6 +48,36 @@ def test_nested_models_and_shared_layers():
     assert all(r.node < len(m2.layer(r.layer).nodes) or m2.layer(r.layer).class_name == "InputLayer" for r in reads)
 
 
+def _k3_tensor(layer: str, node: int) -> dict:
+    return {"class_name": "__keras_tensor__", "config": {"shape": [None, 4], "keras_history": [layer, node, 0]}}
+
+
+def test_a_nested_functional_model_as_an_output_is_numbered_from_one():
+    """Keras 3's Functional.get_config numbers a nested Functional model's calls from 1 in the outer
+    model's output_layers (its own construction is node 0) and from 0 in inbound_nodes (as written
+    by Keras 3.15 for ``Model(x, [inner(x), inner(relu(x))])``)."""
+    inp = {"class_name": "InputLayer", "name": "x", "config": {"name": "x", "batch_shape": [None, 4]}}
+    inner = {
+        "class_name": "Functional", "module": "keras.src.models.functional", "name": "inner",
+        "config": {
+            "name": "inner", "trainable": True,
+            "layers": [{**inp, "name": "i", "config": {"name": "i", "batch_shape": [None, 4]}, "inbound_nodes": []},
+                       {"class_name": "Dense", "module": "keras.layers", "name": "d",
+                        "config": {"name": "d", "units": 4, "trainable": True},
+                        "inbound_nodes": [{"args": [_k3_tensor("i", 0)], "kwargs": {}}]}],
+            "input_layers": ["i", 0, 0], "output_layers": ["d", 0, 0],
+        },
+        "inbound_nodes": [{"args": [_k3_tensor("x", 0)], "kwargs": {}}, {"args": [_k3_tensor("r", 0)], "kwargs": {}}],
+    }  # fmt: skip
+    relu = {"class_name": "ReLU", "module": "keras.layers", "name": "r", "config": {"name": "r", "trainable": True},
+            "inbound_nodes": [{"args": [_k3_tensor("x", 0)], "kwargs": {}}]}  # fmt: skip
+    cfg = {"class_name": "Functional", "config": {"name": "outer", "layers": [{**inp, "inbound_nodes": []}, relu, inner],
+           "input_layers": [["x", 0, 0]], "output_layers": [["inner", 1, 0], ["inner", 2, 0]]}}  # fmt: skip
+    m = kc.parse_model(cfg)
+    assert [(r.layer, r.node) for r in m.outputs] == [("inner", 0), ("inner", 1)]
+    assert len(m.layer("inner").nodes) == 2
+
+
 def test_kinds_keep_operations_apart_from_layers():
     k3 = kc.parse_model(kc.read(FIX / "k3" / "arithmetic.keras").config)
     k3h5 = kc.parse_model(kc.read(FIX / "k3" / "arithmetic.h5").config)  # legacy .h5 drops the module

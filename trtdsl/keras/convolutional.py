@@ -85,38 +85,52 @@ def _separable(layer: Call, x: KTensor, nd: int) -> KTensor:
     return activate(layer, layer.spatial_out(y))
 
 
+def _transpose_crops(layer: Call, nd: int, ksize, strides, dilation) -> list[tuple[int, int]]:
+    """Per spatial dim, what to cut from each end of the full ``(in - 1) * s + k`` deconvolution output.
+
+    Keras' sizes (keras/src/backend/common/backend_utils.py, the padding JAX is given and every
+    backend follows): 'valid' keeps the full output and adds ``output_padding`` (default
+    ``max(k, s) - k``) at the end; 'same' pads ``s + k - 2`` in all (``k + k % 2 - 2 + output_padding``
+    with output_padding), the larger half first, at most ``k - 1``. A negative cut is zeros added.
+    """
+    c = layer.config
+    pad = str(c.get("padding", "valid")).lower()
+    if pad not in ("same", "valid"):
+        raise layer.error(f"padding {pad!r} is not 'valid' or 'same'")
+    opad = c.get("output_padding")
+    ops_ = None if opad is None else _ints(opad, nd)
+    if ops_ is not None and (len(ops_) != nd or min(ops_) < 0):
+        raise layer.error(f"output_padding {opad!r} must be {nd} non-negative ints")
+    crops = []
+    for i in range(nd):
+        k, s = (ksize[i] - 1) * dilation[i] + 1, strides[i]
+        op = None if ops_ is None else ops_[i]
+        if pad == "valid":
+            left, right = k - 1, k - 1 + (max(k, s) - k if op is None else op)
+        else:
+            total = s + k - 2 if op is None else k + k % 2 - 2 + op
+            left = min(total // 2 + total % 2, k - 1)
+            right = total - left
+        crops.append((k - 1 - left, k - 1 - right))
+    return crops
+
+
 def _transpose(layer: Call, x: KTensor, nd: int) -> KTensor:
     ksize, strides, dilation = _geometry(layer, nd)
     filters = int(layer.config["filters"])
     kernel = layer.take("kernel", (*ksize, filters, None))
-    pad = str(layer.config.get("padding", "valid")).lower()
-    opad = layer.config.get("output_padding")
-    eff = tuple((k - 1) * d + 1 for k, d in zip(ksize, dilation))
-    pre, post = [], []
-    for i in range(nd):
-        k, s = eff[i], strides[i]
-        if opad is None:
-            # Keras' sizes: 'valid' -> (in-1)*s + k (needs k >= s); 'same' -> in*s, cropping k - s with
-            # the larger half at the end (the gradient of a SAME_UPPER convolution).
-            if k < s:
-                raise layer.error(
-                    f"a kernel of {k} smaller than its stride {s} without output_padding is not supported"
-                )
-            total = 0 if pad == "valid" else k - s
-            pre.append(total // 2)
-            post.append(total - total // 2)
-        else:
-            op = _ints(opad, nd)[i]
-            p = k // 2 if pad == "same" else 0
-            if op > p:
-                raise layer.error(f"output_padding {op} larger than the padding {p} is not supported")
-            pre.append(p)
-            post.append(p - op)
+    crops = _transpose_crops(layer, nd, ksize, strides, dilation)
+    grow = any(min(c) < 0 for c in crops)
+    bias = layer.bias(filters)
     t = layer.channels_first(x)
     y = _DECONV[nd](
-        t, layout.keras_conv_transpose(kernel), layer.bias(filters), stride=strides,
-        padding=list(zip(pre, post)), dilation=dilation,
+        t, layout.keras_conv_transpose(kernel), None if grow else bias, stride=strides,
+        padding=[(max(a, 0), max(b, 0)) for a, b in crops], dilation=dilation,
     )  # fmt: skip
+    if grow:  # zeros past the full output (Keras pads them before adding the bias)
+        y = ops.pad(y, [-min(v, 0) for pair in reversed(crops) for v in pair])
+        if bias is not None:
+            y = ops.add(y, bias.reshape(-1, *([1] * nd)).astype("float32"))
     return activate(layer, layer.spatial_out(y))
 
 

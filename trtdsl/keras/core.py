@@ -25,6 +25,9 @@ def identity(layer: Call, x: KTensor, **_: Any) -> KTensor:
     return x
 
 
+identity.keeps_flat = True  # type: ignore[attr-defined]  # passes a held-order Flatten on (graph._call)
+
+
 def _softmax(t: Tensor, axis: int) -> Tensor:
     return ops.softmax(t, axis)
 
@@ -199,11 +202,20 @@ def _quantized(layer: Call) -> bool:
     return mode == "int8"
 
 
+def _floating(x: KTensor) -> KTensor:
+    """``x`` cast to float32 when it holds integers or booleans: Keras leaves integer inputs as they
+    are (DTypePolicy.convert_input) and the backend's matmul promotes them; TensorRT's refuses them."""
+    if x.t.dtype not in ("int32", "int64", "int8", "uint8", "bool"):
+        return x
+    return KTensor(ops.cast(x.t, "float32"), x.cl, flat=x.flat, mask=x.mask)
+
+
 @converts("Dense")
 def dense(layer: Call, x: KTensor) -> KTensor:
     from .quantized import int8_dense
 
     c = layer.config
+    x = _floating(x)
     units = int(c["units"])
     if _quantized(layer):
         return activate(layer, x, int8_dense(layer, layer.logical(x), units))
@@ -222,9 +234,13 @@ def dense(layer: Call, x: KTensor) -> KTensor:
     return activate(layer, KTensor(ops.linear(layer.logical(x), layout.keras_dense(kernel), bias), mask=x.mask))
 
 
+dense.keeps_flat = True  # type: ignore[attr-defined]  # permutes its kernel rows for a held-order Flatten
+
+
 @converts("EinsumDense")
 def einsum_dense(layer: Call, x: KTensor) -> KTensor:
     c = layer.config
+    x = _floating(x)
     if _quantized(layer):
         from .quantized import int8_einsum
 

@@ -7,7 +7,9 @@ transposes once per image input and convolutions, pooling and normalization
 work on it directly. Layers that need Keras' own axis order (Reshape, Dense on
 a sequence, attention) ask for :meth:`Call.logical`, which transposes back once
 per tensor. ``flat`` marks a Flatten of a held-channels-first tensor: a Dense
-after it permutes its kernel rows instead of moving data.
+after it permutes its kernel rows instead of moving data. Only converters marked
+``keeps_flat`` (Dense, the identity layers) see such a tensor; every other one
+gets it in Keras' order, transposed once.
 """
 
 from __future__ import annotations
@@ -114,7 +116,16 @@ class Call:
                 f"{self.layer.class_name} layer {self.where!r}: the file has no weight {key!r}; "
                 f"the layer has {mine or 'no weights'}. Does the config disagree with the weights?"
             )
-        return self.take_key(key, shape)
+        arr = self.take_key(key, shape)
+        lora_a, lora_b = self._key(f"lora_{name}_a"), self._key(f"lora_{name}_b")
+        if self.config.get("lora_rank") and lora_a in self.ctx.store and lora_b in self.ctx.store:
+            # A legacy .h5 stores LoRA's factors beside the frozen weight (.keras files store the sum):
+            # Keras uses weight + lora_alpha / lora_rank * (a @ b) (keras/src/layers/core/dense.py).
+            rank = float(self.config["lora_rank"])
+            scale = float(self.config.get("lora_alpha") or rank) / rank
+            a, b = self.take_key(lora_a), self.take_key(lora_b)
+            arr = (arr.astype(np.float64) + scale * np.matmul(a.astype(np.float64), b)).astype(arr.dtype)
+        return arr
 
     def take_key(self, key: str, shape: Sequence[int | None] | None = None) -> np.ndarray:
         """A weight by its full name in the file (wrappers' inner layers: see :func:`find_weight`)."""
@@ -265,6 +276,10 @@ def _call(ctx: Context, layer: Layer, node: Node, values: dict, wprefix: str, wh
             return run_model(ctx, layer.model, flat, f"{wprefix}{layer.name}/", f"{where}/")
     fn = lookup(layer, where)
     call = Call(ctx, layer, wprefix, where)
+    if not getattr(fn, "keeps_flat", False):
+        # Only converters marked keeps_flat (Dense, identities) read a held-order Flatten: any other
+        # (a per-feature scale, a Concatenate, glu's halves) needs the features in Keras' order.
+        args, kwargs = _keras_order(call, args), _keras_order(call, kwargs)
     before = ctx.net.trt.num_layers
     with ctx.net.scope(layer.name):
         try:
@@ -279,6 +294,16 @@ def _call(ctx: Context, layer: Layer, node: Node, values: dict, wprefix: str, wh
     kinds = [str(lyr.type).rsplit(".", 1)[-1] for lyr in added]
     ctx.records.append(Record(where, layer.class_name, [o.shape for o in outs], call.params, kinds))
     return outs
+
+
+def _keras_order(call: Call, value: Any) -> Any:
+    if isinstance(value, KTensor) and value.flat is not None:
+        return KTensor(call.logical(value), mask=value.mask)
+    if isinstance(value, list):
+        return [_keras_order(call, v) for v in value]
+    if isinstance(value, dict):
+        return {k: _keras_order(call, v) for k, v in value.items()}
+    return value
 
 
 def _flatten(value: Any) -> list:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from functools import reduce
 
+import numpy as np
+
 from .. import ops
 from ..tensor import Tensor
 from .graph import Call, KTensor
@@ -17,8 +19,24 @@ def _inputs(layer: Call, xs: list[KTensor] | KTensor) -> list[KTensor]:
     return items
 
 
+def _expand_ranks(layer: Call, items: list[KTensor]) -> list[KTensor]:
+    """Keras' Merge.call: inputs of lower rank get size-1 axes at axis 1 (after the batch) until the
+    ranks agree, so ``(B, H, W, C) + (B, C)`` adds per channel (NumPy would align C with W)."""
+    top = max(x.rank for x in items)
+    out = []
+    for x in items:
+        if x.rank == top:
+            out.append(x)
+            continue
+        t = layer.logical(x)
+        for _ in range(top - x.rank):
+            t = ops.unsqueeze(t, 1)
+        out.append(KTensor(t, mask=x.mask))
+    return out
+
+
 def _elementwise(layer: Call, xs, fn) -> KTensor:
-    items = _inputs(layer, xs)
+    items = _expand_ranks(layer, _inputs(layer, xs))
     ts, cl = layer.same_layout(items)
     return KTensor(reduce(fn, ts), cl, mask=items[0].mask)
 
@@ -82,12 +100,16 @@ def dot(layer: Call, xs, **_) -> KTensor:
         a, b = _l2(a, ax[0]), _l2(b, ax[1])
     if a.ndim == 2 and b.ndim == 2:  # (B, D) . (B, D) -> (B, 1)
         return KTensor(ops.sum(ops.mul(a, b), 1, keepdim=True))
-    if a.ndim != 3 or b.ndim != 3:
-        raise layer.error(f"Dot of ranks {a.ndim} and {b.ndim} is not supported (2 or 3)")
-    # Batched matmul: contract a's axis ax[0] with b's axis ax[1].
-    a2 = a if ax[0] == 2 else ops.permute(a, (0, 2, 1))
-    b2 = b if ax[1] == 1 else ops.permute(b, (0, 2, 1))
-    return KTensor(ops.matmul(a2, b2))
+    # keras batch_dot: a's other axes, then b's (batch and the contracted axis left out); (B, 1) if none.
+    ra = [a.shape[i] for i in range(1, a.ndim) if i != ax[0]]
+    rb = [b.shape[i] for i in range(1, b.ndim) if i != ax[1]]
+    if 0 in ax or min([*ra, *rb, a.shape[ax[0]]], default=1) < 0:
+        raise layer.error(f"Dot over axes {ax} of shapes {a.shape} and {b.shape} needs static non-batch axes")
+    k = a.shape[ax[0]]
+    a2 = ops.permute(a, (*[i for i in range(a.ndim) if i != ax[0]], ax[0]))
+    b2 = ops.permute(b, (0, ax[1], *[i for i in range(1, b.ndim) if i != ax[1]]))
+    y = ops.matmul(ops.reshape(a2, (-1, int(np.prod(ra)), k)), ops.reshape(b2, (-1, k, int(np.prod(rb)))))
+    return KTensor(ops.reshape(y, (-1, *ra, *rb) if ra or rb else (-1, 1)))
 
 
 @converts("CustomScaleLayer")

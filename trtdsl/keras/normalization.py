@@ -92,6 +92,9 @@ def group_normalization(layer: Call, x: KTensor) -> KTensor:
     eps = float(c.get("epsilon", 1e-3))
     gamma = layer.take("gamma") if c.get("scale", True) else None
     beta = layer.take("beta") if c.get("center", True) else None
+    if x.rank == 2 and axis == 1:  # (N, C): each group normalized over its own channels
+        t = ops.unsqueeze(layer.logical(x), -1)
+        return KTensor(ops.squeeze(ops.group_norm(t, groups, gamma, beta, eps), -1), mask=x.mask)
     if axis == x.rank - 1 and x.rank >= 3:
         t = layer.channels_first(x, "channels_last")
         return KTensor(ops.group_norm(t, groups, gamma, beta, eps), cl=True)

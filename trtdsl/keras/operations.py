@@ -287,3 +287,74 @@ def where_op(layer: Call, cond: KTensor, a: Any = None, b: Any = None) -> KTenso
     it = iter(held)
     vals = [next(it) if isinstance(v, KTensor) else float(v) for v in (cond, a, b)]
     return KTensor(ops.where(*vals), cl)
+
+
+# Keras 3 operations whose options live in the config (Operation.get_config records the call's arguments).
+@converts("LeakyRelu", kind="operation")
+def leaky_relu_op(layer: Call, x: KTensor) -> KTensor:
+    return layer.like(x, ops.leaky_relu(x.t, float(layer.config.get("negative_slope", 0.2))))
+
+
+@converts("Elu", kind="operation")
+def elu_op(layer: Call, x: KTensor) -> KTensor:
+    return layer.like(x, ops.elu(x.t, float(layer.config.get("alpha", 1.0))))
+
+
+@converts("LogSoftmax", kind="operation")
+def log_softmax_op(layer: Call, x: KTensor) -> KTensor:
+    return layer.like(x, ops.log_softmax(x.t, layer.axis(x, int(layer.config.get("axis", -1)))))
+
+
+@converts("Swapaxes", kind="operation")
+def swapaxes_op(layer: Call, x: KTensor) -> KTensor:
+    t = layer.logical(x)
+    return KTensor(ops.transpose(t, int(layer.config["axis1"]) % t.ndim, int(layer.config["axis2"]) % t.ndim))
+
+
+@converts("Moveaxis", kind="operation")
+def moveaxis_op(layer: Call, x: KTensor) -> KTensor:
+    t = layer.logical(x)
+    src, dst = (_axes_list(layer.config[k], t.ndim) for k in ("source", "destination"))
+    if len(src) != len(dst):
+        raise layer.error(f"source {src} and destination {dst} name different numbers of axes")
+    perm = [a for a in range(t.ndim) if a not in src]  # numpy.moveaxis: the others keep their order
+    for d, s in sorted(zip(dst, src)):
+        perm.insert(d, s)
+    return KTensor(ops.permute(t, tuple(perm)))
+
+
+def _axes_list(value: Any, rank: int) -> list[int]:
+    return [int(v) % rank for v in (value if isinstance(value, (list, tuple)) else [value])]
+
+
+@converts("Stack", kind="operation")
+def stack_op(layer: Call, xs: list) -> KTensor:
+    ts = [layer.logical(x) for x in xs]
+    return KTensor(ops.stack(ts, int(layer.config.get("axis", 0)) % (ts[0].ndim + 1)))
+
+
+def _moments(layer: Call, x: KTensor, root: bool) -> KTensor:
+    t = layer.logical(x)
+    axes = _axes(layer.config.get("axis"), t.ndim) or list(range(t.ndim))
+    keep = bool(layer.config.get("keepdims", False))
+    fn = ops.std if root else ops.var
+    return KTensor(fn(t, axes, correction=0, keepdim=keep))  # NumPy's (and Keras') population moments
+
+
+converts("Var", kind="operation")(lambda layer, x: _moments(layer, x, root=False))
+converts("Std", kind="operation")(lambda layer, x: _moments(layer, x, root=True))
+
+
+@converts("Logsumexp", kind="operation")
+def logsumexp_op(layer: Call, x: KTensor) -> KTensor:
+    t = layer.logical(x)
+    axes = _axes(layer.config.get("axis"), t.ndim) or list(range(t.ndim))
+    top = ops.amax(t, axes, keepdim=True)  # subtracted first so exp cannot overflow
+    y = ops.add(ops.log(ops.sum(ops.exp(ops.sub(t, top)), axes, keepdim=True)), top)
+    return KTensor(y if layer.config.get("keepdims") else ops.squeeze(y, axes))
+
+
+@converts("Einsum", kind="operation")
+def einsum_op(layer: Call, *operands: Any) -> KTensor:
+    ts = [layer.logical(v) if isinstance(v, KTensor) else np.asarray(v, np.float32) for v in operands]
+    return KTensor(ops.einsum(str(layer.config["subscripts"]), *ts))

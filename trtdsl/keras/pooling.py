@@ -62,16 +62,22 @@ for _nd in (1, 2, 3):
         converts(f"{_cls}{_nd}D", f"{_cls.replace('Pooling', 'Pool')}{_nd}D")(_make())
 
 
-def _global(layer: Call, x: KTensor, kind: str) -> KTensor:
+def _global(layer: Call, x: KTensor, kind: str, mask: KTensor | None = None) -> KTensor:
     keep = bool(layer.config.get("keepdims", False))
     t = layer.channels_first(x)
     axes = list(range(2, t.ndim))
-    y = ops.mean(t, axes, keepdim=keep) if kind == "avg" else ops.amax(t, axes, keepdim=keep)
+    m = mask.t if isinstance(mask, KTensor) else x.mask
+    if kind == "avg" and m is not None and t.ndim == 3:
+        # Keras' GlobalAveragePooling1D averages the unmasked steps only (a Masking layer, mask_zero).
+        w = ops.unsqueeze(ops.cast(m, t.dtype), 1)  # (B, 1, T)
+        y = ops.div(ops.sum(ops.mul(t, w), axes, keepdim=keep), ops.sum(w, axes, keepdim=keep))
+    else:  # GlobalMaxPooling ignores the mask, as Keras does
+        y = ops.mean(t, axes, keepdim=keep) if kind == "avg" else ops.amax(t, axes, keepdim=keep)
     return layer.spatial_out(y) if keep else KTensor(y)
 
 
 for _nd in (1, 2, 3):
     converts(f"GlobalAveragePooling{_nd}D", f"GlobalAvgPool{_nd}D")(
-        lambda layer, x, mask=None: _global(layer, x, "avg")
+        lambda layer, x, mask=None: _global(layer, x, "avg", mask)
     )
     converts(f"GlobalMaxPooling{_nd}D", f"GlobalMaxPool{_nd}D")(lambda layer, x, mask=None: _global(layer, x, "max"))

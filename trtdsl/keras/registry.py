@@ -59,6 +59,10 @@ def lookup(layer: Layer, where: str) -> Converter:
     fn = CONVERTERS.get((layer.kind, layer.class_name))
     if fn is not None:
         return fn
+    if layer.kind == "operation" and not layer.module and ("layer", layer.class_name) in CONVERTERS:
+        # A legacy .h5 entry has no module, and one without 'trainable' is taken for an operation;
+        # SpatialDropout1D-3D's get_config leaves 'trainable' out (keras/src/layers/regularization).
+        return CONVERTERS[("layer", layer.class_name)]
     if layer.kind == "layer" and layer.class_name in _CODE:
         raise UnsupportedKerasLayerError(
             f"layer {where!r} is a {layer.class_name} layer: {_CODE[layer.class_name]}, which trtdsl never executes "

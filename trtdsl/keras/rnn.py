@@ -13,9 +13,10 @@ from typing import Any
 import numpy as np
 
 from .. import ops
+from ..errors import did_you_mean
 from ..layers import recurrent
 from ..tensor import Tensor
-from .core import activation_name
+from .core import ACTIVATIONS, activation_name
 from .graph import Call, KTensor, find_weight
 from .registry import CONVERTERS, converts
 
@@ -40,14 +41,22 @@ def _weights(layer: Call, cls: str, cfg: dict, take, suffix: str = "_l0") -> dic
     return w
 
 
+def _activation(layer: Call, cfg: dict, key: str, default: str) -> Any:
+    """Keras' ``activation`` / ``recurrent_activation`` as ``fn(tensor)``, or None for the default."""
+    name = activation_name(cfg.get(key, default))
+    if name == default:
+        return None
+    if name not in ACTIVATIONS or name == "glu":  # glu halves the units
+        names = [n for n in ACTIVATIONS if n != "glu"]
+        raise layer.error(f"{key} {name!r} is not supported.{did_you_mean(name, names)} Supported: {', '.join(names)}")
+    fn = ACTIVATIONS[name]
+    return lambda t: fn(layer, t, t.ndim - 1)
+
+
 def _check(layer: Call, cls: str, cfg: dict) -> None:
-    act = activation_name(cfg.get("activation", "tanh"))
-    rec = activation_name(cfg.get("recurrent_activation", "sigmoid"))
-    if cls == "SimpleRNN":
-        if act not in ("tanh", "relu"):
-            raise layer.error(f"activation {act!r} is not supported (tanh or relu)")
-    elif act != "tanh" or rec != "sigmoid":
-        raise layer.error(f"activation {act!r} / recurrent_activation {rec!r} are not supported (tanh / sigmoid)")
+    _activation(layer, cfg, "activation", "tanh")
+    if cls != "SimpleRNN":
+        _activation(layer, cfg, "recurrent_activation", "sigmoid")
     if cfg.get("stateful"):
         raise layer.error("stateful=True is not supported: a TensorRT engine keeps no state between calls")
 
@@ -62,6 +71,9 @@ def _run(layer: Call, cls: str, cfg: dict, t: Tensor, w: dict, mask: Tensor | No
          initial: list, zero_masked: bool) -> tuple[Tensor, list[Tensor]]:  # fmt: skip
     units = int(cfg["units"])
     kw: dict[str, Any] = {"bidirectional": bidirectional, "batch_first": True, "mask": mask, "zero_masked": zero_masked}
+    kw["activation"] = _activation(layer, cfg, "activation", "tanh")
+    if cls != "SimpleRNN":
+        kw["recurrent_activation"] = _activation(layer, cfg, "recurrent_activation", "sigmoid")
     if cls == "LSTM":
         h0, c0 = [*initial, None, None][:2]
         y, (h, c) = recurrent.lstm(t, w, "", units, gate_order="ifco", h0=h0, c0=c0, **kw)
@@ -72,8 +84,7 @@ def _run(layer: Call, cls: str, cfg: dict, t: Tensor, w: dict, mask: Tensor | No
             t, w, "", units, gate_order="zrh", reset_after=bool(cfg.get("reset_after", True)), h0=h0, **kw
         )
     else:
-        act = activation_name(cfg.get("activation", "tanh"))
-        y, h = recurrent.simple_rnn(t, w, "", units, nonlinearity=act, h0=h0, **kw)
+        y, h = recurrent.simple_rnn(t, w, "", units, h0=h0, **kw)
     return y, [h]
 
 
@@ -120,13 +131,22 @@ def bidirectional(layer: Call, x: KTensor, mask: Any = None, **kwargs: Any) -> l
     inner = c["layer"]
     cls, cfg = str(inner.get("class_name")), inner.get("config") or {}
     back = c.get("backward_layer")
-    if back and (back.get("config") or {}).get("units") != cfg.get("units"):
-        raise layer.error("a backward layer of another size is not supported")
+    bcfg = (back.get("config") or {}) if back else cfg
     if cls not in _GATES:
         raise layer.error(f"Bidirectional({cls}) is not supported ({', '.join(_GATES)})")
+    if back:
+        same = ("units", "use_bias", "activation", "recurrent_activation", "reset_after", "return_sequences")
+        differ = [k for k in same if bcfg.get(k) != cfg.get(k)]
+        if str(back.get("class_name")) != cls or differ:
+            raise layer.error(
+                f"a backward_layer that differs from the forward {cls} ({back.get('class_name')!s}; "
+                f"{', '.join(f'{k}={bcfg.get(k)!r}' for k in differ) or 'class'}) is not supported"
+            )
     _check(layer, cls, cfg)
+    # A legacy .h5 names a given backward_layer's group by that layer's own name, not backward_<name>.
+    bpart = "backward" if not back or _has_part(layer, "backward") else str(bcfg.get("name"))
     w = _weights(layer, cls, cfg, lambda n: layer.take_key(find_weight(layer, "forward", n)))
-    w.update(_weights(layer, cls, cfg, lambda n: layer.take_key(find_weight(layer, "backward", n)), "_l0_reverse"))  # fmt: skip
+    w.update(_weights(layer, cls, bcfg, lambda n: layer.take_key(find_weight(layer, bpart, n)), "_l0_reverse"))  # fmt: skip
     m = _mask(x, mask)
     seqs = bool(cfg.get("return_sequences"))
     # Bidirectional forces zero_output_for_mask = return_sequences on both layers.
@@ -138,6 +158,11 @@ def bidirectional(layer: Call, x: KTensor, mask: Any = None, **kwargs: Any) -> l
         h = states[0]  # (2, B, H): forward final, backward final
         fwd, bwd = h[0], h[1]
     mode = c.get("merge_mode", "concat")
+    if mode is None:  # Keras returns the two directions as two outputs
+        outs = [KTensor(fwd), KTensor(bwd)]
+        if cfg.get("return_state"):
+            outs += [KTensor(s[i]) for i in (0, 1) for s in states]
+        return outs
     merged = {
         "concat": lambda: ops.concat([fwd, bwd], -1 + (fwd.ndim if fwd.ndim else 0)),
         "sum": lambda: ops.add(fwd, bwd),
@@ -148,8 +173,19 @@ def bidirectional(layer: Call, x: KTensor, mask: Any = None, **kwargs: Any) -> l
         raise layer.error(f"merge_mode {mode!r} is not supported ({', '.join(merged)})")
     out = KTensor(merged[mode]())
     if cfg.get("return_state"):
-        return [out, *(KTensor(s[i]) for s in states for i in (0, 1))]
+        # Keras: [output, *forward states, *backward states]; states here are (h, c) with a direction axis.
+        return [out, *(KTensor(s[i]) for i in (0, 1) for s in states)]
     return out
+
+
+def _has_part(layer: Call, part: str) -> bool:
+    base = f"{layer.wprefix}{layer.name}/"
+    return any(
+        c == part or c.startswith(part + "_")
+        for key in layer.ctx.store
+        if key.startswith(base)
+        for c in key[len(base) :].split("/")[:-1]
+    )
 
 
 @converts("TimeDistributed")

@@ -14,7 +14,7 @@ by default; Keras stores ``'ifco'`` and ``'zrh'`` (c = g, h = n).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -28,6 +28,7 @@ from ._params import Weights, block
 __all__ = ["lstm", "gru", "simple_rnn"]
 
 MaskLike = Tensor | np.ndarray | None
+Activation = Callable[[Tensor], Tensor]
 _CANON = {"lstm": "ifgo", "gru": "rzn", "rnn": "h"}
 _ALIAS = {"lstm": {"c": "g"}, "gru": {"h": "n"}, "rnn": {}}
 
@@ -78,11 +79,17 @@ def _zeros(like: Tensor, hidden: int, name: str) -> Tensor:
     return ops.mul(like[0, :, :hidden], 0.0, name=name)
 
 
+def _named(fn: Activation, x: Tensor, name: str) -> Tensor:
+    # The built-in activations take the readable layer name; a caller's function names its own layers.
+    return fn(x, name=name) if fn in (ops.tanh, ops.relu, ops.sigmoid) else fn(x)  # type: ignore[call-arg]
+
+
 def _direction(
     kind: str, xs: Tensor, p: WeightStore, suffix: str, hidden: int, init: list[Tensor | None], mask: Tensor | None,
-    reverse: bool, perm: list[int], reset_after: bool, nonlinearity: str, zero_masked: bool = True,
+    reverse: bool, perm: list[int], reset_after: bool, acts: tuple[Activation, Activation], zero_masked: bool = True,
 ) -> tuple[Tensor, list[Tensor]]:  # fmt: skip
-    """One direction of one layer: (outputs (T, B, H), final states)."""
+    """One direction of one layer: (outputs (T, B, H), final states); ``acts`` = (activation, gate activation)."""
+    act, gate = acts
     g = len(_CANON[kind])
     i_size = xs.shape[-1]
     w_ih = _reorder(p.take(f"weight_ih{suffix}", (g * hidden, i_size)), perm, hidden)
@@ -112,23 +119,23 @@ def _direction(
         h = rec[0]
         if kind == "lstm":
             gi, gf, gg, go = ops.chunk(ops.add(xt, ops.linear(h, w_hh, name="hh"), name="gates"), 4, 1, name="gate")
-            c = ops.add(ops.mul(ops.sigmoid(gf), rec[1]), ops.mul(ops.sigmoid(gi), ops.tanh(gg)), name="c")
-            new = [ops.mul(ops.sigmoid(go), ops.tanh(c), name="h"), c]
+            c = ops.add(ops.mul(gate(gf), rec[1]), ops.mul(gate(gi), act(gg)), name="c")
+            new = [ops.mul(gate(go), act(c), name="h"), c]
         elif kind == "gru":
             xr, xz, xn = ops.chunk(xt, 3, 1, name="x_gate")
             if reset_after:
                 hr, hz, hn = ops.chunk(ops.linear(h, w_hh, b_rec, name="hh"), 3, 1, name="h_gate")
-                r, z = ops.sigmoid(ops.add(xr, hr)), ops.sigmoid(ops.add(xz, hz))
-                n = ops.tanh(ops.add(xn, ops.mul(r, hn)), name="n")
+                r, z = gate(ops.add(xr, hr)), gate(ops.add(xz, hz))
+                n = _named(act, ops.add(xn, ops.mul(r, hn)), "n")
             else:
                 hr, hz = ops.chunk(ops.linear(h, w_hh[: 2 * hidden], name="hh_rz"), 2, 1, name="h_gate")
-                r, z = ops.sigmoid(ops.add(xr, hr)), ops.sigmoid(ops.add(xz, hz))
-                n = ops.tanh(ops.add(xn, ops.linear(ops.mul(r, h), w_hh[2 * hidden :], name="hh_n")), name="n")
+                r, z = gate(ops.add(xr, hr)), gate(ops.add(xz, hz))
+                n = _named(act, ops.add(xn, ops.linear(ops.mul(r, h), w_hh[2 * hidden :], name="hh_n")), "n")
             # (1 - z) * n + z * h, written with one multiply.
             new = [ops.add(n, ops.mul(z, ops.sub(h, n)), name="h")]
         else:
             pre = ops.add(xt, ops.linear(h, w_hh, name="hh"), name="pre")
-            new = [ops.tanh(pre, name="h") if nonlinearity == "tanh" else ops.relu(pre, name="h")]
+            new = [_named(act, pre, "h")]
         out = new[0]
         if mask is not None:
             # Masked steps keep the state and output zeros, as torch's packed sequences do.
@@ -151,7 +158,7 @@ def _recurrent(
     kind: str, x: Tensor, w: Weights, prefix: str, hidden_size: int | None, *, num_layers: int,
     bidirectional: bool, batch_first: bool, initial: Sequence[Tensor | None], mask: MaskLike,
     lengths: Any, gate_order: str | None, reset_after: bool = True, nonlinearity: str = "tanh",
-    zero_masked: bool = True,
+    zero_masked: bool = True, activation: Activation | None = None, recurrent_activation: Activation | None = None,
 ) -> tuple[Tensor, list[Tensor]]:  # fmt: skip
     p = block(w, prefix, kind if kind != "rnn" else "simple_rnn")
     if x.ndim != 3:
@@ -159,6 +166,7 @@ def _recurrent(
                          f"{' with batch_first' if batch_first else ''}")  # fmt: skip
     if nonlinearity not in ("tanh", "relu"):
         raise ShapeError(f"{p.where}: nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+    acts = (activation or (ops.relu if nonlinearity == "relu" else ops.tanh), recurrent_activation or ops.sigmoid)
     if hidden_size is None:
         hidden_size = p.take("weight_hh_l0").shape[-1]
     perm = _gate_perm(kind, gate_order or _CANON[kind], p.where)
@@ -176,7 +184,7 @@ def _recurrent(
                 init = [None if s is None else s[idx] for s in initial]
                 suffix = f"_l{layer}{'_reverse' if d else ''}"
                 seq, fin = _direction(
-                    kind, xs, p, suffix, hidden_size, init, m, bool(d), perm, reset_after, nonlinearity, zero_masked
+                    kind, xs, p, suffix, hidden_size, init, m, bool(d), perm, reset_after, acts, zero_masked
                 )
                 outs.append(seq)
                 for f_list, f in zip(finals, fin, strict=True):
@@ -201,6 +209,8 @@ def lstm(
     lengths: Sequence[int] | np.ndarray | None = None,
     gate_order: str = "ifgo",
     zero_masked: bool = True,
+    activation: Activation | None = None,
+    recurrent_activation: Activation | None = None,
 ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
     """``torch.nn.LSTM``: returns ``(output, (h_n, c_n))`` with torch's shapes.
 
@@ -211,6 +221,8 @@ def lstm(
             steps keep the state and output zeros, like ``pack_padded_sequence``.
         gate_order: order of the gate blocks in the weights ('ifgo' torch, 'ifco' Keras).
         zero_masked: masked steps output zeros (torch); False repeats the kept state (Keras' default).
+        activation, recurrent_activation: ``fn(tensor) -> tensor`` in place of tanh (cell and output) and
+            sigmoid (gates), as Keras' options of those names (``hard_sigmoid`` gates in Keras 2 models).
 
     Example::
 
@@ -219,7 +231,7 @@ def lstm(
     out, (h, c) = _recurrent(
         "lstm", x, w, prefix, hidden_size, num_layers=num_layers, bidirectional=bidirectional,
         batch_first=batch_first, initial=(h0, c0), mask=mask, lengths=lengths, gate_order=gate_order,
-        zero_masked=zero_masked,
+        zero_masked=zero_masked, activation=activation, recurrent_activation=recurrent_activation,
     )  # fmt: skip
     return out, (h, c)
 
@@ -239,12 +251,15 @@ def gru(
     gate_order: str = "rzn",
     reset_after: bool = True,
     zero_masked: bool = True,
+    activation: Activation | None = None,
+    recurrent_activation: Activation | None = None,
 ) -> tuple[Tensor, Tensor]:
     """``torch.nn.GRU``: returns ``(output, h_n)``.
 
     ``reset_after=True`` is torch's (and Keras' default) form ``n = tanh(W_in x + b_in + r * (W_hn h + b_hn))``;
     ``reset_after=False`` is Keras' other form ``n = tanh(W_in x + b_in + W_hn (r * h) + b_hn)``.
-    Keras stores its gates as ``gate_order='zrh'``. Other arguments as for ``lstm``.
+    Keras stores its gates as ``gate_order='zrh'``. Other arguments as for ``lstm`` (``activation`` replaces
+    the tanh of n, ``recurrent_activation`` the sigmoid of r and z).
 
     Example::
 
@@ -253,7 +268,8 @@ def gru(
     out, (h,) = _recurrent(
         "gru", x, w, prefix, hidden_size, num_layers=num_layers, bidirectional=bidirectional,
         batch_first=batch_first, initial=(h0,), mask=mask, lengths=lengths, gate_order=gate_order,
-        reset_after=reset_after, zero_masked=zero_masked,
+        reset_after=reset_after, zero_masked=zero_masked, activation=activation,
+        recurrent_activation=recurrent_activation,
     )  # fmt: skip
     return out, h
 
@@ -272,8 +288,11 @@ def simple_rnn(
     lengths: Sequence[int] | np.ndarray | None = None,
     nonlinearity: Literal["tanh", "relu"] = "tanh",
     zero_masked: bool = True,
+    activation: Activation | None = None,
 ) -> tuple[Tensor, Tensor]:
     """``torch.nn.RNN``: ``h' = tanh(W_ih x + b_ih + W_hh h + b_hh)``; returns ``(output, h_n)``.
+
+    ``activation`` (``fn(tensor) -> tensor``) replaces the ``nonlinearity`` (Keras' SimpleRNN option).
 
     Example::
 
@@ -282,6 +301,6 @@ def simple_rnn(
     out, (h,) = _recurrent(
         "rnn", x, w, prefix, hidden_size, num_layers=num_layers, bidirectional=bidirectional,
         batch_first=batch_first, initial=(h0,), mask=mask, lengths=lengths, gate_order=None,
-        nonlinearity=nonlinearity, zero_masked=zero_masked,
+        nonlinearity=nonlinearity, zero_masked=zero_masked, activation=activation,
     )  # fmt: skip
     return out, h

@@ -11,6 +11,8 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from ...errors import WeightError
 from .variables import MODEL_CLASSES, layer_name, layers_of
 
@@ -74,6 +76,9 @@ def _refs(value: Any) -> list[Ref]:
     return [r for v in value for r in _refs(v)]
 
 
+_NUMPY_DTYPES = ("float16", "float32", "float64", "bfloat16", "int8", "int16", "int32", "int64", "uint8", "bool")
+
+
 def _keras3_value(v: Any) -> Any:
     if isinstance(v, dict):
         if v.get("class_name") == "__keras_tensor__":
@@ -81,6 +86,12 @@ def _keras3_value(v: Any) -> Any:
             if not (isinstance(h, list) and len(h) == 3):
                 raise WeightError(f"malformed keras tensor in a node: {v!r:.200}")
             return Ref(str(h[0]), int(h[1]), int(h[2]))
+        if v.get("class_name") == "__numpy__":  # a NumPy constant operand: `x + np.array([...])`
+            cfg = v.get("config") or {}
+            dtype = str(cfg.get("dtype"))
+            if dtype not in _NUMPY_DTYPES:
+                raise WeightError(f"a NumPy constant in a node has dtype {dtype!r}; expected one of {_NUMPY_DTYPES}")
+            return np.asarray(cfg.get("value"), "float32" if dtype == "bfloat16" else dtype)
         return {k: _keras3_value(x) for k, x in v.items()}
     if isinstance(v, list):
         return [_keras3_value(x) for x in v]
@@ -190,6 +201,25 @@ def _keras2_offsets(layers: list[Layer], entries: list) -> None:
         layer.nodes = [Node(shift(n.args), shift(n.kwargs)) for n in layer.nodes]
 
 
+def _nested_offset(layers: list[Layer], entries: list, refs: list[Ref]) -> list[Ref]:
+    """A model's own inputs/outputs number a nested Functional model's calls from 1 ("Functional
+    models start with a pre-existing node": Keras 3 ``Functional.get_config``, tf_keras
+    ``_should_skip_first_node``), while its ``inbound_nodes`` are numbered from 0 (or shifted by
+    :func:`_keras2_offsets`): shift those references back by one."""
+    keras3 = any(isinstance(n, dict) for e in entries if isinstance(e, dict) for n in e.get("inbound_nodes") or [])
+    models = {layer.name: layer for layer in layers if layer.model is not None}
+
+    def offset(r: Ref) -> bool:
+        m = models.get(r.layer)
+        if m is None or r.node == 0:
+            return False
+        # Keras 3 offsets every nested Functional (not Sequential); for Keras 2 the offset shows as
+        # a reference one past the serialized calls.
+        return m.class_name == "Functional" if keras3 else r.node == len(m.nodes)
+
+    return [Ref(r.layer, r.node - 1, r.index) if offset(r) else r for r in refs]
+
+
 def parse_model(model_cfg: dict) -> Model:
     """Parse a Sequential or Functional config into layers with normalized call nodes.
 
@@ -213,7 +243,8 @@ def _parse_model(model_cfg: dict) -> Model:
     _keras2_offsets(layers, entries)
     name = str(cfg.get("name") or cls.lower())
     if cls != "Sequential":
-        return Model(name, cls, layers, _refs(cfg.get("input_layers")), _refs(cfg.get("output_layers")))
+        ios = [_nested_offset(layers, entries, _refs(cfg.get(k))) for k in ("input_layers", "output_layers")]
+        return Model(name, cls, layers, *ios)
     if not layers:
         raise WeightError(f"Sequential model {name!r} has no layers")
     if layers[0].class_name != "InputLayer":  # Keras 2 puts the input shape on the first layer

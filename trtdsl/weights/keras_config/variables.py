@@ -58,6 +58,10 @@ VARIABLES: dict[str, Callable[[dict], list[str]]] = {
     "PReLU": lambda c: ["alpha"],
     "EinsumDense": lambda c: _scaled(["kernel", *(["bias"] if c.get("bias_axes") else [])], "kernel_scale", c),
     "LayerScale": lambda c: ["gamma"],
+    "Attention": lambda c: (
+        (["scale"] if c.get("use_scale") else []) + (["concat_score_weight"] if c.get("score_mode") == "concat" else [])
+    ),
+    "AdditiveAttention": lambda c: ["scale"] if c.get("use_scale", True) else [],
     "Normalization": lambda c: ["mean", "variance", "count"],
     **dict.fromkeys(["LSTM", "GRU", "SimpleRNN"], _rnn),
 }
@@ -81,11 +85,15 @@ def _bidirectional(c: dict) -> list[tuple[str, str, str, dict]]:
 def _mha(c: dict) -> list[tuple[str, str, str, dict]]:
     # .keras groups -> the names legacy .h5 files give these sublayers
     dense = {"use_bias": c.get("use_bias", True), "bias_axes": "x" if c.get("use_bias", True) else None}
-    return [
-        (g, f"{n}/", "EinsumDense", dense)
-        for g, n in (("query_dense", "query"), ("key_dense", "key"), ("value_dense", "value"),
-                     ("output_dense", "attention_output"))
-    ]  # fmt: skip
+    parts = [
+        ("query_dense", "query"),
+        ("key_dense", "key"),
+        ("value_dense", "value"),
+        ("output_dense", "attention_output"),
+    ]
+    if c.get("use_gate"):  # a sigmoid gate on the attention output, in a group of its own
+        parts.append(("_gate_dense", "gate"))
+    return [(g, f"{n}/", "EinsumDense", dense) for g, n in parts]
 
 
 # Wrapper classes whose weights sit in inner groups of model.weights.h5:
