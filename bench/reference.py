@@ -6,7 +6,8 @@ it (``trtdsl.reference.run(parsed_network, feeds)``), and ONNX Runtime's CPU
 provider runs the same file. Both get the same thread count, in one process,
 timed interleaved. ``--suite`` runs the benchmark suite (bench/models.py SUITE)
 and prints a table of medians and ratios; ``--memory`` also measures each
-one's peak memory, each in a process of its own.
+one's peak memory, each in a process of its own: above its size before the first run, and
+its whole footprint for the model (from before the model is loaded, preparation included).
 
     python bench/reference.py --iterations 20 --threads 2                 # ResNet-50, batch 1
     python bench/reference.py --suite --threads 2 --iterations 10 --memory
@@ -61,7 +62,7 @@ if str(REPO) not in sys.path:  # run as a script: make the repository's packages
 
 import trtdsl.reference  # noqa: E402
 from bench import models as onnx_models  # noqa: E402
-from trtdsl import golden  # noqa: E402
+from trtdsl import _trt, golden  # noqa: E402
 
 
 def _time(fns: list, warmup: int, iterations: int, pause: float) -> list[np.ndarray]:
@@ -175,8 +176,13 @@ def _memory_child(args: argparse.Namespace) -> int:
 
     Engine ``trtdsl-loaded``: trtdsl with numba's compiler loaded (a compiled kernel run)
     before that baseline, which shows how much of the peak is numba's one-time ~115 MiB.
+    Engines ``trtdsl-whole`` and ``ort-whole``: the baseline is taken before the model is
+    loaded (parsed by TensorRT's parser, or an ONNX Runtime session created), after the
+    libraries are imported: each one's whole footprint for the model, preparation included.
     """
     name, engine = args.memory_child
+    whole = engine.endswith("-whole")
+    engine = engine.removesuffix("-whole")
     spec = _networks(args)[name]
     path = _suite_file(args, name)
     feeds = {onnx_models.INPUT: onnx_models.example(spec)}
@@ -185,6 +191,12 @@ def _memory_child(args: argparse.Namespace) -> int:
         from trtdsl.reference.kernels import jit
 
         jit.activate(np.ones(4, np.float32), "SIGMOID", True, 0.0, 0.0)
+    if whole:
+        _trt.load()  # the libraries, not the model, are before the baseline
+        import onnxruntime  # noqa: F401
+
+        Path("/proc/self/clear_refs").write_text("5")
+        before = _rss_kib("VmRSS")
     if engine.startswith("trtdsl"):
         parsed = onnx_models.parse(path)
 
@@ -197,8 +209,9 @@ def _memory_child(args: argparse.Namespace) -> int:
         def call():
             return session.run(names, feeds)
 
-    Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS (Linux)
-    before = _rss_kib("VmRSS")
+    if not whole:
+        Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS (Linux)
+        before = _rss_kib("VmRSS")
     for _ in range(3):
         call()
     print(f"{(_rss_kib('VmHWM') - before) / 1024:.1f}")
@@ -287,6 +300,7 @@ def suite(args: argparse.Namespace) -> int:
         if args.memory:
             row["mem_ref"], row["mem_ort"] = _memory(args, name, "trtdsl"), _memory(args, name, "ort")
             row["mem_loaded"] = _memory(args, name, "trtdsl-loaded")
+            row["whole_ref"], row["whole_ort"] = _memory(args, name, "trtdsl-whole"), _memory(args, name, "ort-whole")
         rows.append(row)
         print(f"{name}: {row['ref']:.1f} ms vs {row['ort']:.1f} ms ({row['ref'] / row['ort']:.2f}x), "
               f"max error {error:.1e} of the largest output", flush=True)  # fmt: skip
@@ -299,7 +313,8 @@ def suite(args: argparse.Namespace) -> int:
     print(f"threads: {args.threads} for both, {args.iterations} iterations interleaved, {args.pause} s pause each")
     head = "| network | input | TensorRT layers | trtdsl.reference.run ms | ONNX Runtime ms | ratio | max error / max output |"
     if args.memory:
-        head += " peak MiB (ours / ORT) | memory ratio | ours, numba loaded first |"
+        head += (" peak MiB (ours / ORT) | memory ratio | ours, numba loaded first "
+                 "| whole footprint MiB (ours / ORT) | whole ratio |")  # fmt: skip
     print(head)
     print("|" + "---|" * head.count(" |"))
     for r in rows:
@@ -307,7 +322,8 @@ def suite(args: argparse.Namespace) -> int:
                 f"| {r['ref'] / r['ort']:.2f}x | {r['err']:.1e} |")  # fmt: skip
         if args.memory:
             line += (f" {r['mem_ref']:.0f} / {r['mem_ort']:.0f} | {r['mem_ref'] / max(r['mem_ort'], 1e-9):.2f}x "
-                     f"| {r['mem_loaded']:.0f} |")  # fmt: skip
+                     f"| {r['mem_loaded']:.0f} | {r['whole_ref']:.0f} / {r['whole_ort']:.0f} "
+                     f"| {r['whole_ref'] / max(r['whole_ort'], 1e-9):.2f}x |")  # fmt: skip
         print(line)
     ratios = [r["ref"] / r["ort"] for r in rows]
     print(f"geometric mean of the ratios: {float(np.exp(np.mean(np.log(ratios)))):.2f}x (goal <= 2x); "
