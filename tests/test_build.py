@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -270,6 +273,38 @@ def test_unreadable_timing_cache_is_never_overwritten(tmp_path, caplog):
         trtdsl.build(_net(dynamic=False), timing_cache=cache, progress=False)
     assert cache.read_bytes() == b"not a timing cache" * 10
     assert "could not be read, so it was not used and is left as it was" in caplog.text
+
+
+_TIMING_SWEEP = """
+import sys
+import trtdsl._trt as T
+from trtdsl.build import _load_timing_cache
+config = T.load().Builder(T.logger()).create_builder_config()
+for path in sys.argv[1:]:
+    print(path, "read" if _load_timing_cache(config, path)[1] else "ignored", flush=True)
+"""
+
+
+@pytest.mark.parametrize("n", [48, pytest.param(600, marks=pytest.mark.slow, id="slow")])
+def test_mutated_timing_caches_are_used_or_ignored_never_a_crash(tmp_path, n):
+    """TensorRT's C++ reader gets each mutated cache in a child process, so a crash names its input."""
+    from ._mutations import mutations, scattered
+
+    cache = tmp_path / "timing.cache"
+    trtdsl.build(_net(dynamic=False), timing_cache=cache, progress=False)
+    good = cache.read_bytes()
+    paths = [cache]
+    for label, data in [*mutations(good, n, seed=len(good)), *scattered(good, n // 4, seed=len(good))]:
+        paths.append(tmp_path / f"case-{label}")
+        paths[-1].write_bytes(data)
+    root = Path(__file__).resolve().parents[1]
+    run = subprocess.run(
+        [sys.executable, "-c", _TIMING_SWEEP, *map(str, paths)], capture_output=True, text=True, timeout=120,
+        env={**os.environ, "PYTHONPATH": str(root)}, cwd=root,
+    )  # fmt: skip
+    lines = run.stdout.splitlines()
+    assert run.returncode == 0, f"exit {run.returncode} after {len(lines)} caches; next: {paths[len(lines)]}"
+    assert len(lines) == len(paths) and lines[0].endswith(" read")  # the real cache itself is used
 
 
 def test_builder_options_and_checked_values(tmp_path):

@@ -140,9 +140,19 @@ def test_activation_swap_matches_the_same_edit_in_pytorch(onnx_files):
 
 
 def test_parser_errors_are_reported(tmp_path):
+    from onnx import TensorProto, helper
+
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"\x08\x07garbage that is not a model")
-    with pytest.raises(trtdsl.onnx.OnnxParseError, match="ONNX parser.*refused"):
+    with pytest.raises(trtdsl.onnx.OnnxParseError, match=r"not an ONNX model \(a malformed protobuf\): field 12"):
+        trtdsl.onnx.parse(bad)  # trtdsl's own check of the wire format, before TensorRT reads it
+    graph = helper.make_graph(
+        [helper.make_node("NoSuchOp", ["x"], ["y"], name="odd")], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])],
+    )  # fmt: skip
+    bad.write_bytes(helper.make_model(graph).SerializeToString())
+    with pytest.raises(trtdsl.onnx.OnnxParseError, match=r"ONNX parser.*refused .*bad.onnx.*node 'odd', NoSuchOp"):
         trtdsl.onnx.parse(bad)
     with pytest.raises(trtdsl.onnx.OnnxParseError, match="no ONNX file"):
         trtdsl.onnx.parse(tmp_path / "missing.onnx")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 import trtdsl
 from trtdsl import ops
 from trtdsl.cli import main
-from trtdsl.planinfo import engine_layers
+from trtdsl.planinfo import engine_layers, format_layers
 
 pytestmark = pytest.mark.usefixtures("trt")
 
@@ -96,3 +97,53 @@ def test_old_plans_without_layers_load_and_bad_layers_are_refused(tmp_path, caps
     meta["layers"] = [good]
     meta_path.write_text(json.dumps(meta))
     assert trtdsl.Plan.load(tmp_path / "m.plan").layers == [good]
+
+
+def _replace(doc, path, value):
+    if not path:
+        return value
+    doc = copy.deepcopy(doc)
+    parent = doc
+    for key in path[:-1]:
+        parent = parent[key]
+    parent[path[-1]] = value
+    return doc
+
+
+def _paths(x, prefix=()):
+    yield prefix
+    items = x.items() if isinstance(x, dict) else enumerate(x) if isinstance(x, list) else ()
+    for k, v in items:
+        yield from _paths(v, (*prefix, k))
+
+
+HOSTILE_VALUES = [None, -1, 2**70, "x" * 5000, "", [], {}, 1e308, True, "float32", [[1]], {"a": 1}, [2**31] * 3]
+
+
+@pytest.mark.parametrize("n", [64, pytest.param(600, marks=pytest.mark.slow, id="slow")])
+def test_mutated_sidecars_load_or_raise_trtdsl_error(tmp_path, n):
+    """Byte mutations of a real sidecar, and every field replaced by each hostile value: a Plan or a TrtdslError."""
+    from ._mutations import mutations
+
+    plan = trtdsl.build(_net())
+    plan.save(tmp_path / "m.plan")
+    meta_path = tmp_path / "m.plan.json"
+    good = meta_path.read_bytes()
+    doc = json.loads(good)
+    cases = list(mutations(good, n, seed=len(good)))
+    step = max(1, 600 // n)  # the default run replaces every field of a few, the slow run of all
+    for path in list(_paths(doc))[::step]:
+        cases += [(f"{path}={v!r:.20}", json.dumps(_replace(doc, path, v)).encode()) for v in HOSTILE_VALUES]
+    outcomes = {"loaded": 0, "refused": 0}
+    for label, data in cases:
+        meta_path.write_bytes(data)
+        try:
+            loaded = trtdsl.Plan.load(tmp_path / "m.plan")
+            loaded.summary()
+            format_layers(loaded.layers)
+            outcomes["loaded"] += 1
+        except trtdsl.TrtdslError:
+            outcomes["refused"] += 1
+        except Exception as e:
+            pytest.fail(f"{label}: {type(e).__name__}: {e}")
+    assert outcomes["refused"] > outcomes["loaded"] > 0

@@ -40,7 +40,9 @@ from .errors import (  # main's keras merge left them unexported
     CalibrationError,
     CalibrationWarning,
     KerasError,
+    OnnxParseError,
     UnsupportedKerasLayerError,
 )
 
-__all__ += ["CacheError", "CalibrationError", "CalibrationWarning", "KerasError", "UnsupportedKerasLayerError", "calib"]
+__all__ += ["CacheError", "CalibrationError", "CalibrationWarning", "KerasError", "OnnxParseError",
+            "UnsupportedKerasLayerError", "calib"]  # fmt: skip

@@ -56,6 +56,10 @@ class BuildError(TrtdslError):
     """TensorRT failed to build a serialized engine."""
 
 
+class OnnxParseError(TrtdslError):
+    """An ONNX file was refused: by trtdsl's checks (trtdsl/onnxcheck.py) or by TensorRT's parser."""
+
+
 class GoldenMismatch(TrtdslError, AssertionError):
     """Outputs differ from the golden reference beyond tolerance."""
 

@@ -117,6 +117,61 @@ def test_oversized_cache_is_refused(tmp_path, monkeypatch):
         cache.load_cache(p)
 
 
+_JSON = b'{"format": "trtdsl.calibration", "version": 1, '
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        # Before: RecursionError, ValueError (Python's 4300-digit int limit) and OverflowError escaped.
+        (_JSON + b'"tensors": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", r"malformed JSON .* nests too deeply"),
+        (_JSON + b'"tensors": {"x": {"amax": 1' + b"0" * 5000 + b"}}}", r"malformed JSON .*4300 digits"),
+        (_JSON + b'"tensors": {"x": {"amax": 1' + b"0" * 400 + b"}}}", r"'x': \"amax\" must be a non-negative number"),
+        # Before: accepted, and carried into the cache's fields.
+        (_JSON + b'"algorithm": [1], "tensors": {}}', r"'algorithm' must be a string or null, got \[1\]"),
+        (_JSON + b'"network": {"a": 1}, "tensors": {}}', r"'network' must be a string or null"),
+        (b'{"format": "trtdsl.calibration", "version": true, "tensors": {}}', r"version True is not supported"),
+        (_JSON + b'"tensors": {"x": {"amax": "' + b"9" * 5000 + b'"}}}', r"got '9{59}\.\.\.$"),
+    ],
+)
+def test_hostile_json_caches_are_refused_with_cache_error(text, match):
+    with pytest.raises(CacheError, match=match):
+        cache.parse_cache(text)
+
+
+def test_oversized_cache_is_refused_before_the_calibrator_reads_it(tmp_path, monkeypatch):
+    from trtdsl.calib import calibrators
+
+    monkeypatch.setattr(calibrators, "MAX_BYTES", 100)
+    p = tmp_path / "big.cache"
+    p.write_bytes(b"TRT-8601-EntropyCalibration2\n" + b"x" * 200)
+    c = calib.ArrayCalibrator(np.zeros((2, 3), np.float32), cache=p, progress=False)
+    with pytest.raises(CacheError, match=r"big.cache: 229 bytes is too large for a calibration cache \(limit 100\)"):
+        c.read_cache()  # before: read all of it (a cache path can name a many-GB file)
+
+
+@pytest.mark.parametrize("n", [600, pytest.param(6000, marks=pytest.mark.slow, id="slow")])
+def test_mutated_caches_parse_or_raise_cache_error(n):
+    from .._mutations import mutations, scattered
+
+    seeds = {
+        "legacy": cache.format_legacy({"images": 2.5, "conv1 out": 0.0, "(Unnamed Layer* 3) [Shuffle]_output": 1e-3}),
+        "json": cache.format_json({"images": 2.5, "a: b": 3.0}, algorithm="entropy", tensors={"images": {"bins": 8}}),
+    }
+    outcomes = {"parsed": 0, "refused": 0}
+    for name, data in seeds.items():
+        for label, mutated in [*mutations(data, n, seed=len(data)), *scattered(data, n // 4, seed=len(data))]:
+            try:
+                c = cache.parse_cache(mutated, source=f"{name}-{label}")
+            except CacheError:
+                outcomes["refused"] += 1
+                continue
+            outcomes["parsed"] += 1
+            assert all(isinstance(k, str) and type(v) is float and v >= 0 for k, v in c.ranges.items()), label
+            assert c.algorithm is None or isinstance(c.algorithm, str), label
+    assert outcomes["refused"] > outcomes["parsed"] > 0  # the mutations reach both outcomes
+
+
 # ------------------------------------------------------------- applying caches
 def _net(rng):
     net = trtdsl.Network("small")

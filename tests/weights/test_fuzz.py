@@ -32,6 +32,8 @@ from hypothesis import strategies as st
 
 from trtdsl import weights as W
 
+from .._mutations import mutations
+
 FIX = Path(__file__).resolve().parents[1] / "fixtures" / "weights"
 WORK = Path(tempfile.mkdtemp(prefix="trtdsl-fuzz-"))
 atexit.register(shutil.rmtree, WORK, ignore_errors=True)
@@ -79,28 +81,6 @@ def _write_seeds() -> dict[str, tuple[bytes, dict]]:
 
 
 SEEDS = _write_seeds()
-
-
-def mutations(data: bytes, n: int, seed: int):
-    """About ``n`` deterministic mutations of ``data``: (label, bytes)."""
-    rng = np.random.default_rng(seed)
-    size = len(data)
-    k = max(n // 4, 1)
-    for cut in sorted({1, 8, 16, 64, *np.linspace(0, size, k + 2).astype(int)[1:-1].tolist()}):
-        yield f"truncate@{cut}", data[:cut]
-    for pos in rng.choice(size, size=min(size, 2 * k), replace=False):
-        flipped = bytearray(data)
-        flipped[pos] ^= 1 << int(rng.integers(8))
-        yield f"flip@{pos}", bytes(flipped)
-    for i in range(max(k // 6, 2)):
-        head, tail = bytearray(data), bytearray(data)
-        w = min(64, size)
-        head[:w] = rng.integers(0, 256, w, dtype=np.uint8).tobytes()
-        tail[size - w :] = rng.integers(0, 256, w, dtype=np.uint8).tobytes()
-        yield f"header{i}", bytes(head)
-        yield f"tail{i}", bytes(tail)
-        body = data[:8] + rng.integers(0, 256, int(rng.integers(8, 4096)), dtype=np.uint8).tobytes()
-        yield f"random-body{i}", body
 
 
 def run_case(loader, seed: str, label: str, data: bytes) -> str | None:

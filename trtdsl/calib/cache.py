@@ -180,7 +180,9 @@ def _parse_legacy(text: str, source: str) -> CalibrationCache:
 def _parse_json(text: str, source: str) -> CalibrationCache:
     try:
         doc = json.loads(text)
-    except json.JSONDecodeError as e:
+    except RecursionError:
+        raise CacheError(f"{source}: malformed JSON calibration cache: it nests too deeply") from None
+    except ValueError as e:  # JSONDecodeError, and ints past Python's 4300-digit conversion limit
         raise CacheError(f"{source}: malformed JSON calibration cache: {e}") from None
     if not isinstance(doc, dict) or doc.get("format") != JSON_FORMAT:
         if isinstance(doc, dict) and doc and all(isinstance(v, (list, dict, float, int)) for v in doc.values()):
@@ -189,20 +191,27 @@ def _parse_json(text: str, source: str) -> CalibrationCache:
                 "not a trtdsl cache; pass its ranges to quantize() as a dict {tensor name: amax}"
             )
         raise CacheError(f'{source}: a JSON cache needs "format": "{JSON_FORMAT}"')
-    if doc.get("version") != 1:
-        raise CacheError(f"{source}: JSON cache version {doc.get('version')!r} is not supported (expected 1)")
+    if type(doc.get("version")) is not int or doc.get("version") != 1:
+        raise CacheError(f"{source}: JSON cache version {_short(doc.get('version'))} is not supported (expected 1)")
     tensors = doc.get("tensors")
     if not isinstance(tensors, dict):
-        raise CacheError(f'{source}: "tensors" must map tensor names to records')
+        raise CacheError(f'{source}: "tensors" must map tensor names to records, got {_short(tensors)}')
     ranges: dict[str, float] = {}
     for name, rec in tensors.items():
         amax = rec.get("amax") if isinstance(rec, dict) else None
-        if isinstance(amax, bool) or not isinstance(amax, (int, float)) or not (amax >= 0):
-            raise CacheError(f'{source}: tensor {name!r}: "amax" must be a non-negative number, got {amax!r}')
+        # An int past 1e308 would make float() raise OverflowError.
+        number = isinstance(amax, float) or (type(amax) is int and amax.bit_length() <= 1000)
+        if not number or not (amax >= 0):
+            raise CacheError(
+                f'{source}: tensor {_short(name)}: "amax" must be a non-negative number, got {_short(amax)}'
+            )
         ranges[name] = float(amax)
     dtype = doc.get("dtype")
     if dtype not in (None, "int8", "fp8"):
-        raise CacheError(f"{source}: dtype must be 'int8' or 'fp8', got {dtype!r}")
+        raise CacheError(f"{source}: dtype must be 'int8' or 'fp8', got {_short(dtype)}")
+    for key in ("algorithm", "network"):
+        if doc.get(key) is not None and not isinstance(doc.get(key), str):
+            raise CacheError(f"{source}: {key!r} must be a string or null, got {_short(doc.get(key))}")
     return CalibrationCache(
         ranges,
         "json",
@@ -211,6 +220,12 @@ def _parse_json(text: str, source: str) -> CalibrationCache:
         doc.get("network"),
         tensors={k: dict(v) for k, v in tensors.items()},
     )
+
+
+def _short(value: Any) -> str:
+    """``repr`` cut to 60 characters: a hostile cache's values can be megabytes long."""
+    shown = repr(value)
+    return shown[:60] + "..." if len(shown) > 60 else shown
 
 
 # --------------------------------------------------------------------- writing

@@ -29,7 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import CalibrationError, ProfileError, did_you_mean
+from ..errors import CacheError, CalibrationError, ProfileError, did_you_mean
+from .cache import MAX_BYTES
 
 __all__ = ["ArrayCalibrator", "Calibrator", "ImageFolderCalibrator", "IterableCalibrator", "check_feeds"]
 
@@ -83,6 +84,9 @@ class Calibrator:
     def read_cache(self) -> bytes | None:
         """A calibration cache to use instead of data, or None (default: the ``cache`` file if it exists)."""
         if self.cache is not None and Path(self.cache).is_file():
+            size = Path(self.cache).stat().st_size
+            if size > MAX_BYTES:  # refused before reading: parse_cache would refuse it after
+                raise CacheError(f"{self.cache}: {size} bytes is too large for a calibration cache (limit {MAX_BYTES})")
             return Path(self.cache).read_bytes()
         return None
 
