@@ -35,9 +35,10 @@ import os
 import stat
 from pathlib import Path
 
+from .dtypes import info
 from .errors import OnnxParseError
 
-INT32 = (-(2**31), 2**31 - 1)
+INT32 = info("int32").range  # TensorRT's parser narrows int64 dims and attributes to int32
 MAX_FIELDS = 4_000_000  # ~6 per node (ResNet-50: 2,885): bounds the walk of a file of tiny fields to seconds
 MAX_GRAPH_DEPTH = 32  # subgraphs (If in Loop in If ...); TensorRT's protobuf stops near 30 levels anyway
 # (op, attribute) pairs whose int64 values TensorRT reads as int64: "to the end" is INT64_MAX there.
@@ -85,7 +86,7 @@ def _varint(buf, pos: int, end: int) -> tuple[int, int]:
             raise _Malformed(f"a varint at byte {pos} runs past its message")
         b = buf[pos]
         pos += 1
-        value |= (b & 0x7F) << shift
+        value |= (b & ~0x80) << shift  # the byte without its continuation bit
         if b < 0x80:
             return (value - (1 << 64) if value >= 1 << 63 else value), pos
         shift += 7
