@@ -1,9 +1,16 @@
 """The node walk against Keras' own prediction: a held-order Flatten feeding layers other than Dense,
-nested Functional models as outputs, SpatialDropout in legacy .h5 (keras_sweep.py)."""
+nested and shared models, dict and nested inputs/outputs, SpatialDropout in legacy .h5 (keras_sweep.py)."""
 
 from __future__ import annotations
 
+import json
+import shutil
+
+import h5py
 import pytest
+
+from trtdsl import keras as tk
+from trtdsl.errors import KerasError
 
 from ..conftest import requires_trt
 from .keras_util import check_sweep, sweep_cases
@@ -15,3 +22,20 @@ pytestmark = requires_trt
 @pytest.mark.parametrize("name", sweep_cases("graph"))
 def test_matches_keras(sweep_dir, name, fmt):
     check_sweep(sweep_dir, name, fmt)
+
+
+def test_a_layer_tensorrt_refuses_is_named(sweep_dir, tmp_path):
+    # A Conv2D fed the uint8 input itself (its Rescaling cut out): TensorRT convolves no integers.
+    path = shutil.copy(sweep_dir / "uint8_image_rescaling_conv.h5", tmp_path / "edited.h5")
+    with h5py.File(path, "r+") as f:
+        cfg = json.loads(f.attrs["model_config"])
+        layers = cfg["config"]["layers"]
+        rescale = next(e for e in layers if e["class_name"] == "Rescaling")
+        conv = next(e for e in layers if e["class_name"] == "Conv2D")
+        conv["inbound_nodes"] = rescale["inbound_nodes"]
+        cfg["config"]["layers"] = [e for e in layers if e is not rescale]
+        f.attrs["model_config"] = json.dumps(cfg)
+    with pytest.raises(
+        KerasError, match=r"Conv2D layer 'conv2d\w*': TensorRT refused .*inputs: \['int32 \(-1, 5, 6, 3\)'\]"
+    ):
+        tk.load_model(path)

@@ -13,7 +13,7 @@ from trtdsl import keras as tk
 from trtdsl.errors import KerasError
 
 from ..conftest import requires_trt
-from .keras_util import check_sweep, sweep_cases
+from .keras_util import check_sweep, compare, recorded, sweep_cases
 
 pytestmark = requires_trt
 
@@ -48,5 +48,43 @@ def test_an_unknown_activation_is_refused_with_the_supported_ones(sweep_dir, tmp
     with pytest.raises(
         KerasError,
         match=r"GRU layer 'gru\w*': recurrent_activation 'hard_sigmoidd' is not supported\. Did you mean 'hard_sigmoid'",
+    ):
+        tk.load_model(path)
+
+
+def _implicit_masks(path):
+    """Drop every call's ``mask`` argument, as Keras 2 records a call: its masks flow implicitly."""
+
+    def strip(v):
+        if isinstance(v, dict):
+            return {k: strip(x) for k, x in v.items() if k != "mask"}
+        return [strip(x) for x in v] if isinstance(v, list) else v
+
+    with h5py.File(path, "r+") as f:
+        cfg = json.loads(f.attrs["model_config"])
+        for e in cfg["config"]["layers"]:
+            e["inbound_nodes"] = [dict(n, kwargs=strip(n["kwargs"])) for n in e["inbound_nodes"]]
+        f.attrs["model_config"] = json.dumps(cfg)
+
+
+@pytest.mark.parametrize("name", ["masking_time_distributed_lstm", "mask_through_dropout_dense_lstm"])
+def test_an_implicit_mask_reaches_the_lstm(sweep_dir, tmp_path, name):
+    # TimeDistributed passes its input's (B, T) mask on (Layer.compute_mask's default), so the LSTM after
+    # it skips the masked steps; Keras 3 also records the mask as an argument, Keras 2 does not.
+    path = shutil.copy(sweep_dir / f"{name}.h5", tmp_path / "implicit.h5")
+    _implicit_masks(path)
+    compare(tk.load_model(path, batch=(1, 2, 2)), recorded(sweep_dir / f"{name}.h5"))
+
+
+def test_time_distributed_over_a_model_of_two_outputs_is_refused(sweep_dir, tmp_path):
+    path = shutil.copy(sweep_dir / "time_distributed_nested_model.h5", tmp_path / "edited.h5")
+    with h5py.File(path, "r+") as f:
+        cfg = json.loads(f.attrs["model_config"])
+        td = next(e for e in cfg["config"]["layers"] if e["class_name"] == "TimeDistributed")
+        inner = td["config"]["layer"]["config"]
+        inner["output_layers"] = [inner["output_layers"], inner["output_layers"]]
+        f.attrs["model_config"] = json.dumps(cfg)
+    with pytest.raises(
+        KerasError, match=r"TimeDistributed layer 'time_distributed\w*': the wrapped model 'inner' has 2"
     ):
         tk.load_model(path)

@@ -134,3 +134,60 @@ def test_keras_h5_listing_a_missing_layer(tmp_path):
         f.attrs["layer_names"] = np.array([b"conv2d", b"ghost"])
     with pytest.raises(WeightError, match=r"bad.h5: layer_names lists 'ghost' but the file has no group"):
         W.load(dst)
+
+
+def _entry(cls: str, name: str, **config) -> dict:
+    return {"class_name": cls, "module": "keras.layers", "name": name, "config": {"name": name, **config}}
+
+
+def _functional(name: str, *layers: dict) -> dict:
+    return _entry("Functional", name, layers=[_entry("InputLayer", f"{name}_in"), *layers])
+
+
+def test_legacy_names_take_the_innermost_scope_that_names_a_layer(tmp_path):
+    """Keras 3.15's legacy .h5 names a weight of a Sequential inside a Functional 'inner_seq/dense_4/kernel'
+    and one of a model inside TimeDistributed 'dense_4/kernel' (seen in files it wrote)."""
+    inner_seq = _entry("Sequential", "inner_seq", layers=[_entry("Dense", "dense_4", units=2)])
+    func = _functional("func", inner_seq, _entry("Dense", "dense_5", units=2))
+    td = _entry("TimeDistributed", "td", layer=_functional("tdm", _entry("Dense", "dense_7", units=2)))
+    config = {"class_name": "Sequential", "config": {"name": "outer", "layers": [func, td]}}
+    path = tmp_path / "nested.h5"
+    with h5py.File(path, "w") as f:
+        f.attrs["model_config"] = json.dumps(config)
+        g = f.create_group("model_weights")
+        g.attrs["layer_names"] = [b"func", b"td"]
+        for layer, names in {"func": ["inner_seq/dense_4/kernel", "dense_5/kernel"], "td": ["dense_7/kernel"]}.items():
+            lg = g.create_group(layer)
+            lg.attrs["weight_names"] = [n.encode() for n in names]
+            for n in names:
+                lg.create_dataset(n, data=np.zeros((2, 2), np.float32))
+    assert sorted(W.load(path)) == ["func/dense_5/kernel", "func/inner_seq/dense_4/kernel", "td/dense_7/kernel"]
+
+
+def test_keras_zip_nested_wrappers_and_a_layer_shared_by_two_containers(tmp_path):
+    """saving_lib keeps a wrapper's inner layer under its ``layer`` group, nesting again for a wrapper
+    inside a wrapper, and saves a layer object once, under the first container listing it."""
+    shared = _entry("Dense", "shared", units=2)
+    lstm = {"class_name": "LSTM", "config": {"name": "lstm", "units": 2, "use_bias": True}}
+    td = _entry("TimeDistributed", "td", layer={"class_name": "Bidirectional", "config": {"name": "bi", "layer": lstm}})
+    config = {"class_name": "Functional", "config": {"name": "m", "layers": [
+        _entry("InputLayer", "x0"), _functional("inner", shared, _entry("Dense", "in_d", units=2)), shared, td]}}  # fmt: skip
+    rng = np.random.default_rng(0)
+    h5 = tmp_path / "model.weights.h5"
+    with h5py.File(h5, "w") as f:
+        for group in ["layers/functional/layers/dense", "layers/functional/layers/dense_1"]:
+            for i in range(2):
+                f.create_dataset(f"{group}/vars/{i}", data=rng.standard_normal((2,)).astype(np.float32))
+        for side in ("forward_layer", "backward_layer"):
+            for i in range(3):
+                f.create_dataset(f"layers/time_distributed/layer/{side}/cell/vars/{i}", data=np.zeros(8, np.float32))
+    path = tmp_path / "nested.keras"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("config.json", json.dumps(config))
+        z.writestr("metadata.json", json.dumps({"keras_version": "3.15.0"}))
+        z.write(h5, "model.weights.h5")
+    w = W.load(path)
+    lstm_names = [f"td/{d}/{n}" for d in ("backward", "forward") for n in ("bias", "kernel", "recurrent_kernel")]
+    assert sorted(w) == sorted(["inner/in_d/bias", "inner/in_d/kernel", "inner/shared/bias", "inner/shared/kernel",
+                                "shared/bias", "shared/kernel", *lstm_names])  # fmt: skip
+    np.testing.assert_array_equal(w["shared/kernel"], w["inner/shared/kernel"])

@@ -78,6 +78,39 @@ def test_a_nested_functional_model_as_an_output_is_numbered_from_one():
     assert len(m.layer("inner").nodes) == 2
 
 
+def test_dict_inputs_and_outputs_are_in_keras_sorted_key_order():
+    """Keras flattens a dict by sorted key (keras.tree): a nested model's ``keras_history`` index and the
+    order of ``model.inputs``/``outputs`` follow it, while the config lists the dict as the user wrote it
+    (``Model({"zb": b, "ya": a}, {"z": ..., "a": ..., "m": ...})``, as Keras 3.15 writes it)."""
+    inp = {"class_name": "InputLayer", "name": "x", "config": {"name": "x", "batch_shape": [None, 4]}}
+    cfg = {"class_name": "Functional", "config": {
+        "name": "m", "layers": [{**inp, "name": n, "config": {"name": n, "batch_shape": [None, 4]}, "inbound_nodes": []}
+                                for n in ("b", "a")],
+        "input_layers": {"zb": ["b", 0, 0], "ya": ["a", 0, 0]},
+        "output_layers": {"z": ["b", 0, 0], "a": ["a", 0, 0], "m": ["b", 0, 0]}}}  # fmt: skip
+    m = kc.parse_model(cfg)
+    assert [r.layer for r in m.inputs] == ["a", "b"]  # ya, zb
+    assert [r.layer for r in m.outputs] == ["a", "b", "b"]  # a, m, z
+
+
+def test_a_backend_tensor_operand_is_a_constant():
+    # `x @ keras.ops.ones((4, 2))` records the tensor's value in the node (Keras 3.15)
+    node = {"args": [_k3_tensor("x", 0), {"class_name": "__tensor__", "config": {"value": [[1.0, 2.0]] * 4,
+                                                                                 "dtype": "float32"}}], "kwargs": {}}  # fmt: skip
+    mm = {"class_name": "Matmul", "module": "keras.src.ops.numpy", "name": "mm", "config": {"name": "mm"},
+          "inbound_nodes": [node]}  # fmt: skip
+    inp = {
+        "class_name": "InputLayer",
+        "name": "x",
+        "config": {"name": "x", "batch_shape": [None, 4]},
+        "inbound_nodes": [],
+    }
+    m = kc.parse_model({"class_name": "Functional", "config": {"name": "m", "layers": [inp, mm],
+                        "input_layers": [["x", 0, 0]], "output_layers": [["mm", 0, 0]]}})  # fmt: skip
+    const = m.layer("mm").nodes[0].args[1]
+    assert const.dtype == "float32" and const.shape == (4, 2) and const[0, 1] == 2.0
+
+
 def test_kinds_keep_operations_apart_from_layers():
     k3 = kc.parse_model(kc.read(FIX / "k3" / "arithmetic.keras").config)
     k3h5 = kc.parse_model(kc.read(FIX / "k3" / "arithmetic.h5").config)  # legacy .h5 drops the module

@@ -202,7 +202,7 @@ def _quantized(layer: Call) -> bool:
     return mode == "int8"
 
 
-def _floating(x: KTensor) -> KTensor:
+def floating(x: KTensor) -> KTensor:
     """``x`` cast to float32 when it holds integers or booleans: Keras leaves integer inputs as they
     are (DTypePolicy.convert_input) and the backend's matmul promotes them; TensorRT's refuses them."""
     if x.t.dtype not in ("int32", "int64", "int8", "uint8", "bool"):
@@ -215,7 +215,7 @@ def dense(layer: Call, x: KTensor) -> KTensor:
     from .quantized import int8_dense
 
     c = layer.config
-    x = _floating(x)
+    x = floating(x)
     units = int(c["units"])
     if _quantized(layer):
         return activate(layer, x, int8_dense(layer, layer.logical(x), units))
@@ -240,7 +240,7 @@ dense.keeps_flat = True  # type: ignore[attr-defined]  # permutes its kernel row
 @converts("EinsumDense")
 def einsum_dense(layer: Call, x: KTensor) -> KTensor:
     c = layer.config
-    x = _floating(x)
+    x = floating(x)
     if _quantized(layer):
         from .quantized import int8_einsum
 
@@ -256,6 +256,7 @@ def einsum_dense(layer: Call, x: KTensor) -> KTensor:
 
 @converts("Rescaling")
 def rescaling(layer: Call, x: KTensor) -> KTensor:
+    x = floating(x)  # Keras: ops.cast(inputs, compute_dtype) * scale + offset, so uint8 images scale as floats
     scale, offset = layer.config.get("scale", 1.0), layer.config.get("offset", 0.0)
     scale = scale.get("config", {}).get("value", scale) if isinstance(scale, dict) else scale
     offset = offset.get("config", {}).get("value", offset) if isinstance(offset, dict) else offset
@@ -273,6 +274,7 @@ def _keep_shape(rank: int, axis: Any) -> list[int]:
 @converts("Normalization")
 def normalization(layer: Call, x: KTensor) -> KTensor:
     c = layer.config
+    x = floating(x)  # Keras converts the input to its compute dtype first
     rank = x.rank
     keep = _keep_shape(rank, c.get("axis", -1))
     if c.get("mean") is not None:

@@ -284,15 +284,22 @@ def _call(ctx: Context, layer: Layer, node: Node, values: dict, wprefix: str, wh
     with ctx.net.scope(layer.name):
         try:
             outs = _outputs(fn(call, *args, **kwargs), where)
+            shapes = [o.shape for o in outs]  # TensorRT reports a layer it refused only when asked for shapes
         except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
             # A config with missing or mistyped entries (hand-edited, or from another Keras)
             raise KerasError(
                 f"{layer.class_name} layer {where!r}: cannot convert its config/call "
                 f"({type(e).__name__}: {e}); config keys: {sorted(layer.config)[:20]}"
             ) from e
+        except RuntimeError as e:  # TensorRT refused a layer (its Python binding raises RuntimeError)
+            given = [f"{x.t.dtype} {x.shape}" for x in _flatten([args, kwargs]) if isinstance(x, KTensor)]
+            raise KerasError(
+                f"{layer.class_name} layer {where!r}: TensorRT refused the layers it converts to ({e}); "
+                f"its inputs: {given}"
+            ) from e
     added = [ctx.net.trt.get_layer(i) for i in range(before, ctx.net.trt.num_layers)]
     kinds = [str(lyr.type).rsplit(".", 1)[-1] for lyr in added]
-    ctx.records.append(Record(where, layer.class_name, [o.shape for o in outs], call.params, kinds))
+    ctx.records.append(Record(where, layer.class_name, shapes, call.params, kinds))
     return outs
 
 
@@ -307,10 +314,11 @@ def _keras_order(call: Call, value: Any) -> Any:
 
 
 def _flatten(value: Any) -> list:
+    """A nested model's call arguments in the order of its inputs: keras.tree's, dicts by sorted key."""
     if isinstance(value, (list, tuple)):
         return [x for v in value for x in _flatten(v)]
     if isinstance(value, dict):
-        return [x for v in value.values() for x in _flatten(v)]
+        return [x for k in sorted(value) for x in _flatten(value[k])]
     return [value]
 
 

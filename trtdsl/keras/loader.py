@@ -69,7 +69,8 @@ def load_model(
         trusted, limits: as for ``trtdsl.weights.load``: the file is read as untrusted by default (HDF5
             structure in an isolated worker, sizes capped by ``limits``); ``trusted=True`` for files you made.
 
-    Inputs and outputs keep the Keras names and order. The store is kept as ``net.keras_weights``.
+    Inputs and outputs keep the Keras names and order (that of ``model.inputs``/``outputs``: a dict's
+    by sorted key). The store is kept as ``net.keras_weights``.
 
     Example::
 

@@ -289,6 +289,22 @@ def where_op(layer: Call, cond: KTensor, a: Any = None, b: Any = None) -> KTenso
     return KTensor(ops.where(*vals), cl)
 
 
+def _filled_like(value: float):
+    def convert(layer: Call, x: KTensor, *args: Any, **kwargs: Any) -> KTensor:
+        dtype = str(kwargs.get("dtype") or layer.config.get("dtype") or "float32")
+        dt = {"float64": "float32", "int64": "int32"}.get(dtype, dtype)
+        # where(x == x, v, v) is v wherever x is, NaN and inf included (x * 0 is not)
+        same = ops.equal(x.t, x.t)
+        return layer.like(x, ops.cast(ops.where(same, value, value), dt))
+
+    return convert
+
+
+# Keras' masks of merged tensors (Concatenate.compute_mask) are built from these on KerasTensors.
+converts("ZerosLike", kind="operation")(_filled_like(0.0))
+converts("OnesLike", kind="operation")(_filled_like(1.0))
+
+
 # Keras 3 operations whose options live in the config (Operation.get_config records the call's arguments).
 @converts("LeakyRelu", kind="operation")
 def leaky_relu_op(layer: Call, x: KTensor) -> KTensor:

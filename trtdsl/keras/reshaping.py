@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import ops
+from .core import floating
 from .graph import Call, KTensor, to_cl_perm
 from .registry import converts
 
@@ -118,15 +119,24 @@ def resizing(layer: Call, x: KTensor) -> KTensor:
         mode = "nearest-exact"
     else:
         mode = modes[interp]
-    t = layer.channels_first(x)
+    size = (int(c["height"]), int(c["width"]))
+    integer = x.t.dtype in ("int32", "int8", "uint8")
+    if integer and interp != "nearest":
+        # Keras resizes in float and saturate-casts back to the input's integer dtype (uint8, int32...)
+        raise layer.error(f"interpolation {interp!r} of an integer ({x.t.dtype}) input is not supported; "
+                          "only 'nearest', or cast the input to float first")  # fmt: skip
+    t = layer.channels_first(floating(x))
+    if c.get("antialias") and (size[0] < t.shape[2] or size[1] < t.shape[3]):
+        raise layer.error(f"antialias=True when downsizing {tuple(t.shape[2:])} to {size} is not supported")
     kw: dict[str, Any] = {} if mode.startswith("nearest") else {"align_corners": False}
-    return layer.spatial_out(ops.interpolate(t, size=(int(c["height"]), int(c["width"])), mode=mode, **kw))
+    y = ops.interpolate(t, size=size, mode=mode, **kw)
+    return layer.spatial_out(ops.cast(y, x.t.dtype) if integer else y)
 
 
 @converts("CenterCrop")
 def center_crop(layer: Call, x: KTensor) -> KTensor:
     c = layer.config
-    t = layer.channels_first(x)
+    t = layer.channels_first(floating(x))  # Keras casts the images to its compute dtype
     h, w = t.shape[2], t.shape[3]
     th, tw = int(c["height"]), int(c["width"])
     if h < th or w < tw:

@@ -17,7 +17,7 @@ from ..errors import did_you_mean
 from ..layers import recurrent
 from ..tensor import Tensor
 from .core import ACTIVATIONS, activation_name
-from .graph import Call, KTensor, find_weight
+from .graph import Call, KTensor, find_weight, run_model
 from .registry import CONVERTERS, converts
 
 _GATES = {"LSTM": 4, "GRU": 3, "SimpleRNN": 1}
@@ -125,8 +125,22 @@ for _cls in _GATES:
     converts(_cls)(lambda layer, x, mask=None, _cls=_cls, **kw: _recurrent(layer, x, _cls, mask, **kw))
 
 
+def _bidirectional_initial(layer: Call, kwargs: dict) -> list:
+    """Keras' Bidirectional gives the first half of ``initial_state`` to the forward layer, the rest to the
+    backward one; the cells take each state as (2, B, H), forward then backward."""
+    init = _initial(layer, kwargs)
+    if len(init) % 2:
+        raise layer.error(f"initial_state has {len(init)} tensors; Bidirectional needs the same number per direction")
+    half = len(init) // 2
+    return [ops.concat([init[i], init[half + i]], 0) for i in range(half)]
+
+
 @converts("Bidirectional")
-def bidirectional(layer: Call, x: KTensor, mask: Any = None, **kwargs: Any) -> list[KTensor] | KTensor:
+def bidirectional(layer: Call, x: Any, mask: Any = None, **kwargs: Any) -> list[KTensor] | KTensor:
+    if isinstance(x, list):  # Keras 2 records initial states as further inputs of the call
+        x, states = x[0], x[1:]
+        if states:
+            kwargs["initial_state"] = states
     c = layer.config
     inner = c["layer"]
     cls, cfg = str(inner.get("class_name")), inner.get("config") or {}
@@ -150,7 +164,8 @@ def bidirectional(layer: Call, x: KTensor, mask: Any = None, **kwargs: Any) -> l
     m = _mask(x, mask)
     seqs = bool(cfg.get("return_sequences"))
     # Bidirectional forces zero_output_for_mask = return_sequences on both layers.
-    y, states = _run(layer, cls, cfg, layer.logical(x), w, m, bidirectional=True, initial=[], zero_masked=seqs)
+    initial = _bidirectional_initial(layer, kwargs)
+    y, states = _run(layer, cls, cfg, layer.logical(x), w, m, bidirectional=True, initial=initial, zero_masked=seqs)
     units = int(cfg["units"])
     if seqs:
         fwd, bwd = y[:, :, :units], y[:, :, units:]
@@ -190,21 +205,30 @@ def _has_part(layer: Call, part: str) -> bool:
 
 @converts("TimeDistributed")
 def time_distributed(layer: Call, x: KTensor, mask: Any = None, **kwargs: Any) -> KTensor:
-    from ..weights.keras_config import Layer
+    from ..weights.keras_config import MODEL_CLASSES, Layer, parse_model
 
     entry = layer.config["layer"]
     inner = Layer(layer.name, str(entry.get("class_name")), "layer", str(entry.get("module") or ""),
                   entry.get("config") or {})  # fmt: skip
+    nested = inner.class_name in MODEL_CLASSES
     fn = CONVERTERS.get(("layer", inner.class_name))
-    if fn is None:
+    if fn is None and not nested:
         raise layer.error(f"no converter for the wrapped class {inner.class_name!r}")
     t = layer.logical(x)
     steps = t.shape[1]
     if steps < 0:
         raise layer.error("TimeDistributed needs a static number of time steps")
-    folded = ops.reshape(t, (-1, *t.shape[2:]))  # (B*T, ...): the wrapped layer sees one step per sample
-    call = Call(layer.ctx, inner, layer.wprefix, layer.where)
-    y = fn(call, KTensor(folded))
-    layer.params += call.params
+    folded = KTensor(ops.reshape(t, (-1, *t.shape[2:])))  # (B*T, ...): the wrapped layer sees one step per sample
+    if nested:  # a whole model applied per step: its layers' weights sit under this layer's name
+        model = parse_model(entry)
+        outs = run_model(layer.ctx, model, [folded], f"{layer.wprefix}{layer.name}/", f"{layer.where}/")
+        if len(outs) != 1:
+            raise layer.error(f"the wrapped model {model.name!r} has {len(outs)} outputs; TimeDistributed needs one")
+        y, call = outs[0], Call(layer.ctx, inner, layer.wprefix, layer.where)
+    else:
+        call = Call(layer.ctx, inner, layer.wprefix, layer.where)
+        y = fn(call, folded)
+        layer.params += call.params
     yt = call.logical(y if isinstance(y, KTensor) else KTensor(y))
-    return KTensor(ops.reshape(yt, (-1, steps, *yt.shape[1:])))
+    # Keras' TimeDistributed.compute_mask: the (B, T) mask of its input passes through
+    return KTensor(ops.reshape(yt, (-1, steps, *yt.shape[1:])), mask=x.mask)

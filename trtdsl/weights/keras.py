@@ -30,7 +30,7 @@ import numpy as np
 
 from ..errors import WeightError
 from .h5 import HDF5_MAGIC, Dataset, Group, H5Image
-from .keras_config import ALIASES, VARIABLES, to_snake_case, wrapped
+from .keras_config import ALIASES, MODEL_CLASSES, VARIABLES, WRAPPERS, to_snake_case, wrapped
 from .keras_config import find as _find
 from .keras_config import layer_name as _layer_name
 from .keras_config import layers_of as _layers
@@ -64,8 +64,8 @@ def _legacy_names(layer: str, cls: str, sub: dict | None, weight_names: list[str
     for wn in weight_names:
         parts = re.sub(r":\d+$", "", wn).split("/")
         path = None
-        if sub:
-            for part in parts[:-1]:
+        if sub:  # the innermost scope that names a layer: 'inner_seq/dense_4/kernel' is dense_4's
+            for part in reversed(parts[:-1]):
                 path = _find(sub, part)
                 if path:
                     break
@@ -163,6 +163,7 @@ def load_keras(path: Path, mmap: bool = True, trusted: bool = False, limits: Lim
     layers = f.get("layers")
     if isinstance(layers, Group):
         _walk(config, layers, "", entries=entries, mapper=mapper, label=path.name)
+        _alias_shared(config, entries)
 
     def close() -> None:
         mapper.close()
@@ -182,34 +183,83 @@ def _walk(
         snake = to_snake_case(cls)
         used[snake] = used.get(snake, -1) + 1
         gname = snake if used[snake] == 0 else f"{snake}_{used[snake]}"
-        name = prefix + _layer_name(layer)
         g = group.get(gname)
-        if not isinstance(g, Group):
+        if isinstance(g, Group):
+            _walk_layer(cls, layer, g, prefix + _layer_name(layer) + "/", entries=entries, mapper=mapper, label=label)
+
+
+def _alias_shared(model_cfg: dict, entries: dict[str, Entry]) -> None:
+    """Give a layer object listed in two containers its weights under both names.
+
+    Keras saves a shared object once, in the first container that lists it
+    (saving_lib's ``visited_saveables``); the others have no group for it. A
+    layer object keeps its name everywhere, so the group is found by name.
+    The scopes of the keys are listed once (a model of thousands of weights
+    would otherwise scan every key for every layer).
+    """
+    scopes: dict[str, set[str]] = {}  # a name component -> the scopes ('outer/dense_4/') it ends
+    for key in entries:
+        parts = key.split("/")
+        for i in range(len(parts) - 1):
+            scopes.setdefault(parts[i], set()).add("/".join(parts[: i + 1]) + "/")
+    owned = set().union(*scopes.values())
+    _alias_in(model_cfg, "", entries, scopes, owned)
+
+
+def _alias_in(
+    model_cfg: dict, prefix: str, entries: dict[str, Entry], scopes: dict[str, set[str]], owned: set[str]
+) -> None:
+    for layer in _layers(model_cfg):
+        name = _layer_name(layer)
+        if _layers(layer):
+            _alias_in(layer, f"{prefix}{name}/", entries, scopes, owned)
             continue
-        if _layers(layer) and isinstance(g.get("layers"), Group):
-            _walk(layer, g["layers"], name + "/", entries=entries, mapper=mapper, label=label)
+        own = f"{prefix}{name}/"
+        cls = str(layer.get("class_name"))
+        if (cls not in VARIABLES and cls not in WRAPPERS) or own in owned:
+            continue  # a layer without variables is no alias, whatever a component of a key is named
+        homes = scopes.get(name, set())
+        if len(homes) == 1:  # never guess between two layers of one name in different containers
+            (home,) = homes
+            for k in [k for k in entries if k.startswith(home)]:
+                entries[own + k[len(home) :]] = entries[k]
+
+
+def _walk_layer(
+    cls: str, layer: dict, g: Group, name: str, *, entries: dict[str, Entry], mapper: H5Image, label: str
+) -> None:
+    """The variables of one layer entry whose group is ``g``, named ``name + <weight>``.
+
+    Containers and wrappers nest: a TimeDistributed over a Bidirectional or over a whole model
+    keeps the inner layer's groups under its own ``layer`` group.
+    """
+    if _layers(layer) and isinstance(g.get("layers"), Group):
+        _walk(layer, g["layers"], name, entries=entries, mapper=mapper, label=label)
+        return
+    for sub_group, sub, cls_, cfg in wrapped(cls, layer.get("config") or {}):
+        sg = g.get(sub_group) if sub_group else g  # wrappers keep each inner layer in a group of its own
+        if not isinstance(sg, Group):
             continue
-        for sub_group, sub, cls_, cfg in wrapped(cls, layer.get("config") or {}):
-            sg = g.get(sub_group) if sub_group else g  # wrappers keep each inner layer in a group of its own
-            if not isinstance(sg, Group):
-                continue
-            vars_ = sg.get("vars")
-            if (not isinstance(vars_, Group) or not len(vars_)) and isinstance(sg.get("cell"), Group):
-                vars_ = sg["cell"].get("vars")  # recurrent layers keep their weights in the cell
-            if not isinstance(vars_, Group) or not len(vars_):
-                continue
-            count = len(vars_)
-            known = VARIABLES.get(cls_)
-            names = known(cfg) if known else []
-            if len(names) != count:  # unknown class or unexpected options: number the variables
-                names = [str(i) for i in range(count)]
-            for i, wname in enumerate(names):
-                ds = vars_.get(str(i))
-                if not isinstance(ds, Dataset):
-                    raise WeightError(
-                        f"{label}: layer {name!r}: model.weights.h5 has no variable {i} under {vars_.name}"
-                    )
-                entry = mapper.entry(ds)
-                if entry is None:
-                    raise WeightError(f"{label}: layer {name!r}: variable {i} has non-numeric dtype {ds.dtype}")
-                entries[f"{name}/{sub}{wname}"] = entry
+        if sub_group and (cls_ in WRAPPERS or cls_ in MODEL_CLASSES):
+            _walk_layer(cls_, {"config": cfg}, sg, name + sub, entries=entries, mapper=mapper, label=label)
+            continue
+        vars_ = sg.get("vars")
+        if (not isinstance(vars_, Group) or not len(vars_)) and isinstance(sg.get("cell"), Group):
+            vars_ = sg["cell"].get("vars")  # recurrent layers keep their weights in the cell
+        if not isinstance(vars_, Group) or not len(vars_):
+            continue
+        count = len(vars_)
+        known = VARIABLES.get(cls_)
+        names = known(cfg) if known else []
+        if len(names) != count:  # unknown class or unexpected options: number the variables
+            names = [str(i) for i in range(count)]
+        for i, wname in enumerate(names):
+            ds = vars_.get(str(i))
+            if not isinstance(ds, Dataset):
+                raise WeightError(
+                    f"{label}: layer {name[:-1]!r}: model.weights.h5 has no variable {i} under {vars_.name}"
+                )
+            entry = mapper.entry(ds)
+            if entry is None:
+                raise WeightError(f"{label}: layer {name[:-1]!r}: variable {i} has non-numeric dtype {ds.dtype}")
+            entries[f"{name}{sub}{wname}"] = entry

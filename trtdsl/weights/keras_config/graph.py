@@ -67,8 +67,8 @@ class Model:
 
 def _refs(value: Any) -> list[Ref]:
     """``input_layers``/``output_layers``: one ``[name, node, index]`` or a list (or dict) of them."""
-    if isinstance(value, dict):
-        value = list(value.values())
+    if isinstance(value, dict):  # Keras flattens a dict by sorted key (keras.tree), as model.inputs/outputs list it
+        value = [value[k] for k in sorted(value)]
     if not isinstance(value, list) or not value:
         return []
     if isinstance(value[0], str):
@@ -86,7 +86,8 @@ def _keras3_value(v: Any) -> Any:
             if not (isinstance(h, list) and len(h) == 3):
                 raise WeightError(f"malformed keras tensor in a node: {v!r:.200}")
             return Ref(str(h[0]), int(h[1]), int(h[2]))
-        if v.get("class_name") == "__numpy__":  # a NumPy constant operand: `x + np.array([...])`
+        # a constant operand: `x + np.array([...])` (__numpy__) or a backend tensor, `x @ keras.ops.ones(...)`
+        if v.get("class_name") in ("__numpy__", "__tensor__"):
             cfg = v.get("config") or {}
             dtype = str(cfg.get("dtype"))
             if dtype not in _NUMPY_DTYPES:

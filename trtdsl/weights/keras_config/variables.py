@@ -132,7 +132,10 @@ def tree(model_cfg: dict | None) -> dict[str, tuple[str, dict | None]]:
     """``{layer name: (class name, subtree or None)}`` for a model config."""
     out: dict[str, tuple[str, dict | None]] = {}
     for layer in layers_of(model_cfg or {}):
-        sub = tree(layer) if layers_of(layer) else None
+        inner = (layer.get("config") or {}).get("layer")  # a wrapper's (TimeDistributed) inner model
+        sub = (
+            tree(layer) if layers_of(layer) else (tree(inner) if isinstance(inner, dict) and layers_of(inner) else None)
+        )
         out[layer_name(layer)] = (str(layer.get("class_name")), sub)
     return out
 
