@@ -112,9 +112,16 @@ class Call:
         key = self._key(name)
         if key not in self.ctx.store:
             mine = [k.rsplit("/", 1)[-1] for k in self.ctx.store if k.startswith(f"{self.wprefix}{self.name}/")]
+            hint = " Does the config disagree with the weights?"
+            if any(k.startswith("layers/") and "/vars/" in k for k in self.ctx.store):
+                hint = (
+                    " The weights look like a Keras 3 weights-only file read on its own (layers/<group>/vars/0):"
+                    " pass its path instead, load_model(model_file, weights='x.weights.h5'), to name them"
+                    " through the model's config."
+                )
             raise WeightError(
                 f"{self.layer.class_name} layer {self.where!r}: the file has no weight {key!r}; "
-                f"the layer has {mine or 'no weights'}. Does the config disagree with the weights?"
+                f"the layer has {mine or 'no weights'}.{hint}"
             )
         arr = self.take_key(key, shape)
         lora_a, lora_b = self._key(f"lora_{name}_a"), self._key(f"lora_{name}_b")

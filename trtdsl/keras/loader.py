@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ from .. import weights as _weights
 from ..errors import KerasError, did_you_mean
 from ..network import Network
 from ..profile import Dim
+from ..weights.keras import load_keras_weights
 from ..weights.keras_config import Model, parse_model, read
 from ..weights.limits import DEFAULT, Limits
 from .graph import Context, KTensor, run_model, to_cf_perm
@@ -23,6 +25,18 @@ def _input_dtype(keras_dtype: object) -> str:
     if name == "bool":
         return "bool"
     return "int32" if name.startswith(("int", "uint")) else "float32"
+
+
+def _store(weights: Any, path: Path, config: dict, trusted: bool, limits: Limits) -> _weights.WeightStore:
+    """The weights to convert with: the model file's own, a given store, or a file given by path."""
+    if weights is None:
+        return _weights.load(path, trusted=trusted, limits=limits)
+    if isinstance(weights, (str, os.PathLike)):
+        given = Path(weights)
+        if given.name.endswith(".weights.h5"):  # Keras 3's save_weights insists on this suffix
+            return load_keras_weights(given, config, trusted=trusted, limits=limits)
+        return _weights.load(given, trusted=trusted, limits=limits)
+    return weights
 
 
 def _input_shape(model: Model, name: str, cfg: dict, override: Mapping[str, Sequence[int]] | None) -> list:
@@ -48,7 +62,7 @@ def load_model(
     input_shapes: Mapping[str, Sequence[int]] | None = None,
     dtype: str = "float32",
     layout: str | None = None,
-    weights: _weights.WeightStore | None = None,
+    weights: _weights.WeightStore | str | os.PathLike | None = None,
     backend: str | None = None,
     trusted: bool = False,
     limits: Limits | None = None,
@@ -62,7 +76,10 @@ def load_model(
         layout: None keeps the model's own data format at inputs and outputs; ``"NCHW"`` lets users of a
             channels_last model feed (and read) image tensors channels-first, with no transposes.
         weights: the model's own weights as a ``WeightStore`` (default: loaded from ``path``); pass one to
-            check afterwards that every weight was used (``trtdsl.build(net, weights=w)``).
+            check afterwards that every weight was used (``trtdsl.build(net, weights=w)``). Or a path:
+            a Keras 3 weights-only file (``model.save_weights("x.weights.h5")``, a ModelCheckpoint with
+            ``save_weights_only=True``) is named through this model's config; any other is loaded with
+            ``trtdsl.weights.load``.
         backend: the Keras backend whose numerics to follow where backends differ (an uneven 'same'
             average pool: Keras' torch backend replicates edges, TensorFlow and JAX count real pixels).
             Default: the ``backend`` a legacy ``.h5`` records; ``.keras`` files record none, so "tensorflow".
@@ -82,7 +99,7 @@ def load_model(
     limits = limits or DEFAULT
     mf = read(path, trusted=trusted, limits=limits)
     model = parse_model(mf.config)
-    store = weights if weights is not None else _weights.load(mf.path, trusted=trusted, limits=limits)
+    store = _store(weights, mf.path, mf.config, trusted, limits)
     net = Network(model.name, dtype=dtype)
     if isinstance(batch, Dim):
         bdim: Any = batch

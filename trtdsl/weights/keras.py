@@ -20,6 +20,7 @@ are never deserialized.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import tempfile
@@ -172,6 +173,30 @@ def load_keras(path: Path, mmap: bool = True, trusted: bool = False, limits: Lim
         z.close()
 
     return WeightStore.from_entries(path, "keras", entries, close=close)
+
+
+def load_keras_weights(
+    path: str | os.PathLike, config: dict, *, mmap: bool = True, trusted: bool = False, limits: Limits = DEFAULT
+) -> WeightStore:
+    """A Keras 3 weights-only file (``model.save_weights("x.weights.h5")``), named through ``config``.
+
+    Such a file has the layout of the weights inside a ``.keras`` archive (``layers/dense/vars/0``):
+    only the model's config (from its ``.keras`` or ``.h5`` file) says which layer each group is.
+    """
+    path = Path(path)
+    mapper = H5Image(path, mmap=mmap, trusted=trusted, limits=limits)
+    try:
+        mapper.refuse_links()
+        layers = mapper.root.get("layers")
+        if not isinstance(layers, Group):
+            raise WeightError(f"{path.name}: not a Keras 3 weights file (model.save_weights): it has no 'layers' group")
+        entries: dict[str, Entry] = {}
+        _walk(config, layers, "", entries=entries, mapper=mapper, label=path.name)
+        _alias_shared(config, entries)
+    except BaseException:
+        mapper.close()
+        raise
+    return WeightStore.from_entries(path, "keras", entries, close=mapper.close)
 
 
 def _walk(
