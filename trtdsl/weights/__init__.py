@@ -3,7 +3,8 @@
 ``load(path)`` picks the format from the file's content and suffix: ``.npz``
 and ``.npy`` (memory-mapped, never unpickled), HDF5 (every dataset by path),
 Keras legacy ``.h5`` and Keras 3 ``.keras`` (stable ``<layer>/<weight>`` names),
-``.safetensors``, tensorrtx ``.wts``, and PyTorch ``.pt``/``.pth`` (with
+``.safetensors`` (one file, or the shards a ``model.safetensors.index.json`` names,
+from the index or its folder), tensorrtx ``.wts``, and PyTorch ``.pt``/``.pth`` (with
 ``weights_only=True``, when torch is installed). It returns a
 :class:`WeightStore`; :mod:`trtdsl.weights.layout` converts Keras layouts.
 

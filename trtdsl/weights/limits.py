@@ -35,6 +35,8 @@ class Limits:
         h5_timeout: seconds the HDF5 worker may spend on one file's structure
             (reading a chunked dataset adds a second per 100 MB).
         h5_worker_memory: address-space limit of the HDF5 worker process, in bytes.
+        max_shards: shard files a sharded checkpoint's index may name
+            (``model.safetensors.index.json``); each is opened once.
 
     Example::
 
@@ -50,6 +52,7 @@ class Limits:
     max_depth: int = 100
     h5_timeout: float = 60.0
     h5_worker_memory: int = 8 << 30
+    max_shards: int = 10_000
 
     def inflated_ok(self, inflated: int, stored: int) -> bool:
         """Whether a member that stores ``stored`` bytes may inflate to ``inflated``."""

@@ -98,15 +98,15 @@ def detect(path: str | os.PathLike, *, trusted: bool = False, limits: Limits = D
                 raise
             except Exception:  # a sniffer that trips on garbage just says no
                 continue
-    suffix = path.suffix.lower()
+    name = path.name.lower()
     for fmt in sorted(FORMATS.values(), key=lambda f: -f.priority):
-        if suffix in fmt.suffixes:
+        if any(name.endswith(s) for s in fmt.suffixes):  # ".safetensors.index.json" has two dots
             return fmt.name
     known = sorted({s for f in FORMATS.values() for s in f.suffixes})
     expected = ", ".join(f"{k} {v!r}" for k, v in MAGIC.items())
     raise WeightError(
         f"{path.name}: not a weight file trtdsl can read: it starts with {preview(probe.head)}, expected one of "
-        f"{expected}, a safetensors header length then '{{', or a .wts weight count line; known suffixes: "
+        f"{expected}, a safetensors header length then '{{', a *.safetensors.index.json, or a .wts weight count line; known suffixes: "
         f"{', '.join(known)}. Pass format=... to force one of {sorted(FORMATS)}."
     )
 
@@ -123,7 +123,10 @@ def load(
     """Load a weight file as a :class:`WeightStore`, picking the format from its content and suffix.
 
     ``format`` forces a loader (``'npz'``, ``'npy'``, ``'h5'``, ``'keras_h5'``,
-    ``'keras'``, ``'safetensors'``, ``'wts'``, ``'torch'``). ``strict=True``
+    ``'keras'``, ``'safetensors'``, ``'safetensors_index'``, ``'wts'``, ``'torch'``).
+    A sharded checkpoint loads from its ``model.safetensors.index.json`` or from
+    the directory holding it (a directory must hold exactly one such index, or
+    else exactly one ``.safetensors`` file). ``strict=True``
     makes :meth:`WeightStore.finish` (and leaving a ``with`` block) raise for
     weights no layer took. Other options go to the loader, e.g. ``mmap=False``.
 
@@ -138,6 +141,7 @@ def load(
 
         w = trtdsl.weights.load("yolov5s.wts")
         w = trtdsl.weights.load("model.keras")     # names like 'conv2d/kernel'
+        w = trtdsl.weights.load("Llama-3-8B/")     # model.safetensors.index.json and its shards
     """
     path = _existing(path)
     limits = limits or DEFAULT
@@ -169,9 +173,31 @@ def _existing(path: str | os.PathLike) -> Path:
     path = Path(path)
     if not path.exists():
         raise WeightError(f"{path}: no such weight file")
+    if path.is_dir():
+        path = _in_directory(path)
     if not path.is_file():
         raise WeightError(f"{path}: is not a file")
     return path
+
+
+def _in_directory(folder: Path) -> Path:
+    """The one checkpoint a directory holds: its ``*.safetensors.index.json``, else its ``*.safetensors``.
+
+    Only this narrow rule: a directory is how Hugging Face checkpoints are
+    handed around, and anything less clear-cut is the caller's choice to make.
+    """
+    for pattern in ("*.safetensors.index.json", "*.safetensors"):
+        found = sorted(p.name for p in folder.glob(pattern))
+        if len(found) == 1:
+            return folder / found[0]
+        if found:
+            shown = ", ".join(found[:5]) + (" ..." if len(found) > 5 else "")
+            raise WeightError(
+                f"{folder}: is a directory with {len(found)} {pattern} files ({shown}); pass the one to load"
+            )
+    raise WeightError(
+        f"{folder}: is not a file, and not a directory holding one *.safetensors.index.json or one *.safetensors"
+    )
 
 
 def _first_line(e: BaseException) -> str:
