@@ -7,13 +7,31 @@ applications test imports.
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
+import h5py
 import numpy as np
 
 import trtdsl
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "keras"
+
+
+def edit_h5_config(src: Path, dst: Path, edit) -> Path:
+    """A copy of the legacy ``.h5`` file ``src`` at ``dst`` whose model config ``edit(cfg)`` changed in place."""
+    shutil.copy(src, dst)
+    with h5py.File(dst, "r+") as f:
+        cfg = json.loads(f.attrs["model_config"])
+        edit(cfg)
+        f.attrs["model_config"] = json.dumps(cfg)
+    return Path(dst)
+
+
+def config_layer(cfg: dict, class_name: str) -> dict:
+    """The first layer entry of class ``class_name`` in a Functional/Sequential model config."""
+    return next(e for e in cfg["config"]["layers"] if e["class_name"] == class_name)
 
 
 def recorded(path: Path) -> np.lib.npyio.NpzFile:

@@ -16,19 +16,10 @@ from trtdsl import ops
 from trtdsl.errors import KerasError, TrtdslError, UnsupportedKerasLayerError, WeightError, WeightShapeError
 
 from ..conftest import requires_trt
-from .keras_util import FIXTURES, compare, recorded
+from .keras_util import FIXTURES, compare, edit_h5_config, recorded
 
 pytestmark = requires_trt
 K3, K2 = FIXTURES / "k3", FIXTURES / "k2"
-
-
-def _edit_h5_config(src, dst, edit):
-    shutil.copy(src, dst)
-    with h5py.File(dst, "r+") as f:
-        cfg = json.loads(f.attrs["model_config"])
-        edit(cfg)
-        f.attrs["model_config"] = json.dumps(cfg)
-    return dst
 
 
 def _layer(cfg, name):
@@ -91,7 +82,7 @@ def test_user_converter_for_a_custom_class():
 
 
 def test_unknown_class_names_layer_and_suggests(tmp_path):
-    bad = _edit_h5_config(K3 / "cnn.h5", tmp_path / "bad.h5", lambda c: _layer(c, "stem").update(class_name="Conv2d"))
+    bad = edit_h5_config(K3 / "cnn.h5", tmp_path / "bad.h5", lambda c: _layer(c, "stem").update(class_name="Conv2d"))
     with pytest.raises(
         UnsupportedKerasLayerError, match=r"layer 'stem': no converter for layer class 'Conv2d'\. Did you mean 'Conv2D'"
     ) as e:
@@ -103,7 +94,7 @@ def test_unknown_operation_is_keyed_apart_from_layers(tmp_path):
     def edit(c):
         next(e for e in c["config"]["layers"] if e["class_name"] == "Add").update(class_name="Logaddexp")
 
-    bad = _edit_h5_config(K3 / "arithmetic.h5", tmp_path / "op.h5", edit)
+    bad = edit_h5_config(K3 / "arithmetic.h5", tmp_path / "op.h5", edit)
     with pytest.raises(UnsupportedKerasLayerError, match=r"Keras operation 'Logaddexp'.*kind='operation'"):
         tk.load_model(bad)
 
@@ -154,7 +145,7 @@ def test_config_disagrees_with_weights(tmp_path):
         dense = next(e for e in layers if e["class_name"] == "Dense")
         dense["config"]["units"] = 9
 
-    bad = _edit_h5_config(K3 / "sequential.h5", tmp_path / "units.h5", edit)
+    bad = edit_h5_config(K3 / "sequential.h5", tmp_path / "units.h5", edit)
     with pytest.raises(WeightShapeError, match=r"weight 'dense.*/kernel'.* has shape \(10, 8\), expected \(None, 9\)"):
         tk.load_model(bad)
 
@@ -173,7 +164,7 @@ def test_dynamic_input_dims_need_input_shapes(tmp_path):
     def edit(c):
         _layer(c, "seq")["config"]["batch_shape"] = [None, None, 4]
 
-    p = _edit_h5_config(K3 / "conv1d.h5", tmp_path / "dyn.h5", edit)
+    p = edit_h5_config(K3 / "conv1d.h5", tmp_path / "dyn.h5", edit)
     with pytest.raises(KerasError, match=r"input 'seq' has dynamic dims .*input_shapes=\{'seq': \(8, 4\)\}"):
         tk.load_model(p)
     with pytest.raises(KerasError, match=r"input_shapes names 'seqs', not an input.*Did you mean 'seq'"):
@@ -186,7 +177,7 @@ def test_cycle_in_config_is_an_error_not_a_hang(tmp_path):
     def edit(c):
         _layer(c, "stem")["inbound_nodes"][0]["args"][0]["config"]["keras_history"] = ["probs", 0, 0]
 
-    p = _edit_h5_config(K3 / "cnn.h5", tmp_path / "cycle.h5", edit)
+    p = edit_h5_config(K3 / "cnn.h5", tmp_path / "cycle.h5", edit)
     with pytest.raises(KerasError, match=r"layer '\w+' depends on itself \(a cycle\)"):
         tk.load_model(p)
 
@@ -238,7 +229,7 @@ def test_hostile_configs_raise_trtdsl_errors_only(name, tmp_path):
         cfg = json.loads(f.attrs["model_config"])
     rng = np.random.default_rng(7)
     for i, bad in enumerate(_mutations(cfg, rng, 25)):
-        p = _edit_h5_config(src, tmp_path / f"m{i}.h5", lambda c, bad=bad: (c.clear(), c.update(bad)))
+        p = edit_h5_config(src, tmp_path / f"m{i}.h5", lambda c, bad=bad: (c.clear(), c.update(bad)))
         try:
             tk.load_model(p, batch=1)
         except TrtdslError:

@@ -3,17 +3,13 @@ nested and shared models, dict and nested inputs/outputs, SpatialDropout in lega
 
 from __future__ import annotations
 
-import json
-import shutil
-
-import h5py
 import pytest
 
 from trtdsl import keras as tk
 from trtdsl.errors import KerasError
 
 from ..conftest import requires_trt
-from .keras_util import check_sweep, sweep_cases
+from .keras_util import check_sweep, config_layer, edit_h5_config, sweep_cases
 
 pytestmark = requires_trt
 
@@ -26,15 +22,12 @@ def test_matches_keras(sweep_dir, name, fmt):
 
 def test_a_layer_tensorrt_refuses_is_named(sweep_dir, tmp_path):
     # A Conv2D fed the uint8 input itself (its Rescaling cut out): TensorRT convolves no integers.
-    path = shutil.copy(sweep_dir / "uint8_image_rescaling_conv.h5", tmp_path / "edited.h5")
-    with h5py.File(path, "r+") as f:
-        cfg = json.loads(f.attrs["model_config"])
-        layers = cfg["config"]["layers"]
-        rescale = next(e for e in layers if e["class_name"] == "Rescaling")
-        conv = next(e for e in layers if e["class_name"] == "Conv2D")
+    def cut_rescaling(cfg):
+        rescale, conv = config_layer(cfg, "Rescaling"), config_layer(cfg, "Conv2D")
         conv["inbound_nodes"] = rescale["inbound_nodes"]
-        cfg["config"]["layers"] = [e for e in layers if e is not rescale]
-        f.attrs["model_config"] = json.dumps(cfg)
+        cfg["config"]["layers"] = [e for e in cfg["config"]["layers"] if e is not rescale]
+
+    path = edit_h5_config(sweep_dir / "uint8_image_rescaling_conv.h5", tmp_path / "edited.h5", cut_rescaling)
     with pytest.raises(
         KerasError, match=r"Conv2D layer 'conv2d\w*': TensorRT refused .*inputs: \['int32 \(-1, 5, 6, 3\)'\]"
     ):

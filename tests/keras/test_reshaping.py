@@ -3,17 +3,13 @@ images, against Keras' own prediction (keras_sweep.py)."""
 
 from __future__ import annotations
 
-import json
-import shutil
-
-import h5py
 import pytest
 
 from trtdsl import keras as tk
 from trtdsl.errors import KerasError
 
 from ..conftest import requires_trt
-from .keras_util import check_sweep, sweep_cases
+from .keras_util import check_sweep, config_layer, edit_h5_config, sweep_cases
 
 pytestmark = requires_trt
 
@@ -25,11 +21,7 @@ def test_matches_keras(sweep_dir, name, fmt):
 
 
 def _edit_resizing(src, dst, **config) -> None:
-    shutil.copy(src, dst)
-    with h5py.File(dst, "r+") as f:
-        cfg = json.loads(f.attrs["model_config"])
-        next(e for e in cfg["config"]["layers"] if e["class_name"] == "Resizing")["config"].update(config)
-        f.attrs["model_config"] = json.dumps(cfg)
+    edit_h5_config(src, dst, lambda cfg: config_layer(cfg, "Resizing")["config"].update(config))
 
 
 @pytest.mark.parametrize(

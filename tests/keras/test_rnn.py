@@ -3,17 +3,13 @@ merge_mode=None, reset_after=False, masked go_backwards (keras_sweep.py)."""
 
 from __future__ import annotations
 
-import json
-import shutil
-
-import h5py
 import pytest
 
 from trtdsl import keras as tk
 from trtdsl.errors import KerasError
 
 from ..conftest import requires_trt
-from .keras_util import check_sweep, compare, recorded, sweep_cases
+from .keras_util import check_sweep, compare, config_layer, edit_h5_config, recorded, sweep_cases
 
 pytestmark = requires_trt
 
@@ -26,12 +22,10 @@ def test_matches_keras(sweep_dir, name, fmt):
 
 def test_a_backward_layer_unlike_the_forward_one_is_refused(sweep_dir, tmp_path):
     # Keras allows any backward_layer; the converter runs both directions as one layer of one kind.
-    path = shutil.copy(sweep_dir / "bidirectional_gru_backward_layer.h5", tmp_path / "edited.h5")
-    with h5py.File(path, "r+") as f:
-        cfg = json.loads(f.attrs["model_config"])
-        bi = next(e for e in cfg["config"]["layers"] if e["class_name"] == "Bidirectional")
-        bi["config"]["backward_layer"]["config"]["activation"] = "relu"
-        f.attrs["model_config"] = json.dumps(cfg)
+    def relu_backward(cfg):
+        config_layer(cfg, "Bidirectional")["config"]["backward_layer"]["config"]["activation"] = "relu"
+
+    path = edit_h5_config(sweep_dir / "bidirectional_gru_backward_layer.h5", tmp_path / "edited.h5", relu_backward)
     with pytest.raises(
         KerasError, match=r"Bidirectional layer 'bidirectional\w*': a backward_layer .*activation='relu'"
     ):
@@ -39,12 +33,10 @@ def test_a_backward_layer_unlike_the_forward_one_is_refused(sweep_dir, tmp_path)
 
 
 def test_an_unknown_activation_is_refused_with_the_supported_ones(sweep_dir, tmp_path):
-    path = shutil.copy(sweep_dir / "gru_relu_hard_sigmoid_reset_before.h5", tmp_path / "edited.h5")
-    with h5py.File(path, "r+") as f:
-        cfg = json.loads(f.attrs["model_config"])
-        gru = next(e for e in cfg["config"]["layers"] if e["class_name"] == "GRU")
-        gru["config"]["recurrent_activation"] = "hard_sigmoidd"
-        f.attrs["model_config"] = json.dumps(cfg)
+    def misspell(cfg):
+        config_layer(cfg, "GRU")["config"]["recurrent_activation"] = "hard_sigmoidd"
+
+    path = edit_h5_config(sweep_dir / "gru_relu_hard_sigmoid_reset_before.h5", tmp_path / "edited.h5", misspell)
     with pytest.raises(
         KerasError,
         match=r"GRU layer 'gru\w*': recurrent_activation 'hard_sigmoidd' is not supported\. Did you mean 'hard_sigmoid'",
@@ -52,7 +44,7 @@ def test_an_unknown_activation_is_refused_with_the_supported_ones(sweep_dir, tmp
         tk.load_model(path)
 
 
-def _implicit_masks(path):
+def _implicit_masks(path, dst):
     """Drop every call's ``mask`` argument, as Keras 2 records a call: its masks flow implicitly."""
 
     def strip(v):
@@ -60,30 +52,27 @@ def _implicit_masks(path):
             return {k: strip(x) for k, x in v.items() if k != "mask"}
         return [strip(x) for x in v] if isinstance(v, list) else v
 
-    with h5py.File(path, "r+") as f:
-        cfg = json.loads(f.attrs["model_config"])
+    def drop_masks(cfg):
         for e in cfg["config"]["layers"]:
             e["inbound_nodes"] = [dict(n, kwargs=strip(n["kwargs"])) for n in e["inbound_nodes"]]
-        f.attrs["model_config"] = json.dumps(cfg)
+
+    return edit_h5_config(path, dst, drop_masks)
 
 
 @pytest.mark.parametrize("name", ["masking_time_distributed_lstm", "mask_through_dropout_dense_lstm"])
 def test_an_implicit_mask_reaches_the_lstm(sweep_dir, tmp_path, name):
     # TimeDistributed passes its input's (B, T) mask on (Layer.compute_mask's default), so the LSTM after
     # it skips the masked steps; Keras 3 also records the mask as an argument, Keras 2 does not.
-    path = shutil.copy(sweep_dir / f"{name}.h5", tmp_path / "implicit.h5")
-    _implicit_masks(path)
+    path = _implicit_masks(sweep_dir / f"{name}.h5", tmp_path / "implicit.h5")
     compare(tk.load_model(path, batch=(1, 2, 2)), recorded(sweep_dir / f"{name}.h5"))
 
 
 def test_time_distributed_over_a_model_of_two_outputs_is_refused(sweep_dir, tmp_path):
-    path = shutil.copy(sweep_dir / "time_distributed_nested_model.h5", tmp_path / "edited.h5")
-    with h5py.File(path, "r+") as f:
-        cfg = json.loads(f.attrs["model_config"])
-        td = next(e for e in cfg["config"]["layers"] if e["class_name"] == "TimeDistributed")
-        inner = td["config"]["layer"]["config"]
+    def two_outputs(cfg):
+        inner = config_layer(cfg, "TimeDistributed")["config"]["layer"]["config"]
         inner["output_layers"] = [inner["output_layers"], inner["output_layers"]]
-        f.attrs["model_config"] = json.dumps(cfg)
+
+    path = edit_h5_config(sweep_dir / "time_distributed_nested_model.h5", tmp_path / "edited.h5", two_outputs)
     with pytest.raises(
         KerasError, match=r"TimeDistributed layer 'time_distributed\w*': the wrapped model 'inner' has 2"
     ):
