@@ -159,12 +159,8 @@ def load_keras(path: Path, mmap: bool = True, trusted: bool = False, limits: Lim
         tmp.flush()
         mapper = H5Image(Path(tmp.name), mmap=mmap, trusted=trusted, limits=limits, label=path.name)
     mapper.refuse_links()
-    f = mapper.root
-    entries: dict[str, Entry] = {}
-    layers = f.get("layers")
-    if isinstance(layers, Group):
-        _walk(config, layers, "", entries=entries, mapper=mapper, label=path.name)
-        _alias_shared(config, entries)
+    layers = mapper.root.get("layers")
+    entries = _keras3_entries(config, layers, mapper, path.name) if isinstance(layers, Group) else {}
 
     def close() -> None:
         mapper.close()
@@ -190,13 +186,20 @@ def load_keras_weights(
         layers = mapper.root.get("layers")
         if not isinstance(layers, Group):
             raise WeightError(f"{path.name}: not a Keras 3 weights file (model.save_weights): it has no 'layers' group")
-        entries: dict[str, Entry] = {}
-        _walk(config, layers, "", entries=entries, mapper=mapper, label=path.name)
-        _alias_shared(config, entries)
+        entries = _keras3_entries(config, layers, mapper, path.name)
     except BaseException:
         mapper.close()
         raise
     return WeightStore.from_entries(path, "keras", entries, close=mapper.close)
+
+
+def _keras3_entries(config: dict, layers: Group, mapper: H5Image, label: str) -> dict[str, Entry]:
+    """The weights under a Keras 3 ``layers`` group (a ``.keras`` archive's or a weights-only file's),
+    named through the model's config."""
+    entries: dict[str, Entry] = {}
+    _walk(config, layers, "", entries=entries, mapper=mapper, label=label)
+    _alias_shared(config, entries)
+    return entries
 
 
 def _walk(
