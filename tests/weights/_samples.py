@@ -1,6 +1,12 @@
-"""Sample weights and the checks the format tests share (tests/weights/test_formats.py, test_safetensors.py)."""
+"""Sample weights, sharded checkpoints and the checks the format tests share (test_formats.py, test_safetensors.py,
+test_shards.py, test_torchfile.py)."""
 
 from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -32,3 +38,60 @@ def mapped(arr) -> bool:
             return True
         base = base.base
     return False
+
+
+# ------------------------------------------------- sharded checkpoints (Hugging Face layout)
+@dataclass(frozen=True)
+class Sharding:
+    """One format's sharded checkpoint as ``transformers`` writes it: file names, index label, shard writer."""
+
+    format: str  # the store's format, load(format=...)
+    index: str  # the index's file name
+    shard: str  # the shards' names, from (i, n)
+    label: str  # what messages call the index: "not a <label>"
+    save: Callable[..., None]  # (tensors, file, **writer options)
+
+    def __str__(self) -> str:  # the pytest id
+        return self.format
+
+
+def _save_safetensors(tensors: dict[str, np.ndarray], file: Path) -> None:
+    from safetensors.numpy import save_file
+
+    save_file(tensors, str(file))
+
+
+def _save_torch(tensors: dict, file: Path, **options) -> None:
+    """A state dict part, saved as transformers saves it; values are arrays or torch tensors (bfloat16)."""
+    import torch
+
+    torch.save(
+        {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in tensors.items()}, file, **options
+    )
+
+
+SAFETENSORS = Sharding(
+    "safetensors_index", "model.safetensors.index.json", "model-{:05d}-of-{:05d}.safetensors", "safetensors index",
+    _save_safetensors,
+)  # fmt: skip
+TORCH = Sharding(
+    "torch_index", "pytorch_model.bin.index.json", "pytorch_model-{:05d}-of-{:05d}.bin", "PyTorch shard index",
+    _save_torch,
+)  # fmt: skip
+SHARDINGS = [SAFETENSORS, TORCH]
+
+
+def write_sharded(folder: Path, data, how: Sharding = SAFETENSORS, n=3, weight_map=None, **index) -> dict:
+    """Shards written by the format's own library, named as transformers names them, and their index:
+    {shard file: {name: array}}."""
+    folder.mkdir(exist_ok=True)
+    names = sorted(data)
+    files = [how.shard.format(i + 1, n) for i in range(n)]
+    shards = {f: {k: data[k] for k in names[i::n]} for i, f in enumerate(files)}
+    for f, tensors in shards.items():
+        how.save(tensors, folder / f)
+    if weight_map is None:
+        weight_map = {k: f for f, tensors in shards.items() for k in tensors}
+    doc = {"metadata": {"total_size": sum(v.nbytes for v in data.values())}, "weight_map": weight_map, **index}
+    (folder / how.index).write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")  # transformers' own dump
+    return shards

@@ -45,11 +45,11 @@ def test_explicit_reads_by_name_count(store, read):
 @pytest.mark.parametrize(
     "bulk",
     [
-        lambda w: list(w),
+        list,
         lambda w: list(w.keys()),
         lambda w: list(w.items()),
         lambda w: list(w.values()),
-        lambda w: dict(w),
+        dict,
         lambda w: {**w},
         lambda w: {k: w[k] for k in w},
         lambda w: [w.shape(k) for k in w],
@@ -146,9 +146,9 @@ def test_torchvision_resnet18_checkpoint_passes_the_strict_check_and_matches_tor
     """A real torch.save state_dict (BatchNorm num_batches_tracked included), loaded with trtdsl.weights.load."""
     torch = pytest.importorskip("torch")
     tvm = pytest.importorskip("torchvision.models")
-    from ..layers._torch_util import close, randomize
-
     from trtdsl import models, reference
+
+    from ..layers._torch_util import close, randomize
 
     torch.manual_seed(0)
     model = randomize(tvm.resnet18(num_classes=10))

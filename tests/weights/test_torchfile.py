@@ -8,6 +8,7 @@ a hang fails the test instead of killing the run.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ from trtdsl import WeightError
 from trtdsl import weights as W
 
 from ._crafted import Evil, refused
+from ._samples import TORCH, write_sharded
 
 
 @pytest.mark.parametrize("legacy", [False, True])
@@ -71,3 +73,39 @@ def test_torch_shared_state_dict_keeps_both_names(tmp_path):
     w = W.load(tmp_path / "s.pt")
     assert sorted(w) == ["ema.w", "model.w"]
     np.testing.assert_array_equal(w["ema.w"], [0, 1, 2])
+
+
+# ------------------------------------------------- sharded PyTorch checkpoints (the shared cases: test_shards.py)
+@pytest.mark.parametrize("index", ["pytorch_model.bin.index.json", "model.pt.index.json", "model.pth.index.json"])
+@pytest.mark.parametrize("mmap", [True, False])
+def test_torch_index_gives_the_tensors_torch_saved(tmp_path, index, mmap):
+    g = torch.Generator().manual_seed(0)
+    state = {
+        "embed.weight": torch.randn(11, 4, generator=g),
+        "h.0.attn.weight": torch.randn(4, 4, generator=g).to(torch.bfloat16),
+        "h.0.attn.bias": torch.randn(4, generator=g, dtype=torch.float64),
+        "h.0.mlp.weight": torch.randn(8, 4, generator=g).half(),
+        "position_ids": torch.arange(11),
+    }
+    shards = write_sharded(tmp_path, state, replace(TORCH, index=index), n=2)
+    first = sorted(shards)[0]
+    TORCH.save(shards[first], tmp_path / first, _use_new_zipfile_serialization=False)  # a legacy-format shard too
+    w = W.load(tmp_path / index, mmap=mmap)
+    assert w.format == "torch_index" and sorted(w) == sorted(state)
+    for name, t in state.items():
+        want = t.float().numpy() if t.dtype == torch.bfloat16 else t.numpy()  # NumPy has no bfloat16
+        assert w.dtype(name) == want.dtype and w.shape(name) == want.shape, name
+        np.testing.assert_array_equal(w[name], want, err_msg=name)
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+def test_torch_index_shard_with_arbitrary_objects_is_refused(tmp_path, legacy):
+    marker = tmp_path / "pwned"
+    shards = write_sharded(tmp_path, {"a": np.ones(2), "b": np.zeros(3)}, TORCH, n=2)
+    evil = sorted(shards)[1]
+    torch.save({"b": torch.zeros(3), "hook": Evil(marker)}, tmp_path / evil, _use_new_zipfile_serialization=not legacy)
+    with pytest.raises(
+        WeightError, match=rf"{evil}: refused: it holds Python objects other than tensors .*weights_only=True"
+    ):
+        W.load(tmp_path)
+    assert not marker.exists()

@@ -36,7 +36,7 @@ class Limits:
             (reading a chunked dataset adds a second per 100 MB).
         h5_worker_memory: address-space limit of the HDF5 worker process, in bytes.
         max_shards: shard files a sharded checkpoint's index may name
-            (``model.safetensors.index.json``); each is opened once.
+            (``model.safetensors.index.json``, ``pytorch_model.bin.index.json``); each is opened once.
 
     Example::
 
@@ -83,3 +83,12 @@ def quote(name: object, n: int = 80) -> str:
     """A name read from a file (a key, a member), escaped and cut to ``n`` characters for a message."""
     text = name if isinstance(name, str) else repr(name)
     return repr(text[:n]) + ("..." if len(text) > n else "")  # repr escapes what is not printable
+
+
+def first_line(e: BaseException) -> str:
+    """An exception's first line, cut and escaped for a message (library messages may quote the file)."""
+    text = str(e).strip()
+    if not text:
+        return "(no message)"
+    line = text.splitlines()[0][:300]
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in line)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import WeightError
-from .limits import DEFAULT, Limits, preview
+from .limits import DEFAULT, Limits, first_line, preview
 from .store import WeightStore
 
 
@@ -53,24 +53,31 @@ class Format:
     sniff: Callable[[Probe], bool] | None
     priority: int
     options: list[str] = field(default_factory=list)
+    folder: int | None = None
 
 
 FORMATS: dict[str, Format] = {}
 
 
 def loads(
-    *suffixes: str, name: str | None = None, sniff: Callable[[Probe], bool] | None = None, priority: int = 5
+    *suffixes: str,
+    name: str | None = None,
+    sniff: Callable[[Probe], bool] | None = None,
+    priority: int = 5,
+    folder: int | None = None,
 ) -> Callable:
     """Register ``load_<name>`` for ``suffixes``; ``sniff(probe)`` recognizes the format by content.
 
     Sniffers run by ``priority`` (lowest first), so a specific format (Keras
     ``.h5``) is tried before the generic one it refines (HDF5, priority 9).
+    ``folder`` makes a directory holding one file of these suffixes load it;
+    directories try such formats by this rank, lowest first (see :func:`load`).
     """
 
     def deco(fn: Callable[..., WeightStore]) -> Callable[..., WeightStore]:
         fmt = name or fn.__name__.removeprefix("load_")
         opts = [p for p in inspect.signature(fn).parameters if p != "path"]
-        FORMATS[fmt] = Format(fmt, tuple(s.lower() for s in suffixes), fn, sniff, priority, opts)
+        FORMATS[fmt] = Format(fmt, tuple(s.lower() for s in suffixes), fn, sniff, priority, opts, folder)
         return fn
 
     return deco
@@ -106,7 +113,7 @@ def detect(path: str | os.PathLike, *, trusted: bool = False, limits: Limits = D
     expected = ", ".join(f"{k} {v!r}" for k, v in MAGIC.items())
     raise WeightError(
         f"{path.name}: not a weight file trtdsl can read: it starts with {preview(probe.head)}, expected one of "
-        f"{expected}, a safetensors header length then '{{', a *.safetensors.index.json, or a .wts weight count line; known suffixes: "
+        f"{expected}, a safetensors header length then '{{', a *.safetensors.index.json or *.bin.index.json, or a .wts weight count line; known suffixes: "
         f"{', '.join(known)}. Pass format=... to force one of {sorted(FORMATS)}."
     )
 
@@ -123,10 +130,14 @@ def load(
     """Load a weight file as a :class:`WeightStore`, picking the format from its content and suffix.
 
     ``format`` forces a loader (``'npz'``, ``'npy'``, ``'h5'``, ``'keras_h5'``,
-    ``'keras'``, ``'safetensors'``, ``'safetensors_index'``, ``'wts'``, ``'torch'``).
-    A sharded checkpoint loads from its ``model.safetensors.index.json`` or from
-    the directory holding it (a directory must hold exactly one such index, or
-    else exactly one ``.safetensors`` file). ``strict=True``
+    ``'keras'``, ``'safetensors'``, ``'safetensors_index'``, ``'wts'``, ``'torch'``,
+    ``'torch_index'``). A sharded checkpoint loads from its index
+    (``model.safetensors.index.json``, ``pytorch_model.bin.index.json``) or from
+    the directory holding it: a directory must hold exactly one
+    ``*.safetensors.index.json``, else exactly one ``.safetensors`` file, else
+    exactly one ``*.bin.index.json`` (or ``.pt``/``.pth``); so a folder with both
+    a safetensors and a PyTorch index loads the safetensors one, as Hugging Face
+    ``transformers`` does. ``strict=True``
     makes :meth:`WeightStore.finish` (and leaving a ``with`` block) raise for
     weights no layer took. Other options go to the loader, e.g. ``mmap=False``.
 
@@ -164,7 +175,7 @@ def load(
     except MemoryError as e:
         raise WeightError(f"{path.name}: cannot read it as {fmt.name}: it asks for more memory than there is") from e
     except Exception as e:
-        raise WeightError(f"{path.name}: cannot read it as {fmt.name}: {type(e).__name__}: {_first_line(e)}") from e
+        raise WeightError(f"{path.name}: cannot read it as {fmt.name}: {type(e).__name__}: {first_line(e)}") from e
     store.strict = strict
     return store
 
@@ -181,28 +192,26 @@ def _existing(path: str | os.PathLike) -> Path:
 
 
 def _in_directory(folder: Path) -> Path:
-    """The one checkpoint a directory holds: its ``*.safetensors.index.json``, else its ``*.safetensors``.
+    """The one checkpoint a directory holds: the formats registered with a ``folder`` rank, lowest first.
 
-    Only this narrow rule: a directory is how Hugging Face checkpoints are
-    handed around, and anything less clear-cut is the caller's choice to make.
+    The ranks (``@loads(..., folder=n)``) give the order :func:`load` documents,
+    safetensors before PyTorch as in ``transformers``. Only this narrow rule: a
+    directory is how Hugging Face checkpoints are handed around, and anything
+    less clear-cut (two files of the first format found) is the caller's choice.
     """
-    for pattern in ("*.safetensors.index.json", "*.safetensors"):
-        found = sorted(p.name for p in folder.glob(pattern))
+    ranked = sorted((f for f in FORMATS.values() if f.folder is not None), key=lambda f: f.folder)
+    for fmt in ranked:
+        found = sorted({p.name for s in fmt.suffixes for p in folder.glob(f"*{s}")})
         if len(found) == 1:
             return folder / found[0]
         if found:
             shown = ", ".join(found[:5]) + (" ..." if len(found) > 5 else "")
             raise WeightError(
-                f"{folder}: is a directory with {len(found)} {pattern} files ({shown}); pass the one to load"
+                f"{folder}: is a directory with {len(found)} {_patterns(fmt)} files ({shown}); pass the one to load"
             )
-    raise WeightError(
-        f"{folder}: is not a file, and not a directory holding one *.safetensors.index.json or one *.safetensors"
-    )
+    wanted = ", or ".join(f"one {_patterns(f)}" for f in ranked)
+    raise WeightError(f"{folder}: is not a file, and not a directory holding {wanted}")
 
 
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    if not text:
-        return "(no message)"
-    line = text.splitlines()[0][:300]
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in line)  # library messages may quote the file
+def _patterns(fmt: Format) -> str:
+    return "/".join(f"*{s}" for s in fmt.suffixes)

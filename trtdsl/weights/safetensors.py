@@ -10,15 +10,13 @@ to float32 (one copy); float8 tensors are refused.
 
 A sharded checkpoint (``model.safetensors.index.json`` mapping each tensor to
 one of the shard files beside it, the Hugging Face layout) loads every shard
-this way into one store; see :func:`load_safetensors_index`.
+this way into one store; see :func:`load_safetensors_index` and :mod:`.shards`.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
-import stat
 import struct
 from collections.abc import Callable
 from pathlib import Path
@@ -28,6 +26,7 @@ import numpy as np
 from ..errors import WeightError
 from .limits import DEFAULT, Limits, quote
 from .registry import Probe, loads
+from .shards import ShardFormat, index_sniffer, load_index, sharded
 from .store import Entry, WeightStore
 
 DTYPES = {
@@ -66,7 +65,7 @@ def _header(path: Path, limits: Limits) -> tuple[dict, int]:
     return header, 8 + n
 
 
-@loads(".safetensors", sniff=_sniff)
+@loads(".safetensors", sniff=_sniff, folder=2)
 def load_safetensors(path: Path, mmap: bool = True, limits: Limits = DEFAULT) -> WeightStore:
     """A ``.safetensors`` file, one memory map for all its tensors."""
     entries, close = _open(path, mmap, limits)
@@ -131,143 +130,24 @@ def _reader(path: Path, mm, lib, name: str, *, shape, dtype: np.dtype, offset: i
 
 # ------------------------------------------------------------------ sharded checkpoints
 INDEX_SUFFIX = ".safetensors.index.json"
+SHARDS = sharded(ShardFormat("safetensors_index", "safetensors index", "a safetensors file", _sniff, _open))
 
 
-def _sniff_index(p: Probe) -> bool:
-    return p.path.name.lower().endswith(INDEX_SUFFIX) and p.head.lstrip()[:1] == b"{"
-
-
-@loads(INDEX_SUFFIX, name="safetensors_index", sniff=_sniff_index, priority=4)
+@loads(INDEX_SUFFIX, name=SHARDS.name, sniff=index_sniffer(INDEX_SUFFIX), priority=4, folder=1)
 def load_safetensors_index(path: Path, mmap: bool = True, limits: Limits = DEFAULT) -> WeightStore:
     """A sharded checkpoint (Hugging Face layout): ``model.safetensors.index.json`` and the shards it names.
 
     The index maps each tensor name to a shard file in the index's own folder;
     every shard goes through :func:`load_safetensors` (memory-mapped) once, and
     the store holds the tensors of all of them. A shard named with a path, one
-    that is not a regular file or whose links lead out of the folder, a tensor
-    the index places in a shard that lacks it, and a tensor a shard holds that
-    the index does not place there are each a :class:`WeightError`.
+    that is not a regular file or whose links lead out of the folder, a shard
+    that is not a safetensors file, a tensor the index places in a shard that
+    lacks it, and a tensor a shard holds that the index does not place there
+    are each a :class:`WeightError` (:func:`.shards.load_index`, shared with
+    ``pytorch_model.bin.index.json``).
 
     Example::
 
         w = trtdsl.weights.load("llama/model.safetensors.index.json")  # or load("llama")
     """
-    weight_map = _weight_map(path, limits)
-    placed: dict[str, set[str]] = {}
-    for tensor, shard in weight_map.items():
-        placed.setdefault(shard, set()).add(tensor)
-    if len(placed) > limits.max_shards:
-        raise WeightError(
-            f"{path.name}: the index names {len(placed)} shard files, over limits.max_shards={limits.max_shards}"
-        )
-    # The folder as given and, for an index that is a link (the Hugging Face cache links
-    # snapshots/<rev>/* to ../../blobs/<sha>), the folder the index itself lies in.
-    folders = {path.parent.resolve(), path.resolve().parent}
-    entries: dict[str, Entry] = {}
-    closers: list[Callable[[], None]] = []
-    try:
-        for shard in sorted(placed):
-            file = _shard_file(path, shard, folders)
-            try:
-                got, close = _open(file, mmap, limits)
-            except WeightError:
-                raise
-            except Exception as e:  # the safetensors library's own refusals
-                raise WeightError(f"{path.name}: shard {quote(shard)}: {type(e).__name__}: {e}") from e
-            closers.append(close)
-            _check_shard(path, shard, set(got), placed[shard], weight_map)
-            entries.update(got)
-    except BaseException:
-        _close_all(closers)
-        raise
-    return WeightStore.from_entries(path, "safetensors_index", entries, close=lambda: _close_all(closers))
-
-
-def _weight_map(path: Path, limits: Limits) -> dict[str, str]:
-    size = path.stat().st_size
-    if size > limits.max_json_bytes:
-        raise WeightError(f"{path.name}: index of {size} bytes is over limits.max_json_bytes={limits.max_json_bytes}")
-    with open(path, "rb") as f:
-        raw = f.read(limits.max_json_bytes + 1)  # the file may have grown since stat()
-    if len(raw) > limits.max_json_bytes:
-        raise WeightError(f"{path.name}: index is over limits.max_json_bytes={limits.max_json_bytes}")
-    try:
-        index = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError) as e:
-        raise WeightError(f"{path.name}: index is not UTF-8 JSON ({type(e).__name__}: {e})") from e
-    expected = 'expected {"metadata": {...}, "weight_map": {"tensor name": "shard file name", ...}}'
-    if not isinstance(index, dict):
-        raise WeightError(f"{path.name}: not a safetensors index: {expected}; found {type(index).__name__}")
-    if "weight_map" not in index:
-        keys = ", ".join(quote(k, 40) for k in list(index)[:8])
-        raise WeightError(f"{path.name}: not a safetensors index: {expected}; found no weight_map (keys: {keys})")
-    if not isinstance(index["weight_map"], dict):
-        found = type(index["weight_map"]).__name__
-        raise WeightError(f"{path.name}: not a safetensors index: {expected}; weight_map is {found}")
-    if not isinstance(index.get("metadata", {}), dict):
-        raise WeightError(f"{path.name}: index metadata is {type(index['metadata']).__name__}; {expected}")
-    weight_map = index["weight_map"]
-    for tensor, shard in weight_map.items():
-        if not isinstance(shard, str):
-            raise WeightError(
-                f"{path.name}: weight_map[{quote(tensor)}] is {type(shard).__name__} {quote(repr(shard))}, "
-                "expected a shard file name"
-            )
-    if not weight_map:
-        raise WeightError(f"{path.name}: the index's weight_map names no tensors")
-    return weight_map
-
-
-def _shard_file(index: Path, shard: str, folders: set[Path]) -> Path:
-    """``shard`` as a regular file in the index's folder, or a WeightError."""
-    where = f"{index.name}: shard {quote(shard)}"
-    if not shard or shard in (".", "..") or any(c in shard for c in "/\\\0") or os.path.isabs(shard):
-        raise WeightError(f"{where}: expected a plain file name in the index's folder, not a path")
-    file = index.parent / shard
-    try:
-        mode = os.stat(file).st_mode  # follows links: what would be opened
-        real = file.resolve(strict=True)
-    except FileNotFoundError:
-        raise WeightError(f"{where}: no such file in {index.parent}") from None
-    except OSError as e:  # a link loop, a name too long
-        raise WeightError(f"{where}: cannot stat it ({type(e).__name__}: {e.strerror or e})") from None
-    if not stat.S_ISREG(mode):
-        raise WeightError(f"{where}: expected a regular file, found a {_kind(mode)}")
-    if real.parent not in folders:
-        raise WeightError(f"{where}: is a link that leads out of the index's folder")
-    return file
-
-
-def _kind(mode: int) -> str:
-    for test, name in ((stat.S_ISDIR, "directory"), (stat.S_ISFIFO, "FIFO"), (stat.S_ISSOCK, "socket")):
-        if test(mode):
-            return name
-    return "device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "special file"
-
-
-def _check_shard(index: Path, shard: str, got: set[str], want: set[str], weight_map: dict[str, str]) -> None:
-    """Every tensor the index places in ``shard`` is there, and nothing else is."""
-    extra = sorted(got - want)
-    if extra:
-        name = extra[0]
-        if name in weight_map:
-            raise WeightError(
-                f"{index.name}: tensor {quote(name)} is in shard {quote(shard)} and in shard "
-                f"{quote(weight_map[name])}, where the index places it; a tensor must be in one shard only"
-            )
-        more = f" (and {len(extra) - 1} more)" if len(extra) > 1 else ""
-        raise WeightError(
-            f"{index.name}: shard {quote(shard)} holds {quote(name)}{more}, which the index does not name"
-        )
-    missing = sorted(want - got)
-    if missing:
-        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
-        raise WeightError(
-            f"{index.name}: the index places tensor {quote(missing[0])}{more} in shard {quote(shard)}, "
-            f"which does not hold it ({len(got)} tensors)"
-        )
-
-
-def _close_all(closers: list[Callable[[], None]]) -> None:
-    while closers:
-        closers.pop()()
+    return load_index(path, SHARDS, mmap, limits)

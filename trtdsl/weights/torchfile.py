@@ -12,12 +12,17 @@ reads it and every storage's before the first tensor is handed out. The
 flattening visits at most ``limits.max_entries`` values, so shared references
 (``x = [x, x]`` forty times is 2**40 paths in 1.8 KB) cannot make it run forever,
 and two values that flatten to one name are an error, never a silent overwrite.
+
+A sharded checkpoint (``pytorch_model.bin.index.json`` and the
+``pytorch_model-00001-of-00002.bin`` files it names, as ``transformers`` writes
+them) loads every shard this way into one store; see :func:`load_torch_index`.
 """
 
 from __future__ import annotations
 
 import pickle
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +31,7 @@ import numpy as np
 from ..errors import WeightError
 from .limits import DEFAULT, Limits, preview, quote
 from .registry import Probe, loads
+from .shards import ShardFormat, index_sniffer, load_index, sharded
 from .store import Entry, WeightStore
 from .zipcheck import Archive
 
@@ -87,6 +93,12 @@ def _numpy_dtype(t: Any, torch: Any) -> np.dtype:
 @loads(".pt", ".pth", ".bin", ".ckpt", name="torch", sniff=_sniff, priority=7)
 def load_torch(path: Path, mmap: bool = True, limits: Limits = DEFAULT) -> WeightStore:
     """A PyTorch checkpoint; needs torch, and refuses files holding anything but tensors and containers."""
+    entries, close = _open(path, mmap, limits)
+    return WeightStore.from_entries(path, "torch", entries, close=close)
+
+
+def _open(path: Path, mmap: bool, limits: Limits) -> tuple[dict[str, Entry], Callable[[], None]]:
+    """One checkpoint's entries, and what closes its archive (a legacy file has none)."""
     try:
         import torch
     except ImportError:
@@ -135,7 +147,7 @@ def load_torch(path: Path, mmap: bool = True, limits: Limits = DEFAULT) -> Weigh
                 f"{path.name}: tensor {name!r} is {t.layout}{' quantized' if t.is_quantized else ''}; only dense tensors can become weights"
             )
         entries[name] = Entry(tuple(t.shape), _numpy_dtype(t, torch), _reader(t, torch, verify))
-    return WeightStore.from_entries(path, "torch", entries, close=archive.close if archive else None)
+    return entries, archive.close if archive else (lambda: None)
 
 
 def _verifier(archive: Archive):
@@ -167,3 +179,26 @@ def _reader(t: Any, torch: Any, verify: Any):
         return x.numpy()  # shares the (mapped) storage
 
     return read
+
+
+# ------------------------------------------------------------------ sharded checkpoints
+INDEX_SUFFIXES = (".bin.index.json", ".pt.index.json", ".pth.index.json")
+SHARDS = sharded(ShardFormat("torch_index", "PyTorch shard index", "a PyTorch checkpoint", _sniff, _open))
+
+
+@loads(*INDEX_SUFFIXES, name=SHARDS.name, sniff=index_sniffer(*INDEX_SUFFIXES), priority=4, folder=3)
+def load_torch_index(path: Path, mmap: bool = True, limits: Limits = DEFAULT) -> WeightStore:
+    """A sharded PyTorch checkpoint (Hugging Face layout): ``pytorch_model.bin.index.json`` and the shards it names.
+
+    The index has the layout of ``model.safetensors.index.json`` and goes
+    through the same checks (:func:`.shards.load_index`): each shard is a plain
+    file name in the index's folder, a regular file, a PyTorch checkpoint (a
+    safetensors shard is refused by name), and holds exactly the tensors the
+    index places there. Every shard loads once through :func:`load_torch`, so
+    only ``torch.load(weights_only=True)`` ever reads it.
+
+    Example::
+
+        w = trtdsl.weights.load("gpt2/pytorch_model.bin.index.json")  # or load("gpt2")
+    """
+    return load_index(path, SHARDS, mmap, limits)
