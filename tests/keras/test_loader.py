@@ -1,4 +1,5 @@
-"""load_model's weights: a Keras 3 weights-only file (model.save_weights) named through the model's config."""
+"""load_model: a Keras 3 weights-only file (model.save_weights) named through the model's config; the
+names of the network's inputs and outputs (a dict's keys, as model.predict takes and returns them)."""
 
 from __future__ import annotations
 
@@ -13,9 +14,10 @@ import pytest
 
 import trtdsl
 from trtdsl import keras as tk
-from trtdsl.errors import WeightError
+from trtdsl.errors import KerasError, WeightError
 
 from ..conftest import requires_trt
+from .keras_util import edit_h5_config
 
 pytestmark = requires_trt
 
@@ -48,18 +50,61 @@ _WRITER = textwrap.dedent(
 )
 
 
-@pytest.fixture(scope="module")
-def written(tmp_path_factory):
+# Dict inputs and outputs whose keys are not the layers' names (two swapped with each other), and a
+# nested model's dict outputs as the outer model's outputs; Keras' predictions by key.
+_DICT_WRITER = textwrap.dedent(
+    """
+    import sys
+    import numpy as np
+    import keras
+    from keras import layers as L
+
+    out = sys.argv[1]
+    rng = np.random.default_rng(2)
+    img, meta = L.Input((4,), name="img_in"), L.Input((3,), name="meta_in")
+    h = L.Concatenate(name="cat")([img, meta])
+    outputs = {"boxes": L.Dense(4, name="scores")(h), "scores": L.Dense(2, name="boxes")(h), "feat": h}
+    m = keras.Model({"image": img, "meta": meta}, outputs, name="flat")
+    feeds = {"image": rng.standard_normal((2, 4)).astype("float32"), "meta": rng.standard_normal((2, 3)).astype("float32")}
+    preds = m.predict(feeds, verbose=0)
+    np.savez(f"{out}/flat.npz", **{f"in:{k}": v for k, v in feeds.items()}, **{f"out:{k}": v for k, v in preds.items()})
+    m.save(f"{out}/flat.keras")
+    m.save(f"{out}/flat.h5")
+
+    x = L.Input((4,), name="x0")
+    inner = keras.Model(x, {"logits": L.Dense(3, name="d1")(x), "embedding": L.Dense(2, name="d2")(x)}, name="head")
+    y = L.Input((4,), name="y0")
+    nested = keras.Model(y, inner(y), name="nested")
+    feed = rng.standard_normal((2, 4)).astype("float32")
+    preds = nested.predict(feed, verbose=0)
+    np.savez(f"{out}/nested.npz", **{"in:y0": feed}, **{f"out:{k}": v for k, v in preds.items()})
+    nested.save(f"{out}/nested.keras")
+    nested.save(f"{out}/nested.h5")
+    """
+)
+
+
+def _write(tmp_path_factory, script: str, folder: str):
     spec = importlib.util.find_spec("keras")
     if spec is None or spec.origin is None:  # tests/keras itself is a namespace package named keras
         pytest.skip("Keras 3 (the dev extra) is not installed")
-    out = tmp_path_factory.mktemp("weights_only")
+    out = tmp_path_factory.mktemp(folder)
     env = {**os.environ, "KERAS_BACKEND": "torch"}
-    done = subprocess.run([sys.executable, "-c", _WRITER, str(out)], env=env, capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-c", script, str(out)], env=env, capture_output=True, text=True,
                           timeout=300)  # fmt: skip
     if done.returncode:
         raise RuntimeError(f"the Keras writer failed:\n{done.stderr[-3000:]}")
     return out
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory):
+    return _write(tmp_path_factory, _WRITER, "weights_only")
+
+
+@pytest.fixture(scope="module")
+def dicts(tmp_path_factory):
+    return _write(tmp_path_factory, _DICT_WRITER, "dicts")
 
 
 def _run(net: trtdsl.Network, x: np.ndarray) -> np.ndarray:
@@ -90,3 +135,48 @@ def test_a_weights_file_that_is_not_hdf5_is_refused(written, tmp_path):
     bad.write_bytes(b"not an HDF5 file" * 8)
     with pytest.raises(WeightError, match="bad.weights.h5"):
         tk.load_model(written / "m.keras", weights=bad)
+
+
+@pytest.mark.parametrize("fmt", ["keras", "h5"])
+@pytest.mark.parametrize("name", ["flat", "nested"])
+def test_dict_inputs_and_outputs_are_named_by_their_keys(dicts, name, fmt):
+    data = np.load(dicts / f"{name}.npz")
+    want = {k[4:]: data[k] for k in data.files if k.startswith("out:")}
+    feeds = {k[3:]: data[k] for k in data.files if k.startswith("in:")}
+    net = tk.load_model(dicts / f"{name}.{fmt}", batch=2)
+    assert sorted(net.input_specs) == sorted(feeds)
+    assert list(net.outputs) == sorted(want)  # Keras' order: a dict's by sorted key
+    got = trtdsl.reference.run(net, feeds)
+    for key, w in want.items():
+        assert np.abs(got[key] - w).max() <= 1e-4 * np.abs(w).max(), key
+
+
+def test_input_shapes_name_a_dict_input_by_its_key(dicts):
+    net = tk.load_model(dicts / "flat.h5", batch=2, input_shapes={"image": (4,)})
+    assert net.input_specs["image"] == (2, 4)
+    with pytest.raises(
+        KerasError, match=r"input_shapes names 'img_in'.* Input layer 'img_in' is fed as dict key 'image'"
+    ):
+        tk.load_model(dicts / "flat.h5", input_shapes={"img_in": (4,)})
+
+
+def _rename_output(key: str):
+    def edit(cfg):
+        outs = cfg["config"]["output_layers"]
+        outs[key] = outs.pop("boxes")
+
+    return edit
+
+
+def test_an_output_key_that_names_an_input_is_refused(dicts, tmp_path):
+    path = edit_h5_config(dicts / "flat.h5", tmp_path / "clash.h5", _rename_output("meta"))
+    with pytest.raises(KerasError, match=r"model 'flat': output key 'meta' is also the name of an input"):
+        tk.load_model(path)
+
+
+def test_an_output_key_that_names_a_tensor_inside_is_refused(dicts, tmp_path):
+    path = edit_h5_config(dicts / "flat.h5", tmp_path / "clash.h5", _rename_output("boxes.linear.matmul.out"))
+    with pytest.raises(
+        KerasError, match=r"output 'boxes.linear.matmul.out' \(of layer 'scores'\).*already has a tensor named"
+    ):
+        tk.load_model(path)

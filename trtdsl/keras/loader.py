@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import weights as _weights
-from ..errors import KerasError, did_you_mean
+from ..errors import KerasError, TrtdslError, did_you_mean
 from ..network import Network
 from ..profile import Dim
 from ..weights.keras import load_keras_weights
@@ -37,6 +37,28 @@ def _store(weights: Any, path: Path, config: dict, trusted: bool, limits: Limits
             return load_keras_weights(given, config, trusted=trusted, limits=limits)
         return _weights.load(given, trusted=trusted, limits=limits)
     return weights
+
+
+def _dict_keys(model_cfg: dict, key: str, refs: list) -> list[str | None]:
+    """The dict key of each of a model's ``input_layers``/``output_layers`` (``key``), in ``refs``' order.
+
+    ``model.predict`` takes and returns a dict's tensors by key, and Keras matches a dict's inputs
+    by key, not by the ``Input`` layer's name. None where the tensor is in no dict (a nested dict's
+    keys join with '/'). The order is ``keras_config``'s ``_refs``: a dict by sorted key, depth first.
+    """
+
+    def walk(value: object, where: str | None) -> list[str | None]:
+        if isinstance(value, dict):
+            return [n for k in sorted(value) for n in walk(value[k], f"{where}/{k}" if where else str(k))]
+        if isinstance(value, list) and value and isinstance(value[0], str):
+            return [where]
+        if isinstance(value, list):
+            return [n for v in value for n in walk(v, where)]
+        return []
+
+    raw = (model_cfg.get("config") or {}).get(key) if model_cfg.get("class_name") != "Sequential" else None
+    keys = walk(raw, None)
+    return keys if len(keys) == len(refs) else [None] * len(refs)
 
 
 def _input_shape(model: Model, name: str, cfg: dict, override: Mapping[str, Sequence[int]] | None) -> list:
@@ -87,7 +109,9 @@ def load_model(
             structure in an isolated worker, sizes capped by ``limits``); ``trusted=True`` for files you made.
 
     Inputs and outputs keep the Keras names and order (that of ``model.inputs``/``outputs``: a dict's
-    by sorted key). The store is kept as ``net.keras_weights``.
+    by sorted key). A dict's inputs and outputs are named by its keys, as ``model.predict`` takes and
+    returns them; others by the ``Input`` layer's name and the name of the layer making the output.
+    ``input_shapes`` uses the same names. The store is kept as ``net.keras_weights``.
 
     Example::
 
@@ -110,41 +134,57 @@ def load_model(
         if len(b) != 3:
             raise KerasError(f"batch must be (min, opt, max), a Dim or an int, got {batch!r}")
         bdim = Dim("batch", *b)
+    in_names = [k or r.layer for r, k in zip(model.inputs, _dict_keys(mf.config, "input_layers", model.inputs))]
     if input_shapes:
-        unknown = [n for n in input_shapes if n not in {r.layer for r in model.inputs}]
+        unknown = [n for n in input_shapes if n not in in_names]
         if unknown:
-            names = [r.layer for r in model.inputs]
-            raise KerasError(
-                f"input_shapes names {unknown[0]!r}, not an input of the model; inputs: {names}"
-                f"{did_you_mean(unknown[0], names)}"
+            layer_names = {r.layer: n for r, n in zip(model.inputs, in_names) if r.layer != n}
+            hint = (
+                f" Input layer {unknown[0]!r} is fed as dict key {layer_names[unknown[0]]!r}."
+                if unknown[0] in layer_names
+                else did_you_mean(unknown[0], in_names)
             )
+            raise KerasError(f"input_shapes names {unknown[0]!r}, not an input of the model; inputs: {in_names}.{hint}")
     inputs = []
     if not model.inputs or not model.outputs:
         raise KerasError(f"model {model.name!r}: the config names no inputs or no outputs")
-    for ref in model.inputs:
+    for ref, in_name in zip(model.inputs, in_names):
         cfg = model.layer(ref.layer).config
-        shape = _input_shape(model, ref.layer, cfg, input_shapes)
+        shape = _input_shape(model, in_name, cfg, input_shapes)
         dt = _input_dtype(cfg.get("dtype"))
         nchw = layout == "NCHW" and len(shape) >= 3 and dt == "float32"
         dims = [bdim, *shape[1:]]
         if nchw:
             dims = [dims[i] for i in to_cf_perm(len(dims))]
-        t = net.input(ref.layer, dt, dims)
+        t = net.input(in_name, dt, dims)
         inputs.append(KTensor(t, cl=nchw))
     ctx = Context(net, store, mf.keras_major, str(mf.path), backend or mf.backend or "tensorflow")
     from .graph import Call
 
     outs = run_model(ctx, model, inputs)
-    used: set[str] = set(net.input_specs)  # an output that is an input needs a name of its own
-    for ref, out in zip(model.outputs, outs):
-        name, i = ref.layer, 0
-        while name in used:  # several outputs of one layer, or the same tensor twice
-            i += 1
-            name = f"{ref.layer}_{i}"
-        used.add(name)
+    out_keys = _dict_keys(mf.config, "output_layers", model.outputs)
+    keys = {k for k in out_keys if k is not None}  # names users asked for: kept as they are, or refused
+    clash = sorted(keys & set(net.input_specs))
+    if clash:
+        raise KerasError(
+            f"model {model.name!r}: output key {clash[0]!r} is also the name of an input, and a TensorRT "
+            f"network cannot name an input and an output alike; rename one of them in the Keras model"
+        )
+    used: set[str] = set(net.input_specs) | keys  # an output that is an input needs a name of its own
+    for ref, out, key in zip(model.outputs, outs, out_keys):
+        name = key or ref.layer
+        if key is None:
+            i = 0
+            while name in used:  # several outputs of one layer, or the same tensor twice
+                i += 1
+                name = f"{ref.layer}_{i}"
+            used.add(name)
         call = Call(ctx, model.layer(ref.layer), "", ref.layer)
         t = out.t if (layout == "NCHW" and out.cl) else call.logical(out)
-        net.output(t, name)
+        try:
+            net.output(t, name)
+        except TrtdslError as e:  # a key that is the name of a tensor inside ('dense.linear.matmul.out')
+            raise KerasError(f"model {model.name!r}: output {name!r} (of layer {ref.layer!r}): {e}") from e
     net.keras_weights = store  # type: ignore[attr-defined]
     net.keras_records = ctx.records  # type: ignore[attr-defined]
     net.keras_model = model  # type: ignore[attr-defined]
