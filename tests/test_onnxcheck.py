@@ -359,6 +359,91 @@ def test_a_file_of_tiny_fields_is_refused_within_the_field_budget(tmp_path, monk
     assert onnxcheck.check(_write(tmp_path, "mm", matmul())) == []  # a model within the budget
 
 
+def _raw_parse(trt, path: Path) -> tuple[list[str], list[str]]:
+    """What TensorRT's own parser makes of ``path``, unchecked: output names and layer types."""
+    logger = trt.Logger(trt.Logger.INTERNAL_ERROR)
+    net = trt.Builder(logger).create_network(0)
+    parser = trt.OnnxParser(net, logger)
+    assert parser.parse_from_file(str(path)), [str(parser.get_error(i)) for i in range(parser.num_errors)]
+    outputs = [net.get_output(i).name for i in range(net.num_outputs)]
+    return outputs, [str(net.get_layer(i).type).rsplit(".", 1)[-1] for i in range(net.num_layers)]
+
+
+def _unary(op: str, domain: str = "", functions=()):
+    nodes = [helper.make_node(op, ["x"], ["y"], name="n", domain=domain)]
+    m = _one_node(nodes[0], {})
+    m.opset_import.extend([helper.make_opsetid(domain, 1)] if domain else [])
+    m.functions.extend(functions)
+    return m
+
+
+def _negation(domain: str, name: str):
+    """A local function ``domain::name`` whose body is Neg."""
+    body = [helper.make_node("Neg", ["a"], ["b"])]
+    return helper.make_function(domain, name, ["a"], ["b"], body, [helper.make_opsetid("", 17)])
+
+
+def test_a_graph_output_listed_twice_is_refused(server, tmp_path, trt):
+    m = _one_node(helper.make_node("Relu", ["x"], ["r"]), {})
+    m.graph.node.append(helper.make_node("Neg", ["x"], ["n"]))
+    del m.graph.output[:]
+    m.graph.output.extend([helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, [2, 3]) for n in ("r", "n", "r")])
+    onnx.checker.check_model(m)  # valid ONNX, and onnxruntime returns all three
+    path = _write(tmp_path, "twice", m)
+    # Before: parsed with success (logging "already set as network-level output"), two outputs of three.
+    assert _raw_parse(trt, path)[0] == ["r", "n"]
+    _refused(server, path, r"graph 'one' lists output 'r' twice \(outputs 0 and 2\); .* the 3 the model declares")
+    # Listed once each, or twice by a subgraph (an If's two outputs may be one tensor of a branch): parsed.
+    del m.graph.output[2]
+    assert "ok" in server.parse(_write(tmp_path, "once", m))
+    assert "ok" in server.parse(_write(tmp_path, "nest", nested_ifs(2)))
+
+
+@pytest.mark.parametrize(
+    ("model", "pattern"),
+    [(lambda: _unary("Relu", "custom"), r"node 0 \('n', Relu\) in graph 'one' is Relu of domain 'custom', but "
+      r"TensorRT's parser ignores the domain and would build ONNX Relu: set its domain to '' .* an op type of its own"),
+     (lambda: _unary("Relu", "com.microsoft"), r"is Relu of domain 'com.microsoft'"),
+     (lambda: _unary("Relu", "trt.plugins"), r"is Relu of domain 'trt.plugins'"),
+     (lambda: _unary("Relu", "local", [_negation("local", "Relu")]),
+      r"node 0 \('n', Relu\) in graph 'one' calls the model's local function local::Relu, but TensorRT's parser "
+      r"would build ONNX Relu: rename the function")],
+)  # fmt: skip
+def test_a_node_of_another_domain_named_like_an_onnx_op_is_refused(server, tmp_path, trt, model, pattern):
+    path = _write(tmp_path, "foreign", model())
+    # Before: each parsed as the ONNX op (an activation layer), the local function's Neg unread.
+    assert _raw_parse(trt, path)[1] == ["ACTIVATION"]
+    _refused(server, path, pattern)
+
+
+def test_plugins_ai_onnx_and_local_functions_of_their_own_names_pass(server, tmp_path):
+    # A plugin is found by op type in any domain: TensorRT's parser, not trtdsl, says this one is missing.
+    plugin = server.parse(_write(tmp_path, "plugin", _unary("MyPlugin_TRT", "trt.plugins")))
+    assert plugin.get("error") == "OnnxParseError" and "Plugin not found" in plugin["message"], plugin
+    assert "trtdsl refused" not in plugin["message"]
+    assert onnxcheck.check(_write(tmp_path, "ml", _unary("Normalizer", "ai.onnx.ml"))) == []
+    x = np.array([[1, -2, 3], [-4, 5, -6]], np.float32)
+    explicit = trtdsl.onnx.parse(_write(tmp_path, "explicit", _unary("Relu", "ai.onnx")))
+    np.testing.assert_array_equal(reference.run(explicit, {"x": x})["y"], np.maximum(x, 0))
+    local = trtdsl.onnx.parse(_write(tmp_path, "local", _unary("Negate", "local", [_negation("local", "Negate")])))
+    np.testing.assert_array_equal(reference.run(local, {"x": x})["y"], -x)
+    # ONNX Runtime's com.microsoft Gelu means ONNX Gelu (erf form): parsed, and equal to onnxruntime's run.
+    ort = pytest.importorskip("onnxruntime")
+    gelu = _write(tmp_path, "msgelu", _unary("Gelu", "com.microsoft"))
+    expected = ort.InferenceSession(str(gelu), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    got = reference.run(trtdsl.onnx.parse(gelu), {"x": x})["y"]
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6)
+
+
+def test_standard_ops_are_those_of_onnx():
+    from trtdsl.onnxops import STANDARD_OPS
+
+    schemas = onnx.defs.get_all_schemas_with_history()
+    assert {s.name for s in schemas if s.domain == ""} == STANDARD_OPS, "regenerate trtdsl/onnxops.py"
+    # No op of ONNX's other domains (ai.onnx.ml, ai.onnx.preview.training) shares a name with them.
+    assert not {s.name for s in schemas if s.domain} & STANDARD_OPS
+
+
 def _seed_files(folder: Path) -> dict[str, Path]:
     folder.mkdir()
     files = {name: _write(folder, name, make()) for name, make in sorted(SEEDS.items())}

@@ -17,7 +17,15 @@ build a network other than the file's:
 - an input dim or an int attribute past int32 (``2**32 + 1`` pads become 1,
   a ``2**40`` batch becomes 0: the parser narrows them silently);
 - a name that is not UTF-8 (the bindings raise ``UnicodeDecodeError`` later);
-- a binary op given one or three inputs (parsed without a word).
+- a binary op given one or three inputs (parsed without a word);
+- a graph output listed twice: the parser logs "already set as network-level
+  output" and returns success with one output fewer than the model declares;
+- a node of another domain named like an ONNX op (``STANDARD_OPS``): the parser
+  picks importers by op type alone, so ``custom::Relu`` and a call of a local
+  function ``local::Relu`` became ONNX Relu (the function's body unread). Op types
+  of their own (plugins: ``trt.plugins::MyPlugin_TRT``; ``ai.onnx.ml`` ops; local
+  functions) pass, and so do the few that mean the ONNX op (``SAME_AS_ONNX``:
+  ONNX Runtime's ``com.microsoft`` QuantizeLinear, DequantizeLinear and Gelu).
 
 This module walks the protobuf wire format in pure Python (protobuf and the
 ``onnx`` package are not dependencies), reading only the fields those checks
@@ -37,6 +45,7 @@ from pathlib import Path
 
 from .dtypes import info
 from .errors import OnnxParseError
+from .onnxops import SAME_AS_ONNX, STANDARD_OPS
 
 INT32 = info("int32").range  # TensorRT's parser narrows int64 dims and attributes to int32
 MAX_FIELDS = 4_000_000  # ~6 per node (ResNet-50: 2,885): bounds the walk of a file of tiny fields to seconds
@@ -68,7 +77,7 @@ _RANK_OF_INPUTS = {"Cast", "Identity", "Abs", "Neg", "Relu", "Floor", "Ceil", "S
 _GRAPH, _GRAPHS = 5, 10  # AttributeProto.AttributeType
 _EXTERNAL = 1  # TensorProto.DataLocation.EXTERNAL
 # The field numbers read of each message (onnx.proto3); the others are skipped, not stored.
-_MODEL, _OPSET, _FUNCTION = frozenset({7, 8, 25}), frozenset({1, 2}), frozenset({1, 7})
+_MODEL, _OPSET, _FUNCTION = frozenset({7, 8, 25}), frozenset({1, 2}), frozenset({1, 7, 10})
 _GRAPH_FIELDS, _PAIR = frozenset({1, 2, 5, 11, 12, 13, 15}), frozenset({1, 2})
 _ONE, _TWO = frozenset({1}), frozenset({2})
 _NODE, _ATTRIBUTE = frozenset({1, 2, 3, 4, 5, 7}), frozenset({1, 3, 5, 6, 8, 10, 11, 20})
@@ -118,6 +127,7 @@ class _Walk:
         self.ranks: dict[str, int] = {}  # lower bounds on the rank of tensors that nodes compute
         self.unchecked: list[str] = []  # what only a parse in a child process can check
         self.opset = 1  # of the default domain: Scan changed its inputs in opset 9
+        self.functions: set[tuple[str, str]] = set()  # the model's local functions: (domain, name)
         self.left = MAX_FIELDS
 
     def message(self, span: tuple[int, int], wanted: frozenset[int]) -> dict[int, list]:
@@ -185,11 +195,15 @@ class _Walk:
             f = self.message(ident, _OPSET)
             if (self.texts(f, 1, "an opset domain") or [""])[-1] in ("", "ai.onnx"):
                 self.opset = max([*_ints(self.buf, f, 2), 1])
-        for g in _spans(fields, 7)[-1:]:  # proto2: the last one wins
-            self.graph(g, "the main graph", 0)
-        for fn in _spans(fields, 25):  # FunctionProto: name (1), node (7)
+        functions = []
+        for fn in _spans(fields, 25):  # FunctionProto: name (1), node (7), domain (10)
             f = self.message(fn, _FUNCTION)
             name = (self.texts(f, 1, "a function's name") or ["?"])[-1]
+            self.functions.add(((self.texts(f, 10, "the domain of function {!r}", name) or [""])[-1], name))
+            functions.append((name, f))
+        for g in _spans(fields, 7)[-1:]:  # proto2: the last one wins
+            self.graph(g, "the main graph", 0)
+        for name, f in functions:
             for i, node in enumerate(_spans(f, 7)):
                 self.node(node, f"function {name!r}", i, 1)
 
@@ -205,14 +219,24 @@ class _Walk:
         for sparse in _spans(f, 15):  # SparseTensorProto: values (1) and indices (2)
             for t in (t for n in (1, 2) for t in _spans(self.message(sparse, _PAIR), n)):
                 self.tensor(t, "sparse initializer")
+        outputs: dict[str, int] = {}
         for n in (11, 12, 13):
-            for v in _spans(f, n):
-                self.value_info(v, where, check_dims=n == 11)
+            for i, v in enumerate(_spans(f, n)):
+                value = self.value_info(v, where, check_dims=n == 11)
+                if n == 12 and depth == 0:  # a subgraph's outputs are its node's: parsed as listed
+                    if value in outputs:
+                        raise self.fail(
+                            f"{where} lists output {value!r} twice (outputs {outputs[value]} and {i}); "
+                            f"TensorRT's parser would mark it once and give one output fewer than the "
+                            f"{len(_spans(f, 12))} the model declares. Add an Identity for the second use"
+                        )
+                    outputs[value] = i
         for i, node in enumerate(_spans(f, 1)):
             self.node(node, where, i, depth)
         return len(_spans(f, 11)), len(_spans(f, 12))
 
-    def value_info(self, span: tuple[int, int], where: str, *, check_dims: bool) -> None:
+    def value_info(self, span: tuple[int, int], where: str, *, check_dims: bool) -> str:
+        """Check one ValueInfoProto; its name."""
         f = self.message(span, _PAIR)
         name = (self.texts(f, 1, "a value name in {}", where) or [""])[-1]
         # TypeProto.tensor_type (1) -> TypeProto.Tensor.shape (2) -> TensorShapeProto.dim (1)
@@ -233,6 +257,7 @@ class _Walk:
                     volume = volume * sizes[-1] if volume is not None and sizes and sizes[-1] >= 0 else None
                 if check_dims:
                     self.shapes[name] = (len(dims), volume)
+        return name
 
     def node(self, span: tuple[int, int], where: str, index: int, depth: int) -> None:
         f = self.message(span, _NODE)
@@ -247,6 +272,8 @@ class _Walk:
         if n_out == 0:
             raise self.fail(f"{label} in {where} has no outputs; every ONNX node has at least one")
         standard = domain in ("", "ai.onnx")
+        if not standard and op in STANDARD_OPS and (domain, op) not in SAME_AS_ONNX:
+            self.foreign(f"{label} in {where}", op, domain)
         lo, hi = ARITY.get(op, (0, n_in)) if standard else (0, n_in)
         if not lo <= n_in <= hi:
             takes = f"{lo}" if lo == hi else f"{lo} to {hi}"
@@ -281,6 +308,19 @@ class _Walk:
         if standard and (op in _RANK_ONE or op in _RANK_OF_INPUTS):
             bound = _RANK_ONE.get(op) or max((self.min_rank(x) for x in inputs if x), default=0)
             self.ranks.update(dict.fromkeys(outputs, bound))
+
+    def foreign(self, label: str, op: str, domain: str) -> None:
+        """Refuse a node of domain ``domain`` named like the standard op ``op``: TensorRT would build that."""
+        if (domain, op) in self.functions:
+            raise self.fail(
+                f"{label} calls the model's local function {domain}::{op}, but TensorRT's parser would build "
+                f"ONNX {op}: rename the function (and its calls) to a name that is not an ONNX op's, e.g. {op}_fn"
+            )
+        raise self.fail(
+            f"{label} is {op} of domain {domain!r}, but TensorRT's parser ignores the domain and would build "
+            f"ONNX {op}: set its domain to '' if it means ONNX {op}; a plugin needs an op type of its own "
+            "(TensorRT finds plugins by op type)"
+        )
 
     def min_rank(self, name: str) -> int:
         """A lower bound on the rank of ``name``: stated by the file, or from the op that made it."""
