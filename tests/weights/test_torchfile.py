@@ -109,3 +109,23 @@ def test_torch_index_shard_with_arbitrary_objects_is_refused(tmp_path, legacy):
     ):
         W.load(tmp_path)
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["zip", "legacy"])
+def test_a_whole_saved_model_is_refused_with_the_state_dict_hint(tmp_path, legacy):
+    torch.manual_seed(0)
+    path = tmp_path / "model.pt"
+    model = torch.nn.Sequential(torch.nn.Linear(3, 2))
+    torch.save(model, path, _use_new_zipfile_serialization=not legacy)
+    with pytest.raises(WeightError) as e:
+        W.load(path)
+    text = str(e.value)
+    assert "model.pt: refused" in text and "weights_only=True" in text
+    assert "It pickles a 'torch.nn.modules.container.Sequential' object, as torch.save(model) does" in text
+    assert "torch.save(model.state_dict(), path)" in text
+    assert "add_safe_globals" not in text  # torch's advice to allow-list classes is not ours to give
+    # What the hint says to do loads, with the values torch holds.
+    state = model.state_dict()
+    torch.save(state, tmp_path / "state.pt")
+    w = W.load(tmp_path / "state.pt")
+    np.testing.assert_array_equal(w["0.weight"], state["0.weight"].numpy())

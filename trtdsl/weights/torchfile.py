@@ -21,6 +21,7 @@ them) loads every shard this way into one store; see :func:`load_torch_index`.
 from __future__ import annotations
 
 import pickle
+import re
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -44,6 +45,18 @@ def _sniff(p: Probe) -> bool:
     names = p.zip_names or []
     # torch.save writes '<archive>/data.pkl'; the legacy format is a pickle that starts with torch's magic number.
     return any(n.endswith("/data.pkl") or n == "data.pkl" for n in names) or p.head.startswith(LEGACY_MAGIC)
+
+
+def _whole_module_hint(message: str) -> str:
+    """A hint for the usual cause: ``torch.save(model)`` pickles the module's class, not only its tensors."""
+    found = re.search(r"GLOBAL ([A-Za-z_][\w.]*) was not an allowed global", message)
+    if not found or found.group(1).split(".")[0] in ("builtins", "collections", "numpy"):
+        return ""
+    cls = quote(found.group(1), 80)
+    return (
+        f" It pickles a {cls} object, as torch.save(model) does with a whole model: save its tensors instead, "
+        "with torch.save(model.state_dict(), path), and load that"
+    )
 
 
 def _flatten(obj: Any, torch: Any, limits: Limits, label: str) -> dict[str, Any]:
@@ -134,10 +147,11 @@ def _open(path: Path, mmap: bool, limits: Limits) -> tuple[dict[str, Entry], Cal
     except pickle.UnpicklingError as e:
         lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
         why = next((ln for ln in lines if "Unsupported" in ln or "WeightsUnpickler" in ln), lines[0] if lines else "")
+        why = why.split(" Please use")[0]  # torch's advice (allow-listing globals) is not trtdsl's to follow
         why = "".join(c if c.isprintable() else repr(c)[1:-1] for c in why[:200])
         raise WeightError(
             f"{path.name}: refused: it holds Python objects other than tensors and containers, and trtdsl only "
-            f"loads with torch.load(weights_only=True). ({why})"
+            f"loads with torch.load(weights_only=True). ({why}){_whole_module_hint(str(e))}"
         ) from e
     tensors = _flatten(obj, torch, limits, path.name)
     entries = {}
