@@ -18,7 +18,7 @@ import pytest
 
 import trtdsl
 import trtdsl.onnx
-from trtdsl import onnxcheck, reference
+from trtdsl import onnxcheck, onnxwire, reference
 
 onnx = pytest.importorskip("onnx")
 from onnx import helper, numpy_helper  # noqa: E402
@@ -352,7 +352,7 @@ def test_files_that_are_not_models_are_refused_with_what_is_wrong(tmp_path):
 def test_a_file_of_tiny_fields_is_refused_within_the_field_budget(tmp_path, monkeypatch):
     # The walk stores only the fields it reads and stops at MAX_FIELDS: a 2 GiB file of 2-byte
     # fields would otherwise cost it minutes and gigabytes (ResNet-50 has 2,885 fields).
-    monkeypatch.setattr(onnxcheck, "MAX_FIELDS", 1000)
+    monkeypatch.setattr(onnxwire, "MAX_FIELDS", 1000)
     path = _write(tmp_path, "tiny", b"\x08\x07" * 5000)
     with pytest.raises(trtdsl.onnx.OnnxParseError, match=r"it holds more than 1,000 protobuf fields outside"):
         trtdsl.onnx.parse(path)

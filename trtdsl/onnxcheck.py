@@ -27,8 +27,8 @@ build a network other than the file's:
   functions) pass, and so do the few that mean the ONNX op (``SAME_AS_ONNX``:
   ONNX Runtime's ``com.microsoft`` QuantizeLinear, DequantizeLinear and Gelu).
 
-This module walks the protobuf wire format in pure Python (protobuf and the
-``onnx`` package are not dependencies), reading only the fields those checks
+This module walks the protobuf wire format in pure Python (``trtdsl.onnxwire``;
+protobuf and the ``onnx`` package are not dependencies), reading only the fields those checks
 need: weight bytes are skipped by their length, never read, so the walk costs
 about 15 ms for a 100 MB ResNet-50. :func:`check` raises :class:`OnnxParseError`
 naming the graph, node or tensor, what was expected and what the file holds,
@@ -46,9 +46,9 @@ from pathlib import Path
 from .dtypes import info
 from .errors import OnnxParseError
 from .onnxops import SAME_AS_ONNX, STANDARD_OPS
+from .onnxwire import Malformed, Reader, read_ints, spans
 
 INT32 = info("int32").range  # TensorRT's parser narrows int64 dims and attributes to int32
-MAX_FIELDS = 4_000_000  # ~6 per node (ResNet-50: 2,885): bounds the walk of a file of tiny fields to seconds
 MAX_GRAPH_DEPTH = 32  # subgraphs (If in Loop in If ...); TensorRT's protobuf stops near 30 levels anyway
 # (op, attribute) pairs whose int64 values TensorRT reads as int64: "to the end" is INT64_MAX there.
 INT64_ATTRIBUTES = {("Slice", "starts"), ("Slice", "ends"), ("Shape", "start"), ("Shape", "end"),
@@ -84,127 +84,32 @@ _NODE, _ATTRIBUTE = frozenset({1, 2, 3, 4, 5, 7}), frozenset({1, 3, 5, 6, 8, 10,
 _TENSOR = frozenset({1, 8, 13, 14})
 
 
-class _Malformed(Exception):
-    pass
-
-
-def _varint(buf, pos: int, end: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        if pos >= end or shift > 63:
-            raise _Malformed(f"a varint at byte {pos} runs past its message")
-        b = buf[pos]
-        pos += 1
-        value |= (b & ~0x80) << shift  # the byte without its continuation bit
-        if b < 0x80:
-            return (value - (1 << 64) if value >= 1 << 63 else value), pos
-        shift += 7
-
-
-def _spans(fields: dict[int, list], n: int) -> list[tuple[int, int]]:
-    return [v for v in fields.get(n, ()) if type(v) is tuple]
-
-
-def _ints(buf, fields: dict[int, list], n: int) -> list[int]:
-    """A repeated int64 field's values, written one varint at a time or packed."""
-    out = []
-    for v in fields.get(n, ()):
-        if type(v) is int:
-            out.append(v)
-        elif type(v) is tuple:
-            pos, end = v
-            while pos < end:
-                x, pos = _varint(buf, pos, end)
-                out.append(x)
-    return out
-
-
-class _Walk:
+class _Walk(Reader):
     def __init__(self, buf, path: Path):
-        self.buf, self.path = buf, path
+        super().__init__(buf, path)
         self.external: list[tuple[str, dict[str, str]]] = []  # (what, external_data entries)
         self.shapes: dict[str, tuple[int, int | None]] = {}  # (rank, elements) where the file states them
         self.ranks: dict[str, int] = {}  # lower bounds on the rank of tensors that nodes compute
         self.unchecked: list[str] = []  # what only a parse in a child process can check
         self.opset = 1  # of the default domain: Scan changed its inputs in opset 9
         self.functions: set[tuple[str, str]] = set()  # the model's local functions: (domain, name)
-        self.left = MAX_FIELDS
-
-    def message(self, span: tuple[int, int], wanted: frozenset[int]) -> dict[int, list]:
-        """The ``wanted`` fields of one message: number -> values, an int for a varint, a (start, end) span
-        for bytes. A value of the wrong wire type for its field is kept here and ignored by the
-        readers, as protobuf keeps it as an unknown field. Every field counts against the budget.
-        """
-        buf, left = self.buf, self.left
-        pos, end = span
-        out: dict[int, list] = {}
-        while pos < end:
-            key = buf[pos]  # keys, lengths and most values fit one byte: skip the general decoder then
-            key, pos = (key, pos + 1) if key < 0x80 else _varint(buf, pos, end)
-            field, wire = key >> 3, key & 7
-            if wire in (0, 2):
-                if pos >= end:
-                    raise _Malformed(f"field {field} ends at byte {end} before its value")
-                value = buf[pos]
-                value, pos = (value, pos + 1) if value < 0x80 else _varint(buf, pos, end)
-                if wire == 2:
-                    if value < 0 or pos + value > end:
-                        raise _Malformed(f"field {field} at byte {pos} declares {value} bytes, but {end - pos} remain")
-                    value, pos = (pos, pos + value), pos + value
-            elif wire in (1, 5):
-                pos += 8 if wire == 1 else 4
-                if pos > end:
-                    raise _Malformed(f"a fixed-size field {field} runs past byte {end}")
-                value = None
-            else:
-                raise _Malformed(f"field {field} before byte {pos} has wire type {wire} (ONNX uses 0, 1, 2 and 5)")
-            if field in wanted:
-                out.setdefault(field, []).append(value)
-            left -= 1
-            if not left:
-                break
-        self.left = left
-        if not left:
-            raise self.fail(
-                f"it holds more than {MAX_FIELDS:,} protobuf fields outside its weights (about 6 per node); "
-                "a graph that large would take TensorRT's parser many minutes"
-            )
-        return out
-
-    def fail(self, msg: str) -> OnnxParseError:
-        return OnnxParseError(f"trtdsl refused {str(self.path)!r} before TensorRT's parser read it: {msg}")
-
-    def text(self, span: tuple[int, int], what: str, *args: object) -> str:
-        """The UTF-8 string at ``span``; ``what.format(*args)`` names it, formatted only on failure."""
-        raw = self.buf[span[0] : span[1]]  # bytes: a slice of the mmap copies
-        try:
-            return raw.decode("utf-8")
-        except UnicodeDecodeError:
-            raise self.fail(f"{what.format(*args)} is not UTF-8 text: {raw[:40]!r}") from None
-
-    def texts(self, fields: dict[int, list], n: int, what: str, *args: object) -> list[str]:
-        buf = self.buf
-        try:  # the hot path of the walk: one comprehension, no call per string
-            return [buf[v[0] : v[1]].decode("utf-8") for v in fields.get(n, ()) if type(v) is tuple]
-        except UnicodeDecodeError:
-            return [self.text(v, what, *args) for v in _spans(fields, n)]  # raises, naming it
 
     def model(self) -> None:
         fields = self.message((0, len(self.buf)), _MODEL)
-        for ident in _spans(fields, 8):  # OperatorSetIdProto: domain (1), version (2)
+        for ident in spans(fields, 8):  # OperatorSetIdProto: domain (1), version (2)
             f = self.message(ident, _OPSET)
             if (self.texts(f, 1, "an opset domain") or [""])[-1] in ("", "ai.onnx"):
-                self.opset = max([*_ints(self.buf, f, 2), 1])
+                self.opset = max([*read_ints(self.buf, f, 2), 1])
         functions = []
-        for fn in _spans(fields, 25):  # FunctionProto: name (1), node (7), domain (10)
+        for fn in spans(fields, 25):  # FunctionProto: name (1), node (7), domain (10)
             f = self.message(fn, _FUNCTION)
             name = (self.texts(f, 1, "a function's name") or ["?"])[-1]
             self.functions.add(((self.texts(f, 10, "the domain of function {!r}", name) or [""])[-1], name))
             functions.append((name, f))
-        for g in _spans(fields, 7)[-1:]:  # proto2: the last one wins
+        for g in spans(fields, 7)[-1:]:  # proto2: the last one wins
             self.graph(g, "the main graph", 0)
         for name, f in functions:
-            for i, node in enumerate(_spans(f, 7)):
+            for i, node in enumerate(spans(f, 7)):
                 self.node(node, f"function {name!r}", i, 1)
 
     def graph(self, span: tuple[int, int], where: str, depth: int) -> tuple[int, int]:
@@ -214,40 +119,40 @@ class _Walk:
         f = self.message(span, _GRAPH_FIELDS)
         name = (self.texts(f, 2, "the name of {}", where) or [""])[-1]
         where = f"graph {name!r}" if name else where
-        for t in _spans(f, 5):
+        for t in spans(f, 5):
             self.tensor(t, "initializer", known=True)
-        for sparse in _spans(f, 15):  # SparseTensorProto: values (1) and indices (2)
-            for t in (t for n in (1, 2) for t in _spans(self.message(sparse, _PAIR), n)):
+        for sparse in spans(f, 15):  # SparseTensorProto: values (1) and indices (2)
+            for t in (t for n in (1, 2) for t in spans(self.message(sparse, _PAIR), n)):
                 self.tensor(t, "sparse initializer")
         outputs: dict[str, int] = {}
         for n in (11, 12, 13):
-            for i, v in enumerate(_spans(f, n)):
+            for i, v in enumerate(spans(f, n)):
                 value = self.value_info(v, where, check_dims=n == 11)
                 if n == 12 and depth == 0:  # a subgraph's outputs are its node's: parsed as listed
                     if value in outputs:
                         raise self.fail(
                             f"{where} lists output {value!r} twice (outputs {outputs[value]} and {i}); "
                             f"TensorRT's parser would mark it once and give one output fewer than the "
-                            f"{len(_spans(f, 12))} the model declares. Add an Identity for the second use"
+                            f"{len(spans(f, 12))} the model declares. Add an Identity for the second use"
                         )
                     outputs[value] = i
-        for i, node in enumerate(_spans(f, 1)):
+        for i, node in enumerate(spans(f, 1)):
             self.node(node, where, i, depth)
-        return len(_spans(f, 11)), len(_spans(f, 12))
+        return len(spans(f, 11)), len(spans(f, 12))
 
     def value_info(self, span: tuple[int, int], where: str, *, check_dims: bool) -> str:
         """Check one ValueInfoProto; its name."""
         f = self.message(span, _PAIR)
         name = (self.texts(f, 1, "a value name in {}", where) or [""])[-1]
         # TypeProto.tensor_type (1) -> TypeProto.Tensor.shape (2) -> TensorShapeProto.dim (1)
-        for t in (t for ty in _spans(f, 2) for t in _spans(self.message(ty, _ONE), 1)):
-            for shape in _spans(self.message(t, _TWO), 2):
+        for t in (t for ty in spans(f, 2) for t in spans(self.message(ty, _ONE), 1)):
+            for shape in spans(self.message(t, _TWO), 2):
                 volume: int | None = 1
-                dims = _spans(self.message(shape, _ONE), 1)
+                dims = spans(self.message(shape, _ONE), 1)
                 for axis, dim in enumerate(dims):
                     d = self.message(dim, _PAIR)
                     self.texts(d, 2, "the name of dim {} of {!r} in {}", axis, name, where)
-                    sizes = _ints(self.buf, d, 1)
+                    sizes = read_ints(self.buf, d, 1)
                     for size in sizes if check_dims else ():
                         if not -1 <= size <= INT32[1]:
                             raise self.fail(
@@ -280,18 +185,18 @@ class _Walk:
             raise self.fail(f"{label} in {where} has {n_in} inputs; {op} takes {takes}")
         graphs: dict[str, tuple[int, int]] = {}
         ints: dict[str, list[int]] = {}
-        for attr in _spans(f, 5):
+        for attr in spans(f, 5):
             a = self.message(attr, _ATTRIBUTE)
             aname = (self.texts(a, 1, "an attribute name of {} in {}", label, where) or [""])[-1]
-            ints[aname] = _ints(self.buf, a, 3) + _ints(self.buf, a, 8)
-            for t in _spans(a, 5) + _spans(a, 10):
+            ints[aname] = read_ints(self.buf, a, 3) + read_ints(self.buf, a, 8)
+            for t in spans(a, 5) + spans(a, 10):
                 shape = self.tensor(t, f"tensor of {label} in {where}")
                 if op == "Constant" and aname == "value" and standard:
                     self.shapes[outputs[0]] = shape
-            held = _spans(a, 6) + _spans(a, 11)
+            held = spans(a, 6) + spans(a, 11)
             for g in held:
                 graphs[aname] = self.graph(g, f"attribute {aname!r} of {label}", depth + 1)
-            if set(_ints(self.buf, a, 20)) & {_GRAPH, _GRAPHS} and not held:
+            if set(read_ints(self.buf, a, 20)) & {_GRAPH, _GRAPHS} and not held:
                 raise self.fail(f"{label} in {where}: attribute {aname!r} is typed as a graph but holds none")
             if standard and (op, aname) not in INT64_ATTRIBUTES:
                 bad = next((i for i in ints[aname] if not INT32[0] <= i <= INT32[1]), None)
@@ -380,18 +285,18 @@ class _Walk:
         """Check one TensorProto; its (rank, element count) (``known``: record them under its name)."""
         f = self.message(span, _TENSOR)
         name = (self.texts(f, 8, "the name of a {}", what) or [""])[-1]
-        dims = _ints(self.buf, f, 1)
+        dims = read_ints(self.buf, f, 1)
         volume = 1
         for d in dims:
             volume *= max(d, 0)
         if known:
             self.shapes[name] = (len(dims), volume)
         entries = {}
-        for e in _spans(f, 13):  # StringStringEntryProto: key (1), value (2)
+        for e in spans(f, 13):  # StringStringEntryProto: key (1), value (2)
             kv = self.message(e, _PAIR)
             key = (self.texts(kv, 1, "an external_data key of {} {!r}", what, name) or [""])[-1]
             entries[key] = (self.texts(kv, 2, "an external_data value of {} {!r}", what, name) or [""])[-1]
-        if _EXTERNAL in _ints(self.buf, f, 14) or entries:
+        if _EXTERNAL in read_ints(self.buf, f, 14) or entries:
             self.external.append((f"{what} {name!r}", entries))
         return len(dims), volume
 
@@ -408,7 +313,7 @@ def check(path: Path) -> list[str]:
         walk = _Walk(buf, path)
         try:
             walk.model()
-        except _Malformed as e:
+        except Malformed as e:
             raise OnnxParseError(f"{str(path)!r} is not an ONNX model (a malformed protobuf): {e}") from None
     checked: dict[str, int] = {}
     for what, entries in walk.external:
