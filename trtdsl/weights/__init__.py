@@ -6,7 +6,8 @@ Keras legacy ``.h5`` and Keras 3 ``.keras`` (stable ``<layer>/<weight>`` names),
 ``.safetensors`` (one file, or the shards a ``model.safetensors.index.json`` names,
 from the index or its folder), tensorrtx ``.wts``, and PyTorch ``.pt``/``.pth`` (with
 ``weights_only=True``, when torch is installed; sharded: ``pytorch_model.bin.index.json``
-or its folder, :mod:`.shards`). It returns a
+or its folder, :mod:`.shards`). A Hugging Face model or PEFT adapter folder loads the
+one checkpoint it holds, safetensors first (see :func:`load`). It returns a
 :class:`WeightStore`; :mod:`trtdsl.weights.layout` converts Keras layouts.
 
 Files are untrusted: one can only give arrays or a ``WeightError``, never

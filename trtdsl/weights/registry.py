@@ -12,8 +12,9 @@ from __future__ import annotations
 import inspect
 import os
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
@@ -53,10 +54,11 @@ class Format:
     sniff: Callable[[Probe], bool] | None
     priority: int
     options: list[str] = field(default_factory=list)
-    folder: int | None = None
+    folder: dict[int, tuple[str, ...]] = field(default_factory=dict)  # rank -> file-name patterns
 
 
 FORMATS: dict[str, Format] = {}
+FOLDER_RANKS: dict[int, str] = {}  # rank -> format: one format per rank, so a rank's candidates are one kind
 
 
 def loads(
@@ -64,20 +66,34 @@ def loads(
     name: str | None = None,
     sniff: Callable[[Probe], bool] | None = None,
     priority: int = 5,
-    folder: int | None = None,
+    folder: int | Mapping[int, Sequence[str]] | None = None,
 ) -> Callable:
     """Register ``load_<name>`` for ``suffixes``; ``sniff(probe)`` recognizes the format by content.
 
     Sniffers run by ``priority`` (lowest first), so a specific format (Keras
     ``.h5``) is tried before the generic one it refines (HDF5, priority 9).
-    ``folder`` makes a directory holding one file of these suffixes load it;
-    directories try such formats by this rank, lowest first (see :func:`load`).
+    ``folder`` makes a directory holding exactly one such file load it;
+    directories try the ranks of all formats lowest first (see :func:`load`).
+    ``folder=n`` ranks every file ending in one of ``suffixes`` at ``n``;
+    ``folder={n: patterns, ...}`` ranks file names matching the (case-sensitive,
+    :func:`fnmatch.fnmatchcase`) patterns instead, for a format whose suffixes
+    are too generic to pick a file by (``{4: ("pytorch_model.bin",)}``, not ``*.bin``).
     """
+    if folder is None:
+        ranks: dict[int, tuple[str, ...]] = {}
+    elif isinstance(folder, int):
+        ranks = {folder: tuple(f"*{s.lower()}" for s in suffixes)}
+    else:
+        ranks = {rank: tuple(patterns) for rank, patterns in folder.items()}
 
     def deco(fn: Callable[..., WeightStore]) -> Callable[..., WeightStore]:
         fmt = name or fn.__name__.removeprefix("load_")
+        taken = {rank: FOLDER_RANKS[rank] for rank in ranks if FOLDER_RANKS.get(rank, fmt) != fmt}
+        if taken:
+            raise ValueError(f"@loads(name={fmt!r}): folder ranks already taken (rank: format): {taken}")
+        FOLDER_RANKS.update(dict.fromkeys(ranks, fmt))
         opts = [p for p in inspect.signature(fn).parameters if p != "path"]
-        FORMATS[fmt] = Format(fmt, tuple(s.lower() for s in suffixes), fn, sniff, priority, opts, folder)
+        FORMATS[fmt] = Format(fmt, tuple(s.lower() for s in suffixes), fn, sniff, priority, opts, ranks)
         return fn
 
     return deco
@@ -89,6 +105,17 @@ MAGIC = {
     "HDF5 (.h5, .keras weights)": b"\x89HDF\r\n\x1a\n",
     ".npy": b"\x93NUMPY",
     "legacy torch pickle": b"\x80\x02\x8a\x0a",
+}
+
+# Files a Hugging Face folder holds beside the PyTorch checkpoint, that a folder never loads, and what to do
+# instead. Their tensors have other frameworks' names (transformers, too, reads them only when asked: from_tf=True,
+# from_flax=True), so picking one would bind nothing; they are named when a folder holds no checkpoint.
+NOT_PICKED = {
+    "tf_model*.h5": "TensorFlow Keras weights, named by TF scopes rather than PyTorch's names: to load them, "
+    "pass the file itself, load('{path}')",
+    "*.msgpack": "msgpack (Flax weights), a format trtdsl cannot read: convert it to safetensors, e.g. with "
+    "transformers' AutoModel.from_pretrained(folder, from_flax=True).save_pretrained(out)",
+    "*.onnx": "an ONNX model, not a weight file: parse it with trtdsl.onnx.parse('{path}')",
 }
 
 
@@ -133,11 +160,22 @@ def load(
     ``'keras'``, ``'safetensors'``, ``'safetensors_index'``, ``'wts'``, ``'torch'``,
     ``'torch_index'``). A sharded checkpoint loads from its index
     (``model.safetensors.index.json``, ``pytorch_model.bin.index.json``) or from
-    the directory holding it: a directory must hold exactly one
-    ``*.safetensors.index.json``, else exactly one ``.safetensors`` file, else
-    exactly one ``*.bin.index.json`` (or ``.pt``/``.pth``); so a folder with both
-    a safetensors and a PyTorch index loads the safetensors one, as Hugging Face
-    ``transformers`` does. ``strict=True``
+    the directory holding it. A directory (a Hugging Face model or PEFT adapter
+    folder) loads the first of these it holds exactly one of:
+
+    1. a ``*.safetensors.index.json``;
+    2. a ``*.safetensors`` file (``model.safetensors``, ``adapter_model.safetensors``);
+    3. a ``*.bin.index.json`` (or ``*.pt.index.json``, ``*.pth.index.json``);
+    4. a ``pytorch_model.bin`` or ``adapter_model.bin`` (these exact names, as
+       ``transformers`` and ``peft`` write them: other ``.bin`` files, such as
+       ``training_args.bin``, are not checkpoints);
+    5. a ``*.pt`` or ``*.pth`` file.
+
+    So safetensors wins over PyTorch, as in ``transformers``; two files of the
+    first kind found are an error that lists them. ``tf_model.h5``,
+    ``flax_model.msgpack`` and other files are never picked: a folder holding
+    no checkpoint is an error that lists what it holds and says what to do
+    with those (a ``tf_model.h5`` loads when passed itself). ``strict=True``
     makes :meth:`WeightStore.finish` (and leaving a ``with`` block) raise for
     weights no layer took. Other options go to the loader, e.g. ``mmap=False``.
 
@@ -153,6 +191,7 @@ def load(
         w = trtdsl.weights.load("yolov5s.wts")
         w = trtdsl.weights.load("model.keras")     # names like 'conv2d/kernel'
         w = trtdsl.weights.load("Llama-3-8B/")     # model.safetensors.index.json and its shards
+        w = trtdsl.weights.load("bert-base-uncased/")  # pytorch_model.bin, beside tf_model.h5 and flax_model.msgpack
     """
     path = _existing(path)
     limits = limits or DEFAULT
@@ -192,26 +231,39 @@ def _existing(path: str | os.PathLike) -> Path:
 
 
 def _in_directory(folder: Path) -> Path:
-    """The one checkpoint a directory holds: the formats registered with a ``folder`` rank, lowest first.
+    """The one checkpoint a directory holds: the folder ranks of all formats (``@loads(..., folder=...)``), lowest first.
 
-    The ranks (``@loads(..., folder=n)``) give the order :func:`load` documents,
-    safetensors before PyTorch as in ``transformers``. Only this narrow rule: a
-    directory is how Hugging Face checkpoints are handed around, and anything
-    less clear-cut (two files of the first format found) is the caller's choice.
+    The ranks give the order :func:`load` documents, safetensors before PyTorch
+    as in ``transformers``. Only this narrow rule: a directory is how Hugging
+    Face checkpoints are handed around, and anything less clear-cut (two files
+    of the first rank found, or none) is the caller's choice.
     """
-    ranked = sorted((f for f in FORMATS.values() if f.folder is not None), key=lambda f: f.folder)
-    for fmt in ranked:
-        found = sorted({p.name for s in fmt.suffixes for p in folder.glob(f"*{s}")})
+    try:
+        names = sorted(os.listdir(folder))
+    except OSError as e:
+        raise WeightError(f"{folder}: cannot list the directory: {e.strerror}") from e
+    rules = sorted((rank, patterns) for f in FORMATS.values() for rank, patterns in f.folder.items())
+    for _, patterns in rules:
+        found = [n for n in names if any(fnmatchcase(n, p) for p in patterns)]
         if len(found) == 1:
             return folder / found[0]
         if found:
-            shown = ", ".join(found[:5]) + (" ..." if len(found) > 5 else "")
             raise WeightError(
-                f"{folder}: is a directory with {len(found)} {_patterns(fmt)} files ({shown}); pass the one to load"
+                f"{folder}: is a directory with {len(found)} {'/'.join(patterns)} files ({_listed(found, 5)}); "
+                "pass the one to load"
             )
-    wanted = ", or ".join(f"one {_patterns(f)}" for f in ranked)
-    raise WeightError(f"{folder}: is not a file, and not a directory holding {wanted}")
+    wanted = ", or ".join(f"one {'/'.join(patterns)}" for _, patterns in rules)
+    holds = f"it holds {_listed(names, 8)}" if names else "it is empty"
+    hints = [
+        f". {_listed([n], 1)}: {hint.format(path=folder / n)}"
+        for n in names
+        for pattern, hint in NOT_PICKED.items()
+        if fnmatchcase(n, pattern)
+    ]
+    raise WeightError(f"{folder}: is not a file, and not a directory holding {wanted}; {holds}" + "".join(hints[:3]))
 
 
-def _patterns(fmt: Format) -> str:
-    return "/".join(f"*{s}" for s in fmt.suffixes)
+def _listed(names: list[str], n: int) -> str:
+    """The first ``n`` names, each cut at 80 characters with what is not printable escaped, and how many in all."""
+    shown = ["".join(c if c.isprintable() else repr(c)[1:-1] for c in name[:80]) for name in names[:n]]
+    return ", ".join(shown) + (f", ... ({len(names)} in all)" if len(names) > n else "")

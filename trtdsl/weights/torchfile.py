@@ -15,7 +15,8 @@ and two values that flatten to one name are an error, never a silent overwrite.
 
 A sharded checkpoint (``pytorch_model.bin.index.json`` and the
 ``pytorch_model-00001-of-00002.bin`` files it names, as ``transformers`` writes
-them) loads every shard this way into one store; see :func:`load_torch_index`.
+them) loads every shard this way into one store; see :func:`load_torch_index`. A folder
+holding an unsharded ``pytorch_model.bin`` (or a PEFT adapter's ``adapter_model.bin``) loads it.
 """
 
 from __future__ import annotations
@@ -103,7 +104,16 @@ def _numpy_dtype(t: Any, torch: Any) -> np.dtype:
     return np.dtype(torch.empty(0, dtype=t.dtype).numpy().dtype)
 
 
-@loads(".pt", ".pth", ".bin", ".ckpt", name="torch", sniff=_sniff, priority=7)
+# Folder ranks, after both safetensors ranks and the shard index (3): the unsharded file under the exact names
+# transformers and peft write (a *.bin glob would pick training_args.bin, a pickled TrainingArguments), then the one
+# *.pt/*.pth a folder holds (a torch.save(model.state_dict(), "model.pt") habit).
+FOLDER_NAMES = ("pytorch_model.bin", "adapter_model.bin")
+
+
+@loads(
+    ".pt", ".pth", ".bin", ".ckpt", name="torch", sniff=_sniff, priority=7,
+    folder={4: FOLDER_NAMES, 5: ("*.pt", "*.pth")},
+)  # fmt: skip
 def load_torch(path: Path, mmap: bool = True, limits: Limits = DEFAULT) -> WeightStore:
     """A PyTorch checkpoint; needs torch, and refuses files holding anything but tensors and containers."""
     entries, close = _open(path, mmap, limits)
