@@ -221,3 +221,54 @@ def test_plans_keep_index_ranges_for_random_ids(tmp_path):
     plan = tmp_path / "e.plan"
     assert main(["build", str(script), "-o", str(plan), "--no-progress"]) == 0
     assert json.loads((tmp_path / "e.plan.json").read_text())["options"]["index_ranges"] == {"ids": 1000}
+
+
+def _onnx_model(path):
+    """x (N, 3) -> relu(x @ W + b), with a dynamic batch dim N; written with onnx.helper."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    w = numpy_helper.from_array(rng.standard_normal((3, 4)).astype(np.float32), "W")
+    b = numpy_helper.from_array(rng.standard_normal(4).astype(np.float32), "b")
+    nodes = [helper.make_node("MatMul", ["x", "W"], ["h"]), helper.make_node("Add", ["h", "b"], ["a"]),
+             helper.make_node("Relu", ["a"], ["y"])]  # fmt: skip
+    graph = helper.make_graph(
+        nodes, "dense", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])], [w, b],
+    )  # fmt: skip
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return path
+
+
+def test_run_and_build_an_onnx_model(tmp_path, capsys):
+    ort = pytest.importorskip("onnxruntime")
+    model = _onnx_model(tmp_path / "dense.onnx")
+    x = np.random.default_rng(1).standard_normal((3, 3)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    out = tmp_path / "out.npz"
+    assert main(["run", str(model), "--dim", "N=1,2,4", "--input", f"x={tmp_path / 'x.npy'}", "--save", str(out)]) == 0
+    expected = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    np.testing.assert_allclose(np.load(out)["y"], expected, rtol=1e-6, atol=1e-6)
+    plan = tmp_path / "dense.plan"
+    assert main(["build", str(model), "--dim", "N=1,2,4", "-o", str(plan), "--no-progress", "--opt-level", "0"]) == 0
+    capsys.readouterr()
+    assert main(["info", str(plan)]) == 0
+    assert "N" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [(["run", "{onnx}"], "dim 'N'"),
+     (["run", "{onnx}", "--dim", "N=4,2,8"], "expected 1 <= min <= opt <= max"),
+     (["run", "{onnx}", "--dim", "N"], "expected NAME=MIN,OPT,MAX or NAME=N"),
+     (["build", "{onnx}", "--arg", "width=4"], "--arg and arguments after -- are for network scripts"),
+     (["run", "{script}", "--dim", "batch=1,2,4"], "--dim is for ONNX models"),
+     (["build", "{binary}"], "is a binary file, not a network script; expected SCRIPT.py")],
+)  # fmt: skip
+def test_onnx_and_script_targets_refuse_the_other_ones_options(tmp_path, script, capsys, argv, message):
+    files = {"onnx": _onnx_model(tmp_path / "dense.onnx"), "script": script, "binary": tmp_path / "model.plan"}
+    files["binary"].write_bytes(b"\x00\x01trt plan")
+    assert main([a.format(**files) for a in argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err, err

@@ -234,7 +234,12 @@ CASES: list[tuple[str, list[str], int, str]] = [
     ("run-profile-negative", ["run", "tiny.py", "--profile", "-1"], 2, r"argument --profile: '-1' must be"),
     ("run-save-dir", ["run", "tiny.py", "--save", "folder"], 2, r"--save 'folder' is a directory"),
     ("run-save-missing-dir", ["run", "tiny.py", "--save", "nodir/out.npz"], 2, r"folder 'nodir' does not exist"),
-    ("run-reference-on-plan", ["run", "tiny.plan", "--reference"], 2, r"--reference needs the network script"),
+    (
+        "run-reference-on-plan",
+        ["run", "tiny.plan", "--reference"],
+        2,
+        r"--reference needs the network \(SCRIPT.py or MODEL.onnx\)",
+    ),
     ("run-missing-script", ["run", "nope.py"], 2, r"no network script 'nope.py'"),
     ("run-missing-plan", ["run", "nope.plan"], 2, r"no plan file 'nope.plan'"),
     # compare

@@ -89,6 +89,13 @@ def load_script(
     kwargs = dict(kwargs or {})
     argv = sys.argv
     sys.argv = [str(path), *map(str, args), *(f"--{k}={v}" for k, v in kwargs.items())]
+    with open(path, "rb") as f:
+        head = f.read(4096)
+    if b"\0" in head:  # compile() would say "source code string cannot contain null bytes"
+        raise TrtdslError(
+            f"{path.name}: is a binary file, not a network script; expected SCRIPT.py (defining build_network()) "
+            "or MODEL.onnx"
+        )
     try:
         namespace = runpy.run_path(str(path), run_name="__trtdsl__")
     except SyntaxError as e:
@@ -239,6 +246,23 @@ def random_feeds(
             high = min((highs or {}).get(name, _INT_HIGH), kind.range[1] + 1)
             feeds[name] = rng.integers(0, max(1, high), shape).astype(dt)
     return feeds
+
+
+def dim_ranges(items: Sequence[str]) -> dict[str, tuple[int, int, int]]:
+    """``--dim`` values (``batch=1,8,32`` or ``batch=4``) as {name: (min, opt, max)}."""
+    ranges: dict[str, tuple[int, int, int]] = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        parts = text.split(",")
+        if not sep or not name.strip() or len(parts) not in (1, 3) or not all(p.strip().isdigit() for p in parts):
+            raise TrtdslError(f"--dim {item!r}: expected NAME=MIN,OPT,MAX or NAME=N, e.g. batch=1,8,32")
+        lo, opt, hi = (int(parts[0]),) * 3 if len(parts) == 1 else (int(p) for p in parts)
+        if not 1 <= lo <= opt <= hi:
+            raise ProfileError(f"--dim {item!r}: expected 1 <= min <= opt <= max")
+        if name.strip() in ranges:
+            raise TrtdslError(f"--dim {name.strip()!r} is given twice")
+        ranges[name.strip()] = (lo, opt, hi)
+    return ranges
 
 
 def workspace_mib(text: str) -> float:

@@ -98,16 +98,38 @@ def number(kind: type, what: str, minimum: float | None = None) -> Callable[[str
 # ---------------------------------------------------------------------- build
 def _add_script_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--arg", action="append", default=[], metavar="KEY=VALUE", help="keyword for build_network()")
-    p.epilog = "Arguments after -- go to build_network(): -- 8 --fp16 is build_network(8, fp16=True)."
+    p.add_argument("--dim", action="append", default=[], metavar="NAME=MIN,OPT,MAX",
+                   help="range of an ONNX model's dynamic dim (NAME=N for one size)")  # fmt: skip
+    p.epilog = (
+        "Arguments after -- go to build_network(): -- 8 --fp16 is build_network(8, fp16=True). "
+        "An ONNX model (MODEL.onnx) is parsed by TensorRT's ONNX parser (trtdsl.onnx.parse); "
+        "its dynamic dims take --dim batch=1,8,32."
+    )
+
+
+def _is_onnx(path: str) -> bool:
+    return path.lower().endswith(".onnx")
 
 
 def _network(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
+    """The network of a script's build_network(), or of an ONNX model; and the script's namespace."""
+    source = args.script if hasattr(args, "script") else args.target
+    if _is_onnx(source):
+        if args.script_args or args.arg:
+            raise TrtdslError(
+                f"{source}: --arg and arguments after -- are for network scripts; an ONNX model takes --dim"
+            )
+        from . import onnx
+
+        return onnx.parse(source, dims=inputs.dim_ranges(args.dim)), {}
+    if args.dim:
+        raise TrtdslError(f"--dim is for ONNX models; {source} declares its dims in build_network() (net.dim)")
     positional, kwargs = inputs.parse_script_args(args.script_args, args.arg)
-    return inputs.load_script(args.script if hasattr(args, "script") else args.target, positional, kwargs)
+    return inputs.load_script(source, positional, kwargs)
 
 
 def _add_build(p: argparse.ArgumentParser) -> None:
-    p.add_argument("script")
+    p.add_argument("script", help="SCRIPT.py (its build_network()) or MODEL.onnx")
     p.add_argument("-o", "--output", help="plan path (default: SCRIPT name with .plan)")
     p.add_argument("--opt-level", type=int, choices=range(6), metavar="0-5", help="builder optimization level")
     p.add_argument("--workspace", type=inputs.workspace_mib, help="workspace pool limit in MiB")
@@ -181,7 +203,9 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------ run
 def _add_run(p: argparse.ArgumentParser) -> None:
-    p.add_argument("target", help="SCRIPT.py or model.plan")
+    p.add_argument(
+        "target", help="SCRIPT.py, MODEL.onnx (both on the CPU, with the reference interpreter) or model.plan"
+    )
     p.add_argument("--input", action="append", default=[], metavar="NAME=FILE", help="a .npy/.npz file; or FILE.npz")
     p.add_argument("--shapes", action="append", metavar="NAME:1x3x224x224", help="shapes of the random inputs")
     p.add_argument("--profile", type=number(int, "an int", 0), default=0, help="profile for the random inputs")
@@ -223,7 +247,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.save:
         inputs.writable_file(args.save, "--save")
     feeds = inputs.read_inputs(args.input)
-    if args.target.endswith(".py"):
+    if args.target.endswith(".py") or _is_onnx(args.target):
         from . import reference
 
         net, _ = _network(args)
@@ -235,7 +259,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         from .build import Plan
 
         if args.reference:
-            raise TrtdslError("--reference needs the network script (SCRIPT.py): a plan holds no network definition")
+            raise TrtdslError(
+                "--reference needs the network (SCRIPT.py or MODEL.onnx): a plan holds no network definition"
+            )
         plan = Plan.load(args.target)
         specs = {n: s.shape for n, s in plan.inputs.items()}
         saved = plan.options.get("index_ranges") if isinstance(plan.options, dict) else None

@@ -70,3 +70,45 @@ def test_cli_errors_are_clear(tmp_path, calib_npz, capsys):
     bad.write_text("images 1.0\nrelu.out 3.5\n")
     assert main(["calib", "report", str(bad)]) == 2
     assert "ONNX Runtime" in capsys.readouterr().err
+
+
+def _conv_onnx(path):
+    """A static batch-1 ONNX model, x (1, 1, 8, 8) -> relu(conv(x)), as exporters write them."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = numpy_helper.from_array(np.random.default_rng(0).standard_normal((4, 1, 3, 3)).astype(np.float32), "w")
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["c"], ["y"])]
+    graph = helper.make_graph(nodes, "conv", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])], [w])  # fmt: skip
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return path
+
+
+def test_build_int8_of_a_static_batch_onnx_model_calibrates_one_sample_at_a_time(tmp_path, capsys):
+    model = _conv_onnx(tmp_path / "conv.onnx")
+    data = tmp_path / "calib.npz"
+    np.savez(data, x=np.random.default_rng(1).uniform(0, 1, (5, 1, 8, 8)).astype(np.float32))
+    plan = tmp_path / "conv.plan"
+    assert main(["build", str(model), "--int8", "--calib", str(data), "-o", str(plan), "--no-progress"]) == 0
+    assert plan.stat().st_size > 0 and "int8, entropy" in capsys.readouterr().out
+    # An explicit batch the network cannot take is still the user's to fix, with the shapes named.
+    assert main(["build", str(model), "--int8", "--calib", str(data), "--calib-batch", "5", "-o", str(plan)]) == 2
+    assert "input 'x' expects shape (1, 1, 8, 8), got (5, 1, 8, 8)" in capsys.readouterr().err
+
+
+def test_default_calibration_batch_follows_the_network():
+    import trtdsl
+    from trtdsl.calib.cli import DEFAULT_BATCH, default_batch
+
+    def net(first, dim=None):
+        n = trtdsl.Network("n")
+        if dim:
+            n.dim("batch", *dim)
+        n.input("x", "float32", (first, 3))
+        return n
+
+    assert default_batch(net(1)) == 1 and default_batch(net(8)) == 8
+    assert default_batch(net("batch", (1, 8, 16))) == 16  # within the profile
+    assert default_batch(net("batch", (1, 8, 64))) == DEFAULT_BATCH
+    assert default_batch(net("batch", (40, 48, 64))) == 40

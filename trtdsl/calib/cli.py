@@ -12,7 +12,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ..cli import register
+from ..cli import number, register
 from ..errors import CalibrationError
 
 
@@ -27,7 +27,10 @@ def add_build_options(p: argparse.ArgumentParser) -> None:
         "--algo", default="entropy", help="entropy, entropy-legacy, percentile, mse or max (default entropy)"
     )
     g.add_argument("--percentile", type=float, default=99.99, help="for --algo percentile (default 99.99)")
-    g.add_argument("--calib-batch", type=int, default=32, metavar="N", help="calibration batch size (default 32)")
+    g.add_argument(
+        "--calib-batch", type=number(int, "an int", 1), metavar="N",
+        help="calibration batch size (default: the network's batch if static, else up to 32 within its profile)",
+    )  # fmt: skip
     g.add_argument(
         "--calib-cache", metavar="FILE", help="read ranges from this cache if it exists, else write it (.json: JSON)"
     )
@@ -55,10 +58,30 @@ def quantize_for_build(net: Any, args: argparse.Namespace) -> None:
             )
         quantize(net, cache, dtype=dtype, algorithm=args.algo, exclude=args.exclude, report=report)
         return
+    batch = args.calib_batch if args.calib_batch is not None else default_batch(net)
     calibrator = ArrayCalibrator(
-        args.calib, batch_size=args.calib_batch, algorithm=args.algo, percentile=args.percentile, cache=cache
+        args.calib, batch_size=batch, algorithm=args.algo, percentile=args.percentile, cache=cache
     )
     quantize(net, calibrator, dtype=dtype, algorithm=args.algo, exclude=args.exclude, report=report)
+
+
+DEFAULT_BATCH = 32
+
+
+def default_batch(net: Any) -> int:
+    """The calibration batch a network takes: its inputs' static first dim (an ONNX model's batch 1), or for a
+    named first dim ``DEFAULT_BATCH`` within every profile's range of it; ``DEFAULT_BATCH`` otherwise."""
+    firsts = {shape[0] for shape in net.input_specs.values() if len(shape)}
+    if len(firsts) != 1:
+        return DEFAULT_BATCH
+    (first,) = firsts
+    if isinstance(first, int):
+        return first if first > 0 else DEFAULT_BATCH
+    ranges = [p.ranges[first] for p in net.profiles() if first in p.ranges]
+    if not ranges:
+        return DEFAULT_BATCH
+    lo, hi = max(r[0] for r in ranges), min(r[2] for r in ranges)
+    return min(max(DEFAULT_BATCH, lo), hi) if lo <= hi else DEFAULT_BATCH
 
 
 def cmd_calib_report(args: argparse.Namespace) -> int:
