@@ -65,8 +65,19 @@ class GoldenMismatch(TrtdslError, AssertionError):
 
 
 def did_you_mean(name: str, candidates: Iterable[str], n: int = 3) -> str:
-    """Return ' Did you mean 'x'?' for the closest candidates, or ''."""
-    matches = difflib.get_close_matches(name, list(candidates), n=n, cutoff=0.6)
+    """Return ' Did you mean 'x'?' for the closest candidates, or ''.
+
+    Case is ignored in the comparison ('X' finds 'x', 'Conv1.Weight' finds 'conv1.weight');
+    names that differ only in case come first.
+    """
+    options = [c for c in candidates if isinstance(c, str)]
+    folded: dict[str, list[str]] = {}
+    for c in options:
+        folded.setdefault(c.casefold(), []).append(c)
+    key = str(name).casefold()
+    same = [c for c in folded.get(key, []) if c != name]
+    close = [c for k in difflib.get_close_matches(key, list(folded), n=n, cutoff=0.6) for c in folded[k]]
+    matches = list(dict.fromkeys(same + [c for c in close if c != name]))[:n]
     if not matches:
         return ""
     return " Did you mean " + " or ".join(repr(m) for m in matches) + "?"
