@@ -94,7 +94,9 @@ def test_build_int8_of_a_static_batch_onnx_model_calibrates_one_sample_at_a_time
     assert plan.stat().st_size > 0 and "int8, entropy" in capsys.readouterr().out
     # An explicit batch the network cannot take is still the user's to fix, with the shapes named.
     assert main(["build", str(model), "--int8", "--calib", str(data), "--calib-batch", "5", "-o", str(plan)]) == 2
-    assert "input 'x' expects shape (1, 1, 8, 8), got (5, 1, 8, 8)" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "input 'x' expects shape (1, 1, 8, 8), got (5, 1, 8, 8): the network's batch is static (1)" in err
+    assert "--calib-batch 1" in err
 
 
 def test_default_calibration_batch_follows_the_network():

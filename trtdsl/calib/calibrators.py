@@ -332,7 +332,13 @@ def check_feeds(net: Any, feeds: Mapping[str, Any], batch: int) -> dict[str, np.
             raise CalibrationError(f"{where}: input {name!r} is {want}; got an array of dtype {a.dtype}")
         spec = specs[name]
         if a.ndim != len(spec) or any(isinstance(d, int) and d != s for d, s in zip(spec, a.shape)):
-            raise CalibrationError(f"{where}: input {name!r} expects shape {tuple(spec)}, got {a.shape}")
+            hint = ""
+            if a.ndim == len(spec) and isinstance(spec[0], int) and tuple(spec[1:]) == a.shape[1:]:
+                hint = (
+                    f": the network's batch is static ({spec[0]}): calibrate in batches of {spec[0]} "
+                    f"(batch_size={spec[0]}, or trtdsl build --calib-batch {spec[0]})"
+                )
+            raise CalibrationError(f"{where}: input {name!r} expects shape {tuple(spec)}, got {a.shape}{hint}")
         if kind == "float" and not np.all(np.isfinite(a)):
             raise CalibrationError(f"{where}: input {name!r} holds NaN or infinite values")
         out[name] = a.astype(np.float32, copy=False) if want == "float32" else a
