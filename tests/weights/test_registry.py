@@ -239,3 +239,23 @@ def test_a_folder_rank_belongs_to_one_format():
     with pytest.raises(ValueError, match=r"folder ranks already taken \(rank: format\): \{4: 'torch'\}"):
         W.loads(".x", name="clash", folder={4: ("x.bin",)})(lambda path: None)
     assert "clash" not in W.FORMATS
+
+
+def test_a_model_file_of_another_kind_says_what_to_do_with_it(tmp_path):
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])])  # fmt: skip
+    model = tmp_path / "Model.ONNX"
+    onnx.save(helper.make_model(graph), model)
+    with pytest.raises(
+        WeightError, match=r"Model.ONNX: .*an ONNX model, not a weight file: parse it with trtdsl.onnx.parse"
+    ):
+        W.load(model)
+    (tmp_path / "flax_model.msgpack").write_bytes(b"\x81\xa6params\x80")
+    with pytest.raises(
+        WeightError, match=r"flax_model.msgpack: .*msgpack \(Flax weights\), a format trtdsl cannot read"
+    ):
+        W.load(tmp_path / "flax_model.msgpack")

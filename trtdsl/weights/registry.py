@@ -136,6 +136,10 @@ def detect(path: str | os.PathLike, *, trusted: bool = False, limits: Limits = D
     for fmt in sorted(FORMATS.values(), key=lambda f: -f.priority):
         if any(name.endswith(s) for s in fmt.suffixes):  # ".safetensors.index.json" has two dots
             return fmt.name
+    for pattern, hint in NOT_PICKED.items():  # a file of another kind, named by its suffix: what to do with it
+        if fnmatchcase(name, pattern) and not name.endswith(".h5"):  # (real HDF5 was sniffed above)
+            raise WeightError(f"{path.name}: does not start like any weight format trtdsl reads; by its name, "
+                              f"{hint.format(path=path)}")  # fmt: skip
     known = sorted({s for f in FORMATS.values() for s in f.suffixes})
     expected = ", ".join(f"{k} {v!r}" for k, v in MAGIC.items())
     raise WeightError(
