@@ -272,3 +272,33 @@ def test_onnx_and_script_targets_refuse_the_other_ones_options(tmp_path, script,
     assert main([a.format(**files) for a in argv]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err, err
+
+
+def test_info_on_a_network_lists_its_inputs_outputs_and_profiles(tmp_path, script, capsys):
+    assert main(["info", str(_onnx_model(tmp_path / "dense.onnx")), "--dim", "N=1,2,4", "--layers"]) == 0
+    out = capsys.readouterr().out
+    assert "network 'dense' (float32): 6 layers" in out  # MatMul, Add, Relu and the weights' constants
+    assert "  x: float32 (N, 3)" in out and "  y: float32 (-1, 4)" in out and "profile 0: N 1..2..4" in out
+    assert "matrix_multiply" in out  # the --layers table
+    assert main(["info", str(script)]) == 0
+    out = capsys.readouterr().out
+    assert "network 'tiny' (float32)" in out and "  x: float32 (batch, 3)" in out and "profile 0: batch 1..2..4" in out
+
+
+def test_a_closed_pipe_ends_the_command_quietly(script, monkeypatch, capsys):
+    import io
+    import os
+    import sys
+
+    class Closed(io.StringIO):
+        def write(self, text):
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def fileno(self):
+            return 99
+
+    redirected = []
+    monkeypatch.setattr(os, "dup2", lambda fd, to: redirected.append(to))
+    monkeypatch.setattr(sys, "stdout", Closed())
+    assert main(["info", str(script)]) == 141  # as a shell reports a process ended by SIGPIPE
+    assert redirected == [99] and capsys.readouterr().err == ""

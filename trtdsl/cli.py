@@ -20,6 +20,7 @@ import argparse
 import importlib
 import logging
 import math
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -111,9 +112,13 @@ def _is_onnx(path: str) -> bool:
     return path.lower().endswith(".onnx")
 
 
-def _network(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
+def _is_network(path: str) -> bool:
+    """Whether ``path`` names a network (a script or an ONNX model) rather than a plan."""
+    return path.endswith(".py") or _is_onnx(path)
+
+
+def _network(args: argparse.Namespace, source: str) -> tuple[Any, dict[str, Any]]:
     """The network of a script's build_network(), or of an ONNX model; and the script's namespace."""
-    source = args.script if hasattr(args, "script") else args.target
     if _is_onnx(source):
         if args.script_args or args.arg:
             raise TrtdslError(
@@ -152,7 +157,7 @@ def cmd_build(args: argparse.Namespace) -> int:
 
     out = inputs.writable_file(args.output or Path(args.script).with_suffix(".plan").name, "-o")
     inputs.writable_file(str(out) + ".json", "-o")
-    net, namespace = _network(args)
+    net, namespace = _network(args, args.script)
     from .calib.cli import quantize_for_build
 
     quantize_for_build(net, args)  # --int8 / --fp8: calibrate and write Q/DQ (trtdsl/calib/cli.py)
@@ -179,13 +184,33 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 # ----------------------------------------------------------------------- info
 def _add_info(p: argparse.ArgumentParser) -> None:
-    p.add_argument("plan")
+    p.add_argument("plan", help="model.plan, or a network: SCRIPT.py or MODEL.onnx")
     p.add_argument("--layers", action="store_true", help="also list the layers (and the engine's, where a GPU allows)")
+    _add_script_arguments(p)
+
+
+def _network_info(net: Any) -> str:
+    """A network's inputs, outputs and profiles, as ``Plan.summary`` lists a plan's."""
+    lines = [f"network {net.name!r} ({net.dtype}): {net.trt.num_layers} layers"]
+    lines.append("inputs:")
+    lines += [f"  {n}: {net.input_dtypes[n]} ({', '.join(map(str, s))})" for n, s in net.input_specs.items()]
+    lines.append("outputs:")
+    lines += [f"  {n}: {t.dtype} ({', '.join(map(str, t.shape))})" for n, t in net.outputs.items()]
+    for i, p in enumerate(net.profiles()):
+        ranges = ", ".join(f"{d} {lo}..{opt}..{hi}" for d, (lo, opt, hi) in p.ranges.items())
+        lines.append(f"profile {i}: {ranges or 'static shapes'}")
+    return "\n".join(lines)
 
 
 def cmd_info(args: argparse.Namespace) -> int:
     from .build import Plan
 
+    if _is_network(args.plan):
+        net, _ = _network(args, args.plan)
+        print(_network_info(net))
+        if args.layers:
+            print(net.summary())
+        return 0
     plan = Plan.load(args.plan)
     print(plan.summary())
     if getattr(args, "layers", False):
@@ -247,10 +272,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.save:
         inputs.writable_file(args.save, "--save")
     feeds = inputs.read_inputs(args.input)
-    if args.target.endswith(".py") or _is_onnx(args.target):
+    if _is_network(args.target):
         from . import reference
 
-        net, _ = _network(args)
+        net, _ = _network(args, args.target)
         feeds = _complete_feeds(feeds, net.input_specs, net.input_dtypes, net.profiles(), args, net.index_ranges())
         outputs = reference.run(net, feeds)
         if not args.reference:
@@ -372,6 +397,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"trtdsl {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader stopped (`trtdsl info x.plan --layers | head`): not an error of ours
+        # Python would report the pipe again when it flushes stdout at exit: point stdout at nothing first.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # what a shell reports for a process ended by SIGPIPE (128 + 13)
     except Exception as e:
         if args.traceback:
             raise
