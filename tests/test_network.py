@@ -154,3 +154,20 @@ def test_bad_definitions_raise_clear_errors():
     net.output(x, "out")
     with pytest.raises(TrtdslError, match="output 'out' is already marked"):
         net.output(x, "out")
+
+
+def test_a_constant_of_an_ml_dtypes_array_keeps_its_narrow_type():
+    import ml_dtypes
+
+    from trtdsl import ops
+
+    net = trtdsl.Network("t")
+    x = net.input("x", "float32", (4,))
+    w = np.array([0.5, 1, 2, -3], np.float32).astype(ml_dtypes.float8_e4m3fn)  # as an fp8 checkpoint holds it
+    c = net.constant(w, "w8")
+    assert c.dtype == "fp8"
+    net.output(x * ops.dequantize(c, np.float32(2.0), dtype="float32"), "y")
+    expected = w.astype(np.float32) * 2  # ml_dtypes' own widening
+    np.testing.assert_array_equal(trtdsl.reference.run(net, {"x": np.ones(4, np.float32)})["y"], expected)
+    for t, name in ((ml_dtypes.float4_e2m1fn, "fp4"), (ml_dtypes.bfloat16, "bfloat16"), (ml_dtypes.int4, "int4")):
+        assert net.constant(np.ones(4, np.float32).astype(t)).dtype == name

@@ -305,8 +305,11 @@ class Network(DimsMixin, GraphMixin):
                 dtype = "int64" if array.dtype == np.int64 else ("int32" if array.dtype != np.uint8 else "uint8")
                 if array.dtype not in (np.int32, np.int64, np.uint8, np.int8):
                     array = array.astype(np.int32)
-            else:
-                raise ShapeError(f"constant {name!r}: cannot store dtype {array.dtype}")
+            else:  # an ml_dtypes array of a narrow type (fp8, fp4, bfloat16, e8m0, int4) is stored as it is
+                try:
+                    dtype = dtypes.canonical(array.dtype)
+                except TrtdslError as e:
+                    raise ShapeError(f"constant {name!r}: cannot store dtype {array.dtype}: {e}") from None
         dt = dtypes.canonical(dtype)
         lname = self.unique_name(name or "constant")
         if dtypes.TABLE[dt].narrow:  # bfloat16, fp8, fp4, e8m0, int4: typed weights over ml_dtypes bytes
