@@ -7,16 +7,35 @@ applications test imports.
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import h5py
 import numpy as np
+import pytest
 
 import trtdsl
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "keras"
+
+
+def keras_writer(folder: Path, script: str) -> Path:
+    """Run ``script`` (Python that writes Keras files into ``sys.argv[1]``) with Keras 3 on torch, in a
+    process of its own (Keras picks its backend once per process); ``folder``, filled."""
+    spec = importlib.util.find_spec("keras")
+    if spec is None or spec.origin is None:  # tests/keras itself is a namespace package named keras
+        pytest.skip("Keras 3 (the dev extra) is not installed")
+    env = {**os.environ, "KERAS_BACKEND": "torch"}
+    done = subprocess.run([sys.executable, "-c", script, str(folder)], env=env, capture_output=True, text=True,
+                          timeout=300)  # fmt: skip
+    if done.returncode:
+        raise RuntimeError(f"the Keras writer failed:\n{done.stderr[-3000:]}")
+    return folder
 
 
 def edit_h5_config(src: Path, dst: Path, edit) -> Path:

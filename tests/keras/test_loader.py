@@ -3,10 +3,6 @@ names of the network's inputs and outputs (a dict's keys, as model.predict takes
 
 from __future__ import annotations
 
-import importlib.util
-import os
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
@@ -17,7 +13,7 @@ from trtdsl import keras as tk
 from trtdsl.errors import KerasError, WeightError
 
 from ..conftest import requires_trt
-from .keras_util import edit_h5_config
+from .keras_util import edit_h5_config, keras_writer
 
 pytestmark = requires_trt
 
@@ -85,16 +81,7 @@ _DICT_WRITER = textwrap.dedent(
 
 
 def _write(tmp_path_factory, script: str, folder: str):
-    spec = importlib.util.find_spec("keras")
-    if spec is None or spec.origin is None:  # tests/keras itself is a namespace package named keras
-        pytest.skip("Keras 3 (the dev extra) is not installed")
-    out = tmp_path_factory.mktemp(folder)
-    env = {**os.environ, "KERAS_BACKEND": "torch"}
-    done = subprocess.run([sys.executable, "-c", script, str(out)], env=env, capture_output=True, text=True,
-                          timeout=300)  # fmt: skip
-    if done.returncode:
-        raise RuntimeError(f"the Keras writer failed:\n{done.stderr[-3000:]}")
-    return out
+    return keras_writer(tmp_path_factory.mktemp(folder), script)
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,21 @@ IDENTITY = [
 ]  # fmt: skip
 
 
-@converts(*IDENTITY)
+# Image augmentation (keras.layers.Random*, RandAugment, AugMix, Solarization, and Keras 2's RandomHeight/Width):
+# each transforms images only when training (its transform_images returns them otherwise; the sweep case
+# augmentation_is_identity_at_inference checks Keras' prediction). Not here: RandomCrop (Keras 2 crops and resizes
+# at inference; Keras 3 returns the input but declares the cropped shape), AutoContrast and Equalization (they
+# are not random), and CutMix/MixUp, which mix the samples of a batch and only take (images, labels) dicts.
+AUGMENTATION = [
+    "RandomFlip", "RandomRotation", "RandomTranslation", "RandomZoom", "RandomContrast", "RandomBrightness",
+    "RandomGrayscale", "RandomHue", "RandomSaturation", "RandomSharpness", "RandomShear", "RandomColorJitter",
+    "RandomErasing", "RandomGaussianBlur", "RandomPerspective", "RandomInvert", "RandomPosterization",
+    "RandomColorDegeneration", "RandomElasticTransform", "Solarization", "RandAugment", "AugMix",
+    "RandomHeight", "RandomWidth",
+]  # fmt: skip
+
+
+@converts(*IDENTITY, *AUGMENTATION)
 def identity(layer: Call, x: KTensor, **_: Any) -> KTensor:
     return x
 
