@@ -259,3 +259,29 @@ def test_a_model_file_of_another_kind_says_what_to_do_with_it(tmp_path):
         WeightError, match=r"flax_model.msgpack: .*msgpack \(Flax weights\), a format trtdsl cannot read"
     ):
         W.load(tmp_path / "flax_model.msgpack")
+
+
+def test_a_folder_checkpoint_that_links_out_of_the_folder_is_refused(tmp_path):
+    from safetensors.numpy import save_file
+
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    np.savez(outside / "secret.npz", key=np.arange(4))
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "pytorch_model.bin").symlink_to(outside / "secret.npz")
+    with pytest.raises(WeightError, match=r"pytorch_model.bin: is a link that leads out of .*secret.npz"):
+        W.load(folder)
+    assert list(W.load(folder / "pytorch_model.bin")) == ["key"]  # named by the caller, it loads
+    # The Hugging Face cache: snapshots/<rev>/model.safetensors -> ../../blobs/<sha>, also from a subfolder.
+    cache = tmp_path / "models--org--name"
+    (cache / "blobs").mkdir(parents=True)
+    weights = {"w": np.arange(6, dtype=np.float32).reshape(2, 3)}
+    save_file(weights, cache / "blobs" / "sha256-1")
+    save_file(weights, cache / "blobs" / "sha256-2")
+    snap = cache / "snapshots" / "abc123"
+    (snap / "sub").mkdir(parents=True)
+    (snap / "model.safetensors").symlink_to("../../blobs/sha256-1")
+    (snap / "sub" / "model.safetensors").symlink_to("../../../blobs/sha256-2")
+    for where in (snap, snap / "sub"):
+        np.testing.assert_array_equal(W.load(where)["w"], weights["w"])
