@@ -1,8 +1,9 @@
-"""load_model: a Keras 3 weights-only file (model.save_weights) named through the model's config; the
+"""load_model: a Keras 3 weights-only file (model.save_weights) named through the model's config; a model saved unzipped; the
 names of the network's inputs and outputs (a dict's keys, as model.predict takes and returns them)."""
 
 from __future__ import annotations
 
+import os
 import textwrap
 
 import numpy as np
@@ -167,3 +168,42 @@ def test_an_output_key_that_names_a_tensor_inside_is_refused(dicts, tmp_path):
         KerasError, match=r"output 'boxes.linear.matmul.out' \(of layer 'scores'\).*already has a tensor named"
     ):
         tk.load_model(path)
+
+
+_FOLDER_WRITER = textwrap.dedent(
+    """
+    import sys
+    import numpy as np
+    import keras
+
+    out = sys.argv[1]
+    x = keras.Input((6, 6, 2), name="image")
+    y = keras.layers.Conv2D(3, 3, activation="relu")(x)
+    y = keras.layers.Dense(4)(keras.layers.Flatten()(y))
+    model = keras.Model(x, y)
+    model.save(f"{out}/unzipped", zipped=False)  # config.json, metadata.json, model.weights.h5
+    feed = np.random.default_rng(0).standard_normal((2, 6, 6, 2)).astype(np.float32)
+    np.savez(f"{out}/unzipped.npz", x=feed, y=model.predict(feed, verbose=0))
+    """
+)
+
+
+def test_a_model_saved_unzipped_converts_like_its_archive(tmp_path_factory):
+    folder = _write(tmp_path_factory, _FOLDER_WRITER, "unzipped")
+    data = np.load(folder / "unzipped.npz")
+    net = tk.load_model(folder / "unzipped", batch=2)
+    got = _run(net, data["x"])
+    np.testing.assert_allclose(got, data["y"], rtol=1e-5, atol=1e-5 * np.abs(data["y"]).max())
+    # Hostile folders: a member that links out, a FIFO for the config, a missing weights file.
+    bad = tmp_path_factory.mktemp("bad")
+    (bad / "config.json").symlink_to(folder / "unzipped" / "config.json")
+    with pytest.raises(WeightError, match=r"config.json: is a link that leads out of"):
+        tk.load_model(bad)
+    (bad / "config.json").unlink()
+    os.mkfifo(bad / "config.json")
+    with pytest.raises(WeightError, match=r"config.json: is not a regular file"):
+        tk.load_model(bad)
+    (bad / "config.json").unlink()
+    (bad / "config.json").write_bytes((folder / "unzipped" / "config.json").read_bytes())
+    with pytest.raises(WeightError, match=r"is a directory without 'model.weights.h5'.*it holds config.json"):
+        tk.load_model(bad)

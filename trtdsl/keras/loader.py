@@ -13,6 +13,7 @@ from ..network import Network
 from ..profile import Dim
 from ..weights.keras import load_keras_weights
 from ..weights.keras_config import Model, parse_model, read
+from ..weights.keras_config.file import FOLDER_WEIGHTS, folder_file
 from ..weights.limits import DEFAULT, Limits
 from .graph import Context, KTensor, run_model, to_cf_perm
 
@@ -30,6 +31,9 @@ def _input_dtype(keras_dtype: object) -> str:
 def _store(weights: Any, path: Path, config: dict, trusted: bool, limits: Limits) -> _weights.WeightStore:
     """The weights to convert with: the model file's own, a given store, or a file given by path."""
     if weights is None:
+        if path.is_dir():  # Keras 3 saved unzipped: the archive's weights file, named through the config
+            weights_file = folder_file(path, FOLDER_WEIGHTS, "a Keras 3 model saved with zipped=False")
+            return load_keras_weights(weights_file, config, trusted=trusted, limits=limits)
         return _weights.load(path, trusted=trusted, limits=limits)
     if isinstance(weights, (str, os.PathLike)):
         given = Path(weights)

@@ -20,7 +20,7 @@ class ModelFile:
     """What a Keras file says about its model: the config and the Keras that wrote it."""
 
     path: Path
-    format: str  # "h5" (legacy, Keras 2 or 3) or "keras" (Keras 3 zip)
+    format: str  # "h5" (legacy, Keras 2 or 3), "keras" (Keras 3 zip) or "folder" (Keras 3, saved with zipped=False)
     config: dict
     keras_version: str
     backend: str | None = None  # legacy .h5 records it; .keras does not
@@ -47,6 +47,8 @@ def read(path: str | Path, *, trusted: bool = False, limits: Limits = DEFAULT) -
     bombs and CRC errors refused), with the JSON capped at ``limits.max_json_bytes``.
     """
     path = Path(path)
+    if path.is_dir():
+        return _read_folder(path, limits)
     if not path.is_file():
         raise WeightError(f"no Keras model file {str(path)!r}")
     with open(path, "rb") as fh:
@@ -91,3 +93,40 @@ def read(path: str | Path, *, trusted: bool = False, limits: Limits = DEFAULT) -
     raise WeightError(
         f"{path.name}: neither a Keras .h5 (HDF5) nor a .keras (zip) file; it starts with {preview(head)}"
     )
+
+
+# What Keras 3 writes for model.save(folder, zipped=False): the members of a .keras archive, as files.
+FOLDER_CONFIG, FOLDER_METADATA, FOLDER_WEIGHTS = "config.json", "metadata.json", "model.weights.h5"
+
+
+def _read_folder(folder: Path, limits: Limits) -> ModelFile:
+    """A Keras 3 model saved unzipped (``model.save(folder, zipped=False)``): config.json and metadata.json."""
+    config = folder_file(folder, FOLDER_CONFIG, "a Keras 3 model saved with zipped=False")
+    cfg = _json(_read_capped(config, limits), FOLDER_CONFIG, config)
+    meta = {}
+    if (folder / FOLDER_METADATA).exists():
+        metadata = folder_file(folder, FOLDER_METADATA, "")
+        meta = _json(_read_capped(metadata, limits), FOLDER_METADATA, metadata)
+    return ModelFile(folder, "folder", cfg, str((meta if isinstance(meta, dict) else {}).get("keras_version", "3")))
+
+
+def folder_file(folder: Path, name: str, what: str) -> Path:
+    """``folder/name`` as a regular file lying in the folder (not a link out of it, a FIFO or a device)."""
+    file = folder / name
+    if not file.exists():
+        listed = ", ".join(sorted(p.name for p in folder.iterdir())[:8]) or "nothing"
+        raise WeightError(f"{folder}: is a directory without {name!r}, so not {what}; it holds {listed}")
+    real = file.resolve()
+    if real.parent != folder.resolve():
+        raise WeightError(f"{file}: is a link that leads out of {folder}; the model's files must lie in it")
+    if not real.is_file():
+        raise WeightError(f"{file}: is not a regular file")
+    return file
+
+
+def _read_capped(file: Path, limits: Limits) -> bytes:
+    with open(file, "rb") as f:
+        raw = f.read(limits.max_json_bytes + 1)
+    if len(raw) > limits.max_json_bytes:
+        raise WeightError(f"{file.name}: more than limits.max_json_bytes={limits.max_json_bytes} bytes")
+    return raw
