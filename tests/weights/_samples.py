@@ -7,6 +7,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -38,6 +39,46 @@ def mapped(arr) -> bool:
             return True
         base = base.base
     return False
+
+
+def map_of(arr) -> np.memmap | None:
+    """The np.memmap an array is a view of, or None."""
+    base = arr
+    while base is not None and not isinstance(base, np.memmap):
+        base = base.base
+    return base
+
+
+def in_file_map(arr: np.ndarray, path: Path) -> bool:
+    """Whether ``arr``'s data lies in a memory map of ``path`` (this process's /proc/self/maps): not a copy.
+
+    torch maps a checkpoint itself, so a view of its storage has no np.memmap to find.
+    """
+    address, inode = arr.ctypes.data, Path(path).stat().st_ino
+    for line in Path("/proc/self/maps").read_text().splitlines():
+        span, _perms, _offset, _dev, ino, *_name = line.split()
+        lo, hi = (int(v, 16) for v in span.split("-"))
+        if lo <= address < hi:
+            return int(ino) == inode
+    return False
+
+
+def float8_tensors() -> dict[str, Any]:
+    """torch tensors: every byte value of each float8 type (NaNs included), a weight rounded from floats,
+    its float32 scale, and a transposed (non-contiguous) float8 tensor."""
+    import torch
+
+    kinds = [torch.float8_e4m3fn, torch.float8_e5m2, torch.float8_e8m0fnu, torch.float8_e4m3fnuz, torch.float8_e5m2fnuz]
+    g = torch.Generator().manual_seed(0)
+    every = {
+        str(dt).removeprefix("torch."): torch.arange(256, dtype=torch.uint8).view(dt).reshape(16, 16) for dt in kinds
+    }
+    return {
+        **every,
+        "fc.weight": (torch.randn(6, 5, generator=g) * 100).to(torch.float8_e4m3fn),
+        "fc.weight_scale": torch.tensor(0.02),
+        "column": torch.randn(4, 3, generator=g).to(torch.float8_e4m3fn).T,
+    }
 
 
 # ------------------------------------------------- sharded checkpoints (Hugging Face layout)

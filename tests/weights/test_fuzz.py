@@ -24,6 +24,7 @@ import zipfile
 from pathlib import Path
 
 import h5py
+import ml_dtypes
 import numpy as np
 import pytest
 import torch
@@ -61,12 +62,15 @@ def _write_seeds() -> dict[str, tuple[bytes, dict]]:
     from safetensors.numpy import save_file
 
     save_file(data, str(d / "s.safetensors"))
+    fp8 = {"w": data["a.weight"].astype(ml_dtypes.float8_e4m3fn), "w_scale": np.float32([0.5])}  # an FP8 checkpoint
+    save_file(fp8, str(d / "fp8.safetensors"))
     with h5py.File(d / "s.h5", "w") as f:
         f["g/a"] = data["a.weight"]
         f.create_dataset("g/b", data=rng.standard_normal((40, 3)), chunks=(8, 3), compression="gzip", shuffle=True)
         f.create_dataset("c", data=data["a.bias"], chunks=(2,))
     torch.save({k: torch.from_numpy(v) for k, v in data.items()}, d / "s.pt")
     torch.save({k: torch.from_numpy(v) for k, v in data.items()}, d / "legacy.pt", _use_new_zipfile_serialization=False)
+    torch.save({"w": torch.from_numpy(fp8["w"].view(np.uint8)).view(torch.float8_e4m3fn)}, d / "fp8.pt")
     W.write_wts(d / "s.wts", {k: v for k, v in data.items() if v.dtype == np.float32})
     with zipfile.ZipFile(FIX / "keras3_convnet.keras") as zin, zipfile.ZipFile(d / "deflated.keras", "w") as zout:
         for item in zin.infolist():

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 
+import ml_dtypes
 import numpy as np
 import pytest
 
 from trtdsl import ShapeError, WeightError
 from trtdsl import weights as W
+from trtdsl.weights.store import canonical
 
 
 @pytest.fixture
@@ -184,3 +186,52 @@ def test_a_block_view_has_every_field_a_full_view_has():
     view = w.block("layer1", "block").block("conv", "conv_bn_act")
     assert set(vars(view)) == set(vars(w))
     assert view.take("weight", (2, 2)).dtype == np.float32
+
+
+# ------------------------------------------------- narrow (ml_dtypes) types
+NARROW = [
+    ml_dtypes.float8_e4m3fn, ml_dtypes.float8_e5m2, ml_dtypes.float8_e8m0fnu, ml_dtypes.float8_e4m3fnuz,
+    ml_dtypes.bfloat16, ml_dtypes.int4, ml_dtypes.float4_e2m1fn,
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("dtype", NARROW, ids=lambda t: np.dtype(t).name)
+def test_ml_dtypes_arrays_keep_their_type(dtype):
+    # '.str' of an ml_dtypes dtype is '<V1': rebuilt from it, the store would hand out raw void bytes.
+    a = np.arange(6).astype(np.float32).astype(dtype).reshape(2, 3)
+    assert canonical(a.dtype) is a.dtype and canonical(a.dtype.newbyteorder("<")) is a.dtype
+    w = W.WeightStore.from_mapping({"a": a})
+    assert w.dtype("a") is a.dtype and w["a"].dtype is a.dtype
+    got = w.take("a", shape=(2, None), dtype=dtype)
+    assert got.dtype is a.dtype and np.shares_memory(got, a) and not got.flags.writeable
+    np.testing.assert_array_equal(got.view(np.uint8), a.view(np.uint8))
+    with pytest.raises(WeightError, match=r"weight 'a' in weights has shape \(2, 3\), expected \(3, 2\)"):
+        w.take("a", shape=(3, 2))
+
+
+def test_block_views_widen_wide_floats_and_refuse_quantized_ones():
+    w = W.WeightStore.from_mapping(
+        {
+            "fc.weight": np.ones((3, 4), ml_dtypes.float8_e4m3fn),
+            "fc.weight_scale": np.float32(0.5),
+            "fc.bias": np.ones(3, ml_dtypes.bfloat16),
+            "fc.half": np.ones(3, np.float16),
+            "fc.e5m2": np.ones(3, ml_dtypes.float8_e5m2),  # NumPy kind 'f', one byte: quantized all the same
+            "fc.ids": np.ones(3, ml_dtypes.int4),
+        }
+    )
+    view = w.block("fc", "linear", float32=True)
+    assert view.take("bias").dtype == np.float32 and view.take("half").dtype == np.float32
+    assert view.take("ids").dtype == ml_dtypes.int4  # integers are never widened
+    for name in ("weight", "e5m2"):
+        with pytest.raises(
+            WeightError,
+            match=rf"linear 'fc': weight 'fc.{name}' is float8_e\w+, a quantized weight whose scale is another weight "
+            r"\(this block holds 'fc.weight_scale'\); this block computes in float32 and does not dequantize\. Build "
+            rf"the layer from the file's arrays instead: ops.dequantize\(net.constant\(w\['fc.{name}'\]\), scale\)",
+        ):
+            view.take(name)
+    assert "fc.weight" in w.unused()  # a refused read is not a use
+    # Outside blocks it comes out as it is, a view of the array held.
+    assert w["fc.weight"].dtype == ml_dtypes.float8_e4m3fn
+    assert w.block("fc", "mine").take("weight").dtype == ml_dtypes.float8_e4m3fn

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 
+import ml_dtypes
 import numpy as np
 import pytest
 import torch
@@ -18,7 +19,7 @@ from trtdsl import WeightError
 from trtdsl import weights as W
 
 from ._crafted import Evil, refused
-from ._samples import TORCH, write_sharded
+from ._samples import TORCH, float8_tensors, in_file_map, write_sharded
 
 
 @pytest.mark.parametrize("legacy", [False, True])
@@ -129,3 +130,56 @@ def test_a_whole_saved_model_is_refused_with_the_state_dict_hint(tmp_path, legac
     torch.save(state, tmp_path / "state.pt")
     w = W.load(tmp_path / "state.pt")
     np.testing.assert_array_equal(w["0.weight"], state["0.weight"].numpy())
+
+
+# ------------------------------------------------- float8
+@pytest.mark.parametrize("mmap", [True, False])
+def test_torch_float8_tensors_bit_for_bit(tmp_path, mmap):
+    tensors = float8_tensors()
+    path = tmp_path / "fp8.pt"
+    torch.save({"model": tensors}, path)
+    w = W.load(path, mmap=mmap)
+    assert sorted(w) == sorted(f"model.{k}" for k in tensors)
+    for name, t in tensors.items():
+        got = w[f"model.{name}"]
+        kind = str(t.dtype).removeprefix("torch.")
+        assert got.dtype.name == w.dtype(f"model.{name}").name == kind, name
+        assert got.shape == w.shape(f"model.{name}") == tuple(t.shape), name
+        if t.dtype == torch.float32:
+            np.testing.assert_array_equal(got, t.numpy())
+            continue
+        assert got.dtype == getattr(ml_dtypes, kind)
+        np.testing.assert_array_equal(got.view(np.uint8), t.view(torch.uint8).numpy(), err_msg=name)
+        assert in_file_map(got, path) is mmap, name  # mmap: a view of torch's map of the file, no copy
+
+
+def test_torch_float8_in_the_legacy_format(tmp_path):
+    tensors = float8_tensors()
+    path = tmp_path / "legacy.pt"
+    torch.save(tensors, path, _use_new_zipfile_serialization=False)
+    try:  # torch 2.14 writes these files but cannot read them back (pytorch/pytorch#169763)
+        held = torch.load(path, weights_only=True)
+    except AttributeError:
+        with pytest.raises(
+            WeightError,
+            match=r"legacy.pt: torch cannot read this legacy-format \(non-zip\) checkpoint back: it holds a tensor "
+            r"of a type with no legacy storage class \(float8, uint16, uint32, uint64\), and torch.load fails with "
+            r"\"type object 'torch.storage.UntypedStorage' has no attribute 'dtype'\"\. Save the tensors again in "
+            r"torch.save's default zip format",
+        ):
+            W.load(path)
+        return
+    w = W.load(path)
+    for name, t in held.items():
+        np.testing.assert_array_equal(w[name].view(np.uint8), t.view(torch.uint8).numpy(), err_msg=name)
+
+
+def test_torch_types_numpy_cannot_hold_are_refused_by_name(tmp_path):
+    torch.save({"ok": torch.ones(2), "fp4": torch.zeros(2, 3, dtype=torch.float4_e2m1fn_x2)}, tmp_path / "fp4.pt")
+    with pytest.raises(
+        WeightError,
+        match=r"fp4.pt: tensor 'fp4' has dtype torch.float4_e2m1fn_x2, which trtdsl cannot read; it reads the types "
+        r"NumPy has, torch.bfloat16 \(as float32\) and torch.float8_e4m3fn, torch.float8_e5m2, torch.float8_e8m0fnu, "
+        r"torch.float8_e4m3fnuz, torch.float8_e5m2fnuz$",
+    ):
+        W.load(tmp_path / "fp4.pt")

@@ -46,10 +46,20 @@ _CANONICAL_IDS = frozenset(
 )
 
 
+_USERDEF = 256  # NPY_USERDEF: types other packages register with NumPy (ml_dtypes) are numbered from here
+
+
 def canonical(dtype: np.dtype) -> np.dtype:
     """NumPy's own instance of ``dtype``. h5py and explicit byte orders give equal but distinct
-    instances ('<f4'), which trt.Weights refuses: "Could not implicitly convert NumPy data type"."""
-    return np.dtype(np.dtype(dtype).str)
+    instances ('<f4'), which trt.Weights refuses: "Could not implicitly convert NumPy data type".
+
+    An ``ml_dtypes`` type (bfloat16, float8_e4m3fn, ...) keeps its type: its ``.str`` is '<V1',
+    which ``np.dtype`` reads back as raw void bytes.
+    """
+    d = np.dtype(dtype)
+    if d.num >= _USERDEF:
+        return np.dtype(d.type) if d.isnative else d
+    return np.dtype(d.str)
 
 
 class _Source:

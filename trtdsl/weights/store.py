@@ -251,7 +251,9 @@ class WeightStore(ReportMixin, Mapping[str, np.ndarray]):
         Messages name the block and the full key: ``conv_bn_act 'layer1.0.conv1' (in
         residual_block 'layer1.0'): missing weight 'layer1.0.conv1.weight' (expected
         shape (64, 64, 3, 3))``. An empty ``prefix`` is a block at the top of this view.
-        ``float32=True``: floating-point weights come out as float32 (what blocks fold in).
+        ``float32=True``: floating-point weights come out as float32 (what blocks fold in), and an
+        8-, 6- or 4-bit float weight (an FP8 checkpoint's ``float8_e4m3fn``) is a ``WeightError``:
+        its values mean nothing without its scale, which blocks do not apply.
         """
         base = self._base if self._base is not None else self
         rel = self._rel
@@ -323,9 +325,12 @@ class WeightStore(ReportMixin, Mapping[str, np.ndarray]):
                 f"{where}weight {name!r} in {self._label()} has dtype {arr.dtype}, expected {np.dtype(dtype)}; "
                 f"convert it with .astype({np.dtype(dtype).name!r}) or take it without dtype="
             )
+        if self._float32 and arr.dtype is not _F32:
+            if arr.dtype.itemsize >= 2 and (arr.dtype.kind == "f" or arr.dtype.name == "bfloat16"):
+                arr = arr.astype(_F32)
+            elif arr.dtype.name.startswith(_QUANTIZED_FLOATS):
+                _quantized(self, name, arr.dtype)
         self._src.used.add(key)
-        if self._float32 and arr.dtype is not _F32 and (arr.dtype.kind == "f" or arr.dtype.name == "bfloat16"):
-            arr = arr.astype(_F32)
         return arr
 
     def optional(self, name: str, shape: Sequence[int | None] | None = None) -> np.ndarray | None:
@@ -367,6 +372,28 @@ class WeightStore(ReportMixin, Mapping[str, np.ndarray]):
                 self.finish()
         finally:
             self.close()
+
+
+_QUANTIZED_FLOATS = ("float8", "float6", "float4")  # ml_dtypes names (kind 'V', but float8_e5m2 is kind 'f')
+
+
+def _quantized(view: WeightStore, name: str, dtype: np.dtype) -> None:
+    """Refuse an 8-, 6- or 4-bit float weight in a block view: its values mean nothing without its scale.
+
+    An FP8 checkpoint stores ``fc.weight`` as float8_e4m3fn beside a float32 ``fc.weight_scale``
+    (or ``weight_scale_inv``), and the weight is ``fc.weight * scale``. Blocks fold plain float32
+    weights and know no scale, so widening it (exact) would build a network that runs on unscaled
+    weights without a word; it is refused instead, and read outside blocks (``w[name]``, then
+    ``net.constant`` and ``ops.dequantize``).
+    """
+    full = view._full(name)
+    scales = [k for k in view._names if "scale" in k]
+    found = f" (this block holds {', '.join(repr(view._prefix + k) for k in scales[:4])})" if scales else ""
+    raise WeightError(
+        f"{view.where}: weight {full!r} is {dtype.name}, a quantized weight whose scale is another "
+        f"weight{found}; this block computes in float32 and does not dequantize. Build the layer from the "
+        f"file's arrays instead: ops.dequantize(net.constant(w[{full!r}]), scale), then ops.matmul/ops.linear"
+    )
 
 
 def as_store(weights: Any, name: str = "weights") -> WeightStore:

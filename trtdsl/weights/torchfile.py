@@ -5,6 +5,13 @@ plain containers, so a checkpoint cannot run code. Zip-format checkpoints are
 opened with ``mmap=True``: tensor storages stay in the file and
 ``Tensor.numpy()`` shares them, so no copy is made. Nested dicts (``{'model':
 {...}}``) are flattened with ``.``; values that are not tensors are skipped.
+bfloat16 is widened to float32 (one copy). float8 tensors (``float8_e4m3fn``,
+``float8_e5m2``, ``float8_e8m0fnu``, ``float8_e4m3fnuz``, ``float8_e5m2fnuz``)
+have no NumPy dtype either; they come out as arrays of the ``ml_dtypes`` type of
+the same name over the same storage (``t.view(torch.uint8).numpy().view(type)``:
+no copy). Other types NumPy cannot hold (``float4_e2m1fn_x2``, ``complex32``)
+are refused by name. torch (2.14 at least) writes float8 tensors in the legacy
+format but cannot read them back; such a file is a :class:`WeightError` that says so.
 
 A checkpoint is untrusted: a zip one is checked by :class:`.zipcheck.Archive`
 first (duplicate members, overlaps, names), its pickle's CRC-32 before torch
@@ -28,10 +35,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import ml_dtypes
 import numpy as np
 
 from ..errors import WeightError
-from .limits import DEFAULT, Limits, preview, quote
+from .limits import DEFAULT, Limits, first_line, preview, quote
 from .registry import Probe, loads
 from .shards import ShardFormat, index_sniffer, load_index, sharded
 from .store import Entry, WeightStore
@@ -98,10 +106,28 @@ def _flatten(obj: Any, torch: Any, limits: Limits, label: str) -> dict[str, Any]
     return out
 
 
-def _numpy_dtype(t: Any, torch: Any) -> np.dtype:
+# torch's float8 types, by name: ml_dtypes has a type of each name with the same bits. A torch
+# that lacks one (float8_e8m0fnu is recent) cannot have read a file holding it.
+FLOAT8 = ("float8_e4m3fn", "float8_e5m2", "float8_e8m0fnu", "float8_e4m3fnuz", "float8_e5m2fnuz")
+
+
+def _float8(torch: Any) -> dict[Any, np.dtype]:
+    return {getattr(torch, n): np.dtype(getattr(ml_dtypes, n)) for n in FLOAT8 if hasattr(torch, n)}
+
+
+def _numpy_dtype(t: Any, torch: Any, float8: dict[Any, np.dtype], label: str, name: str) -> np.dtype:
+    """The dtype ``t`` is handed out in: its NumPy type, float32 for bfloat16, ml_dtypes for float8."""
     if t.dtype == torch.bfloat16:
         return np.dtype(np.float32)
-    return np.dtype(torch.empty(0, dtype=t.dtype).numpy().dtype)
+    if t.dtype in float8:
+        return float8[t.dtype]
+    try:
+        return np.dtype(torch.empty(0, dtype=t.dtype).numpy().dtype)
+    except (TypeError, RuntimeError) as e:  # "Got unsupported ScalarType Float4_e2m1fn_x2"
+        raise WeightError(
+            f"{label}: tensor {quote(name)} has dtype {t.dtype}, which trtdsl cannot read; it reads the types "
+            f"NumPy has, torch.bfloat16 (as float32) and {', '.join(f'torch.{n}' for n in FLOAT8)}"
+        ) from e
 
 
 # Folder ranks, after both safetensors ranks and the shard index (3): the unsharded file under the exact names
@@ -154,6 +180,16 @@ def _open(path: Path, mmap: bool, limits: Limits) -> tuple[dict[str, Entry], Cal
                 if not mmap or "mmap" not in str(e):
                     raise
                 obj = torch.load(path, map_location="cpu", weights_only=True)  # legacy (non-zip) format
+    except AttributeError as e:
+        # torch's legacy reader looks up a storage class's dtype, and torch.save gives types that have none
+        # (float8, uint16/32/64) an UntypedStorage: it writes these files but cannot read them back.
+        if is_zip or "UntypedStorage" not in str(e):
+            raise
+        raise WeightError(
+            f"{path.name}: torch cannot read this legacy-format (non-zip) checkpoint back: it holds a tensor of a "
+            f"type with no legacy storage class (float8, uint16, uint32, uint64), and torch.load fails with "
+            f"{first_line(e)!r}. Save the tensors again in torch.save's default zip format, which trtdsl reads"
+        ) from e
     except pickle.UnpicklingError as e:
         lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
         why = next((ln for ln in lines if "Unsupported" in ln or "WeightsUnpickler" in ln), lines[0] if lines else "")
@@ -164,13 +200,15 @@ def _open(path: Path, mmap: bool, limits: Limits) -> tuple[dict[str, Entry], Cal
             f"loads with torch.load(weights_only=True). ({why}){_whole_module_hint(str(e))}"
         ) from e
     tensors = _flatten(obj, torch, limits, path.name)
+    float8 = _float8(torch)
     entries = {}
     for name, t in tensors.items():
         if t.layout != torch.strided or t.is_quantized:
             raise WeightError(
                 f"{path.name}: tensor {name!r} is {t.layout}{' quantized' if t.is_quantized else ''}; only dense tensors can become weights"
             )
-        entries[name] = Entry(tuple(t.shape), _numpy_dtype(t, torch), _reader(t, torch, verify))
+        dtype = _numpy_dtype(t, torch, float8, path.name, name)
+        entries[name] = Entry(tuple(t.shape), dtype, _reader(t, torch, verify, dtype if t.dtype in float8 else None))
     return entries, archive.close if archive else (lambda: None)
 
 
@@ -193,11 +231,13 @@ def _verifier(archive: Archive):
     return verify
 
 
-def _reader(t: Any, torch: Any, verify: Any):
+def _reader(t: Any, torch: Any, verify: Any, float8: np.dtype | None):
     def read() -> np.ndarray:
         if verify is not None:
             verify()
         x = t.detach()
+        if float8 is not None:  # NumPy has no float8: the bytes, then their ml_dtypes type, both views
+            return x.view(torch.uint8).numpy().view(float8)
         if x.dtype == torch.bfloat16:
             x = x.float()  # NumPy has no bfloat16
         return x.numpy()  # shares the (mapped) storage
