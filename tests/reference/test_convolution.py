@@ -321,3 +321,55 @@ def test_a_deconvolution_kernel_wired_as_a_tensor_is_flipped_anew_when_it_change
         got = run(net, {"x": xv, "k": kv})["y"]
         ref = F.conv_transpose2d(_t(xv), _t(kv), stride=2).numpy()
         np.testing.assert_allclose(got, ref, rtol=1e-5, atol=2e-5)
+
+
+# (C, K, spatial, kernel, stride, groups): one case for each fast route of conv_nd with a
+# batch of 2, each followed by a ReLU that fuses into it. The plain im2col GEMM is the one
+# that failed on an empty batch; the others are here so that none starts to.
+EMPTY_BATCH = [
+    (16, 16, (12, 12), (3, 3), (1, 1), 1),  # im2col GEMM
+    (4, 6, (9, 8), (3, 3), (2, 1), 1),  # phased im2col
+    (4, 6, (9, 8), (1, 1), (2, 2), 1),  # strided 1x1
+    (32, 32, (8, 8), (3, 3), (1, 1), 1),  # Winograd
+    (8, 8, (9, 8), (3, 3), (1, 1), 8),  # depthwise, compiled
+    (8, 8, (9, 8), (3, 3), (1, 1), 2),  # narrow grouped, compiled
+    (8, 6, (1, 1), (1, 1), (1, 1), 1),  # 1x1 on 1x1 images
+    (4, 6, (4, 5, 6), (3, 3, 3), (1, 2, 1), 1),  # 3-D
+]
+
+
+@pytest.mark.parametrize("c,k,spatial,kernel,stride,groups", EMPTY_BATCH)
+def test_convolution_of_an_empty_batch(trt, c, k, spatial, kernel, stride, groups, rng):
+    """A dynamic batch of 0 (a detector's crops when nothing was found) gives an empty output on
+    every route: the fast kernels once failed on it (a -1 beside a 0 in a reshape)."""
+    w = rng.standard_normal((k, c // groups, *kernel)).astype(np.float32)
+    b = rng.standard_normal(k).astype(np.float32)
+    pad = tuple(f // 2 for f in kernel)
+    net = trtdsl.Network("empty-batch")
+    x = net.input("x", "float32", (net.dim("batch", 0, 2, 4), c, *spatial))
+    layer = net.trt.add_convolution_nd(x.trt, k, kernel, net.keep(w, "w"), net.keep(b, "b"))
+    layer.stride_nd, layer.padding_nd, layer.num_groups = stride, pad, groups
+    y = net.register(layer, "conv")
+    net.output(net.register(net.trt.add_activation(y.trt, trt.ActivationType.RELU), "relu"), "y")
+    conv = F.conv3d if len(spatial) == 3 else F.conv2d
+    for n in (0, 2, 0):  # also after the batch of 2 has prepared its route
+        xv = rng.standard_normal((n, c, *spatial)).astype(np.float32)
+        got = run(net, {"x": xv})["y"]
+        want = F.relu(conv(_t(xv), _t(w), _t(b), stride, pad, groups=groups)).numpy()
+        assert got.shape == want.shape
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=2e-5)
+
+
+def test_deconvolution_of_an_empty_batch(trt, rng):
+    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    net = trtdsl.Network("empty-batch")
+    x = net.input("x", "float32", (net.dim("batch", 0, 2, 4), 4, 5, 5))
+    layer = net.trt.add_deconvolution_nd(x.trt, 6, (3, 3), net.keep(w, "w"), trt.Weights())
+    layer.stride_nd, layer.num_groups = (2, 2), 2
+    net.output(net.register(layer, "deconv"), "y")
+    for n in (0, 2):
+        xv = rng.standard_normal((n, 4, 5, 5)).astype(np.float32)
+        got = run(net, {"x": xv})["y"]
+        want = F.conv_transpose2d(_t(xv), _t(w), stride=2, groups=2).numpy()
+        assert got.shape == want.shape
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=2e-5)

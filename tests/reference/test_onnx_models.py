@@ -111,3 +111,13 @@ def test_layerwise_diff_on_parsed_network(exported):
     tampered[last] = tampered[last] + np.float32(1.0)
     d = golden.layerwise_diff(parsed.network, feeds, tampered, captured=captured)
     assert d is not None and d.tensor == last and d.layer_index == parsed.network.num_layers - 1
+
+
+def test_an_empty_dynamic_batch_matches_onnxruntime(exported):
+    """A dynamic batch of 0 (no images in this request) runs: the fast convolution kernels once
+    failed on it. MobileNetV3 reaches the im2col, depthwise and squeeze-excite routes."""
+    path, parsed = exported("mobilenet_v3_small", dynamic_batch=True)
+    feeds = {INPUT: example(MODELS["mobilenet_v3_small"], batch=0)}
+    expected = onnxruntime_run(path, feeds)
+    actual = trtdsl.reference.run(parsed.network, feeds)
+    assert {k: v.shape for k, v in actual.items()} == {k: v.shape for k, v in expected.items()} == {"output": (0, 10)}

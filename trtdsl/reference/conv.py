@@ -140,7 +140,9 @@ def conv_nd(
     cg, kg, taps = c // groups, k // groups, math.prod(kernel)
     pixels = math.prod(out)
     relu = epilogue is not None and epilogue.relu
-    if not fast:
+    # An empty batch (a dynamic batch of 0) or output has nothing to speed up, and the fast
+    # kernels' reshapes (a -1 beside a 0 cannot be inferred) and compiled loops assume data.
+    if not fast or x.size == 0 or n * k * pixels == 0:
         cols = np.zeros((n, groups, cg, taps, *out), dtype=np.result_type(x, w))
         im2col(x.reshape(n, groups, cg, *spatial), cols, kernel, stride, dilation, pre)
         y = np.matmul(w.reshape(groups, kg, cg * taps), cols.reshape(n, groups, cg * taps, pixels)).reshape(n, k, *out)
