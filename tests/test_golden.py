@@ -198,6 +198,18 @@ def test_compare_files_uses_recorded_precision(tmp_path):
     assert not golden.compare_files(tmp_path / "a.npz", tmp_path / "e.npz", "float32").ok
 
 
+
+def test_compare_takes_a_golden_file_for_either_side(tmp_path):
+    golden.record({"y": np.ones(3, np.float32)}, tmp_path / "e.npz", metadata={"precision": "float16"})
+    outs = {"y": np.full(3, 1.005, np.float32)}
+    assert golden.compare(outs, tmp_path / "e.npz").ok  # the file's float16 tolerance
+    assert not golden.compare(outs, str(tmp_path / "e.npz"), "float32").ok
+    golden.record(outs, tmp_path / "a.npz")
+    assert golden.compare(tmp_path / "a.npz", {"y": np.ones(3, np.float32)}, "float16").ok
+    with pytest.raises(TrtdslError, match=r"compare: expected must be a dict of output name -> array or the path"):
+        golden.compare(outs, 42)
+
+
 # ------------------------------------------------------------ assert_golden
 
 

@@ -120,14 +120,14 @@ def _compare_one(
 
 
 def compare(
-    actual: Mapping[str, Any],
-    expected: Mapping[str, Any],
+    actual: Mapping[str, Any] | str | os.PathLike,
+    expected: Mapping[str, Any] | str | os.PathLike,
     tolerance: TolerancePolicy = None,
     *,
     overrides: Mapping[str, Tolerance] | None = None,
     check_dtype: bool = True,
 ) -> Report:
-    """Compare two dicts of outputs, output by output.
+    """Compare two dicts of outputs, output by output; either may be a file written by ``record``.
 
     ``tolerance``: a ``Tolerance`` for every output; a precision name
     ('float32', 'float16', 'bfloat16', 'int8') for its defaults; or ``None``
@@ -140,7 +140,19 @@ def compare(
 
         report = compare(outs, golden, "float16", overrides={"boxes": Tolerance(atol=0.5, rtol=0)})
         assert report.ok, str(report)
+        report = compare(outs, "tests/golden/resnet.npz")  # the file's 'precision' when tolerance is None
     """
+    if isinstance(expected, (str, os.PathLike)):
+        expected, meta = load(expected)
+        tolerance = tolerance if tolerance is not None else meta.get("precision")
+    if isinstance(actual, (str, os.PathLike)):
+        actual, _ = load(actual)
+    for what, value in (("actual", actual), ("expected", expected)):
+        if not isinstance(value, Mapping):
+            raise TrtdslError(
+                f"compare: {what} must be a dict of output name -> array or the path of a file written by "
+                f"golden.record, got {type(value).__name__}"
+            )
     overrides = dict(overrides or {})
     unknown = set(overrides) - set(expected) - set(actual)
     if unknown:
@@ -167,9 +179,7 @@ def compare_files(
     actual: str | os.PathLike, expected: str | os.PathLike, tolerance: TolerancePolicy = None, **kw: Any
 ) -> Report:
     """``compare`` two files written by ``record``; ``tolerance`` defaults to the expected file's 'precision'."""
-    a, _ = load(actual)
-    e, meta = load(expected)
-    return compare(a, e, tolerance if tolerance is not None else meta.get("precision"), **kw)
+    return compare(actual, expected, tolerance, **kw)
 
 
 def assert_golden(
