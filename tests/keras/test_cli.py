@@ -40,3 +40,19 @@ def test_bad_batch_is_a_clear_error(capsys):
 def test_unsupported_layer_is_reported(capsys):
     assert main(["keras", str(FIXTURES / "k3" / "refuse_lambda.keras"), "--summary"]) == 2
     assert "UnsupportedKerasLayerError: layer 'doubling' is a Lambda layer" in capsys.readouterr().err
+
+
+def test_int8_calibration_and_weights_options(tmp_path, capsys):
+    import numpy as np
+
+    from trtdsl import keras as tk
+
+    model = FIXTURES / "k3" / "cnn.keras"
+    ((name, dims),) = tk.load_model(model).input_specs.items()  # ('batch', H, W, C): channels last
+    data = tmp_path / "calib.npz"
+    np.savez(data, **{name: np.random.default_rng(0).uniform(0, 1, (16, *dims[1:])).astype(np.float32)})
+    out = tmp_path / "cnn_int8.plan"
+    assert main(["keras", str(model), "--int8", "--calib", str(data), "-o", str(out), "--no-progress"]) == 0
+    assert "int8, entropy" in capsys.readouterr().out and out.stat().st_size > 0
+    assert main(["keras", str(model), "--weights", str(tmp_path / "missing.weights.h5"), "--summary"]) == 2
+    assert "missing.weights.h5" in capsys.readouterr().err

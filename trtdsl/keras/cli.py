@@ -1,6 +1,8 @@
 """``trtdsl keras MODEL``: build a plan from a Keras file, or print what each Keras layer became.
 
 trtdsl keras model.keras -o model.plan --dtype float16 --batch 1,8,32 --layout NCHW
+trtdsl keras model.keras --int8 --calib data.npz -o model_int8.plan   # calibrated Q/DQ, as trtdsl build
+trtdsl keras model.keras --weights best.weights.h5 -o model.plan      # a ModelCheckpoint's weights
 trtdsl keras model.h5 --summary
 """
 
@@ -16,7 +18,8 @@ from ..errors import TrtdslError
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The ``keras`` subcommand's arguments."""
-    p.add_argument("model", help="MODEL.h5 or MODEL.keras")
+    p.add_argument("model", help="MODEL.h5, MODEL.keras, or a folder Keras 3 saved with zipped=False")
+    p.add_argument("--weights", metavar="FILE", help="weights to use instead of the model file's (x.weights.h5)")
     p.add_argument("-o", "--output", help="plan path (default: MODEL name with .plan)")
     p.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"], help="compute dtype")
     p.add_argument("--batch", default="1,1,32", help="min,opt,max of the dynamic batch, or one fixed size")
@@ -26,6 +29,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", choices=["tensorflow", "jax", "torch"], help="Keras backend whose numerics to follow")
     p.add_argument("--summary", action="store_true", help="print the layer table instead of building")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    from ..calib.cli import add_build_options
+
+    add_build_options(p)  # --int8/--fp8 --calib ...: the same quantization as trtdsl build
 
 
 def _batch(text: str) -> Any:
@@ -84,12 +90,15 @@ def cmd_keras(args: argparse.Namespace) -> int:
 
     net = load_model(
         args.model, batch=_batch(args.batch), input_shapes=_shapes(args.input_shape), dtype=args.dtype,
-        layout=args.layout, backend=args.backend,
+        layout=args.layout, backend=args.backend, weights=args.weights,
     )  # fmt: skip
     if args.summary:
         print(summary(net))
         return 0
     out = str(writable_file(args.output or Path(args.model).with_suffix(".plan").name, "-o"))  # before building
+    from ..calib.cli import quantize_for_build
+
+    quantize_for_build(net, args)
     plan = build(net, weights=net.keras_weights, progress=False if args.no_progress else None)
     plan.save(out)
     print(plan.summary())

@@ -180,6 +180,8 @@ def load_keras_weights(
     only the model's config (from its ``.keras`` or ``.h5`` file) says which layer each group is.
     """
     path = Path(path)
+    if not path.is_file():  # missing, a directory, a FIFO or a device: nothing HDF5 should open
+        raise WeightError(f"no Keras weights file {str(path)!r}" if not path.exists() else f"{path}: is not a file")
     mapper = H5Image(path, mmap=mmap, trusted=trusted, limits=limits)
     try:
         mapper.refuse_links()
