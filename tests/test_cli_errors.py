@@ -333,7 +333,12 @@ CASES: list[tuple[str, list[str], int, str]] = [
     # keras (trtdsl.keras.cli)
     ("keras-missing-model", ["keras", "nope.h5"], 2, r"no Keras model file 'nope.h5'"),
     ("keras-not-a-model", ["keras", "x.txt"], 2, r"x\.txt: neither a Keras \.h5 \(HDF5\) nor a \.keras \(zip\) file"),
-    ("keras-directory", ["keras", "folder"], 2, r"no Keras model file 'folder'"),
+    (
+        "keras-directory",
+        ["keras", "folder"],
+        2,
+        r"folder: is a directory without 'config.json', so not a Keras 3 model saved with zipped=False; it holds nothing",
+    ),
     ("keras-garbage-zip", ["keras", "garbage.npz"], 2, r"garbage\.npz: cannot read the zip archive"),
     ("keras-bad-batch", ["keras", KERAS_FILE, "--batch", "1,2"], 2, r"--batch '1,2': expected MIN,OPT,MAX or one int"),
     ("keras-output-missing-dir", ["keras", KERAS_FILE, "-o", "missing/x.plan"], 2, r"folder 'missing' does not exist"),
