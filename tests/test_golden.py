@@ -198,7 +198,6 @@ def test_compare_files_uses_recorded_precision(tmp_path):
     assert not golden.compare_files(tmp_path / "a.npz", tmp_path / "e.npz", "float32").ok
 
 
-
 def test_compare_takes_a_golden_file_for_either_side(tmp_path):
     golden.record({"y": np.ones(3, np.float32)}, tmp_path / "e.npz", metadata={"precision": "float16"})
     outs = {"y": np.full(3, 1.005, np.float32)}
