@@ -157,7 +157,7 @@ def test_torch_float8_in_the_legacy_format(tmp_path):
     tensors = float8_tensors()
     path = tmp_path / "legacy.pt"
     torch.save(tensors, path, _use_new_zipfile_serialization=False)
-    try:  # torch 2.14 writes these files but cannot read them back (pytorch/pytorch#169763)
+    try:  # torch 2.14 (installed here) writes these files but cannot read them back
         held = torch.load(path, weights_only=True)
     except AttributeError:
         with pytest.raises(
