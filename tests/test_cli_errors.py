@@ -188,6 +188,14 @@ CASES: list[tuple[str, list[str], int, str]] = [
     ("info-list-metadata", ["info", "listmeta.plan"], 2, r"metadata .*malformed"),
     # run: input files
     ("run-input-missing", ["run", "tiny.py", "--input", "x=nope.npy"], 2, r"--input 'x=nope.npy': no such file"),
+    (
+        "run-keras-model",
+        ["run", "model.keras"],
+        2,
+        r"model\.keras: is a Keras model: trtdsl keras model\.keras converts it",
+    ),
+    ("info-keras-model", ["info", "model.h5"], 2, r"model\.h5: is a Keras model: trtdsl keras model\.h5 converts it"),
+    ("build-keras-model", ["build", "model.keras"], 2, r"model\.keras: is a Keras model: trtdsl keras model\.keras"),
     ("run-input-dir", ["run", "tiny.py", "--input", "x=folder"], 2, r"'folder' is a directory"),
     ("run-input-garbage", ["run", "tiny.py", "--input", "x=garbage.npy"], 2, r"--input 'x=garbage.npy': "),
     ("run-input-empty", ["run", "tiny.py", "--input", "x=empty.npy"], 2, r"--input 'x=empty.npy': "),

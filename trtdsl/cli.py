@@ -112,8 +112,18 @@ def _is_onnx(path: str) -> bool:
     return path.lower().endswith(".onnx")
 
 
+def _refuse_keras(path: str) -> None:
+    """A Keras model given to build, run or info: say which command converts it."""
+    if path.lower().endswith((".keras", ".h5", ".hdf5")):
+        raise TrtdslError(
+            f"{path}: is a Keras model: trtdsl keras {path} converts it (-o model.plan builds it; --summary lists "
+            "what each layer became; --int8 --calib data.npz quantizes it), or in Python trtdsl.keras.load_model()"
+        )
+
+
 def _is_network(path: str) -> bool:
     """Whether ``path`` names a network (a script or an ONNX model) rather than a plan."""
+    _refuse_keras(path)
     return path.endswith(".py") or _is_onnx(path)
 
 
@@ -157,6 +167,7 @@ def cmd_build(args: argparse.Namespace) -> int:
 
     out = inputs.writable_file(args.output or Path(args.script).with_suffix(".plan").name, "-o")
     inputs.writable_file(str(out) + ".json", "-o")
+    _refuse_keras(args.script)
     net, namespace = _network(args, args.script)
     from .calib.cli import quantize_for_build
 
