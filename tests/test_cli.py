@@ -302,3 +302,25 @@ def test_a_closed_pipe_ends_the_command_quietly(script, monkeypatch, capsys):
     monkeypatch.setattr(sys, "stdout", Closed())
     assert main(["info", str(script)]) == 141  # as a shell reports a process ended by SIGPIPE
     assert redirected == [99] and capsys.readouterr().err == ""
+
+
+def test_warnings_are_one_line_like_errors(tmp_path, capsys):
+    import warnings
+
+    from trtdsl.cli import register
+    from trtdsl.errors import CalibrationWarning
+
+    def run(args):
+        warnings.warn("exclude pattern 'x*' matches no layer.\n  second line", CalibrationWarning, stacklevel=2)
+        return 0
+
+    register("warn-test", "emits a warning", lambda p: None, run)
+    try:
+        assert main(["warn-test"]) == 0
+    finally:
+        from trtdsl.cli import COMMANDS
+
+        COMMANDS.pop("warn-test")
+    err = capsys.readouterr().err
+    assert err == "trtdsl warn-test: CalibrationWarning: exclude pattern 'x*' matches no layer. second line\n"
+    assert warnings.showwarning.__module__ == "warnings"  # the CLI's display is undone when the command ends

@@ -17,11 +17,13 @@ missing or malformed file, a bad number) is one line on stderr and exit status
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import logging
 import math
 import os
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -401,7 +403,9 @@ def main(argv: list[str] | None = None) -> int:
     level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     try:
-        return args.fn(args)
+        with warnings.catch_warnings():  # restores the default display when the command is done
+            warnings.showwarning = functools.partial(_warning, args.command)
+            return args.fn(args)
     except TrtdslError as e:
         print(f"trtdsl {args.command}: {type(e).__name__}: {_one_line(e)}", file=sys.stderr)
         return 2
@@ -421,6 +425,11 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 70
+
+
+def _warning(command: str, message: Warning | str, category: type[Warning], *_: Any, **__: Any) -> None:
+    """A warning as one line, as errors are: 'trtdsl build: CalibrationWarning: exclude pattern ...'."""
+    print(f"trtdsl {command}: {category.__name__}: {_one_line(Exception(str(message)))}", file=sys.stderr)
 
 
 def _one_line(e: BaseException) -> str:

@@ -283,6 +283,8 @@ def test_exclude_unknown_name_suggests(rng):
     net = resnet_style(rng)
     with pytest.warns(CalibrationWarning, match="'head.*' matches no layer"):
         calib.plan(net, exclude="head.*")
+    with pytest.warns(CalibrationWarning, match=r"'blok2\.\*' matches no layer\. Did you mean 'block2'"):
+        calib.plan(net, exclude="blok2.*")
     with pytest.raises(CalibrationError, match=r"exclude names no layer 'block3'.*Did you mean 'block2' or 'block1'"):
         calib.plan(net, exclude="block3")
 

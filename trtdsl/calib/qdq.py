@@ -93,10 +93,12 @@ def _check_exclude(names: list[str], patterns: Sequence[str]) -> None:
             raise CalibrationError(f"exclude patterns must be non-empty strings, got {p!r}")
         if any(fnmatch.fnmatchcase(n, p) or n.startswith(p + ".") for n in names):
             continue
+        scopes = {n.rsplit(".", k)[0] for n in names for k in range(1, n.count(".") + 1)}
         if any(c in p for c in "*?["):
-            warnings.warn(f"exclude pattern {p!r} matches no layer", CalibrationWarning, stacklevel=3)
+            stem = p.split("*")[0].split("?")[0].split("[")[0].rstrip(".")  # 'classifer.*' -> 'classifer'
+            hint = did_you_mean(stem, sorted(scopes) + names) if stem else ""
+            warnings.warn(f"exclude pattern {p!r} matches no layer.{hint}", CalibrationWarning, stacklevel=3)
         else:
-            scopes = {n.rsplit(".", k)[0] for n in names for k in range(1, n.count(".") + 1)}
             raise CalibrationError(
                 f"exclude names no layer {p!r} ({len(names)} layers; a name excludes that layer and "
                 f"everything under its scope; globs like 'head.*' are allowed).{did_you_mean(p, sorted(scopes) + names)}"
