@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import WeightError
 
 try:  # ISA-L's CRC-32 runs at ~12 GB/s here against zlib's ~1.3 GB/s; same polynomial and result
     from isal.isal_zlib import crc32 as _crc32
@@ -92,3 +95,17 @@ def first_line(e: BaseException) -> str:
         return "(no message)"
     line = text.splitlines()[0][:300]
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in line)
+
+
+def read_capped(path: Path, limits: Limits, what: str) -> bytes:
+    """The bytes of a small untrusted file (a JSON index or config), refused past ``limits.max_json_bytes``
+    before it is read, and again if it grew since (at most that many bytes plus one are read)."""
+    cap = limits.max_json_bytes
+    size = path.stat().st_size
+    if size > cap:
+        raise WeightError(f"{path.name}: {what} of {size} bytes is over limits.max_json_bytes={cap}")
+    with open(path, "rb") as f:
+        raw = f.read(cap + 1)
+    if len(raw) > cap:
+        raise WeightError(f"{path.name}: {what} is over limits.max_json_bytes={cap}")
+    return raw

@@ -250,7 +250,7 @@ def _in_directory(folder: Path) -> Path:
     for _, patterns in rules:
         found = [n for n in names if any(fnmatchcase(n, p) for p in patterns)]
         if len(found) == 1:
-            return _within(folder, folder / found[0])
+            return inside_folder(folder, folder / found[0])
         if found:
             raise WeightError(
                 f"{folder}: is a directory with {len(found)} {'/'.join(patterns)} files ({_listed(found, 5)}); "
@@ -267,10 +267,11 @@ def _in_directory(folder: Path) -> Path:
     raise WeightError(f"{folder}: is not a file, and not a directory holding {wanted}; {holds}" + "".join(hints[:3]))
 
 
-def _within(folder: Path, file: Path) -> Path:
+def inside_folder(folder: Path, file: Path) -> Path:
     """``file``, a name in ``folder``, unless it is a link that leads out of the folder: the folder chose it, not
-    the caller, so it may not make ``load`` read another file. A Hugging Face cache snapshot's links
-    (``snapshots/<rev>/model.safetensors`` -> ``../../blobs/<sha>``) may lead into that cache's ``blobs``."""
+    the caller, so it may not make a loader read another file (a folder's checkpoint, a Keras model saved
+    unzipped). A Hugging Face cache snapshot's links (``snapshots/<rev>/model.safetensors`` ->
+    ``../../blobs/<sha>``) may lead into that cache's ``blobs``."""
     try:
         real, home = file.resolve(strict=True), folder.resolve(strict=True)
     except (OSError, RuntimeError) as e:  # a dangling link, a loop
@@ -278,8 +279,8 @@ def _within(folder: Path, file: Path) -> Path:
     allowed = {home} | {p.parent.parent / "blobs" for p in (home, *home.parents) if p.parent.name == "snapshots"}
     if real.parent not in allowed:
         raise WeightError(
-            f"{file}: is a link that leads out of {folder} (to {quote(str(real), 120)}); a folder's checkpoint must "
-            "lie in it: pass the file itself to load it"
+            f"{file}: is a link that leads out of {folder} (to {quote(str(real), 120)}); the files a folder is read "
+            "by must lie in it: pass the file itself to load it"
         )
     return file
 

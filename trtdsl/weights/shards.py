@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import WeightError
-from .limits import Limits, first_line, quote
+from .limits import Limits, first_line, quote, read_capped
 from .registry import Probe
 from .store import Entry, WeightStore
 
@@ -102,13 +102,7 @@ def load_index(path: Path, fmt: ShardFormat, mmap: bool, limits: Limits) -> Weig
 
 
 def _weight_map(path: Path, fmt: ShardFormat, limits: Limits) -> dict[str, str]:
-    size = path.stat().st_size
-    if size > limits.max_json_bytes:
-        raise WeightError(f"{path.name}: index of {size} bytes is over limits.max_json_bytes={limits.max_json_bytes}")
-    with open(path, "rb") as f:
-        raw = f.read(limits.max_json_bytes + 1)  # the file may have grown since stat()
-    if len(raw) > limits.max_json_bytes:
-        raise WeightError(f"{path.name}: index is over limits.max_json_bytes={limits.max_json_bytes}")
+    raw = read_capped(path, limits, "index")
     try:
         index = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as e:

@@ -11,7 +11,8 @@ from typing import Any
 
 from ...errors import WeightError
 from ..h5 import HDF5_MAGIC, H5Image
-from ..limits import DEFAULT, Limits, preview
+from ..limits import DEFAULT, Limits, preview, read_capped
+from ..registry import inside_folder
 from ..zipcheck import Archive
 
 
@@ -102,11 +103,11 @@ FOLDER_CONFIG, FOLDER_METADATA, FOLDER_WEIGHTS = "config.json", "metadata.json",
 def _read_folder(folder: Path, limits: Limits) -> ModelFile:
     """A Keras 3 model saved unzipped (``model.save(folder, zipped=False)``): config.json and metadata.json."""
     config = folder_file(folder, FOLDER_CONFIG, "a Keras 3 model saved with zipped=False")
-    cfg = _json(_read_capped(config, limits), FOLDER_CONFIG, config)
+    cfg = _json(read_capped(config, limits, FOLDER_CONFIG), FOLDER_CONFIG, config)
     meta = {}
     if (folder / FOLDER_METADATA).exists():
         metadata = folder_file(folder, FOLDER_METADATA, "")
-        meta = _json(_read_capped(metadata, limits), FOLDER_METADATA, metadata)
+        meta = _json(read_capped(metadata, limits, FOLDER_METADATA), FOLDER_METADATA, metadata)
     return ModelFile(folder, "folder", cfg, str((meta if isinstance(meta, dict) else {}).get("keras_version", "3")))
 
 
@@ -116,17 +117,7 @@ def folder_file(folder: Path, name: str, what: str) -> Path:
     if not file.exists():
         listed = ", ".join(sorted(p.name for p in folder.iterdir())[:8]) or "nothing"
         raise WeightError(f"{folder}: is a directory without {name!r}, so not {what}; it holds {listed}")
-    real = file.resolve()
-    if real.parent != folder.resolve():
-        raise WeightError(f"{file}: is a link that leads out of {folder}; the model's files must lie in it")
-    if not real.is_file():
+    inside_folder(folder, file)
+    if not file.is_file():
         raise WeightError(f"{file}: is not a regular file")
     return file
-
-
-def _read_capped(file: Path, limits: Limits) -> bytes:
-    with open(file, "rb") as f:
-        raw = f.read(limits.max_json_bytes + 1)
-    if len(raw) > limits.max_json_bytes:
-        raise WeightError(f"{file.name}: more than limits.max_json_bytes={limits.max_json_bytes} bytes")
-    return raw
