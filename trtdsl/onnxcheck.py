@@ -20,6 +20,10 @@ build a network other than the file's:
 - a binary op given one or three inputs (parsed without a word);
 - a graph output listed twice: the parser logs "already set as network-level
   output" and returns success with one output fewer than the model declares;
+- a ``GroupNormalization`` with ``num_groups`` 1 over more than one channel: the parser
+  builds the same normalization layer as for ``InstanceNormalization`` (statistics per
+  channel, where ONNX takes them over all channels together; torch's exporter writes
+  this node for ``nn.GroupNorm(1, C)`` from opset 21);
 - a node of another domain named like an ONNX op (``STANDARD_OPS``): the parser
   picks importers by op type alone, so ``custom::Relu`` and a call of a local
   function ``local::Relu`` became ONNX Relu (the function's body unread). Op types
@@ -205,6 +209,8 @@ class _Walk(Reader):
                         f"{label} in {where}: attribute {aname!r} holds {bad}, outside int32 "
                         f"({INT32[0]}..{INT32[1]}); TensorRT's parser would wrap it silently"
                     )
+        if standard and op == "GroupNormalization" and (ints.get("num_groups") or [0])[-1] == 1:
+            self.one_group(f"{label} in {where}", inputs)
         if standard and op in SUBGRAPHS:
             self.control_flow(f"{label} in {where}", op, graphs, ints, n_in, n_out)
         for (rule_op, i), rule in SHAPED_INPUTS.items():
@@ -225,6 +231,19 @@ class _Walk(Reader):
             f"{label} is {op} of domain {domain!r}, but TensorRT's parser ignores the domain and would build "
             f"ONNX {op}: set its domain to '' if it means ONNX {op}; a plugin needs an op type of its own "
             "(TensorRT finds plugins by op type)"
+        )
+
+    def one_group(self, label: str, inputs: list[str]) -> None:
+        """Refuse GroupNormalization(num_groups=1) unless its scale shows one channel (opset 21: one per channel)."""
+        scale = self.shapes.get(inputs[1]) if len(inputs) > 1 else None
+        if self.opset >= 21 and scale is not None and scale[1] == 1:
+            return  # one channel: group and instance normalization agree
+        raise self.fail(
+            f"{label} has num_groups=1, which TensorRT's parser builds as InstanceNormalization (mean and "
+            "variance per channel) where ONNX takes them over all channels together: the network would "
+            "compute something else. Export with opset 20 or lower (torch then writes Reshape + "
+            "InstanceNormalization, which parses right), or write it as LayerNormalization over axes 1.. "
+            "followed by the per-channel Mul and Add (trtdsl.ops.group_norm(x, 1, ...) in a hand-written network)"
         )
 
     def min_rank(self, name: str) -> int:
