@@ -455,6 +455,20 @@ def test_group_normalization_of_one_group_is_refused(server, tmp_path, trt):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
 
 
+def test_trilu_with_upper_given_parses_and_without_it_is_refused(server, tmp_path):
+    # The refusals of misread attributes (Trilu's default, SpaceToDepth's mode, RNN layouts) are checked
+    # against ONNX's own node tests in tests/reference/test_onnx_conformance.py (EXPECTED_REFUSALS).
+    x = np.arange(16, dtype=np.float32).reshape(4, 4)
+    for upper, expected in ((1, np.triu(x)), (0, np.tril(x))):
+        m = _one_node(helper.make_node("Trilu", ["x"], ["y"], upper=upper), {}, inputs=(("x", [4, 4]),))
+        m.opset_import[0].version = 14
+        got = reference.run(trtdsl.onnx.parse(_write(tmp_path, f"trilu{upper}", m)), {"x": x})["y"]
+        np.testing.assert_array_equal(got, expected)
+    m = _one_node(helper.make_node("Trilu", ["x"], ["y"]), {}, inputs=(("x", [4, 4]),))
+    m.opset_import[0].version = 14
+    _refused(server, _write(tmp_path, "trilu", m), r"node 0 \(Trilu\) in graph 'one' has no 'upper' attribute")
+
+
 def _seed_files(folder: Path) -> dict[str, Path]:
     folder.mkdir()
     files = {name: _write(folder, name, make()) for name, make in sorted(SEEDS.items())}

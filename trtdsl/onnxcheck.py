@@ -24,6 +24,11 @@ build a network other than the file's:
   builds the same normalization layer as for ``InstanceNormalization`` (statistics per
   channel, where ONNX takes them over all channels together; torch's exporter writes
   this node for ``nn.GroupNorm(1, C)`` from opset 21);
+- attributes or inputs the parser reads otherwise than ONNX (``misread``): a ``Trilu``
+  without ``upper`` (the importer's default is 0, ONNX's 1: tril for triu), ``SpaceToDepth``
+  with ``mode="CRD"`` (always built as DCR), an RNN/GRU/LSTM with ``layout=1`` (read as
+  ``[seq, batch, ...]``); each ran off ONNX's own node tests
+  (tests/reference/test_onnx_conformance.py);
 - a node of another domain named like an ONNX op (``STANDARD_OPS``): the parser
   picks importers by op type alone, so ``custom::Relu`` and a call of a local
   function ``local::Relu`` became ONNX Relu (the function's body unread). Op types
@@ -58,6 +63,8 @@ MAX_GRAPH_DEPTH = 32  # subgraphs (If in Loop in If ...); TensorRT's protobuf st
 INT64_ATTRIBUTES = {("Slice", "starts"), ("Slice", "ends"), ("Shape", "start"), ("Shape", "end"),
                     ("Constant", "value_int"), ("Constant", "value_ints")}  # fmt: skip
 SUBGRAPHS = {"If": ("then_branch", "else_branch"), "Loop": ("body",), "Scan": ("body",)}
+# Ops with an attribute or input that TensorRT's parser reads otherwise than ONNX (_Walk.misread).
+_MISREAD = frozenset(("Trilu", "SpaceToDepth", "RNN", "GRU", "LSTM"))
 # (op, input index) -> (what it is, a test of its (rank, elements; None when symbolic), what the test
 # expects). TensorRT's parser reads these inputs without checking their shape and crashed (SIGSEGV)
 # where the test fails; where the graph computes the input, the file is parsed in a child first.
@@ -84,7 +91,7 @@ _EXTERNAL = 1  # TensorProto.DataLocation.EXTERNAL
 _MODEL, _OPSET, _FUNCTION = frozenset({7, 8, 25}), frozenset({1, 2}), frozenset({1, 7, 10})
 _GRAPH_FIELDS, _PAIR = frozenset({1, 2, 5, 11, 12, 13, 15}), frozenset({1, 2})
 _ONE, _TWO = frozenset({1}), frozenset({2})
-_NODE, _ATTRIBUTE = frozenset({1, 2, 3, 4, 5, 7}), frozenset({1, 3, 5, 6, 8, 10, 11, 20})
+_NODE, _ATTRIBUTE = frozenset({1, 2, 3, 4, 5, 7}), frozenset({1, 3, 4, 5, 6, 8, 10, 11, 20})
 _TENSOR = frozenset({1, 8, 13, 14})
 
 
@@ -189,10 +196,13 @@ class _Walk(Reader):
             raise self.fail(f"{label} in {where} has {n_in} inputs; {op} takes {takes}")
         graphs: dict[str, tuple[int, int]] = {}
         ints: dict[str, list[int]] = {}
+        mode = b""  # SpaceToDepth's string attribute, the one string the checks read
         for attr in spans(f, 5):
             a = self.message(attr, _ATTRIBUTE)
             aname = (self.texts(a, 1, "an attribute name of {} in {}", label, where) or [""])[-1]
             ints[aname] = read_ints(self.buf, a, 3) + read_ints(self.buf, a, 8)
+            if aname == "mode" and op == "SpaceToDepth":
+                mode = b"".join(bytes(self.buf[s:e]) for s, e in spans(a, 4))
             for t in spans(a, 5) + spans(a, 10):
                 shape = self.tensor(t, f"tensor of {label} in {where}")
                 if op == "Constant" and aname == "value" and standard:
@@ -211,6 +221,8 @@ class _Walk(Reader):
                     )
         if standard and op == "GroupNormalization" and (ints.get("num_groups") or [0])[-1] == 1:
             self.one_group(f"{label} in {where}", inputs)
+        if standard and op in _MISREAD:
+            self.misread(f"{label} in {where}", op, inputs, ints, mode)
         if standard and op in SUBGRAPHS:
             self.control_flow(f"{label} in {where}", op, graphs, ints, n_in, n_out)
         for (rule_op, i), rule in SHAPED_INPUTS.items():
@@ -245,6 +257,25 @@ class _Walk(Reader):
             "InstanceNormalization, which parses right), or write it as LayerNormalization over axes 1.. "
             "followed by the per-channel Mul and Add (trtdsl.ops.group_norm(x, 1, ...) in a hand-written network)"
         )
+
+    def misread(self, label: str, op: str, inputs: list[str], ints: dict, mode: bytes) -> None:
+        """Refuse what TensorRT's parser reads otherwise than ONNX (``_MISREAD``), saying how to write it."""
+        if op == "Trilu" and "upper" not in ints:
+            raise self.fail(
+                f"{label} has no 'upper' attribute: ONNX's default is 1 (the upper triangle), TensorRT's parser "
+                "defaults to 0 and would build the lower one. Set upper=1 on the node"
+            )
+        if op == "SpaceToDepth" and mode.upper() == b"CRD":
+            raise self.fail(
+                f"{label} has mode='CRD', which TensorRT's parser ignores (it always builds the DCR order): "
+                "write it as Reshape + Transpose + Reshape, or use DCR"
+            )
+        if op in ("RNN", "GRU", "LSTM") and (ints.get("layout") or [0])[-1] == 1:
+            raise self.fail(
+                f"{label} has layout=1 (batch first), which TensorRT's parser ignores: it would read X as "
+                "[seq, batch, input] and write Y as [seq, dirs, batch, hidden]. Export with layout=0 "
+                "(torch: batch_first=False) and Transpose around the node"
+            )
 
     def min_rank(self, name: str) -> int:
         """A lower bound on the rank of ``name``: stated by the file, or from the op that made it."""
