@@ -8,14 +8,16 @@ Every op has an interpreter function (``trtdsl.reference``) and a test against a
 independent implementation (tests/ops/test_coverage.py checks both). TensorRT layer
 types with no op, because nothing here could test them, are listed in ``UNTESTABLE``:
 
-- ``moe``: IMoELayer runs fused mixture-of-experts kernels that only full TensorRT on a
-  GPU provides; no build here can run or check it.
 - ``dist_collective``: IDistCollectiveLayer all-reduces/gathers across GPUs through NCCL;
   a single-process CPU interpreter has no ranks to exchange data with.
 - ``plugin``, ``plugin_v2``, ``plugin_v3``: plugins run user-compiled CUDA code, and
   TensorRT-RTX has no plugin API, so neither the interpreter nor a CPU build can run one.
 - ``ragged_softmax``: IRaggedSoftMaxLayer's documentation does not say what the output
   holds past each sequence's bound, so there is no independent reference to test against.
+
+Some layers have an op and an interpreter function but no CPU plan: ``moe`` (IMoELayer needs a
+Blackwell/Thor GPU, and TensorRT-RTX's CPU build refuses it), like ``nms``; their tests compare
+the interpreter with an independent reference and pin the builder's refusal.
 """
 
 from .activation import *  # noqa: F403
@@ -36,6 +38,8 @@ from .join import *  # noqa: F403
 from .join import __all__ as _join
 from .linear import *  # noqa: F403
 from .linear import __all__ as _linear
+from .moe import *  # noqa: F403
+from .moe import __all__ as _moe
 from .norm import *  # noqa: F403
 from .norm import __all__ as _norm
 from .padding import *  # noqa: F403
@@ -54,7 +58,6 @@ from .shape import *  # noqa: F403
 from .shape import __all__ as _shape
 
 UNTESTABLE: dict[str, str] = {
-    "moe": "fused mixture-of-experts kernels exist only in full TensorRT on a GPU",
     "dist_collective": "needs several GPUs and NCCL; the interpreter has no ranks",
     "plugin": "user-compiled CUDA code; TensorRT-RTX has no plugin API",
     "plugin_v2": "user-compiled CUDA code; TensorRT-RTX has no plugin API",
@@ -72,6 +75,7 @@ __all__ = [
     *_indexing,
     *_join,
     *_linear,
+    *_moe,
     *_norm,
     *_padding,
     *_pool,

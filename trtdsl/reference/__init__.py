@@ -17,6 +17,7 @@ from . import (  # noqa: F401
     elementwise,
     gather,
     matmul,
+    moe,
     norm,
     pool,
     quant,
