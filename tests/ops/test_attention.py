@@ -168,6 +168,16 @@ def test_layer_names_are_readable(rng):
     assert y.name == "block.attn.out"
     names = [net.trt.get_layer(i).name for i in range(net.trt.num_layers)]
     assert "block.attn.input" in names and "block.attn" in names
+    # The layers the op adds beside IAttention (the scaling, the mask constant) are in the scope once:
+    # they were 'block.block.attn2.q_scaled' and 'block.block.attn2.mask'.
+    before = net.trt.num_layers
+    with net.scope("block"):
+        ops.scaled_dot_product_attention(tq, tk, tv, mask=np.tril(np.ones((3, 3), bool)), scale=0.5, name="attn2")
+        cos, sin = np.ones((1, 3, 2), np.float32), np.zeros((1, 3, 2), np.float32)
+        ops.rotary_embedding(tq, cos, sin, name="rope")
+    added = [net.trt.get_layer(i).name for i in range(before, net.trt.num_layers)]
+    assert {"block.attn2.q_scaled", "block.attn2.k_scaled", "block.attn2.mask", "block.rope.cos"} <= set(added), added
+    assert all(n.startswith("block.") and not n.startswith("block.block") for n in added), added
 
 
 @pytest.mark.parametrize("causal", [False, "upper_left", "lower_right"])

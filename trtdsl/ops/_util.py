@@ -105,6 +105,13 @@ def _axes_tensor(net: Network, values: Sequence[int] | range) -> Tensor:
     return net.constant(np.asarray(list(values), dtype=np.int64), "axes", dtype="int64")
 
 
+def relative(net: Network, lname: str) -> str:
+    """``lname`` (from ``net.op_name``, so in the current scope) without the scope: the name to give
+    the ops and constants an op adds beside its layer, which put the scope in front again."""
+    scope = net.current_scope
+    return lname[len(scope) + 1 :] if scope and lname.startswith(scope + ".") else lname
+
+
 def broadcast(net: Network, a: TensorLike, b: TensorLike) -> tuple[Tensor, Tensor]:
     """Two operands as Tensors of one rank and, for floats, one dtype."""
     like = a if isinstance(a, Tensor) else b

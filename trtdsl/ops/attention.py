@@ -22,7 +22,7 @@ import numpy as np
 from .. import _trt, dtypes
 from ..errors import ShapeError
 from ..tensor import Tensor
-from ._util import TensorLike, as_tensor
+from ._util import TensorLike, as_tensor, relative
 from .elementwise import mul
 from .shape import unsqueeze
 
@@ -155,9 +155,9 @@ def scaled_dot_product_attention(
     scale = 1.0 / math.sqrt(d) if scale is None else float(scale)
     if scale != 1.0:
         root = math.sqrt(abs(scale))
-        q = mul(q, math.copysign(root, scale), name=f"{base}.q_scaled")
-        k = mul(k, root, name=f"{base}.k_scaled")
-    m = None if mask is None else _mask(what, mask, q, dt, f"{base}.mask")
+        q = mul(q, math.copysign(root, scale), name=f"{relative(net, base)}.q_scaled")
+        k = mul(k, root, name=f"{relative(net, base)}.k_scaled")
+    m = None if mask is None else _mask(what, mask, q, dt, f"{relative(net, base)}.mask")
     attn = net.trt.add_attention_v2(
         q.trt, k.trt, v.trt, trt.AttentionNormalizationOp.SOFTMAX, getattr(trt.CausalMaskKind, kind)
     )
@@ -218,9 +218,10 @@ def rotary_embedding(
     if r <= 0 or r % 2 or (d >= 0 and r > d):
         raise ShapeError(f"{what}: rotary_dim {rotary_dim} must be even, positive and at most head_dim {d}")
     base = net.op_name(name, "rotary_embedding", x)
+    rel = relative(net, base)
     caches = []
     for value, role in ((cos, "cos"), (sin, "sin")):
-        t = value if isinstance(value, Tensor) else net.constant(np.asarray(value, np.float32), f"{base}.{role}")
+        t = value if isinstance(value, Tensor) else net.constant(np.asarray(value, np.float32), f"{rel}.{role}")
         t = net.cast(t, dt) if dtypes.is_float(t.dtype) else t
         want = 2 if position_ids is not None else 3
         if t.ndim != want or t.shape[-1] not in (-1, r // 2):

@@ -25,7 +25,7 @@ from .. import _trt, dtypes
 from ..errors import ShapeError
 from ..network import Network
 from ..tensor import Tensor
-from ._util import _axes_tensor, pair
+from ._util import _axes_tensor, pair, relative
 
 __all__ = ["conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d"]
 
@@ -82,12 +82,6 @@ def _ints(value: IntOrSeq, n: int, what: str, label: str) -> tuple[int, ...]:
     if type(value) is int:
         return (value,) * n
     return pair(value, n, f"{what}: {label}")
-
-
-def _relative(net: Network, lname: str) -> str:
-    """``lname`` without the current scope prefix, to name helper layers beside it."""
-    scope = net.current_scope
-    return lname[len(scope) + 1 :] if scope and lname.startswith(scope + ".") else lname
 
 
 def _reshape_1d(net: Network, t: Tensor, lname: str, squeeze: bool) -> Tensor:
@@ -174,7 +168,7 @@ def _weight_inputs(
         if bias is None:
             return w, trt.Weights(dtypes.to_trt(dtype)), None, None
         return w, net.keep(bias.astype(np_dtype, copy=False), f"{lname}.bias"), None, None
-    rel = _relative(net, lname)
+    rel = relative(net, lname)
     empty = trt.Weights(dtypes.to_trt(dtype))
     if isinstance(kernel, Tensor):
         kt = net.cast(kernel, dtype)
