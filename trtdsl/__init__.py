@@ -7,6 +7,7 @@
 from . import golden, keras, layers, models, onnx, ops, reference, rewrite, weights
 from .build import IOSpec, Plan, build
 from .errors import (
+    ArgumentError,
     BackendError,
     BuildError,
     CudaError,
@@ -28,7 +29,7 @@ from .tensor import Tensor
 __version__ = "0.1.0"
 
 __all__ = [
-    "BackendError", "BuildError", "CudaError", "Dim", "IOSpec", "Plan", "build", "GoldenMismatch", "InterpreterError", "Network",
+    "ArgumentError", "BackendError", "BuildError", "CudaError", "Dim", "IOSpec", "Plan", "build", "GoldenMismatch", "InterpreterError", "Network",
     "Profile", "ProfileError", "ReferenceSession", "Session", "ShapeError", "Tensor", "TrtdslError", "UnsupportedLayerError",
     "WeightError", "WeightShapeError", "__version__", "golden", "layers", "layer_type", "models", "ops", "reference",
     "weights", "keras", "onnx", "rewrite",

@@ -24,6 +24,10 @@ class ShapeError(TrtdslError):
     """A tensor or weight has a shape or dtype the operation cannot take."""
 
 
+class ArgumentError(TrtdslError, TypeError):
+    """An op, block or model was called with an argument of the wrong type (an array for a Tensor)."""
+
+
 class CudaError(TrtdslError):
     """A CUDA runtime call failed; ``call``, ``code`` and ``error`` say which and why."""
 

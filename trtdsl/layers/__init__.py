@@ -15,6 +15,7 @@ Example::
     x = layers.residual_block(x, w, "layer1.0")
 """
 
+from ..argcheck import check_all
 from .attention import mlp, multi_head_attention
 from .blocks import bottleneck_block, depthwise_separable, inverted_residual, residual_block, squeeze_excite
 from .conv import batch_norm_params, conv_bn_act, fold_batch_norm
@@ -37,3 +38,5 @@ __all__ = [
     "transformer_encoder_layer",
     "rope_tables", "rotary",
 ]  # fmt: skip
+
+check_all(globals(), __all__, "layers")  # a wrongly typed argument is an ArgumentError naming it

@@ -12,8 +12,11 @@ Example::
     net.output(models.resnet18(net, x, "resnet18.safetensors"), "logits")
 """
 
+from ..argcheck import check_all
 from .mobilenet import mobilenet_v2, mobilenet_v3_small
 from .resnet import resnet, resnet18, resnet34, resnet50
 from .vit import vit
 
 __all__ = ["mobilenet_v2", "mobilenet_v3_small", "resnet", "resnet18", "resnet34", "resnet50", "vit"]
+
+check_all(globals(), __all__, "models")  # a wrongly typed argument is an ArgumentError naming it

@@ -20,6 +20,7 @@ Blackwell/Thor GPU, and TensorRT-RTX's CPU build refuses it), like ``nms``; thei
 the interpreter with an independent reference and pin the builder's refusal.
 """
 
+from ..argcheck import check_all
 from .activation import *  # noqa: F403
 from .activation import __all__ as _activation
 from .attention import *  # noqa: F403
@@ -85,3 +86,6 @@ __all__ = [
     *_sampling,
     *_shape,
 ]
+
+# A wrongly typed argument (an array for a Tensor) is an ArgumentError naming it (trtdsl/argcheck.py).
+check_all(globals(), __all__, "ops")

@@ -1,0 +1,83 @@
+"""Wrongly typed arguments to public ops, blocks and models are ArgumentErrors naming the argument."""
+
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+import pytest
+
+import trtdsl
+from trtdsl import layers, models, ops
+from trtdsl.argcheck import checked
+from trtdsl.errors import ArgumentError, TrtdslError
+
+pytestmark = pytest.mark.usefixtures("trt")
+
+
+@pytest.fixture
+def x():
+    return trtdsl.Network("args").input("x", "float32", (2, 4, 6, 6))
+
+
+@pytest.mark.parametrize("package", [ops, layers, models])
+def test_every_public_function_is_checked_and_keeps_its_signature(package):
+    functions = [getattr(package, n) for n in package.__all__ if inspect.isfunction(getattr(package, n))]
+    assert functions
+    for fn in functions:
+        assert hasattr(fn, "__wrapped__"), fn.__name__
+        assert inspect.signature(fn) == inspect.signature(fn.__wrapped__)
+        assert fn.__doc__ == fn.__wrapped__.__doc__
+
+
+# (call, the message's pattern): each used to end in AttributeError, TypeError or ValueError from inside the op.
+CASES = {
+    "array for a Tensor": (
+        lambda x: ops.relu(np.ones(3)),
+        r"^ops\.relu: argument 'x' must be a trtdsl\.Tensor, got numpy\.ndarray of shape \(3,\); make it a constant "
+        r"with net\.constant\(value\)",
+    ),
+    "list for a Tensor": (lambda x: ops.max_pool2d([1, 2], 2), r"ops\.max_pool2d: argument 'x' .* got list \[1, 2\]"),
+    "None for a Tensor": (lambda x: ops.linear(None, np.ones((2, 2))), r"ops\.linear: argument 'x' .* got NoneType"),
+    "no network first": (
+        lambda x: ops.arange(0, 5),
+        r"ops\.arange: argument 'net' must be a trtdsl\.Network, got int 0; the network comes first: ops\.arange\(net",
+    ),
+    "str axis": (lambda x: ops.softmax(x, "a"), r"ops\.softmax: argument 'dim' must be an int, got str 'a'$"),
+    "float axis": (lambda x: ops.flatten(x, 1.5), r"ops\.flatten: argument 'start_dim' must be an int, got float 1\.5"),
+    "str k": (lambda x: ops.topk(x, "k", 1), r"ops\.topk: argument 'k' must be an int, got str 'k'"),
+    "str shape": (lambda x: ops.reshape(x, "ab"), r"ops\.reshape: argument 'shape' must be .*a sequence of ints"),
+    "str size": (lambda x: ops.interpolate(x, size="a"), r"ops\.interpolate: argument 'size' must be an int or a seq"),
+    "array into a block": (
+        lambda x: layers.linear(np.ones((2, 3)), {"fc.weight": np.ones((4, 3), np.float32)}, "fc"),
+        r"^layers\.linear: argument 'x' must be a trtdsl\.Tensor, got numpy\.ndarray of shape \(2, 3\)",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_a_wrongly_typed_argument_is_named(x, case):
+    call, pattern = CASES[case]
+    with pytest.raises(ArgumentError, match=pattern) as info:
+        call(x)
+    assert isinstance(info.value, TypeError) and isinstance(info.value, TrtdslError)  # except TypeError still works
+    assert info.value.__cause__ is not None  # the original error stays attached
+
+
+def test_an_error_with_well_typed_arguments_is_not_disguised():
+    def op(x: int, name: str | None = None) -> int:
+        raise AttributeError("a bug inside the op")
+
+    wrapped = checked(op, "ops")
+    with pytest.raises(AttributeError, match="a bug inside the op"):
+        wrapped(3, name="n")
+    with pytest.raises(ArgumentError, match=r"ops\.op: argument 'name' must be a string or None, got int 4"):
+        wrapped(3, name=4)
+    with pytest.raises(TypeError, match="unexpected keyword"):  # a wrong call: Python's own message
+        wrapped(3, nope=1)
+
+
+def test_trtdsl_errors_and_good_calls_pass_through(x):
+    with pytest.raises(trtdsl.ShapeError, match="out of range"):
+        ops.mean(x, 7)
+    assert ops.softmax(x, np.int64(1)).shape == (2, 4, 6, 6)  # a NumPy integer is an int

@@ -1,0 +1,144 @@
+"""Wrong argument types to a public op, block or model become an ``ArgumentError`` naming the argument.
+
+``ops.relu(np.ones(3))`` used to end in ``AttributeError: 'numpy.ndarray' object has no
+attribute 'net'``, from deep inside the op. :func:`checked` wraps each public function of
+``trtdsl.ops``, ``trtdsl.layers`` and ``trtdsl.models`` so that, when the call fails with
+Python's own AttributeError, TypeError, ValueError, IndexError or KeyError, its arguments are
+compared with the function's annotations; one that plainly does not match (an array where a
+``Tensor`` is annotated, a string for an ``int`` axis) is reported instead::
+
+    trtdsl.errors.ArgumentError: ops.relu: argument 'x' must be a trtdsl.Tensor, got numpy.ndarray
+    of shape (3,); make it a constant with net.constant(value), or pass a Tensor from net.input or an op
+
+A call that succeeds pays one Python frame; annotations are read only after a failure. Where
+no argument is at fault (or an annotation cannot be checked: ``Any``, a callable's signature),
+the original exception propagates unchanged, so a bug inside trtdsl is never disguised.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import types
+import typing
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from .errors import ArgumentError
+
+_CAUGHT = (AttributeError, TypeError, ValueError, IndexError, KeyError)
+
+
+def checked(fn: Callable, prefix: str) -> Callable:
+    """``fn`` reporting a wrongly typed argument as ``ArgumentError`` (``prefix``: 'ops', 'layers', 'models')."""
+
+    @functools.wraps(fn)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except _CAUGHT as e:
+            error = _misuse(fn, f"{prefix}.{fn.__name__}", args, kwargs)
+            if error is None:
+                raise
+            raise error from e
+
+    return call
+
+
+def check_all(namespace: dict[str, Any], names: Sequence[str], prefix: str) -> None:
+    """Wrap the functions ``names`` of a package's ``namespace`` (its ``globals()``) in place."""
+    for name in names:
+        value = namespace.get(name)
+        if inspect.isfunction(value) and not hasattr(value, "__wrapped__"):
+            namespace[name] = checked(value, prefix)
+
+
+def _misuse(fn: Callable, label: str, args: tuple, kwargs: dict) -> ArgumentError | None:
+    """The ArgumentError for the first argument that does not match its annotation, or None."""
+    try:
+        bound = inspect.signature(fn).bind(*args, **kwargs)
+        hints = typing.get_type_hints(fn)
+    except Exception:  # a wrong number of arguments (Python's message says it) or an unresolvable hint
+        return None
+    for name, value in bound.arguments.items():
+        hint = hints.get(name)
+        if hint is None or _matches(value, hint):
+            continue
+        return ArgumentError(
+            f"{label}: argument {name!r} must be {_describe(hint)}, got {_shown(value)}{_hint(hint, label)}"
+        )
+    return None
+
+
+def _matches(value: Any, hint: Any) -> bool:
+    """Whether ``value`` fits ``hint``; True wherever the hint cannot be checked plainly."""
+    if hint is Any or hint is object:
+        return True
+    if hint is None or hint is type(None):
+        return value is None
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, a) for a in args)
+    if origin is typing.Literal:
+        return value in args
+    if origin in (Sequence, list, tuple):
+        if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple, range, np.ndarray)):
+            return False
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            return len(value) == len(args) and all(_matches(v, a) for v, a in zip(value, args, strict=True))
+        return not args or all(_matches(v, args[0]) for v in value)
+    if origin is not None or not isinstance(hint, type):  # Mapping[...], Callable[...], a TypeVar: not checked
+        return True
+    if hint is int:
+        return isinstance(value, (int, np.integer))
+    if hint is float:
+        return isinstance(value, (int, float, np.integer, np.floating))
+    if hint in (Mapping, Callable):
+        return True
+    return isinstance(value, hint)
+
+
+def _describe(hint: Any) -> str:
+    if hint is None or hint is type(None):
+        return "None"
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(dict.fromkeys(_describe(a) for a in args))
+    if origin is typing.Literal:
+        return "one of " + ", ".join(map(repr, args))
+    if origin in (Sequence, list, tuple):
+        elem = args[0] if args else None
+        plural = {int: "ints", float: "numbers", str: "strings"}.get(elem)
+        if plural is None and isinstance(elem, type):
+            plural = _describe(elem).removeprefix("a ") + "s"
+        return f"a sequence of {plural or 'values'}"
+    if isinstance(hint, type):
+        if hint.__module__.startswith("trtdsl"):
+            return f"a trtdsl.{hint.__name__}"
+        return {"int": "an int", "float": "a number", "str": "a string", "bool": "a bool"}.get(
+            hint.__name__, f"a {hint.__module__}.{hint.__name__}" if hint.__module__ != "builtins" else hint.__name__
+        )
+    return str(hint)
+
+
+def _shown(value: Any) -> str:
+    kind = type(value)
+    name = kind.__name__ if kind.__module__ == "builtins" else f"{kind.__module__.split('.')[0]}.{kind.__name__}"
+    if isinstance(value, np.ndarray):
+        return f"{name} of shape {value.shape}"
+    text = repr(value)
+    return f"{name} {text[:40]}{'...' if len(text) > 40 else ''}"
+
+
+def _hint(hint: Any, label: str) -> str:
+    from .network import Network
+    from .tensor import Tensor
+
+    wanted = set(typing.get_args(hint)) | {hint}
+    if Tensor in wanted:
+        return "; make it a constant with net.constant(value), or pass a Tensor from net.input or an op"
+    if Network in wanted:
+        return f"; the network comes first: {label}(net, ...)"
+    return ""
