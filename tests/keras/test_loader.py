@@ -1,8 +1,9 @@
-"""load_model: a Keras 3 weights-only file (model.save_weights) named through the model's config; a model saved unzipped; the
-names of the network's inputs and outputs (a dict's keys, as model.predict takes and returns them)."""
+"""load_model: a Keras 3 weights-only file (model.save_weights), sharded or not, named through the model's config; a model
+saved unzipped; the names of the network's inputs and outputs (a dict's keys, as model.predict takes and returns them)."""
 
 from __future__ import annotations
 
+import json
 import os
 import textwrap
 
@@ -207,3 +208,71 @@ def test_a_model_saved_unzipped_converts_like_its_archive(tmp_path_factory):
     (bad / "config.json").write_bytes((folder / "unzipped" / "config.json").read_bytes())
     with pytest.raises(WeightError, match=r"is a directory without 'model.weights.h5'.*it holds config.json"):
         tk.load_model(bad)
+
+
+# Sharded weights (model.save_weights("x.weights.json", max_shard_size=...)): a nested model's layers, and a
+# shard size (that of the largest variable) that cuts one layer's variables across two shards.
+_SHARDED_WRITER = textwrap.dedent(
+    """
+    import sys
+    import numpy as np
+    import keras
+    from keras import layers as L
+
+    out = sys.argv[1]
+    x = L.Input((6, 6, 3), name="image")
+    y = L.Conv2D(4, 3, padding="same", name="conv")(x)
+    y = L.BatchNormalization(name="bn")(y)
+    y = L.Flatten()(y)
+    head = keras.Sequential([L.Dense(20, activation="relu", name="fc"), L.Dense(5, name="out")], name="head")
+    m = keras.Model(x, head(y), name="sharded")
+    m.save(f"{out}/m.keras")
+    m.save(f"{out}/m.h5")
+    rng = np.random.default_rng(3)
+    m.set_weights([rng.standard_normal(w.shape).astype("float32") * 0.5 + (1.0 if "variance" in v.path else 0.0)
+                   for w, v in zip(m.get_weights(), m.weights)])
+    largest = max(w.size * 4 for w in m.get_weights())
+    m.save_weights(f"{out}/other.weights.json", max_shard_size=largest / 1024**3)
+    try:  # a .keras archive is never sharded: model.save takes no max_shard_size (Keras 3.15)
+        m.save(f"{out}/sharded.keras", max_shard_size=1)
+    except ValueError as e:
+        open(f"{out}/save_refused.txt", "w").write(str(e))
+    feed = rng.standard_normal((2, 6, 6, 3)).astype("float32")
+    np.savez(f"{out}/other.npz", x=feed, y=m.predict(feed, verbose=0), params=m.count_params())
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def sharded(tmp_path_factory):
+    return _write(tmp_path_factory, _SHARDED_WRITER, "sharded")
+
+
+@pytest.mark.parametrize("model_file", ["m.keras", "m.h5"])
+def test_sharded_weights_give_their_weights_to_the_model(sharded, model_file):
+    index = json.loads((sharded / "other.weights.json").read_text())["weight_map"]
+    shards = {s for names in index.values() for s in names}
+    assert len(shards) >= 3 and any(len(names) == 2 for names in index.values())  # a layer cut across two shards
+    assert "/layers/sequential/layers/dense/vars" in index  # the nested model's layers
+    assert "max_shard_size" in (sharded / "save_refused.txt").read_text()  # so only weights-only files are sharded
+    data = np.load(sharded / "other.npz")
+    net = tk.load_model(sharded / model_file, weights=sharded / "other.weights.json", batch=2)
+    got = _run(net, data["x"])
+    scale = np.abs(data["y"]).max()
+    assert np.abs(got - data["y"]).max() <= 1e-4 * scale
+    net.keras_weights.check_all_used()
+    own = _run(tk.load_model(sharded / model_file, batch=2), data["x"])
+    assert np.abs(own - data["y"]).max() > 1e-2 * scale  # the weights came from the shards
+
+
+def test_the_cli_takes_a_sharded_index_and_names_a_missing_shard(sharded, tmp_path, capsys):
+    from trtdsl.cli import main
+
+    assert main(["keras", str(sharded / "m.keras"), "--weights", str(sharded / "other.weights.json"), "--summary"]) == 0
+    params = int(np.load(sharded / "other.npz")["params"])
+    assert f"Total params: {params:,}" in capsys.readouterr().out  # Keras' model.count_params()
+    (tmp_path / "other.weights.json").write_bytes((sharded / "other.weights.json").read_bytes())  # no shards beside
+    assert (
+        main(["keras", str(sharded / "m.keras"), "--weights", str(tmp_path / "other.weights.json"), "--summary"]) == 2
+    )
+    assert "other.weights.json: shard 'other_00000.weights.h5' is missing" in capsys.readouterr().err

@@ -19,7 +19,11 @@ from ..errors import TrtdslError
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The ``keras`` subcommand's arguments."""
     p.add_argument("model", help="MODEL.h5, MODEL.keras, or a folder Keras 3 saved with zipped=False")
-    p.add_argument("--weights", metavar="FILE", help="weights to use instead of the model file's (x.weights.h5)")
+    p.add_argument(
+        "--weights",
+        metavar="FILE",
+        help="weights to use instead of the model file's (x.weights.h5, or a sharded x.weights.json)",
+    )
     p.add_argument("-o", "--output", help="plan path (default: MODEL name with .plan)")
     p.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"], help="compute dtype")
     p.add_argument("--batch", default="1,1,32", help="min,opt,max of the dynamic batch, or one fixed size")

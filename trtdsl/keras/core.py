@@ -22,8 +22,8 @@ IDENTITY = [
 
 # Image augmentation (keras.layers.Random*, RandAugment, AugMix, Solarization; Keras 3 class names, which Keras 2's share):
 # each transforms images only when training (its transform_images returns them otherwise; the sweep case
-# augmentation_is_identity_at_inference checks Keras' prediction). Not here: RandomCrop (Keras 2 crops and resizes
-# at inference; Keras 3 returns the input but declares the cropped shape), AutoContrast and Equalization (they
+# augmentation_is_identity_at_inference checks Keras' prediction). Not here: RandomCrop (reshaping.py: an identity
+# only for images of the crop's size, where Keras 2 and 3 agree), AutoContrast and Equalization (they
 # are not random), CutMix/MixUp, which mix the samples of a batch, and Keras 2's RandomHeight/RandomWidth (not
 # checked: Keras 3 has no such layers, and Keras 2 cannot be installed here).
 AUGMENTATION = [

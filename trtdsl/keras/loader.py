@@ -11,7 +11,7 @@ from .. import weights as _weights
 from ..errors import KerasError, TrtdslError, did_you_mean
 from ..network import Network
 from ..profile import Dim
-from ..weights.keras import load_keras_weights
+from ..weights.keras import WEIGHTS_ONLY_SUFFIXES, load_keras_weights
 from ..weights.keras_config import Model, parse_model, read
 from ..weights.keras_config.file import FOLDER_WEIGHTS, folder_file
 from ..weights.limits import DEFAULT, Limits
@@ -37,7 +37,7 @@ def _store(weights: Any, path: Path, config: dict, trusted: bool, limits: Limits
         return _weights.load(path, trusted=trusted, limits=limits)
     if isinstance(weights, (str, os.PathLike)):
         given = Path(weights)
-        if given.name.endswith(".weights.h5"):  # Keras 3's save_weights insists on this suffix
+        if given.name.endswith(WEIGHTS_ONLY_SUFFIXES):  # Keras 3's save_weights insists on these suffixes
             return load_keras_weights(given, config, trusted=trusted, limits=limits)
         return _weights.load(given, trusted=trusted, limits=limits)
     return weights
@@ -104,8 +104,9 @@ def load_model(
         weights: the model's own weights as a ``WeightStore`` (default: loaded from ``path``); pass one to
             check afterwards that every weight was used (``trtdsl.build(net, weights=w)``). Or a path:
             a Keras 3 weights-only file (``model.save_weights("x.weights.h5")``, a ModelCheckpoint with
-            ``save_weights_only=True``) is named through this model's config; any other is loaded with
-            ``trtdsl.weights.load``.
+            ``save_weights_only=True``), or the index of sharded ones
+            (``model.save_weights("x.weights.json", max_shard_size=2)``, its shards beside it), is named
+            through this model's config; any other is loaded with ``trtdsl.weights.load``.
         backend: the Keras backend whose numerics to follow where backends differ (an uneven 'same'
             average pool: Keras' torch backend replicates edges, TensorFlow and JAX count real pixels).
             Default: the ``backend`` a legacy ``.h5`` records; ``.keras`` files record none, so "tensorflow".

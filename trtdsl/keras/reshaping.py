@@ -1,4 +1,5 @@
-"""Keras reshaping layers: Reshape, Flatten, Permute, RepeatVector, padding, cropping, up-sampling, resizing."""
+"""Keras reshaping layers: Reshape, Flatten, Permute, RepeatVector, padding, cropping, up-sampling, resizing,
+CenterCrop and RandomCrop."""
 
 from __future__ import annotations
 
@@ -143,3 +144,42 @@ def center_crop(layer: Call, x: KTensor) -> KTensor:
         raise layer.error(f"input {h}x{w} is smaller than the crop {th}x{tw} (Keras would resize; not supported)")
     top, left = (h - th) // 2, (w - tw) // 2
     return layer.spatial_out(t[:, :, top : top + th, left : left + tw])
+
+
+@converts("RandomCrop")
+def random_crop(layer: Call, x: KTensor) -> KTensor:
+    """The identity, for images of the crop's size: the one case where every Keras agrees on inference.
+
+    For other sizes Keras disagrees with itself. Keras 2 and the first Keras 3 releases center-crop to the
+    crop's aspect ratio and resize (``smart_resize``), as documented; Keras 3.15 returns the images unchanged
+    while declaring the cropped shape (its ``transform_images`` crops only when training; keras-team/keras#21868,
+    open). A file does not say which Keras will run it, so those sizes are refused rather than guessed.
+    """
+    c = layer.config
+    if x.rank != 4:
+        raise layer.error(f"expected a batch of images (rank 4), got rank {x.rank}")
+    first = (c.get("data_format") or "channels_last") == "channels_first"
+    size = x.shape[2:4] if first else x.shape[1:3]
+    crop = (int(c["height"]), int(c["width"]))
+    if tuple(size) != crop:
+        if layer.keras_major < 3:
+            known = (
+                "Keras 2 center-crops it to the crop's aspect ratio and resizes it bilinearly at inference "
+                "(smart_resize), which trtdsl does not convert (it is not checked against Keras 2 here)"
+            )
+        else:
+            known = (
+                "Keras 3.15 returns it unchanged at inference although it declares the cropped shape "
+                "(keras-team/keras#21868), while Keras 2 and early Keras 3 center-crop and resize it, so trtdsl "
+                "will not pick one"
+            )
+        raise layer.error(
+            f"input of {size[0]}x{size[1]} but a crop of {crop[0]}x{crop[1]}: {known}. Feed it images of "
+            f"{crop[0]}x{crop[1]} (load_model(..., input_shapes=...) when it follows the input), or put a "
+            "CenterCrop or Resizing layer in its place"
+        )
+    if x.t.dtype in ("int32", "int64", "int8", "uint8", "bool"):
+        # Keras 3.15 passes integer images through as they are, while Keras 2 and its docs give floats
+        raise layer.error(f"an integer ({x.t.dtype}) input: Keras versions disagree on its output dtype; "
+                          "cast the images to float first")  # fmt: skip
+    return x

@@ -15,6 +15,10 @@ are never deserialized.
   ``model.weights.h5``. The config gives each such group its layer name (Keras
   numbers same-class layers in config order), and :data:`VARIABLES` the names
   of the variables by class, in the order Keras creates them.
+- A Keras 3 weights-only file (``save_weights("x.weights.h5")``) has that
+  layout too, and so do sharded ones (``save_weights("x.weights.json",
+  max_shard_size=...)``), read as the one file they were cut from by
+  :mod:`.keras_shards`.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from .keras_config import layer_name as _layer_name
 from .keras_config import layers_of as _layers
 from .keras_config import sub_class as _sub_class
 from .keras_config import tree as _tree
+from .keras_shards import ShardView, open_shards
 from .limits import DEFAULT, Limits
 from .registry import Probe, loads
 from .store import Entry, WeightStore
@@ -171,6 +176,11 @@ def load_keras(path: Path, mmap: bool = True, trusted: bool = False, limits: Lim
     return WeightStore.from_entries(path, "keras", entries, close=close)
 
 
+# What Keras 3's save_weights writes (keras/src/saving/saving_api.py): the sharded index's name is
+# what tells it from a single file, as in Keras' own load_weights.
+WEIGHTS_ONLY_SUFFIXES = (".weights.h5", ".weights.json")
+
+
 def load_keras_weights(
     path: str | os.PathLike, config: dict, *, mmap: bool = True, trusted: bool = False, limits: Limits = DEFAULT
 ) -> WeightStore:
@@ -178,10 +188,22 @@ def load_keras_weights(
 
     Such a file has the layout of the weights inside a ``.keras`` archive (``layers/dense/vars/0``):
     only the model's config (from its ``.keras`` or ``.h5`` file) says which layer each group is.
+    A path ending in ``.weights.json`` is the index of sharded weights
+    (``save_weights("x.weights.json", max_shard_size=...)``): its shards, named by the index, must
+    lie beside it, and each is opened once.
     """
     path = Path(path)
     if not path.is_file():  # missing, a directory, a FIFO or a device: nothing HDF5 should open
         raise WeightError(f"no Keras weights file {str(path)!r}" if not path.exists() else f"{path}: is not a file")
+    if path.name.endswith(".json"):
+        view, close = open_shards(path, mmap=mmap, trusted=trusted, limits=limits)
+        try:
+            layers = view.root.get("layers")
+            entries = _keras3_entries(config, layers, view, path.name) if isinstance(layers, Group) else {}
+        except BaseException:
+            close()
+            raise
+        return WeightStore.from_entries(path, "keras", entries, close=close)
     mapper = H5Image(path, mmap=mmap, trusted=trusted, limits=limits)
     try:
         mapper.refuse_links()
@@ -195,7 +217,7 @@ def load_keras_weights(
     return WeightStore.from_entries(path, "keras", entries, close=mapper.close)
 
 
-def _keras3_entries(config: dict, layers: Group, mapper: H5Image, label: str) -> dict[str, Entry]:
+def _keras3_entries(config: dict, layers: Group, mapper: H5Image | ShardView, label: str) -> dict[str, Entry]:
     """The weights under a Keras 3 ``layers`` group (a ``.keras`` archive's or a weights-only file's),
     named through the model's config."""
     entries: dict[str, Entry] = {}
@@ -205,7 +227,7 @@ def _keras3_entries(config: dict, layers: Group, mapper: H5Image, label: str) ->
 
 
 def _walk(
-    model_cfg: dict, group: Group, prefix: str, *, entries: dict[str, Entry], mapper: H5Image, label: str
+    model_cfg: dict, group: Group, prefix: str, *, entries: dict[str, Entry], mapper: H5Image | ShardView, label: str
 ) -> None:
     used: dict[str, int] = {}
     for layer in _layers(model_cfg):
@@ -256,7 +278,7 @@ def _alias_in(
 
 
 def _walk_layer(
-    cls: str, layer: dict, g: Group, name: str, *, entries: dict[str, Entry], mapper: H5Image, label: str
+    cls: str, layer: dict, g: Group, name: str, *, entries: dict[str, Entry], mapper: H5Image | ShardView, label: str
 ) -> None:
     """The variables of one layer entry whose group is ``g``, named ``name + <weight>``.
 

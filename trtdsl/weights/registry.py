@@ -109,13 +109,16 @@ MAGIC = {
 
 # Files a Hugging Face folder holds beside the PyTorch checkpoint, that a folder never loads, and what to do
 # instead. Their tensors have other frameworks' names (transformers, too, reads them only when asked: from_tf=True,
-# from_flax=True), so picking one would bind nothing; they are named when a folder holds no checkpoint.
+# from_flax=True), so picking one would bind nothing; they are named when a folder holds no checkpoint. A Keras 3
+# sharded weights index is named too: its variables have names only through a model's config.
 NOT_PICKED = {
     "tf_model*.h5": "TensorFlow Keras weights, named by TF scopes rather than PyTorch's names: to load them, "
     "pass the file itself, load('{path}')",
     "*.msgpack": "msgpack (Flax weights), a format trtdsl cannot read: convert it to safetensors, e.g. with "
     "transformers' AutoModel.from_pretrained(folder, from_flax=True).save_pretrained(out)",
     "*.onnx": "an ONNX model, not a weight file: parse it with trtdsl.onnx.parse('{path}')",
+    "*.weights.json": "the index of Keras 3 sharded weights (save_weights(..., max_shard_size=...)), whose variables "
+    "only the model's config names: pass it as trtdsl.keras.load_model(model_file, weights='{path}')",
 }
 
 
