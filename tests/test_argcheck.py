@@ -81,3 +81,17 @@ def test_trtdsl_errors_and_good_calls_pass_through(x):
     with pytest.raises(trtdsl.ShapeError, match="out of range"):
         ops.mean(x, 7)
     assert ops.softmax(x, np.int64(1)).shape == (2, 4, 6, 6)  # a NumPy integer is an int
+
+
+def test_network_methods_that_scripts_call_are_checked():
+    net = trtdsl.Network("args")
+    with pytest.raises(
+        ArgumentError, match=r"^Network\.input: argument 'shape' must be a sequence of values, got int 5"
+    ):
+        net.input("x", "float32", 5)  # was TypeError: 'int' object is not iterable
+    with pytest.raises(ArgumentError, match=r"^Network\.input: argument 'name' must be a string, got int 5"):
+        net.input(5, "float32", (2,))  # was the bindings' "incompatible function arguments"
+    with pytest.raises(ArgumentError, match=r"^Network: the name must be a non-empty string, got int 5"):
+        trtdsl.Network(5)
+    x = net.input("x", "float32", (2, 3))
+    assert net.output(ops.relu(x), "y").name == "y"

@@ -55,6 +55,14 @@ def check_all(namespace: dict[str, Any], names: Sequence[str], prefix: str) -> N
             namespace[name] = checked(value, prefix)
 
 
+def check_methods(cls: type, names: Sequence[str] | None = None) -> None:
+    """Wrap the public methods of ``cls`` (and of its trtdsl bases) in place, labelled ``Class.method``."""
+    for name in names if names is not None else [n for n in dir(cls) if not n.startswith("_")]:
+        value = inspect.getattr_static(cls, name)
+        if inspect.isfunction(value) and not hasattr(value, "__wrapped__"):
+            setattr(cls, name, checked(value, cls.__name__))
+
+
 def _misuse(fn: Callable, label: str, args: tuple, kwargs: dict) -> ArgumentError | None:
     """The ArgumentError for the first argument that does not match its annotation, or None."""
     try:

@@ -29,7 +29,8 @@ from typing import Any
 import numpy as np
 
 from . import _trt, dtypes
-from .errors import ShapeError, TrtdslError
+from .argcheck import check_methods
+from .errors import ArgumentError, ShapeError, TrtdslError
 from .netgraph import GraphMixin
 from .profile import Dim, DimsMixin
 from .tensor import Tensor
@@ -58,6 +59,8 @@ class Network(DimsMixin, GraphMixin):
     """A TensorRT ``INetworkDefinition`` with names, weights, dims and precision."""
 
     def __init__(self, name: str = "network", *, dtype: dtypes.DTypeLike = "float32"):
+        if not isinstance(name, str) or not name:
+            raise ArgumentError(f"Network: the name must be a non-empty string, got {type(name).__name__} {name!r}")
         trt = _trt.load()
         self.name = name
         self.builder = trt.Builder(_trt.logger())
@@ -394,3 +397,9 @@ class Network(DimsMixin, GraphMixin):
             dt = self._precision[-1]
             return self._cast(x, src, dt), dt
         return x, src
+
+
+# The methods scripts call, checked like the ops (trtdsl/argcheck.py); the per-layer plumbing that ops
+# call (register, keep, op_name, in_compute, ...) is left unwrapped.
+check_methods(Network, ["add", "add_profile", "cast", "constant", "consumers", "dim", "input", "insert_after",
+                        "layer", "output", "producer", "replace_uses", "tensor"])  # fmt: skip
