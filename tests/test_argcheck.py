@@ -95,3 +95,26 @@ def test_network_methods_that_scripts_call_are_checked():
         trtdsl.Network(5)
     x = net.input("x", "float32", (2, 3))
     assert net.output(ops.relu(x), "y").name == "y"
+
+
+def test_entry_points_name_a_wrongly_typed_argument(tmp_path):
+    from trtdsl import calib, reference, weights
+    from trtdsl import keras as tk
+    from trtdsl import onnx as tonnx
+
+    cases = [
+        (lambda: trtdsl.build(None), r"^trtdsl\.build: argument 'net' must be a trtdsl\.Network, got NoneType None$"),
+        (lambda: trtdsl.build(np.ones(3)), r"^trtdsl\.build: argument 'net' .* the network comes first"),
+        (lambda: weights.load(5), r"^trtdsl\.weights\.load: argument 'path' must be a string or a path"),
+        (lambda: tk.load_model(5), r"^trtdsl\.keras\.load_model: argument 'path' must be a string or a pathlib\.Path"),
+        (lambda: tonnx.parse(5), r"^trtdsl\.onnx\.parse: argument 'path' must be a string or a path"),
+        (lambda: calib.quantize(None, {}), r"^trtdsl\.calib\.quantize: argument 'net' must be a trtdsl\.Network"),
+        (lambda: trtdsl.Plan.load(5), r"^Plan\.load: argument 'path' must be a string or a path"),
+        (lambda: reference.run(None, {}), r"^trtdsl\.reference: expected a trtdsl\.Network or a TensorRT "
+         r"INetworkDefinition, got NoneType None"),  # was TypeError: cannot create weak reference to 'NoneType'
+        (lambda: reference.Interpreter(5), r"^reference\.Interpreter: expected a trtdsl\.Network"),
+        (lambda: trtdsl.ReferenceSession(None), r"^ReferenceSession: expected a trtdsl\.Network"),
+    ]  # fmt: skip
+    for call, pattern in cases:
+        with pytest.raises(ArgumentError, match=pattern):
+            call()

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import os
 import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
@@ -33,18 +34,34 @@ _CAUGHT = (AttributeError, TypeError, ValueError, IndexError, KeyError)
 
 def checked(fn: Callable, prefix: str) -> Callable:
     """``fn`` reporting a wrongly typed argument as ``ArgumentError`` (``prefix``: 'ops', 'layers', 'models')."""
+    label = f"{prefix}.{fn.__name__}"
 
     @functools.wraps(fn)
     def call(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
         except _CAUGHT as e:
-            error = _misuse(fn, f"{prefix}.{fn.__name__}", args, kwargs)
+            error = _misuse(fn, label, args, kwargs)
             if error is None:
                 raise
             raise error from e
 
     return call
+
+
+def api(prefix: str) -> Callable[[Callable], Callable]:
+    """Decorator form of :func:`checked` for an entry point: ``@api("trtdsl")`` on ``build``."""
+    return lambda fn: checked(fn, prefix)
+
+
+def network_of(network: Any, label: str) -> Any:
+    """``network``'s ``INetworkDefinition`` (a ``trtdsl.Network``'s or the definition itself), else ArgumentError."""
+    definition = getattr(network, "trt", network)
+    if not all(hasattr(definition, a) for a in ("num_layers", "get_layer", "num_inputs")):
+        raise ArgumentError(
+            f"{label}: expected a trtdsl.Network or a TensorRT INetworkDefinition, got {_shown(network)}"
+        )
+    return definition
 
 
 def check_all(namespace: dict[str, Any], names: Sequence[str], prefix: str) -> None:
@@ -66,18 +83,35 @@ def check_methods(cls: type, names: Sequence[str] | None = None) -> None:
 def _misuse(fn: Callable, label: str, args: tuple, kwargs: dict) -> ArgumentError | None:
     """The ArgumentError for the first argument that does not match its annotation, or None."""
     try:
-        bound = inspect.signature(fn).bind(*args, **kwargs)
-        hints = typing.get_type_hints(fn)
-    except Exception:  # a wrong number of arguments (Python's message says it) or an unresolvable hint
+        signature = inspect.signature(fn)
+        bound = signature.bind(*args, **kwargs)
+    except TypeError:  # a wrong number of arguments: Python's own message says it
         return None
     for name, value in bound.arguments.items():
-        hint = hints.get(name)
+        hint = _hint_of(fn, signature.parameters[name].annotation)
         if hint is None or _matches(value, hint):
             continue
         return ArgumentError(
-            f"{label}: argument {name!r} must be {_describe(hint)}, got {_shown(value)}{_hint(hint, label)}"
+            f"{label}: argument {name!r} must be {_describe(hint)}, got {_shown(value)}{_hint(hint, label, value)}"
         )
     return None
+
+
+def _hint_of(fn: Callable, annotation: Any) -> Any:
+    """A parameter's annotation, evaluated (``from __future__ import annotations`` makes it a string);
+    None when it names what only type checkers import."""
+    if annotation is inspect.Parameter.empty:
+        return None
+    if not isinstance(annotation, str):
+        return annotation
+    from .network import Network  # what modules import only for type checkers, to dodge import cycles
+    from .tensor import Tensor
+
+    scope = {"Network": Network, "Tensor": Tensor, **getattr(fn, "__globals__", {})}
+    try:
+        return eval(annotation, scope)  # as typing.get_type_hints does: trtdsl's own annotations, not input
+    except Exception:
+        return None
 
 
 def _matches(value: Any, hint: Any) -> bool:
@@ -122,6 +156,8 @@ def _describe(hint: Any) -> str:
         if plural is None and isinstance(elem, type):
             plural = _describe(elem).removeprefix("a ") + "s"
         return f"a sequence of {plural or 'values'}"
+    if hint is os.PathLike:
+        return "a path (os.PathLike)"
     if isinstance(hint, type):
         if hint.__module__.startswith("trtdsl"):
             return f"a trtdsl.{hint.__name__}"
@@ -140,13 +176,13 @@ def _shown(value: Any) -> str:
     return f"{name} {text[:40]}{'...' if len(text) > 40 else ''}"
 
 
-def _hint(hint: Any, label: str) -> str:
+def _hint(hint: Any, label: str, value: Any) -> str:
     from .network import Network
     from .tensor import Tensor
 
     wanted = set(typing.get_args(hint)) | {hint}
     if Tensor in wanted:
         return "; make it a constant with net.constant(value), or pass a Tensor from net.input or an op"
-    if Network in wanted:
+    if Network in wanted and isinstance(value, (int, float, Tensor, np.ndarray)):  # the data, where net belongs
         return f"; the network comes first: {label}(net, ...)"
     return ""

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import _trt
+from .argcheck import api
 from .errors import BuildError, ProfileError, did_you_mean
 from .plan import IOSpec, Plan
 from .planinfo import layer_records
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("trtdsl.build")
 
 
+@api("trtdsl")
 def build(
     net: Network,
     *,

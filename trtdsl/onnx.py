@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from . import _trt, onnxcheck
+from .argcheck import api
 from .errors import OnnxParseError
 from .network import Network
 
@@ -41,6 +42,7 @@ parser.parse_from_file(sys.argv[2])
 """
 
 
+@api("trtdsl.onnx")
 def parse(
     path: str | os.PathLike,
     *,

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from . import planfile
+from .argcheck import api
 from .errors import TrtdslError
 from .profile import Profile, select_profile
 
@@ -87,6 +88,7 @@ class Plan:
         return path
 
     @classmethod
+    @api("Plan")
     def load(cls, path: str | os.PathLike) -> Plan:
         """Read a plan written by ``save``, after checking its metadata and the engine's SHA-256.
 

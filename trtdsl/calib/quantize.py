@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from ..argcheck import api
 from ..errors import CalibrationError
 from ..network import Network
 from . import algorithms, cache, qdq
@@ -173,6 +174,7 @@ def calibrate(
     return ranges, used, meta, collector.batches
 
 
+@api("trtdsl.calib")
 def quantize(
     net: Network,
     source: Calibrator | Mapping[str, float] | cache.CalibrationCache | str | os.PathLike,

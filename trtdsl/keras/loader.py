@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import weights as _weights
+from ..argcheck import api
 from ..errors import KerasError, TrtdslError, did_you_mean
 from ..network import Network
 from ..profile import Dim
@@ -81,6 +82,7 @@ def _input_shape(model: Model, name: str, cfg: dict, override: Mapping[str, Sequ
     return list(shape)
 
 
+@api("trtdsl.keras")
 def load_model(
     path: str | Path,
     *,

@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from .. import _trt, dtypes
+from ..argcheck import network_of
 from ..errors import InterpreterError
 from ..layerinfo import downcast
 from ..tensor import dims_tuple
@@ -75,7 +76,7 @@ class Interpreter:
         self.network = network  # trtdsl.Network or INetworkDefinition
         self.fast = bool(fast)
         self.generation = getattr(network, "generation", 0)  # the rewiring count it was prepared at
-        self.definition = getattr(network, "trt", network)
+        self.definition = network_of(network, "reference.Interpreter")
         d = self.definition
         self.inputs: dict[str, tuple[tuple[int, ...], str]] = {}
         for i in range(d.num_inputs):
@@ -302,7 +303,7 @@ def _cached(network: Any, fast: bool) -> tuple[Interpreter, bool]:
     if isinstance(network, Interpreter):
         return network, False
     watch.install()
-    definition = getattr(network, "trt", network)
+    definition = network_of(network, "trtdsl.reference")
     raw = definition is network
     entries = _RAW.get(definition) if raw else getattr(network, _CACHE_ATTR, None)
     if not isinstance(entries, dict):

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from ..argcheck import network_of
 from ..errors import TrtdslError
 
 
@@ -57,6 +58,7 @@ class ReferenceSession:
     def __init__(self, network: Any):
         from .. import reference
 
+        network_of(network, "ReferenceSession")
         self.network = network
         self._reference = reference
         self._prepared = reference.prepare(network)

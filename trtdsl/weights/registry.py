@@ -18,6 +18,7 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
+from ..argcheck import api
 from ..errors import WeightError
 from .limits import DEFAULT, Limits, first_line, preview, quote
 from .store import WeightStore
@@ -152,6 +153,7 @@ def detect(path: str | os.PathLike, *, trusted: bool = False, limits: Limits = D
     )
 
 
+@api("trtdsl.weights")
 def load(
     path: str | os.PathLike,
     *,
