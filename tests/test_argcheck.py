@@ -118,3 +118,22 @@ def test_entry_points_name_a_wrongly_typed_argument(tmp_path):
     for call, pattern in cases:
         with pytest.raises(ArgumentError, match=pattern):
             call()
+
+
+def test_weight_store_methods_name_a_wrong_argument():
+    from trtdsl.errors import WeightError
+    from trtdsl.weights import WeightStore
+
+    w = WeightStore.from_mapping({"conv.weight": np.ones((2, 3), np.float32)})
+    cases = [
+        (lambda: w.scope(5), ArgumentError, r"^WeightStore\.scope: argument 'prefix' must be a string, got int 5"),
+        (lambda: WeightStore.from_mapping([1, 2]), ArgumentError, r"^WeightStore\.from_mapping: argument 'mapping' "
+         r"must be a mapping of name -> value \(a dict\), got list"),
+        (lambda: w.rename("["), WeightError, r"^rename: pattern '\[' is not a regular expression"),  # was re.error
+        (lambda: w.take("conv.weight", 5), WeightError, r"^take 'conv\.weight': shape must be a sequence of ints"),
+        (lambda: w.take("conv.weight", dtype="flaot"), WeightError, r"^take: dtype 'flaot' is not a NumPy dtype"),
+    ]  # fmt: skip
+    for call, kind, pattern in cases:
+        with pytest.raises(kind, match=pattern):
+            call()
+    assert sorted(w.rename(r"^conv\.", "c.")) == ["c.weight"]

@@ -76,8 +76,10 @@ def check_methods(cls: type, names: Sequence[str] | None = None) -> None:
     """Wrap the public methods of ``cls`` (and of its trtdsl bases) in place, labelled ``Class.method``."""
     for name in names if names is not None else [n for n in dir(cls) if not n.startswith("_")]:
         value = inspect.getattr_static(cls, name)
-        if inspect.isfunction(value) and not hasattr(value, "__wrapped__"):
-            setattr(cls, name, checked(value, cls.__name__))
+        kind = type(value) if isinstance(value, (classmethod, staticmethod)) else None
+        fn = value.__func__ if kind else value
+        if inspect.isfunction(fn) and not hasattr(fn, "__wrapped__"):
+            setattr(cls, name, kind(checked(fn, cls.__name__)) if kind else checked(fn, cls.__name__))
 
 
 def _misuse(fn: Callable, label: str, args: tuple, kwargs: dict) -> ArgumentError | None:
@@ -131,13 +133,15 @@ def _matches(value: Any, hint: Any) -> bool:
         if origin is tuple and args and args[-1] is not Ellipsis:
             return len(value) == len(args) and all(_matches(v, a) for v, a in zip(value, args, strict=True))
         return not args or all(_matches(v, args[0]) for v in value)
-    if origin is not None or not isinstance(hint, type):  # Mapping[...], Callable[...], a TypeVar: not checked
+    if origin in (Mapping, dict) or hint in (Mapping, dict):  # a dict, an np.load result, a state dict
+        return isinstance(value, Mapping) or (hasattr(value, "keys") and hasattr(value, "__getitem__"))
+    if origin is not None or not isinstance(hint, type):  # Callable[...], a TypeVar: not checked
         return True
     if hint is int:
         return isinstance(value, (int, np.integer))
     if hint is float:
         return isinstance(value, (int, float, np.integer, np.floating))
-    if hint in (Mapping, Callable):
+    if hint is Callable:
         return True
     return isinstance(value, hint)
 
@@ -150,6 +154,8 @@ def _describe(hint: Any) -> str:
         return " or ".join(dict.fromkeys(_describe(a) for a in args))
     if origin is typing.Literal:
         return "one of " + ", ".join(map(repr, args))
+    if origin in (Mapping, dict) or hint in (Mapping, dict):
+        return "a mapping of name -> value (a dict)"
     if origin in (Sequence, list, tuple):
         elem = args[0] if args else None
         plural = {int: "ints", float: "numbers", str: "strings"}.get(elem)

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from ..argcheck import check_methods
 from ..errors import WeightError, WeightShapeError, did_you_mean
 from .report import DEFAULT_IGNORE, ReportMixin, _BlockLabel, _fmt_shape, _siblings, _suggest, layout_hint
 from .source import _CANONICAL_IDS, Entry, _Source, canonical
@@ -283,10 +284,17 @@ class WeightStore(ReportMixin, Mapping[str, np.ndarray]):
         Example: ``w.rename(strip_prefix="module.")`` or ``w.rename(r"^backbone\\.", "")``.
         """
         names: dict[str, str] = {}
+        try:
+            regex = None if pattern is None else re.compile(pattern)
+        except re.error as e:
+            raise WeightError(f"rename: pattern {pattern!r} is not a regular expression: {e}") from None
         for n, k in self._names.items():
             new = n.removeprefix(strip_prefix) if strip_prefix else n
-            if pattern is not None:
-                new = re.sub(pattern, repl, new)
+            if regex is not None:
+                try:
+                    new = regex.sub(repl, new)
+                except re.error as e:  # a replacement naming a group the pattern lacks
+                    raise WeightError(f"rename: replacement {repl!r} for pattern {pattern!r}: {e}") from None
             if new in names:
                 raise WeightError(f"renaming {self._label()} maps two weights to {new!r}: {names[new]!r} and {k!r}")
             names[new] = k
@@ -319,7 +327,7 @@ class WeightStore(ReportMixin, Mapping[str, np.ndarray]):
         arr = self._src.array(key)
         if shape is not None and arr.shape != shape:
             arr = self._check_shape(name, arr, shape, layer)
-        if dtype is not None and arr.dtype != np.dtype(dtype):
+        if dtype is not None and arr.dtype != _dtype(dtype):
             where = f"{layer}: " if layer else ""
             raise WeightError(
                 f"{where}weight {name!r} in {self._label()} has dtype {arr.dtype}, expected {np.dtype(dtype)}; "
@@ -342,7 +350,12 @@ class WeightStore(ReportMixin, Mapping[str, np.ndarray]):
         return None
 
     def _check_shape(self, name: str, arr: np.ndarray, shape: Sequence[int | None], layer: str | None) -> np.ndarray:
-        want = tuple(-1 if d is None else int(d) for d in shape)
+        try:
+            want = tuple(-1 if d is None else int(d) for d in shape)
+        except (TypeError, ValueError):
+            raise WeightError(
+                f"take {name!r}: shape must be a sequence of ints or None (any size), got {shape!r}"
+            ) from None
         if self._src.shapeless and arr.ndim == 1 and -1 not in want and arr.size == int(np.prod(want)):
             arr = arr.reshape(want)
         if len(want) != arr.ndim or any(w not in (-1, r) for w, r in zip(want, arr.shape, strict=False)):
@@ -422,3 +435,14 @@ def _as_array(value: Any, key: str, name: str) -> np.ndarray:
     if array.dtype.kind in "OUSMm" or array.dtype.names is not None:
         raise WeightError(f"{name}: weight {key!r} is not a numeric array (dtype {array.dtype})")
     return array
+
+
+def _dtype(dtype: Any) -> np.dtype:
+    """``np.dtype(dtype)``, or a WeightError saying what ``take(dtype=...)`` accepts."""
+    try:
+        return np.dtype(dtype)
+    except TypeError:
+        raise WeightError(f"take: dtype {dtype!r} is not a NumPy dtype (e.g. 'float32', np.float16)") from None
+
+
+check_methods(WeightStore, ["scope", "rename", "from_mapping", "from_entries"])  # script-facing: checked arguments
