@@ -9,6 +9,7 @@ TensorRT 11 has no implicit INT8 calibration; ``quantize`` gives it back nativel
 See docs/calibration.md.
 """
 
+from ..argcheck import check_all
 from .algorithms import (
     ALGORITHMS,
     compute_amax,
@@ -34,3 +35,5 @@ __all__ = [
     "format_json", "format_legacy", "load_cache", "max_amax", "mse", "mse_errors", "parse_cache",
     "percentile", "plan", "quantize",
 ]  # fmt: skip
+
+check_all(globals(), __all__, "trtdsl.calib")  # a wrongly typed argument is an ArgumentError naming it

@@ -24,6 +24,7 @@ Example::
     print(report)  # a table, one row per output
 """
 
+from ..argcheck import check_all
 from ..errors import GoldenMismatch
 from .compare import UPDATE_ENV, assert_golden, compare, compare_files
 from .files import load, record
@@ -35,3 +36,5 @@ __all__ = [
     "DEFAULT_TOLERANCES", "Divergence", "GoldenMismatch", "OutputReport", "Report", "Tolerance", "UPDATE_ENV",
     "assert_golden", "compare", "compare_files", "layerwise_diff", "load", "record",
 ]  # fmt: skip
+
+check_all(globals(), __all__, "trtdsl.golden")  # a wrongly typed argument is an ArgumentError naming it

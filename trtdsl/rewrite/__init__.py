@@ -28,6 +28,7 @@ Example::
 
 from __future__ import annotations
 
+from ..argcheck import check_all
 from .graph import layers_between, replace_subgraph, set_precision
 from .names import onnx_scope_names, rename_layer, rename_layers, rename_tensor, rename_tensors
 from .types import Renamer, TensorRef
@@ -37,3 +38,5 @@ __all__ = [
     "Renamer", "TensorRef", "find_layer", "layers_between", "onnx_scope_names", "producers", "rename_layer", "rename_layers", "rename_tensor",
     "rename_tensors", "replace_subgraph", "reroute", "set_precision", "weights_to_input",
 ]  # fmt: skip
+
+check_all(globals(), __all__, "trtdsl.rewrite")  # a wrongly typed argument is an ArgumentError naming it

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -14,13 +14,16 @@ from ..tensor import Tensor
 from .names import _move_tensor_name
 from .types import TensorRef
 
+if TYPE_CHECKING:
+    from ..network import Network
+
 
 # ------------------------------------------------------------------ graph
 def _ref(net: Any, t: TensorRef) -> Tensor:
     return net.tensor(t) if isinstance(t, str) else t
 
 
-def layers_between(net: Any, start: TensorRef | Sequence[TensorRef], end: TensorRef) -> list[Any]:
+def layers_between(net: Network, start: TensorRef | Sequence[TensorRef], end: TensorRef) -> list[Any]:
     """The layers on some path from ``start`` (one tensor or several) to ``end``, in network order.
 
     Raises when ``end`` does not depend on ``start``.
@@ -80,7 +83,7 @@ def layers_between(net: Any, start: TensorRef | Sequence[TensorRef], end: Tensor
 
 
 def replace_subgraph(
-    net: Any, start: TensorRef | Sequence[TensorRef], end: TensorRef, make: Callable[..., Tensor]
+    net: Network, start: TensorRef | Sequence[TensorRef], end: TensorRef, make: Callable[..., Tensor]
 ) -> Tensor:
     """Compute ``end`` differently: every reader of ``end`` reads ``make(*start)`` instead.
 
@@ -144,7 +147,9 @@ _WEIGHTED = {
 }
 
 
-def set_precision(net: Any, start: TensorRef | Sequence[TensorRef], end: TensorRef, dtype: dtypes.DTypeLike) -> Tensor:
+def set_precision(
+    net: Network, start: TensorRef | Sequence[TensorRef], end: TensorRef, dtype: dtypes.DTypeLike
+) -> Tensor:
     """Compute the layers between ``start`` and ``end`` in ``dtype`` (a float type).
 
     TensorRT 11 networks are strongly typed, so this rewrites types, not flags:

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import TrtdslError, did_you_mean
 from ..tensor import Tensor
 from .types import Renamer
 
+if TYPE_CHECKING:
+    from ..network import Network
+
 
 # ------------------------------------------------------------------- names
-def rename_layer(net: Any, old: str, new: str) -> Any:
+def rename_layer(net: Network, old: str, new: str) -> Any:
     """Rename layer ``old`` to ``new`` (which must be free); returns the layer.
 
     Example::
@@ -28,7 +31,7 @@ def rename_layer(net: Any, old: str, new: str) -> Any:
     return layer
 
 
-def rename_tensor(net: Any, old: str, new: str) -> Tensor:
+def rename_tensor(net: Network, old: str, new: str) -> Tensor:
     """Rename tensor ``old`` (an input, a layer output or a network output) to ``new``.
 
     Example::
@@ -59,7 +62,7 @@ def _move_tensor_name(net: Any, t: Tensor, old: str, new: str) -> Tensor:
     return Tensor(t.trt, net)
 
 
-def rename_layers(net: Any, names: Renamer, *, outputs: bool = True) -> dict[str, str]:
+def rename_layers(net: Network, names: Renamer, *, outputs: bool = True) -> dict[str, str]:
     """Rename many layers at once: ``names`` maps old to new, or is ``fn(old) -> new | None``.
 
     With ``outputs``, a layer's output tensors follow: ``<new>.out`` (or ``.out0``,
@@ -100,7 +103,7 @@ def rename_layers(net: Any, names: Renamer, *, outputs: bool = True) -> dict[str
     return done
 
 
-def rename_tensors(net: Any, names: Renamer) -> dict[str, str]:
+def rename_tensors(net: Network, names: Renamer) -> dict[str, str]:
     """Rename many tensors (inputs, layer outputs, outputs): a mapping old -> new, or ``fn(old) -> new | None``.
 
     For matching a calibration cache or golden file written for other names. Returns ``{old: new}``.
@@ -138,7 +141,7 @@ def _onnx_scope(name: str) -> tuple[str, str] | None:
     return scope, parts[-1]
 
 
-def onnx_scope_names(net: Any) -> dict[str, str]:
+def onnx_scope_names(net: Network) -> dict[str, str]:
     """Readable names for the layers of a network parsed from a torch-exported ONNX file, for :func:`rename_layers`.
 
     A layer takes its module's path (``/layer1/layer1.0/conv1/Conv`` -> ``layer1.0.conv1``)
