@@ -20,7 +20,7 @@ def x():
     return trtdsl.Network("args").input("x", "float32", (2, 4, 6, 6))
 
 
-@pytest.mark.parametrize("package", [ops, layers, models])
+@pytest.mark.parametrize("package", [ops, layers, models, trtdsl.calib, trtdsl.rewrite, trtdsl.golden])
 def test_every_public_function_is_checked_and_keeps_its_signature(package):
     functions = [getattr(package, n) for n in package.__all__ if inspect.isfunction(getattr(package, n))]
     assert functions
