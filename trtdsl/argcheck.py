@@ -2,7 +2,9 @@
 
 ``ops.relu(np.ones(3))`` used to end in ``AttributeError: 'numpy.ndarray' object has no
 attribute 'net'``, from deep inside the op. :func:`checked` wraps each public function of
-``trtdsl.ops``, ``trtdsl.layers`` and ``trtdsl.models`` so that, when the call fails with
+``trtdsl.ops``, ``trtdsl.layers``, ``trtdsl.models``, ``trtdsl.calib``, ``trtdsl.rewrite`` and
+``trtdsl.golden``, the entry points (``@api``: ``trtdsl.build``, ``weights.load``, ...) and the
+script-facing methods of ``Network`` and ``WeightStore`` (:func:`check_methods`) so that, when the call fails with
 Python's own AttributeError, TypeError, ValueError, IndexError or KeyError, its arguments are
 compared with the function's annotations; one that plainly does not match (an array where a
 ``Tensor`` is annotated, a string for an ``int`` axis) is reported instead::
@@ -178,7 +180,12 @@ def _shown(value: Any) -> str:
     name = kind.__name__ if kind.__module__ == "builtins" else f"{kind.__module__.split('.')[0]}.{kind.__name__}"
     if isinstance(value, np.ndarray):
         return f"{name} of shape {value.shape}"
-    text = repr(value)
+    if isinstance(value, (list, tuple, dict, set)) and len(value) > 8:  # no repr of a huge container
+        return f"{name} of {len(value)} items"
+    try:
+        text = repr(value)
+    except Exception:
+        return name
     return f"{name} {text[:40]}{'...' if len(text) > 40 else ''}"
 
 
