@@ -78,6 +78,7 @@ def test_hugging_face_cache_links_into_blobs_load(tmp_path, rng, how):
         ("..", r"shard '\.\.': expected a plain file name"),
         ("x\0.EXT", r"expected a plain file name"),
         ("gone.EXT", r"shard 'gone\.EXT': no such file in "),
+        ("\ud800.EXT", r"shard '\\ud800\.EXT': expected a plain file name"),  # JSON's lone surrogate: no file name
     ],
 )
 def test_sharded_index_naming_a_path_or_a_missing_shard(tmp_path, rng, how, shard, match):
@@ -109,6 +110,33 @@ def test_sharded_shard_that_is_not_a_regular_file(loader, tmp_path, rng, how, ki
         (tmp_path / "odd").symlink_to("/dev/zero")
     found = {"fifo": "FIFO", "directory": "directory", "device": "device"}[kind]
     refused(loader, tmp_path, rf"shard 'odd': expected a regular file, found a {found}")
+
+
+@each
+@pytest.mark.parametrize(
+    "kind, match",
+    [
+        ("the index", r"INDEX: "),  # read as a shard, it is refused by the shard's own loader
+        ("a link loop", r"shard 'odd': cannot stat it \(OSError: Too many levels of symbolic links\)"),
+        ("a dangling link", r"shard 'odd': no such file in "),
+        ("a link to /proc", r"shard 'odd': is a link that leads out of the index's folder"),
+        ("a link up and back", r"shard 'odd': is a link that leads out of the index's folder"),
+    ],
+)
+def test_sharded_shard_that_is_the_index_or_an_odd_link(loader, tmp_path, rng, how, kind, match):
+    folder = tmp_path / "ckpt"
+    name = how.index if kind == "the index" else "odd"
+    write_sharded(folder, sample(rng), how, n=1, weight_map={"steps": name})
+    if kind == "a link loop":
+        (folder / "odd").symlink_to("odd")
+    elif kind == "a dangling link":
+        (folder / "odd").symlink_to("gone")
+    elif kind == "a link to /proc":
+        (folder / "odd").symlink_to("/proc/self/environ")  # a "regular" file of another process's secrets
+    elif kind == "a link up and back":
+        how.save({"steps": np.ones(1)}, tmp_path / "beside")
+        (folder / "odd").symlink_to("../beside")
+    refused(loader, folder, match.replace("INDEX", re.escape(how.index)))
 
 
 @each

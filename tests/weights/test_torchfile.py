@@ -7,7 +7,9 @@ a hang fails the test instead of killing the run.
 
 from __future__ import annotations
 
+import collections
 import time
+import warnings
 from dataclasses import replace
 
 import ml_dtypes
@@ -18,7 +20,16 @@ import torch
 from trtdsl import WeightError
 from trtdsl import weights as W
 
-from ._crafted import Evil, refused
+from ._crafted import (
+    Evil,
+    legacy_with_pickle,
+    op_global,
+    op_int,
+    refused,
+    state_dict_pickle,
+    storage_tensor,
+    with_pickle,
+)
 from ._samples import TORCH, float8_tensors, in_file_map, write_sharded
 
 
@@ -183,3 +194,189 @@ def test_torch_types_numpy_cannot_hold_are_refused_by_name(tmp_path):
         r"torch.float8_e4m3fnuz, torch.float8_e5m2fnuz$",
     ):
         W.load(tmp_path / "fp4.pt")
+
+
+# ------------------------------------------------- what a checkpoint's pickle may call (trtdsl/weights/torchpickle.py)
+# Each is a callable torch.load(weights_only=True) allows that makes its object from a number in the file rather
+# than from the file's data: a few bytes that allocate any amount of memory, or a tensor of uninitialized memory
+# (whatever the process freed last) or of no data. Before trtdsl checked the pickle, each loaded or ran out of memory.
+T = op_global("torch", "Tensor")
+CALLS = {
+    "bytearray": (
+        op_global("builtins", "bytearray") + op_int(1 << 40) + b"\x85R", r"REDUCE of 'builtins.bytearray' for key 'w' with a size"
+    ),
+    "FloatTensor": (op_global("torch", "FloatTensor") + op_int(1 << 16) + b"\x85R", r"REDUCE of 'torch.FloatTensor' for key 'w', which torch.save never writes"),
+    "UntypedStorage": (
+        op_global("torch._utils", "_rebuild_tensor_v2") + b"(" + op_global("torch.storage", "UntypedStorage")
+        + op_int(1 << 20) + b"\x85R" + op_int(0) + op_int(1 << 18) + b"\x85" + op_int(1) + b"\x85\x89"
+        + op_global("collections", "OrderedDict") + b")RtR",
+        r"REDUCE of 'torch.storage.UntypedStorage'",
+    ),
+    "meta": (
+        op_global("torch._utils", "_rebuild_meta_tensor_no_storage") + b"(" + op_global("torch", "float32")
+        + op_int(1 << 20) + op_int(1 << 20) + b"\x86" + op_int(1 << 20) + op_int(1) + b"\x86\x89tR",
+        r"REDUCE of 'torch._utils._rebuild_meta_tensor_no_storage'",
+    ),
+    "through _rebuild_from_type_v2": (
+        op_global("torch._tensor", "_rebuild_from_type_v2") + b"(" + op_global("builtins", "bytearray") + T
+        + op_int(1 << 40) + b"\x85}tR",
+        r"REDUCE of 'builtins.bytearray' for key 'w' through _rebuild_from_type_v2",
+    ),
+    "NEWOBJ": (T + b"(" + op_int(1 << 16) + b"t\x81", r"NEWOBJ of 'torch.Tensor' for key 'w'"),
+    "BUILD": (op_global("builtins", "set") + b")R}b", r"BUILD of 'builtins.set'"),
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    """torch.save's own files of {'w': torch.ones(3)}, zip and legacy, whose pickle the cases replace."""
+    d = tmp_path_factory.mktemp("saved")
+    torch.save({"w": torch.ones(3)}, d / "zip.pt")
+    torch.save({"w": torch.ones(3)}, d / "legacy.pt", _use_new_zipfile_serialization=False)
+    return d
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["zip", "legacy"])
+@pytest.mark.parametrize("call", CALLS)
+def test_a_pickle_calling_what_torch_save_never_writes_is_refused_before_torch_reads_it(
+    loader, saved, tmp_path, call, legacy
+):
+    value, match = CALLS[call]
+    path = tmp_path / "ckpt.pt"
+    (legacy_with_pickle if legacy else with_pickle)(saved / ("legacy.pt" if legacy else "zip.pt"), path,
+                                                    state_dict_pickle(value))  # fmt: skip
+    where = "the pickle" if legacy else r"ckpt/data.pkl|zip/data.pkl"
+    start = time.perf_counter()
+    refused(
+        loader, path, rf"ckpt.pt: refused: it holds Python objects other than tensors and containers, and trtdsl "
+        rf"only loads with torch.load\(weights_only=True\) what torch.save writes for them. \(({where}): {match}"
+    )  # fmt: skip
+    assert time.perf_counter() - start < 5
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["zip", "legacy"])
+@pytest.mark.parametrize(
+    "kind, make, call",
+    [
+        ("a quantized tensor", lambda: torch.quantize_per_tensor(torch.ones(3), 0.1, 0, torch.qint8), "_utils._rebuild_qtensor"),
+        ("a sparse tensor", lambda: torch.ones(3).to_sparse(), "serialization._get_layout"),
+        ("a nested tensor", lambda: torch.nested.nested_tensor([torch.ones(2), torch.ones(3)]), "_utils._rebuild_nested_tensor"),
+    ],
+)  # fmt: skip
+def test_tensors_no_weight_can_be_are_refused_before_torch_builds_them(tmp_path, kind, make, call, legacy):
+    with warnings.catch_warnings():  # quantized and nested tensors are deprecated or in prototype
+        warnings.simplefilter("ignore")
+        torch.save({"ok": torch.ones(2), "odd": make()}, tmp_path / "c.pt", _use_new_zipfile_serialization=not legacy)
+    with pytest.raises(
+        WeightError,
+        match=rf"c.pt: refused: it holds {kind}, and only dense tensors can become weights \(.*: REDUCE of 'torch.{call}'",
+    ):
+        W.load(tmp_path / "c.pt")
+
+
+@pytest.mark.parametrize("mmap", [True, False])
+@pytest.mark.parametrize(
+    "storage, match",
+    [
+        ({"key": "../../../../etc/passwd"}, r"failed locating file data/\.\./\.\./\.\./\.\./etc/passwd"),
+        ({"key": "/etc/passwd"}, r"failed locating file data//etc/passwd"),
+        ({"key": "../data.pkl", "numel": 8, "size": (8,)}, r"failed locating file data/\.\./data\.pkl"),
+        ({"numel": 1 << 60, "size": (1 << 20,)}, r"RuntimeError: "),  # a storage the record cannot hold
+        ({"offset": 1 << 40}, r"RuntimeError: "),
+        ({"stride": (-1,)}, r"RuntimeError: Storage size calculation overflowed"),
+    ],
+    ids=["key ../", "key /", "key ../data.pkl", "numel", "offset", "negative stride"],
+)
+def test_a_pickle_naming_storage_outside_the_archive_or_past_it_is_refused(
+    loader, saved, tmp_path, storage, match, mmap
+):
+    # torch looks a key up in the zip's directory, never on disk; sizes are checked against the record
+    path = with_pickle(saved / "zip.pt", tmp_path / "ckpt.pt", state_dict_pickle(storage_tensor(**storage)))
+    refused(loader, path, rf"ckpt.pt: cannot read it as torch: .*{match}", options={"mmap": mmap})
+
+
+def test_the_hand_written_pickle_itself_loads(saved, tmp_path):
+    path = with_pickle(saved / "zip.pt", tmp_path / "ckpt.pt", state_dict_pickle(storage_tensor()))
+    np.testing.assert_array_equal(W.load(path)["w"], np.ones(3, np.float32))
+
+
+def _objects():
+    """What torch.save writes into real checkpoints: it all loads, with the tensors torch holds."""
+    lin = torch.nn.Linear(3, 2)
+    tagged = torch.arange(4.0)
+    tagged.note = "kept"  # a tensor with attributes pickles through _rebuild_from_type_v2
+    t = torch.arange(6.0).reshape(2, 3)
+    return {
+        "state_dict": lin.state_dict(),  # an OrderedDict with a _metadata attribute: a BUILD
+        "parameter": {"p": torch.nn.Parameter(torch.ones(2))},
+        "attributes": {"t": tagged},
+        "values": {
+            "t": t,
+            "b": b"\x00\xff",
+            "ba": bytearray(b"xy"),
+            "s": {1, 2},
+            "d": torch.device("cpu"),
+            "z": torch.Size([2, 3]),
+            "c": 1 + 2j,
+            "n": collections.Counter("aab"),
+        },
+        "trainer": {
+            "model": lin.state_dict(),
+            "optimizer": torch.optim.Adam(lin.parameters()).state_dict(),
+            "epoch": 3,
+        },
+        "views": {"a": t, "row": t[1], "t": t.T, "position_ids": torch.arange(512).expand((1, -1))},
+        "dtypes": {
+            "bf16": torch.ones(2, dtype=torch.bfloat16),
+            "b": torch.ones(2, dtype=torch.bool),
+            "c": torch.ones(2, dtype=torch.complex64),
+            "i8": torch.ones(2, dtype=torch.int8),
+        },
+    }
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["zip", "legacy"])
+@pytest.mark.parametrize("kind", list(_objects()))
+def test_what_torch_save_writes_passes_the_pickle_check(tmp_path, kind, legacy):
+    obj = _objects()[kind]
+    torch.save(obj, tmp_path / "c.pt", _use_new_zipfile_serialization=not legacy)
+    held = {k: v.detach() for k, v in _tensors(obj).items()}
+    w = W.load(tmp_path / "c.pt")
+    assert sorted(w) == sorted(held)
+    for name, t in held.items():
+        np.testing.assert_array_equal(w[name], t.float().numpy() if t.dtype == torch.bfloat16 else t.numpy())
+
+
+def _tensors(obj, prefix=""):
+    if isinstance(obj, torch.Tensor):
+        return {prefix: obj}
+    if isinstance(obj, dict):
+        return {
+            k: v
+            for key, value in obj.items()
+            for k, v in _tensors(value, f"{prefix}.{key}" if prefix else str(key)).items()
+        }
+    if isinstance(obj, (list, tuple)) and not isinstance(obj, torch.Size):
+        return {
+            k: v
+            for i, value in enumerate(obj)
+            for k, v in _tensors(value, f"{prefix}.{i}" if prefix else str(i)).items()
+        }
+    return {}
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["zip", "legacy"])
+def test_a_tensor_larger_than_its_storage_is_bounded_like_an_inflating_member(loader, saved, tmp_path, legacy):
+    # torch.ones(1).expand(n): a 4-byte storage, n * 4 bytes once TensorRT copies it (it was 32 GB from 12 bytes)
+    path = tmp_path / "bcast.pt"
+    torch.save({"w": torch.ones(1).expand(20_000_000), "ok": torch.ones(4).expand(1000, 4)}, path,
+               _use_new_zipfile_serialization=not legacy)  # fmt: skip
+    refused(
+        loader, path, r"bcast.pt: refused: tensor 'w' of shape \(20000000,\) and strides \(0,\) spans 80000000 bytes "
+        r"over a storage of 4 bytes, past limits \(ratio 200, floor 67108864, max 1099511627776\)",
+    )  # fmt: skip
+    w = W.load(path, limits=W.Limits(inflate_floor=1 << 30))
+    assert w.shape("w") == (20_000_000,) and w["ok"].shape == (1000, 4)
+    bomb = state_dict_pickle(storage_tensor(size=(1 << 33,), stride=(0,)))
+    bomb = with_pickle(saved / "zip.pt", tmp_path / "bomb.pt", bomb)
+    refused(loader, bomb, r"bomb.pt: refused: tensor 'w' of shape \(8589934592,\) and strides \(0,\) spans 34359738368")

@@ -164,3 +164,36 @@ def test_torch_crc_flip_is_caught_on_first_read(loader, tmp_path):
     raw[info.header_offset + 30 + n + e + 5] ^= 0x40
     (tmp_path / "t.pt").write_bytes(raw)
     refused(loader, tmp_path / "t.pt", r"t.pt: zip member 't/data/0' is corrupt: its CRC-32 is")
+
+
+# ------------------------------------------------- torch checkpoints: the archive is checked before torch reads it
+@pytest.mark.parametrize("member", ["../evil", "/etc/evil", "ckpt/data/../../../evil", "C:/evil"])
+def test_torch_zip_with_path_traversal_member_is_refused(loader, tmp_path, member):
+    torch.save({"w": torch.ones(3)}, tmp_path / "ckpt.pt")
+    dst = rezip(tmp_path / "ckpt.pt", tmp_path / "evil.pt", extra=[(member, b"payload")])
+    refused(loader, dst, r"evil.pt: refused: zip member .* points outside the archive \(path traversal\)")
+
+
+def test_torch_storage_that_would_inflate_past_limits_is_refused(loader, tmp_path):
+    torch.save({"w": torch.zeros(1 << 20)}, tmp_path / "ckpt.pt")  # 4 MB of zeros: ~4 KB deflated
+    dst = rezip(tmp_path / "ckpt.pt", tmp_path / "z.pt", compress=zipfile.ZIP_DEFLATED)
+    refused(loader, dst, r"z.pt: refused: zip member 'ckpt/data/0' would inflate from \d+ to 4194304 bytes",
+            limits={"inflate_floor": 1 << 20})  # fmt: skip
+
+
+@pytest.mark.parametrize("lie", ["size", "compressed size", "both"])
+def test_torch_storage_whose_directory_entry_lies_about_its_size_is_refused(loader, tmp_path, lie):
+    torch.save({"w": torch.ones(3)}, tmp_path / "ckpt.pt")
+    data = bytearray((tmp_path / "ckpt.pt").read_bytes())
+    with zipfile.ZipFile(tmp_path / "ckpt.pt") as z:
+        names = z.namelist()
+    at = -1
+    for _ in range(names.index("ckpt/data/0") + 1):  # its central directory entry
+        at = data.index(b"PK\x01\x02", at + 1)
+    fields = {"compressed size": [20], "size": [24], "both": [20, 24]}[lie]
+    for field in fields:
+        data[at + field : at + field + 4] = struct.pack("<I", 0xFFFFFFF0)  # ~4 GB, in a file of 1.5 KB
+    (tmp_path / "lie.pt").write_bytes(bytes(data))
+    refused(
+        loader, tmp_path / "lie.pt", r"lie.pt: .*zip member 'ckpt/data/0' (declares two different sizes|is truncated)"
+    )

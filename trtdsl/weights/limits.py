@@ -30,7 +30,8 @@ class Limits:
         max_json_bytes: a JSON document inside a weight file (Keras ``config.json``,
             the ``model_config`` attribute, a safetensors header).
         max_inflate_ratio: inflated / compressed size of a compressed zip member or
-            HDF5 dataset; members smaller than ``inflate_floor`` are exempt.
+            HDF5 dataset, and a torch tensor's bytes / its storage's (a stride of 0
+            repeats them); those smaller than ``inflate_floor`` are exempt.
         inflate_floor: bytes any compressed member may inflate to, whatever its ratio.
         max_member_bytes: inflated size of one zip member or one dataset.
         max_entries: containers plus leaves in a torch checkpoint, or objects in an HDF5 file.

@@ -133,7 +133,8 @@ def _weight_map(path: Path, fmt: ShardFormat, limits: Limits) -> dict[str, str]:
 def _shard_file(index: Path, shard: str, folders: set[Path]) -> Path:
     """``shard`` as a regular file in the index's folder, or a WeightError; nothing is opened before this."""
     where = f"{index.name}: shard {quote(shard)}"
-    if not shard or shard in (".", "..") or any(c in shard for c in "/\\\0") or os.path.isabs(shard):
+    bad = not shard or shard in (".", "..") or any(c in shard for c in "/\\\0") or os.path.isabs(shard)
+    if bad or not _encodable(shard):
         raise WeightError(f"{where}: expected a plain file name in the index's folder, not a path")
     file = index.parent / shard
     try:
@@ -148,6 +149,15 @@ def _shard_file(index: Path, shard: str, folders: set[Path]) -> Path:
     if real.parent not in folders:
         raise WeightError(f"{where}: is a link that leads out of the index's folder")
     return file
+
+
+def _encodable(name: str) -> bool:
+    """Whether ``name`` is a file name this system can hold: JSON's '\\ud800' (a lone surrogate) is none."""
+    try:
+        os.fsencode(name)
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _kind(mode: int) -> str:

@@ -15,7 +15,12 @@ format but cannot read them back; such a file is a :class:`WeightError` that say
 
 A checkpoint is untrusted: a zip one is checked by :class:`.zipcheck.Archive`
 first (duplicate members, overlaps, names), its pickle's CRC-32 before torch
-reads it and every storage's before the first tensor is handed out. The
+reads it and every storage's before the first tensor is handed out. Its
+pickle may call only what ``torch.save`` writes for tensors and containers
+(:mod:`.torchpickle`: ``bytearray(1 << 40)`` and ``torch.FloatTensor(n)`` are
+allowed by torch but make memory, not weights), and a tensor may span no more
+bytes than its storage holds by more than a zip member may inflate (a stride
+of 0 makes 4 bytes a tensor of any size). The
 flattening visits at most ``limits.max_entries`` values, so shared references
 (``x = [x, x]`` forty times is 2**40 paths in 1.8 KB) cannot make it run forever,
 and two values that flatten to one name are an error, never a silent overwrite.
@@ -28,6 +33,7 @@ holding an unsharded ``pytorch_model.bin`` (or a PEFT adapter's ``adapter_model.
 
 from __future__ import annotations
 
+import io
 import pickle
 import re
 import warnings
@@ -39,6 +45,7 @@ import ml_dtypes
 import numpy as np
 
 from ..errors import WeightError
+from . import torchpickle
 from .limits import DEFAULT, Limits, first_line, preview, quote
 from .registry import Probe, loads
 from .shards import ShardFormat, index_sniffer, load_index, sharded
@@ -57,15 +64,36 @@ def _sniff(p: Probe) -> bool:
 
 
 def _whole_module_hint(message: str) -> str:
-    """A hint for the usual cause: ``torch.save(model)`` pickles the module's class, not only its tensors."""
+    """A hint for the usual cause of torch's refusal: ``torch.save(model)`` pickles the module's class."""
     found = re.search(r"GLOBAL ([A-Za-z_][\w.]*) was not an allowed global", message)
-    if not found or found.group(1).split(".")[0] in ("builtins", "collections", "numpy"):
+    return _module_hint(found.group(1)) if found else ""
+
+
+def _module_hint(name: str) -> str:
+    """The hint for a refused global ``name`` that is a class of the user's (a whole pickled model)."""
+    root = name.split(".", maxsplit=1)[0]
+    if root in ("builtins", "collections", "numpy", "_codecs") or (
+        root == "torch" and not name.startswith("torch.nn.")
+    ):
         return ""
-    cls = quote(found.group(1), 80)
     return (
-        f" It pickles a {cls} object, as torch.save(model) does with a whole model: save its tensors instead, "
-        "with torch.save(model.state_dict(), path), and load that"
+        f" It pickles a {quote(name, 80)} object, as torch.save(model) does with a whole model: save its tensors "
+        "instead, with torch.save(model.state_dict(), path), and load that"
     )
+
+
+def _check_pickles(path: Path, archive: Archive | None) -> None:
+    """Every pickle torch would read, through :func:`.torchpickle.check`: a zip's ``data.pkl``, or the legacy
+    format's pickles (magic number, protocol, system info, the object, its storage keys), in file order."""
+    if archive is not None:
+        for name in archive.members:
+            if name == "data.pkl" or name.endswith("/data.pkl"):
+                torchpickle.check(io.BytesIO(archive.read(name)), path.name, name, _module_hint)
+        return
+    with open(path, "rb") as fh:
+        for _ in range(5):
+            if not torchpickle.check(fh, path.name, "the pickle", _module_hint):
+                return
 
 
 def _flatten(obj: Any, torch: Any, limits: Limits, label: str) -> dict[str, Any]:
@@ -165,12 +193,14 @@ def _open(path: Path, mmap: bool, limits: Limits) -> tuple[dict[str, Entry], Cal
         # No map of our own: torch maps the file, and a page mapped twice counts twice in RSS. The CRC-32 reads
         # through the page cache instead.
         archive = Archive(path, limits, mmap=False)
+        _check_pickles(path, archive)  # reads data.pkl, which CRC-checks it
         for name in archive.members:
             if "/data/" not in name:  # the pickle and small records: torch parses these now
                 archive.verify(name)
         verify = _verifier(archive)
     else:
         verify = None
+        _check_pickles(path, None)
     try:
         with warnings.catch_warnings():  # torch warns about odd pickle protocols before refusing them
             warnings.simplefilter("ignore", UserWarning)
@@ -203,13 +233,31 @@ def _open(path: Path, mmap: bool, limits: Limits) -> tuple[dict[str, Entry], Cal
     float8 = _float8(torch)
     entries = {}
     for name, t in tensors.items():
-        if t.layout != torch.strided or t.is_quantized:
-            raise WeightError(
-                f"{path.name}: tensor {name!r} is {t.layout}{' quantized' if t.is_quantized else ''}; only dense tensors can become weights"
-            )
+        _check_dense(t, torch, limits, path.name, name)
         dtype = _numpy_dtype(t, torch, float8, path.name, name)
         entries[name] = Entry(tuple(t.shape), dtype, _reader(t, torch, verify, dtype if t.dtype in float8 else None))
     return entries, archive.close if archive else (lambda: None)
+
+
+def _check_dense(t: Any, torch: Any, limits: Limits, label: str, name: str) -> None:
+    """A tensor a weight can be: dense, in memory, and no larger than its storage allows.
+
+    A stride of 0 makes a 4-byte storage a tensor of any size (``torch.ones(1).expand(n)``): its bytes, as
+    TensorRT copies them, are bounded as a zip member's inflated size is (:meth:`Limits.inflated_ok`).
+    """
+    if t.layout != torch.strided or t.is_quantized or t.is_nested:
+        kind = "quantized" if t.is_quantized else "nested" if t.is_nested else str(t.layout)
+        raise WeightError(f"{label}: tensor {quote(name)} is {kind}; only dense tensors can become weights")
+    if t.device.type != "cpu":  # map_location='cpu' moved every stored one: this one has no data (meta)
+        raise WeightError(f"{label}: tensor {quote(name)} is on device {t.device.type!r}: it holds no data")
+    nbytes, stored = t.numel() * t.element_size(), t.untyped_storage().nbytes()
+    if not limits.inflated_ok(nbytes, stored):
+        raise WeightError(
+            f"{label}: refused: tensor {quote(name)} of shape {tuple(t.shape)} and strides {t.stride()} spans "
+            f"{nbytes} bytes over a storage of {stored} bytes, past limits (ratio {limits.max_inflate_ratio:g}, "
+            f"floor {limits.inflate_floor}, max {limits.max_member_bytes}); raise them with "
+            "load(..., limits=Limits(...)) if you trust the file"
+        )
 
 
 def _verifier(archive: Archive):
