@@ -12,9 +12,7 @@ them; :class:`ShardView` reads them as the one HDF5 file they were cut from, whi
 from __future__ import annotations
 
 import json
-import os
 import re
-import stat
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,7 +20,7 @@ from typing import Any
 from ..errors import WeightError
 from .h5 import Dataset, Group, H5Image, Node
 from .limits import DEFAULT, Limits, first_line, quote, read_capped
-from .registry import inside_folder
+from .shards import shard_file
 from .store import Entry
 
 _EXPECTED_INDEX = (
@@ -41,7 +39,7 @@ def open_shards(
     what the index places in it.
     """
     placed = _shard_map(index, limits)
-    files = {shard: _shard_file(index, shard) for shard in placed}  # every name checked before any file is opened
+    files = {shard: shard_file(index, shard) for shard in placed}  # every name checked before any file is opened
     images: dict[str, H5Image] = {}
 
     def close() -> None:
@@ -106,35 +104,6 @@ def _shard_map(index: Path, limits: Limits) -> dict[str, set[str]]:
     if len(placed) > limits.max_shards:
         raise WeightError(f"{index.name}: names {len(placed)} shard files, over limits.max_shards={limits.max_shards}")
     return placed
-
-
-def _shard_file(index: Path, shard: str) -> Path:
-    """``shard`` as a regular file beside the index, or a WeightError; nothing is opened before this."""
-    where = f"{index.name}: shard {quote(shard)}"
-    if shard in ("", ".", "..") or any(c in shard for c in "/\\\0") or os.path.isabs(shard) or not _encodable(shard):
-        raise WeightError(f"{where}: expected a plain file name in the index's folder, not a path")
-    file = index.parent / shard
-    try:
-        mode = os.stat(file).st_mode  # follows links: what would be opened
-    except FileNotFoundError:
-        raise WeightError(f"{where} is missing: no such file in {index.parent}") from None
-    except OSError as e:  # a link loop, a name too long
-        raise WeightError(f"{where}: cannot stat it ({type(e).__name__}: {e.strerror or e})") from None
-    if not stat.S_ISREG(mode):
-        raise WeightError(f"{where}: is not a regular file")
-    try:
-        return inside_folder(index.parent, file)
-    except WeightError:
-        raise WeightError(f"{where}: is a link that leads out of the index's folder; shards lie beside it") from None
-
-
-def _encodable(name: str) -> bool:
-    """Whether this system can hold ``name`` as a file name: JSON can spell a lone surrogate ('\\ud800'), it cannot."""
-    try:
-        os.fsencode(name)
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 class ShardView:

@@ -77,14 +77,11 @@ def load_index(path: Path, fmt: ShardFormat, mmap: bool, limits: Limits) -> Weig
         raise WeightError(
             f"{path.name}: the index names {len(placed)} shard files, over limits.max_shards={limits.max_shards}"
         )
-    # The folder as given and, for an index that is a link (the Hugging Face cache links
-    # snapshots/<rev>/* to ../../blobs/<sha>), the folder the index itself lies in.
-    folders = {path.parent.resolve(), path.resolve().parent}
     entries: dict[str, Entry] = {}
     closers: list[Callable[[], None]] = []
     try:
         for shard in sorted(placed):
-            file = _shard_file(path, shard, folders)
+            file = shard_file(path, shard)
             _check_format(path, shard, file, fmt, limits)
             try:
                 got, close = fmt.open(file, mmap, limits)
@@ -130,8 +127,15 @@ def _weight_map(path: Path, fmt: ShardFormat, limits: Limits) -> dict[str, str]:
     return weight_map
 
 
-def _shard_file(index: Path, shard: str, folders: set[Path]) -> Path:
-    """``shard`` as a regular file in the index's folder, or a WeightError; nothing is opened before this."""
+def shard_file(index: Path, shard: str) -> Path:
+    """``shard`` as a regular file in the index's folder, or a WeightError; nothing is opened before this.
+
+    The name must be a plain file name; after links, the file must lie in the index's folder as given
+    or, for an index that is a link (the Hugging Face cache links ``snapshots/<rev>/*`` to
+    ``../../blobs/<sha>``), in the folder the index itself lies in. Every sharded format checks its
+    shards here (Keras 3's too, :mod:`.keras_shards`).
+    """
+    folders = {index.parent.resolve(), index.resolve().parent}
     where = f"{index.name}: shard {quote(shard)}"
     bad = not shard or shard in (".", "..") or any(c in shard for c in "/\\\0") or os.path.isabs(shard)
     if bad or not _encodable(shard):
