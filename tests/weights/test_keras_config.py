@@ -152,3 +152,21 @@ def test_variable_names_follow_the_config():
 def test_malformed_configs(bad):
     with pytest.raises(WeightError, match=r"model config|malformed|no layers"):
         kc.parse_model(bad)
+
+
+def test_a_folder_whose_config_is_a_link_loop_says_so(tmp_path):
+    import os
+    import zipfile
+
+    with zipfile.ZipFile(Path(__file__).resolve().parents[1] / "fixtures" / "weights" / "keras3_convnet.keras") as z:
+        z.extractall(tmp_path)
+    (tmp_path / "config.json").unlink()
+    os.symlink("config.json", tmp_path / "config.json")
+    # Was "is a directory without 'config.json' ...; it holds config.json, ..." (exists() is False for a loop).
+    with pytest.raises(WeightError, match=r"config\.json: cannot resolve it \(RuntimeError: Symlink loop"):
+        kc.read(tmp_path)
+
+
+def test_a_malformed_model_config_names_its_source():
+    with pytest.raises(WeightError, match=r"^model\.keras: malformed Keras model config \(AttributeError: 'float'"):
+        kc.parse_model({"class_name": float("nan"), "config": float("inf")}, "model.keras")

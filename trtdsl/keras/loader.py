@@ -129,7 +129,7 @@ def load_model(
         raise KerasError(f"layout must be None, 'NCHW' or 'NHWC', got {layout!r}")
     limits = limits or DEFAULT
     mf = read(path, trusted=trusted, limits=limits)
-    model = parse_model(mf.config)
+    model = parse_model(mf.config, mf.path.name)
     store = _store(weights, mf.path, mf.config, trusted, limits)
     net = Network(model.name, dtype=dtype)
     if isinstance(batch, Dim):

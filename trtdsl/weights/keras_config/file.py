@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import zipfile
 from dataclasses import dataclass
@@ -114,7 +115,7 @@ def _read_folder(folder: Path, limits: Limits) -> ModelFile:
 def folder_file(folder: Path, name: str, what: str) -> Path:
     """``folder/name`` as a regular file lying in the folder (not a link out of it, a FIFO or a device)."""
     file = folder / name
-    if not file.exists():
+    if not os.path.lexists(file):  # (a link loop or a dangling link exists: inside_folder says what it is)
         listed = ", ".join(sorted(p.name for p in folder.iterdir())[:8]) or "nothing"
         raise WeightError(f"{folder}: is a directory without {name!r}, so not {what}; it holds {listed}")
     inside_folder(folder, file)

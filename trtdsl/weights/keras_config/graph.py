@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from ...errors import WeightError
+from ..limits import first_line
 from .variables import MODEL_CLASSES, layer_name, layers_of
 
 
@@ -221,16 +222,18 @@ def _nested_offset(layers: list[Layer], entries: list, refs: list[Ref]) -> list[
     return [Ref(r.layer, r.node - 1, r.index) if offset(r) else r for r in refs]
 
 
-def parse_model(model_cfg: dict) -> Model:
+def parse_model(model_cfg: dict, source: str = "") -> Model:
     """Parse a Sequential or Functional config into layers with normalized call nodes.
 
     A Sequential model becomes a chain: each layer called once on the one before.
-    Malformed configs (wrong types, missing entries) raise :class:`WeightError`.
+    Malformed configs (wrong types, missing entries) raise :class:`WeightError`, naming ``source``
+    (the file the config came from) when given.
     """
     try:
         return _parse_model(model_cfg)
     except (TypeError, ValueError, AttributeError, KeyError, IndexError, RecursionError) as e:
-        raise WeightError(f"malformed Keras model config ({type(e).__name__}: {e})") from e
+        where = f"{source}: " if source else ""
+        raise WeightError(f"{where}malformed Keras model config ({type(e).__name__}: {first_line(e)})") from e
 
 
 def _parse_model(model_cfg: dict) -> Model:
