@@ -85,19 +85,23 @@ def check_methods(cls: type, names: Sequence[str] | None = None) -> None:
 
 
 def _misuse(fn: Callable, label: str, args: tuple, kwargs: dict) -> ArgumentError | None:
-    """The ArgumentError for the first argument that does not match its annotation, or None."""
+    """The ArgumentError for the first argument that does not match its annotation, or None.
+
+    Never raises: whatever goes wrong in here (an argument that breaks a comparison) leaves the
+    original exception to propagate.
+    """
     try:
         signature = inspect.signature(fn)
         bound = signature.bind(*args, **kwargs)
-    except TypeError:  # a wrong number of arguments: Python's own message says it
+        for name, value in bound.arguments.items():
+            hint = _hint_of(fn, signature.parameters[name].annotation)
+            if hint is None or _matches(value, hint):
+                continue
+            return ArgumentError(
+                f"{label}: argument {name!r} must be {_describe(hint)}, got {_shown(value)}{_hint(hint, label, value)}"
+            )
+    except Exception:  # a wrong number of arguments (Python's own message says it), an odd argument
         return None
-    for name, value in bound.arguments.items():
-        hint = _hint_of(fn, signature.parameters[name].annotation)
-        if hint is None or _matches(value, hint):
-            continue
-        return ArgumentError(
-            f"{label}: argument {name!r} must be {_describe(hint)}, got {_shown(value)}{_hint(hint, label, value)}"
-        )
     return None
 
 
@@ -127,10 +131,12 @@ def _matches(value: Any, hint: Any) -> bool:
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
         return any(_matches(value, a) for a in args)
-    if origin is typing.Literal:
-        return value in args
+    if origin is typing.Literal:  # no ``value in args``: an array or a Tensor compares elementwise
+        return any(type(value) is type(a) and value == a for a in args)
     if origin in (Sequence, list, tuple):
         if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple, range, np.ndarray)):
+            return False
+        if isinstance(value, np.ndarray) and value.ndim == 0:  # a NumPy scalar array is no sequence
             return False
         if origin is tuple and args and args[-1] is not Ellipsis:
             return len(value) == len(args) and all(_matches(v, a) for v, a in zip(value, args, strict=True))

@@ -250,12 +250,16 @@ class _Walk(Reader):
         scale = self.shapes.get(inputs[1]) if len(inputs) > 1 else None
         if self.opset >= 21 and scale is not None and scale[1] == 1:
             return  # one channel: group and instance normalization agree
+        # torch writes this node from opset 21 only; below, the node came from elsewhere: say what to write instead.
+        export = (
+            "Export with opset 20 or lower (torch then writes Reshape + InstanceNormalization, which parses right), or"
+        )
         raise self.fail(
             f"{label} has num_groups=1, which TensorRT's parser builds as InstanceNormalization (mean and "
             "variance per channel) where ONNX takes them over all channels together: the network would "
-            "compute something else. Export with opset 20 or lower (torch then writes Reshape + "
-            "InstanceNormalization, which parses right), or write it as LayerNormalization over axes 1.. "
-            "followed by the per-channel Mul and Add (trtdsl.ops.group_norm(x, 1, ...) in a hand-written network)"
+            f"compute something else. {export if self.opset >= 21 else 'Rewrite it as Reshape + InstanceNormalization, or'} "
+            "write it as LayerNormalization over axes 1.. followed by the per-channel Mul and Add "
+            "(trtdsl.ops.group_norm(x, 1, ...) in a hand-written network)"
         )
 
     def misread(self, label: str, op: str, inputs: list[str], ints: dict, mode: bytes) -> None:

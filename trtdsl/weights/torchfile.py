@@ -91,9 +91,15 @@ def _check_pickles(path: Path, archive: Archive | None) -> None:
                 torchpickle.check(io.BytesIO(archive.read(name)), path.name, name, _module_hint)
         return
     with open(path, "rb") as fh:
-        for _ in range(5):
-            if not torchpickle.check(fh, path.name, "the pickle", _module_hint):
-                return
+        walks = [torchpickle.check(fh, path.name, f"pickle {i + 1} of 5", _module_hint) for i in range(5)]
+    # The legacy format fills only the storages its last pickle lists: one the object uses that is not listed
+    # would be handed out as torch allocated it, uninitialized (whatever this process freed last).
+    unlisted = sorted(walks[3].storage_keys - set(walks[4].strings))
+    if unlisted:
+        raise WeightError(
+            f"{path.name}: refused: the tensors use storage {quote(unlisted[0])}, which the file's storage list does "
+            f"not hold ({len(unlisted)} such); its data would be uninitialized memory"
+        )
 
 
 def _flatten(obj: Any, torch: Any, limits: Limits, label: str) -> dict[str, Any]:

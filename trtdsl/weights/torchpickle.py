@@ -15,9 +15,14 @@ and the containers that hold them, and a few builtins whose result is no larger
 than their arguments. ``NEWOBJ`` (which builds a class from arguments) and a
 ``BUILD`` of anything but an ``OrderedDict`` or a tensor are refused, and so are
 quantized, sparse and nested tensors (:data:`NOT_DENSE`), which no weight can be,
-before torch builds them. Opcodes torch's own unpickler does not take are left
-for it to refuse. A refusal names the file, the pickle, the call and the dict key
-it was for.
+before torch builds them, and an allowed call given a tensor (``set(t)`` iterates a
+stride-0 tensor of any length). A pickle the walk cannot follow to its end (an opcode
+torch's weights-only unpickler does not take either, a persistent id that is not the
+string ``'storage'``, a truncated pickle) is refused too: no pickle reaches torch
+unchecked. The walk also returns the storage keys the tensors use, so that a legacy
+file whose storage list leaves one out (torch would hand it out uninitialized) is
+refused. A refusal names the file, the pickle, the call and, where the pickle shows it,
+the dict key it was for.
 """
 
 from __future__ import annotations
@@ -72,7 +77,11 @@ class _Int:
     """An integer from the file: bytearray(n) allocates n bytes, bytearray(b'..') copies them."""
 
 
-_SUPPORTED = {  # the opcodes torch's weights-only unpickler takes; at any other it stops, and so does this walk
+_DICT = object()  # an empty dict being filled (EMPTY_DICT); a state dict is an OrderedDict instead (_Made)
+DICTS = frozenset({"collections.OrderedDict", "collections.Counter"})
+TENSORS = REBUILD | {"torch._tensor._rebuild_from_type_v2"}
+
+_SUPPORTED = {  # the opcodes torch's weights-only unpickler takes; any other is refused here too
     "GLOBAL", "NEWOBJ", "REDUCE", "BUILD", "APPEND", "APPENDS", "SETITEM", "SETITEMS", "MARK", "TUPLE", "TUPLE1",
     "TUPLE2", "TUPLE3", "NONE", "NEWFALSE", "NEWTRUE", "EMPTY_TUPLE", "EMPTY_LIST", "EMPTY_DICT", "EMPTY_SET",
     "BININT", "BININT1", "BININT2", "BINFLOAT", "BINUNICODE", "SHORT_BINSTRING", "BINPERSID", "BINGET",
@@ -80,40 +89,62 @@ _SUPPORTED = {  # the opcodes torch's weights-only unpickler takes; at any other
 }  # fmt: skip
 
 
-def check(stream: IO[bytes], label: str, where: str, hint: Callable[[str], str] = lambda name: "") -> bool:
+@dataclass
+class Walked:
+    """What a walk saw: the storage keys the pickle's tensors use, and its strings (a legacy key list's)."""
+
+    storage_keys: set[str]
+    strings: list[str]
+
+
+def check(stream: IO[bytes], label: str, where: str, hint: Callable[[str], str] = lambda name: "") -> Walked:
     """Refuse, before torch reads it, a pickle that calls anything but :data:`CALLS` (see the module docstring).
 
-    Reads ``stream`` up to and including the pickle's STOP, so a file of several
-    pickles (the legacy format) is checked by calling this once per pickle.
-    ``where`` names the pickle in messages (``'data.pkl'``); ``hint(name)`` adds
-    advice for a refused global (a whole pickled model: save its state_dict).
-    True when the walk reached the pickle's STOP; False where it stopped before
-    (an opcode torch refuses, a broken pickle), which torch then reports.
+    Reads ``stream`` up to and including the pickle's STOP, so a file of several pickles
+    (the legacy format) is checked by calling this once per pickle. ``where`` names the
+    pickle in messages (``'data.pkl'``); ``hint(name)`` adds advice for a refused global (a
+    whole pickled model: save its state_dict). A pickle the walk cannot follow to its STOP
+    (an opcode torch's weights-only unpickler does not take either, a persistent id that is
+    not a storage's, a truncated pickle) is refused too: nothing reaches torch unchecked.
     """
     stack: list = []
     marks: list[list] = []
     memo: dict[int, object] = {}
+    seen = Walked(set(), [])
+
+    def key_now() -> str:
+        """The dict key whose value is being built, where the stack shows one (none inside a list)."""
+        if marks and marks[-1] and _is_dict(marks[-1][-1]) and len(stack) % 2 == 1 and isinstance(stack[-1], str):
+            return f" for key {quote(stack[-1])}"
+        if len(stack) >= 2 and _is_dict(stack[-2]) and isinstance(stack[-1], str):
+            return f" for key {quote(stack[-1])}"
+        return ""
 
     def refuse(op: str, what: object, why: str = "") -> None:
         name = what.name if isinstance(what, _Global) else what.by if isinstance(what, _Made) else "a value"
-        # The key of the dict entry being built: pickle pushes it before the value (None inside a list).
-        key = f" for key {quote(stack[-1])}" if stack and isinstance(stack[-1], str) else ""
         if name in NOT_DENSE:
             raise WeightError(
                 f"{label}: refused: it holds {NOT_DENSE[name]}, and only dense tensors can become weights "
-                f"({where}: {op} of {quote(name)}{key})"
+                f"({where}: {op} of {quote(name)}{key_now()})"
             )
         raise WeightError(
             f"{label}: refused: it holds Python objects other than tensors and containers, and trtdsl only loads "
             f"with torch.load(weights_only=True) what torch.save writes for them. ({where}: {op} of "
-            f"{quote(name)}{key}{why}){hint(name) if isinstance(what, _Global) else ''}"
+            f"{quote(name)}{key_now()}{why}){hint(name) if isinstance(what, _Global) else ''}"
+        )
+
+    def unfollowable(why: str) -> WeightError:
+        return WeightError(
+            f"{label}: refused: {where} {why}; torch.save writes no such pickle for tensors and containers, and "
+            "trtdsl hands torch no pickle it has not checked"
         )
 
     try:
-        for op, arg, _pos in pickletools.genops(stream):
+        for op, arg, pos in pickletools.genops(stream):
             code = op.name
             if code not in _SUPPORTED:
-                return False  # torch refuses it, with its own message
+                raise unfollowable(f"uses the pickle opcode {code} (at byte {pos}), which torch's weights-only "
+                                   "unpickler does not read either")  # fmt: skip
             if code == "GLOBAL":  # protocol 2 names builtins as Python 2 did, and pickle reads them so
                 stack.append(_Global(str(arg).replace(" ", ".", 1).replace("__builtin__.", "builtins.", 1)))
             elif code == "REDUCE":
@@ -136,11 +167,15 @@ def check(stream: IO[bytes], label: str, where: str, hint: Callable[[str], str] 
                 stack.append(_Tuple(items))
             elif code in ("TUPLE1", "TUPLE2", "TUPLE3"):
                 n = int(code[-1])
-                items = tuple(stack[-n:]) if len(stack) >= n else ()
+                if len(stack) < n:
+                    raise unfollowable(f"has a {code} with {len(stack)} values before it (at byte {pos})")
+                items = tuple(stack[-n:])
                 del stack[-n:]
                 stack.append(_Tuple(items))
             elif code == "EMPTY_TUPLE":
                 stack.append(_Tuple(()))
+            elif code == "EMPTY_DICT":
+                stack.append(_DICT)
             elif code in ("APPENDS", "SETITEMS"):
                 stack = marks.pop()  # the container stays on top
             elif code == "APPEND":
@@ -149,8 +184,15 @@ def check(stream: IO[bytes], label: str, where: str, hint: Callable[[str], str] 
                 del stack[-2:]
             elif code == "BINPERSID":
                 pid = stack[-1]
-                if isinstance(pid, _Tuple) and pid.items[:1] != ("storage",):
-                    return False  # torch loads only storages by id (a whole model pickles its classes so)
+                # torch.save names a storage ('storage', type, key, location, numel): anything else, bytes
+                # b'storage' made by _codecs.encode included, is no storage of a checkpoint.
+                items = pid.items if isinstance(pid, _Tuple) else ()
+                if len(items) > 1 and items[0] == "module" and isinstance(items[1], _Global):  # torch.save(model)
+                    refuse("BINPERSID", items[1], ", the source of a class: a pickled module, not its tensors")
+                if not items or items[0] != "storage" or type(items[0]) is not str:
+                    raise unfollowable(f"has a persistent id that is not a storage's (at byte {pos})")
+                if len(items) > 2 and isinstance(items[2], str):
+                    seen.storage_keys.add(items[2])
                 stack[-1] = None  # a storage of the archive
             elif code in ("BINGET", "LONG_BINGET"):
                 stack.append(memo.get(arg))
@@ -160,25 +202,35 @@ def check(stream: IO[bytes], label: str, where: str, hint: Callable[[str], str] 
                 stack.append(_Int())
             elif code in ("BINUNICODE", "SHORT_BINSTRING"):
                 stack.append(str(arg))
+                seen.strings.append(str(arg))
             elif code == "STOP":
-                return True
+                return seen
             elif code != "PROTO":
-                stack.append(None)  # a string, a number, an empty container
+                stack.append(None)  # a number, None, a bool, an empty list or set
     except WeightError:
         raise
-    except (IndexError, ValueError, EOFError):  # a pickle broken here is torch's to report, with its message
-        return False
-    return False
+    except (IndexError, ValueError, EOFError) as e:
+        raise unfollowable(f"is truncated or malformed ({type(e).__name__}: {e})") from None
+    raise unfollowable("ends before its STOP")
+
+
+def _is_dict(value: object) -> bool:
+    return value is _DICT or (isinstance(value, _Made) and value.by in DICTS)
 
 
 def _check_call(fn: object, args: object, refuse: Callable[..., None]) -> None:
     if not isinstance(fn, _Global) or fn.name not in CALLS:
-        refuse("REDUCE", fn, ", which torch.save never writes for a tensor or container")
-    sized = not isinstance(args, _Tuple) or any(isinstance(a, _Int) for a in args.items)
+        refuse("REDUCE", fn, ", not one of the calls a weights file may make: the tensor rebuilders, "
+                             "OrderedDict, Counter, set, bytes, complex, torch.Size, torch.device")  # fmt: skip
+    items = args.items if isinstance(args, _Tuple) else ()
+    if fn.name not in TENSORS and any(isinstance(a, _Made) and a.by in TENSORS for a in items):
+        # set(t), OrderedDict(t), torch.Size(t), bytearray(t) iterate a tensor's elements, and a stride-0 tensor
+        # over one byte has as many as the file says: torch.save never passes a tensor to them.
+        refuse("REDUCE", fn, " on a tensor, which it would iterate element by element")
+    sized = not isinstance(args, _Tuple) or any(isinstance(a, _Int) for a in items)
     if fn.name == "builtins.bytearray" and sized:
         refuse("REDUCE", fn, " with a size: a few bytes of pickle could allocate any amount of memory")
     if fn.name == "torch._tensor._rebuild_from_type_v2":
-        items = args.items if isinstance(args, _Tuple) else ()
         ok = len(items) == 4 and isinstance(items[0], _Global) and items[0].name in REBUILD
         if not ok or not (isinstance(items[1], _Global) and items[1].name in TENSOR_TYPES):
             first = items[0] if items and isinstance(items[0], _Global) else fn
