@@ -137,3 +137,11 @@ def test_weight_store_methods_name_a_wrong_argument():
         with pytest.raises(kind, match=pattern):
             call()
     assert sorted(w.rename(r"^conv\.", "c.")) == ["c.weight"]
+
+
+def test_the_check_itself_never_raises(x):
+    # An array against a Literal compared elementwise, a 0-d array iterated: both escaped from the check itself.
+    with pytest.raises(ArgumentError, match=r"ops\.gelu: argument 'approximate' must be one of 'none', 'tanh'"):
+        ops.gelu(x, approximate=np.array(["tanh", "none"]))
+    with pytest.raises(ArgumentError, match=r"ops\.max_pool2d: argument 'kernel_size' must be an int or a seq"):
+        ops.max_pool2d(x, np.array(2))
