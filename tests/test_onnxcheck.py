@@ -499,3 +499,17 @@ def test_mutations_parse_or_raise_onnx_parse_error(server, tmp_path, n):
                 outcomes[kind] += 1
     assert not failures, "\n".join(failures[:10])
     assert outcomes["error"] > outcomes["ok"] > 0  # the mutations reach both outcomes
+
+
+def test_a_message_written_twice_is_refused(server, tmp_path):
+    # Protobuf merges two copies of a singular message: the first of two joined models' graphs (a node without
+    # outputs, external data outside the folder) reached TensorRT unchecked and crashed it (SIGSEGV).
+    good = _one_node(helper.make_node("Relu", ["x"], ["y"]), {})
+    bad = onnx.ModelProto()
+    bad.graph.node.append(helper.make_node("Relu", ["x"], []))
+    joined = _write(tmp_path, "joined", bad.SerializeToString() + good.SerializeToString())
+    _refused(server, joined, r"the model's graph is written 2 times; protobuf merges the copies")
+    twice = _one_node(helper.make_node("Relu", ["x"], ["y"]), {})
+    twice.graph.node[0].attribute.extend([helper.make_attribute("a", 1), helper.make_attribute("a", 2)])
+    _refused(server, _write(tmp_path, "attr", twice), r"node 0 \(Relu\) in graph 'one' has two attributes named 'a'")
+    assert "ok" in server.parse(_write(tmp_path, "good", good))

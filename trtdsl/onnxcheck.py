@@ -29,6 +29,9 @@ build a network other than the file's:
   with ``mode="CRD"`` (always built as DCR), an RNN/GRU/LSTM with ``layout=1`` (read as
   ``[seq, batch, ...]``); each ran off ONNX's own node tests
   (tests/reference/test_onnx_conformance.py);
+- a singular message written twice (two graphs, a value's two shapes, two ``t``/``g`` of
+  an attribute) or two attributes of one name: protobuf merges the copies, so the first
+  graph of two joined models reached the parser unchecked (and crashed it);
 - a node of another domain named like an ONNX op (``STANDARD_OPS``): the parser
   picks importers by op type alone, so ``custom::Relu`` and a call of a local
   function ``local::Relu`` became ONNX Relu (the function's body unread). Op types
@@ -117,7 +120,7 @@ class _Walk(Reader):
             name = (self.texts(f, 1, "a function's name") or ["?"])[-1]
             self.functions.add(((self.texts(f, 10, "the domain of function {!r}", name) or [""])[-1], name))
             functions.append((name, f))
-        for g in spans(fields, 7)[-1:]:  # proto2: the last one wins
+        for g in self.single(fields, 7, "the model's graph"):
             self.graph(g, "the main graph", 0)
         for name, f in functions:
             for i, node in enumerate(spans(f, 7)):
@@ -133,7 +136,8 @@ class _Walk(Reader):
         for t in spans(f, 5):
             self.tensor(t, "initializer", known=True)
         for sparse in spans(f, 15):  # SparseTensorProto: values (1) and indices (2)
-            for t in (t for n in (1, 2) for t in spans(self.message(sparse, _PAIR), n)):
+            pair = self.message(sparse, _PAIR)
+            for t in (t for n in (1, 2) for t in self.single(pair, n, f"a sparse initializer of {where}")):
                 self.tensor(t, "sparse initializer")
         outputs: dict[str, int] = {}
         for n in (11, 12, 13):
@@ -156,8 +160,9 @@ class _Walk(Reader):
         f = self.message(span, _PAIR)
         name = (self.texts(f, 1, "a value name in {}", where) or [""])[-1]
         # TypeProto.tensor_type (1) -> TypeProto.Tensor.shape (2) -> TensorShapeProto.dim (1)
-        for t in (t for ty in spans(f, 2) for t in spans(self.message(ty, _ONE), 1)):
-            for shape in spans(self.message(t, _TWO), 2):
+        label = f"the type of {name!r} in {where}"
+        for t in (t for ty in self.single(f, 2, label) for t in self.single(self.message(ty, _ONE), 1, label)):
+            for shape in self.single(self.message(t, _TWO), 2, f"the shape of {name!r} in {where}"):
                 volume: int | None = 1
                 dims = spans(self.message(shape, _ONE), 1)
                 for axis, dim in enumerate(dims):
@@ -200,7 +205,11 @@ class _Walk(Reader):
         for attr in spans(f, 5):
             a = self.message(attr, _ATTRIBUTE)
             aname = (self.texts(a, 1, "an attribute name of {} in {}", label, where) or [""])[-1]
+            if aname in ints:
+                raise self.fail(f"{label} in {where} has two attributes named {aname!r}")
             ints[aname] = read_ints(self.buf, a, 3) + read_ints(self.buf, a, 8)
+            self.single(a, 5, f"attribute {aname!r} of {label} in {where}")
+            self.single(a, 6, f"attribute {aname!r} of {label} in {where}")
             if aname == "mode" and op == "SpaceToDepth":
                 mode = b"".join(bytes(self.buf[s:e]) for s, e in spans(a, 4))
             for t in spans(a, 5) + spans(a, 10):
@@ -244,6 +253,17 @@ class _Walk(Reader):
             f"ONNX {op}: set its domain to '' if it means ONNX {op}; a plugin needs an op type of its own "
             "(TensorRT finds plugins by op type)"
         )
+
+    def single(self, fields: dict[int, list], n: int, what: str) -> list[tuple[int, int]]:
+        """The spans of a singular sub-message field: one at most. Protobuf merges repeated copies of one
+        (a second graph's nodes join the first's), which the checks would not see: exporters write it once."""
+        found = spans(fields, n)
+        if len(found) > 1:
+            raise self.fail(
+                f"{what} is written {len(found)} times; protobuf merges the copies into one, which trtdsl does "
+                "not check (no exporter writes a message twice)"
+            )
+        return found
 
     def one_group(self, label: str, inputs: list[str]) -> None:
         """Refuse GroupNormalization(num_groups=1) unless its scale shows one channel (opset 21: one per channel)."""
