@@ -234,3 +234,34 @@ def test_hostile_configs_raise_trtdsl_errors_only(name, tmp_path):
             tk.load_model(p, batch=1)
         except TrtdslError:
             pass
+
+
+# ------------------------------------------------- found by an adversarial review (session 9)
+def test_config_numbers_past_any_machine_are_errors(tmp_path):
+    # Infinity in a config was a bare OverflowError (int(inf)); a shape past int32, the bindings' TypeError.
+    def infinite(c):
+        _layer(c, "stem")["inbound_nodes"][0]["args"][0]["config"]["keras_history"][1] = float("inf")
+
+    with pytest.raises(WeightError, match=r"is not valid JSON: Infinity is not a JSON number"):
+        tk.load_model(edit_h5_config(K3 / "cnn.h5", tmp_path / "inf.h5", infinite))
+
+    def huge(c):
+        next(e for e in c["config"]["layers"] if e["class_name"] == "InputLayer")["config"]["batch_shape"][1] = 2**40
+
+    with pytest.raises(KerasError, match=r"TensorRT takes rank 8 at most and dims up to 2\*\*31-1"):
+        tk.load_model(edit_h5_config(K3 / "cnn.h5", tmp_path / "huge.h5", huge))
+    numeric = shutil.copy(K3 / "cnn.h5", tmp_path / "numeric.h5")
+    with h5py.File(numeric, "r+") as f:
+        f.attrs["model_config"] = 5
+    with pytest.raises(WeightError, match=r"attribute 'model_config' is int, expected the model's JSON text"):
+        tk.load_model(numeric)
+
+
+def test_a_custom_class_named_like_a_built_in_is_refused(tmp_path):
+    # Keras runs the user's class for it; converting it as the built-in built another network without a word.
+    def custom(c):
+        _layer(c, "stem").update(module="mypkg.layers", registered_name="mypkg>Conv2D")
+
+    with pytest.raises(UnsupportedKerasLayerError, match=r"'mypkg>Conv2D' \(module 'mypkg\.layers'\) is a custom "
+                       r"class named like Keras' Conv2D: Keras runs its own code"):  # fmt: skip
+        tk.load_model(edit_h5_config(K3 / "cnn.h5", tmp_path / "custom.h5", custom))

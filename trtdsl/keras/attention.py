@@ -53,6 +53,7 @@ def _keep(layer: Call, query: KTensor, value: KTensor | None, key: KTensor | Non
     for t in (value, key):
         if t is not None and t.mask is not None:
             parts.append(ops.unsqueeze(ops.unsqueeze(_bool(t.mask), 1), 1))  # (B, 1, 1, Lk)
+    _check_mask_size(layer, lq, lk)
     rows, cols = np.arange(lq)[:, None], np.arange(lk)[None, :]
     band = np.ones((lq, lk), bool)
     if kwargs.get("use_causal_mask"):
@@ -158,6 +159,7 @@ def attention(
         keep = ops.unsqueeze(_bool(v_mask), 1)  # (B, 1, Tv)
     if use_causal_mask:
         tq, tv = q.shape[1], k.shape[1]
+        _check_mask_size(layer, tq, tv)
         causal = layer.net.constant(np.tril(np.ones((tq, tv), bool))[None], "causal_mask")
         keep = causal if keep is None else ops.logical_and(keep, causal)
     if keep is not None:  # Keras subtracts 1e9 (65504 in float16) from masked scores
@@ -169,3 +171,16 @@ def attention(
         out = ops.where(ops.unsqueeze(_bool(q_mask), -1), out, 0.0)
     result = KTensor(out, mask=q_mask)
     return [result, KTensor(weights)] if return_attention_scores else result
+
+
+# The causal and sliding-window masks are constants of (query length, key length): a config's sequence
+# length alone sizes them, so a few bytes of config could ask for any amount of memory.
+MAX_STATIC_MASK = 1 << 28  # elements: 256 MiB of bool, a 16k x 16k mask
+
+
+def _check_mask_size(layer: Any, lq: int, lk: int) -> None:
+    if lq * lk > MAX_STATIC_MASK:
+        raise layer.error(
+            f"its causal/sliding-window mask would be a constant of {lq} x {lk} = {lq * lk:,} elements, over "
+            f"{MAX_STATIC_MASK:,}: give the inputs shorter sequence lengths (input_shapes=...)"
+        )

@@ -130,7 +130,11 @@ class Call:
             # Keras uses weight + lora_alpha / lora_rank * (a @ b) (keras/src/layers/core/dense.py).
             rank = float(self.config["lora_rank"])
             scale = float(self.config.get("lora_alpha") or rank) / rank
-            a, b = self.take_key(lora_a), self.take_key(lora_b)
+            # The factors' shapes follow the weight's (out, in split at LoRA's rank): checked before the product,
+            # which a file could otherwise make any size.
+            r = None if not rank.is_integer() or rank < 1 else int(rank)
+            a = self.take_key(lora_a, (*arr.shape[:-1], r))
+            b = self.take_key(lora_b, (r, arr.shape[-1]))
             arr = (arr.astype(np.float64) + scale * np.matmul(a.astype(np.float64), b)).astype(arr.dtype)
         return arr
 
@@ -292,8 +296,9 @@ def _call(ctx: Context, layer: Layer, node: Node, values: dict, wprefix: str, wh
         try:
             outs = _outputs(fn(call, *args, **kwargs), where)
             shapes = [o.shape for o in outs]  # TensorRT reports a layer it refused only when asked for shapes
-        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
-            # A config with missing or mistyped entries (hand-edited, or from another Keras)
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError, MemoryError) as e:
+            # A config with missing or mistyped entries (hand-edited, or from another Keras), or sizes past any
+            # machine's (OverflowError: an int past C's; MemoryError: NumPy refused an allocation)
             raise KerasError(
                 f"{layer.class_name} layer {where!r}: cannot convert its config/call "
                 f"({type(e).__name__}: {e}); config keys: {sorted(layer.config)[:20]}"

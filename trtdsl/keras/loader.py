@@ -74,6 +74,11 @@ def _input_shape(model: Model, name: str, cfg: dict, override: Mapping[str, Sequ
         raise KerasError(f"input {name!r} of model {model.name!r} has no shape in the config")
     if not isinstance(shape, list) or not shape or not all(d is None or (type(d) is int and d >= 0) for d in shape):
         raise KerasError(f"input {name!r}: malformed shape {shape!r} in the config")
+    if len(shape) > 8 or any(d is not None and d > 2**31 - 1 for d in shape):  # TensorRT's Dims: rank 8, int32 sizes
+        raise KerasError(
+            f"input {name!r}: shape {shape!r} in the config has {len(shape)} dims of at most "
+            f"{max((d or 0) for d in shape)}; TensorRT takes rank 8 at most and dims up to 2**31-1"
+        )
     if any(d is None for d in shape[1:]):
         raise KerasError(
             f"input {name!r} has dynamic dims {list(shape)}: give its shape without the batch, e.g. "

@@ -54,9 +54,24 @@ def supported(kind: str = "layer") -> list[str]:
     return sorted(c for k, c in CONVERTERS if k == kind)
 
 
+def _custom(layer: Layer) -> bool:
+    """Whether the config names a class of its own: a module outside Keras, or a registered 'package>Name'."""
+    foreign = bool(layer.module) and not layer.module.startswith(("keras", "tf_keras"))
+    registered = bool(layer.registered) and ">" in layer.registered and not layer.registered.startswith("keras")
+    return foreign or registered
+
+
 def lookup(layer: Layer, where: str) -> Converter:
     """The converter for ``layer``, or an error naming the layer, its class and what is supported."""
     fn = CONVERTERS.get((layer.kind, layer.class_name))
+    if fn is not None and _custom(layer) and getattr(getattr(fn, "func", fn), "__module__", "").startswith("trtdsl."):
+        # A custom class named like a built-in (module 'mypkg', registered 'mypkg>Dense'): Keras runs the
+        # user's code for it, not the built-in's, so converting it as the built-in would build another network.
+        raise UnsupportedKerasLayerError(
+            f"layer {where!r}: {layer.registered or layer.class_name!r} (module {layer.module!r}) is a custom class "
+            f"named like Keras' {layer.class_name}: Keras runs its own code, which trtdsl never imports or runs. "
+            f"Register a converter for it with @trtdsl.keras.converts({layer.class_name!r}) if it computes the same"
+        )
     if fn is not None:
         return fn
     if layer.kind == "operation" and not layer.module and ("layer", layer.class_name) in CONVERTERS:
@@ -72,8 +87,7 @@ def lookup(layer: Layer, where: str) -> Converter:
     names = supported(layer.kind)
     what = {"layer": "layer class", "operation": "Keras operation", "tfop": "TFOpLambda function"}[layer.kind]
     custom = ""
-    foreign = layer.module and not layer.module.startswith(("keras", "tf_keras"))
-    if foreign or (layer.registered and ">" in layer.registered):
+    if _custom(layer):
         custom = (
             f" {layer.registered or layer.class_name!r} is a custom class: its code lives in Python, which trtdsl"
             " never imports or runs."

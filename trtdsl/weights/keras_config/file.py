@@ -33,9 +33,13 @@ class ModelFile:
         return int(m.group()) if m else 3
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")  # NaN/Infinity: Python's json takes them, Keras writes none
+
+
 def _json(raw: Any, what: str, path: Path) -> Any:
     try:
-        return json.loads(raw.decode("utf8") if isinstance(raw, bytes) else str(raw))
+        return json.loads(raw.decode("utf8") if isinstance(raw, bytes) else str(raw), parse_constant=_no_constant)
     except (ValueError, RecursionError) as e:  # RecursionError: absurdly deep nesting
         raise WeightError(f"{path.name}: {what} is not valid JSON: {e}") from e
 
@@ -66,6 +70,10 @@ def read(path: str | Path, *, trusted: bool = False, limits: Limits = DEFAULT) -
             raise WeightError(
                 f"{path.name}: HDF5 file has no 'model_config' attribute: it holds weights only "
                 "(save_weights); save the whole model with model.save(...)"
+            )
+        if not isinstance(raw, (str, bytes)):
+            raise WeightError(
+                f"{path.name}: attribute 'model_config' is {type(raw).__name__}, expected the model's JSON text"
             )
         if len(raw) > limits.max_json_bytes:
             raise WeightError(

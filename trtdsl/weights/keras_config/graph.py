@@ -231,7 +231,7 @@ def parse_model(model_cfg: dict, source: str = "") -> Model:
     """
     try:
         return _parse_model(model_cfg)
-    except (TypeError, ValueError, AttributeError, KeyError, IndexError, RecursionError) as e:
+    except (TypeError, ValueError, AttributeError, KeyError, IndexError, RecursionError, OverflowError) as e:
         where = f"{source}: " if source else ""
         raise WeightError(f"{where}malformed Keras model config ({type(e).__name__}: {first_line(e)})") from e
 
