@@ -133,7 +133,7 @@ KERAS = {
     "config.json of 65 MB": (
         _write("config.json", b" " * (65 << 20) + b"{}"), r"config.json of 68157442 bytes is over limits.max_json_bytes"
     ),
-    "config.json with NaN": (_write("config.json", '{"class_name": NaN, "config": Infinity}'), r"malformed Keras"),
+    "config.json with NaN": (_write("config.json", '{"class_name": NaN, "config": Infinity}'), r"NaN is not a JSON number"),
     "config.json linking out": (
         _replace("config.json", lambda p: p.symlink_to(p.parent.parent / "secret.json")), r"config.json: is a link that leads out"
     ),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import collections
 import time
 import warnings
+import zipfile
 from dataclasses import replace
 
 import ml_dtypes
@@ -25,7 +26,9 @@ from ._crafted import (
     legacy_with_pickle,
     op_global,
     op_int,
+    op_str,
     refused,
+    rezip,
     state_dict_pickle,
     storage_tensor,
     with_pickle,
@@ -278,10 +281,18 @@ def test_tensors_no_weight_can_be_are_refused_before_torch_builds_them(tmp_path,
 @pytest.mark.parametrize(
     "storage, match",
     [
-        ({"key": "../../../../etc/passwd"}, r"failed locating file data/\.\./\.\./\.\./\.\./etc/passwd"),
-        ({"key": "/etc/passwd"}, r"failed locating file data//etc/passwd"),
-        ({"key": "../data.pkl", "numel": 8, "size": (8,)}, r"failed locating file data/\.\./data\.pkl"),
-        ({"numel": 1 << 60, "size": (1 << 20,)}, r"RuntimeError: "),  # a storage the record cannot hold
+        (
+            {"key": "../../../../etc/passwd"},
+            r"refused: the tensors use storage '\.\./\.\./\.\./\.\./etc/passwd', but it "
+            r"holds no 'zip/data/\.\./\.\./\.\./\.\./etc/passwd'",
+        ),
+        ({"key": "/etc/passwd"}, r"refused: the tensors use storage '/etc/passwd', but it holds no"),
+        ({"key": "../data.pkl", "numel": 8, "size": (8,)}, r"refused: the tensors use storage '\.\./data\.pkl', but"),
+        (
+            {"numel": 1 << 60, "size": (1 << 20,)},
+            r"refused: storage '0' is 1152921504606846976 x 4 bytes in the pickle "
+            r"but member 'zip/data/0' holds 12",
+        ),  # a storage the record cannot hold
         ({"offset": 1 << 40}, r"RuntimeError: "),
         ({"stride": (-1,)}, r"RuntimeError: Storage size calculation overflowed"),
     ],
@@ -290,9 +301,10 @@ def test_tensors_no_weight_can_be_are_refused_before_torch_builds_them(tmp_path,
 def test_a_pickle_naming_storage_outside_the_archive_or_past_it_is_refused(
     loader, saved, tmp_path, storage, match, mmap
 ):
-    # torch looks a key up in the zip's directory, never on disk; sizes are checked against the record
+    # torch looks a key up in the zip's directory, never on disk; trtdsl checks each storage's member and size
+    # before torch reads the pickle (torch's mmap path did not compare the size with the record)
     path = with_pickle(saved / "zip.pt", tmp_path / "ckpt.pt", state_dict_pickle(storage_tensor(**storage)))
-    refused(loader, path, rf"ckpt.pt: cannot read it as torch: .*{match}", options={"mmap": mmap})
+    refused(loader, path, rf"ckpt.pt: (cannot read it as torch: .*)?{match}", options={"mmap": mmap})
 
 
 def test_the_hand_written_pickle_itself_loads(saved, tmp_path):
@@ -425,7 +437,11 @@ def test_a_container_built_from_a_tensor_is_refused(loader, tmp_path, fn):
     arg = base.reshape(1, 1).expand(1 << 10, 2) if fn == "OrderedDict" else base.expand(1 << 10)
     path = tmp_path / f"{fn}.pt"
     torch.save({"w": torch.ones(1), "x": _Reduce(make, arg)}, path)
-    refused(loader, path, rf"REDUCE of '[\w.]*{fn}' for key 'x' on a tensor, which it would iterate element by element")
+    refused(
+        loader,
+        path,
+        rf"REDUCE of '[\w.]*{fn}' for key 'x' on a tensor or storage, which it would iterate element by element",
+    )
 
 
 def test_a_legacy_storage_the_file_does_not_list_is_refused(loader, tmp_path):
@@ -449,3 +465,41 @@ def test_a_legacy_storage_the_file_does_not_list_is_refused(loader, tmp_path):
     )
     path.write_bytes(data)
     np.testing.assert_array_equal(W.load(path)["w"], np.ones(1 << 12, np.float32))  # torch.save's own file loads
+
+
+# ------------------------------------------------- the second adversarial review (session 9)
+def test_a_storage_or_a_nested_tensor_given_to_an_allowed_call_is_refused(loader, tmp_path):
+    # set(storage) iterated 10**4 bytes in 48 s; OrderedDict((t,)) made one Tensor per element of a stride-0 t.
+    cases = {
+        "storage": _Reduce(set, torch.ones(4).untyped_storage()),
+        "nested": _Reduce(collections.OrderedDict, (torch.zeros(1).expand(1 << 10),)),
+        "in a list": _Reduce(collections.OrderedDict, [torch.zeros(1).expand(1 << 10)]),
+    }
+    for name, value in cases.items():
+        path = tmp_path / f"{name.replace(' ', '_')}.pt"
+        torch.save({"w": torch.ones(1), "x": value}, path)
+        refused(loader, path, r"for key 'x' on a tensor or storage, which it would iterate element by element")
+
+
+def test_a_compressed_storage_member_is_refused(loader, saved, tmp_path):
+    # torch maps a storage from its member's offset: a deflated one came out as its compressed bytes.
+    path = rezip(saved / "zip.pt", tmp_path / "deflated.pt", compress=zipfile.ZIP_DEFLATED)
+    refused(loader, path, r"deflated\.pt: refused: storage member 'zip/data/0' is compressed")
+
+
+def test_a_legacy_storage_list_that_is_not_a_list_of_keys_is_refused(loader, tmp_path):
+    # An OrderedDict() with a BUILD of its keys hid them from torch while the walk counted them as listed.
+    import io
+    import pickletools
+
+    buf = io.BytesIO()
+    torch.save({"w": torch.ones(8)}, buf, _use_new_zipfile_serialization=False)
+    data, f, ends = buf.getvalue(), io.BytesIO(buf.getvalue()), []
+    for _ in range(5):
+        for _op in pickletools.genops(f):
+            pass
+        ends.append(f.tell())
+    keys = op_global("collections", "OrderedDict") + b")R}" + op_str("0") + b"Nsb."
+    path = tmp_path / "odkeys.pt"
+    path.write_bytes(data[: ends[3]] + b"\x80\x02" + keys + data[ends[4] :])
+    refused(loader, path, r"odkeys\.pt: refused: its storage list \(pickle 5 of 5\) holds GLOBAL")

@@ -35,8 +35,10 @@ from __future__ import annotations
 
 import io
 import pickle
+import pickletools
 import re
 import warnings
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -82,24 +84,77 @@ def _module_hint(name: str) -> str:
     )
 
 
-def _check_pickles(path: Path, archive: Archive | None) -> None:
+def _check_pickles(path: Path, archive: Archive | None, torch: Any) -> None:
     """Every pickle torch would read, through :func:`.torchpickle.check`: a zip's ``data.pkl``, or the legacy
-    format's pickles (magic number, protocol, system info, the object, its storage keys), in file order."""
+    format's pickles (magic number, protocol, system info, the object, its storage keys), in file order; and
+    the storages the tensors use against what the file holds for them."""
     if archive is not None:
         for name in archive.members:
             if name == "data.pkl" or name.endswith("/data.pkl"):
-                torchpickle.check(io.BytesIO(archive.read(name)), path.name, name, _module_hint)
+                walked = torchpickle.check(io.BytesIO(archive.read(name)), path.name, name, _module_hint)
+                _check_zip_storages(path, archive, name.removesuffix("data.pkl"), walked.storages, torch)
         return
     with open(path, "rb") as fh:
-        walks = [torchpickle.check(fh, path.name, f"pickle {i + 1} of 5", _module_hint) for i in range(5)]
+        walks = [torchpickle.check(fh, path.name, f"pickle {i + 1} of 5", _module_hint) for i in range(4)]
+        listed = _storage_list(fh, path.name)
     # The legacy format fills only the storages its last pickle lists: one the object uses that is not listed
     # would be handed out as torch allocated it, uninitialized (whatever this process freed last).
-    unlisted = sorted(walks[3].storage_keys - set(walks[4].strings))
+    unlisted = sorted(set(walks[3].storages) - set(listed))
     if unlisted:
         raise WeightError(
             f"{path.name}: refused: the tensors use storage {quote(unlisted[0])}, which the file's storage list does "
             f"not hold ({len(unlisted)} such); its data would be uninitialized memory"
         )
+
+
+def _storage_list(fh: Any, label: str) -> list[str]:
+    """The legacy format's last pickle, read strictly as what torch.save writes: a flat list of key strings."""
+    allowed = {"PROTO", "EMPTY_LIST", "MARK", "BINUNICODE", "SHORT_BINSTRING", "BINPUT", "LONG_BINPUT", "APPEND",
+               "APPENDS", "STOP"}  # fmt: skip
+    keys: list[str] = []
+    try:
+        for op, arg, pos in pickletools.genops(fh):
+            if op.name not in allowed:
+                raise WeightError(
+                    f"{label}: refused: its storage list (pickle 5 of 5) holds {op.name} at byte {pos}; "
+                    "torch.save writes a list of key strings there"
+                )
+            if op.name in ("BINUNICODE", "SHORT_BINSTRING"):
+                keys.append(str(arg))
+            if op.name == "STOP":
+                return keys
+    except (ValueError, EOFError) as e:
+        raise WeightError(f"{label}: refused: its storage list (pickle 5 of 5) is malformed ({e})") from None
+    raise WeightError(f"{label}: refused: its storage list (pickle 5 of 5) ends before its STOP")
+
+
+def _check_zip_storages(path: Path, archive: Archive, prefix: str, storages: dict, torch: Any) -> None:
+    """Each storage the pickle uses is a stored (not compressed) member ``<archive>/data/<key>`` of exactly the
+    bytes the pickle gives it: torch maps the member from its offset without checking either (a compressed one
+    came out as its compressed bytes, a longer one ran into the next members)."""
+    for key, (kind, numel) in storages.items():
+        name = f"{prefix}data/{key}"
+        member = archive.members.get(name)
+        info = member.info if member is not None else None
+        if info is None:
+            raise WeightError(
+                f"{path.name}: refused: the tensors use storage {quote(key)}, but it holds no {quote(name)}"
+            )
+        if info.compress_type != zipfile.ZIP_STORED:
+            raise WeightError(
+                f"{path.name}: refused: storage member {quote(name)} is compressed; torch maps storages in place, so "
+                "it would read the compressed bytes as data (torch.save stores them uncompressed)"
+            )
+        cls = getattr(torch, kind.rsplit(".", 1)[-1], None) if kind.startswith("torch.") else None
+        dtype = getattr(cls, "dtype", None) if cls is not None else None
+        itemsize = 1 if kind.endswith(".UntypedStorage") else getattr(dtype, "itemsize", None)
+        if numel is None or itemsize is None:
+            raise WeightError(f"{path.name}: refused: storage {quote(key)} has type {quote(kind)} and numel {numel!r}")
+        if numel * itemsize != info.file_size:
+            raise WeightError(
+                f"{path.name}: refused: storage {quote(key)} is {numel} x {itemsize} bytes in the pickle but member "
+                f"{quote(name)} holds {info.file_size}; torch would read past it into the next members"
+            )
 
 
 def _flatten(obj: Any, torch: Any, limits: Limits, label: str) -> dict[str, Any]:
@@ -199,14 +254,14 @@ def _open(path: Path, mmap: bool, limits: Limits) -> tuple[dict[str, Entry], Cal
         # No map of our own: torch maps the file, and a page mapped twice counts twice in RSS. The CRC-32 reads
         # through the page cache instead.
         archive = Archive(path, limits, mmap=False)
-        _check_pickles(path, archive)  # reads data.pkl, which CRC-checks it
+        _check_pickles(path, archive, torch)  # reads data.pkl, which CRC-checks it
         for name in archive.members:
             if "/data/" not in name:  # the pickle and small records: torch parses these now
                 archive.verify(name)
         verify = _verifier(archive)
     else:
         verify = None
-        _check_pickles(path, None)
+        _check_pickles(path, None, torch)
     try:
         with warnings.catch_warnings():  # torch warns about odd pickle protocols before refusing them
             warnings.simplefilter("ignore", UserWarning)

@@ -73,8 +73,20 @@ class _Made:
     by: str  # what REDUCE called to make it
 
 
+@dataclass(frozen=True)
 class _Int:
     """An integer from the file: bytearray(n) allocates n bytes, bytearray(b'..') copies them."""
+
+    value: int
+
+
+class _List:
+    """A list being filled; ``tensors``: whether a tensor or storage went into it."""
+
+    tensors = False
+
+
+_STORAGE = object()  # a storage of the archive (BINPERSID)
 
 
 _DICT = object()  # an empty dict being filled (EMPTY_DICT); a state dict is an OrderedDict instead (_Made)
@@ -91,10 +103,9 @@ _SUPPORTED = {  # the opcodes torch's weights-only unpickler takes; any other is
 
 @dataclass
 class Walked:
-    """What a walk saw: the storage keys the pickle's tensors use, and its strings (a legacy key list's)."""
+    """What a walk saw: the storages the pickle's tensors use, ``{key: (storage type, numel)}``."""
 
-    storage_keys: set[str]
-    strings: list[str]
+    storages: dict[str, tuple[str, int | None]]
 
 
 def check(stream: IO[bytes], label: str, where: str, hint: Callable[[str], str] = lambda name: "") -> Walked:
@@ -110,7 +121,7 @@ def check(stream: IO[bytes], label: str, where: str, hint: Callable[[str], str] 
     stack: list = []
     marks: list[list] = []
     memo: dict[int, object] = {}
-    seen = Walked(set(), [])
+    seen = Walked({})
 
     def key_now() -> str:
         """The dict key whose value is being built, where the stack shows one (none inside a list)."""
@@ -176,10 +187,16 @@ def check(stream: IO[bytes], label: str, where: str, hint: Callable[[str], str] 
                 stack.append(_Tuple(()))
             elif code == "EMPTY_DICT":
                 stack.append(_DICT)
+            elif code == "EMPTY_LIST":
+                stack.append(_List())
             elif code in ("APPENDS", "SETITEMS"):
-                stack = marks.pop()  # the container stays on top
+                items, stack = stack, marks.pop()  # the container stays on top
+                if code == "APPENDS" and isinstance(stack[-1], _List) and any(map(_tensorish, items)):
+                    stack[-1].tensors = True
             elif code == "APPEND":
-                stack.pop()
+                item = stack.pop()
+                if isinstance(stack[-1], _List) and _tensorish(item):
+                    stack[-1].tensors = True
             elif code == "SETITEM":
                 del stack[-2:]
             elif code == "BINPERSID":
@@ -191,18 +208,19 @@ def check(stream: IO[bytes], label: str, where: str, hint: Callable[[str], str] 
                     refuse("BINPERSID", items[1], ", the source of a class: a pickled module, not its tensors")
                 if not items or items[0] != "storage" or type(items[0]) is not str:
                     raise unfollowable(f"has a persistent id that is not a storage's (at byte {pos})")
-                if len(items) > 2 and isinstance(items[2], str):
-                    seen.storage_keys.add(items[2])
-                stack[-1] = None  # a storage of the archive
+                if len(items) < 5 or type(items[2]) is not str or not isinstance(items[1], _Global):
+                    raise unfollowable(f"has a storage id that is not ('storage', type, key, location, numel) "
+                                       f"(at byte {pos})")  # fmt: skip
+                seen.storages[items[2]] = (items[1].name, items[4].value if isinstance(items[4], _Int) else None)
+                stack[-1] = _STORAGE
             elif code in ("BINGET", "LONG_BINGET"):
                 stack.append(memo.get(arg))
             elif code in ("BINPUT", "LONG_BINPUT"):
                 memo[arg] = stack[-1]
             elif code in ("BININT", "BININT1", "BININT2", "LONG1"):
-                stack.append(_Int())
+                stack.append(_Int(int(arg)))
             elif code in ("BINUNICODE", "SHORT_BINSTRING"):
                 stack.append(str(arg))
-                seen.strings.append(str(arg))
             elif code == "STOP":
                 return seen
             elif code != "PROTO":
@@ -214,6 +232,15 @@ def check(stream: IO[bytes], label: str, where: str, hint: Callable[[str], str] 
     raise unfollowable("ends before its STOP")
 
 
+def _tensorish(value: object) -> bool:
+    """A tensor, a storage, or a tuple or list holding one (at any depth the walk sees)."""
+    if value is _STORAGE or (isinstance(value, _Made) and value.by in TENSORS):
+        return True
+    if isinstance(value, _List):
+        return value.tensors
+    return isinstance(value, _Tuple) and any(map(_tensorish, value.items))
+
+
 def _is_dict(value: object) -> bool:
     return value is _DICT or (isinstance(value, _Made) and value.by in DICTS)
 
@@ -223,10 +250,10 @@ def _check_call(fn: object, args: object, refuse: Callable[..., None]) -> None:
         refuse("REDUCE", fn, ", not one of the calls a weights file may make: the tensor rebuilders, "
                              "OrderedDict, Counter, set, bytes, complex, torch.Size, torch.device")  # fmt: skip
     items = args.items if isinstance(args, _Tuple) else ()
-    if fn.name not in TENSORS and any(isinstance(a, _Made) and a.by in TENSORS for a in items):
+    if fn.name not in TENSORS and _tensorish(args):
         # set(t), OrderedDict(t), torch.Size(t), bytearray(t) iterate a tensor's elements, and a stride-0 tensor
         # over one byte has as many as the file says: torch.save never passes a tensor to them.
-        refuse("REDUCE", fn, " on a tensor, which it would iterate element by element")
+        refuse("REDUCE", fn, " on a tensor or storage, which it would iterate element by element")
     sized = not isinstance(args, _Tuple) or any(isinstance(a, _Int) for a in items)
     if fn.name == "builtins.bytearray" and sized:
         refuse("REDUCE", fn, " with a size: a few bytes of pickle could allocate any amount of memory")
