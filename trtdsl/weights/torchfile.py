@@ -145,8 +145,10 @@ def _check_zip_storages(path: Path, archive: Archive, prefix: str, storages: dic
                 f"{path.name}: refused: storage member {quote(name)} is compressed; torch maps storages in place, so "
                 "it would read the compressed bytes as data (torch.save stores them uncompressed)"
             )
-        cls = getattr(torch, kind.rsplit(".", 1)[-1], None) if kind.startswith("torch.") else None
-        dtype = getattr(cls, "dtype", None) if cls is not None else None
+        with warnings.catch_warnings():  # torch warns that TypedStorage classes are deprecated when asked
+            warnings.simplefilter("ignore", UserWarning)
+            cls = getattr(torch, kind.rsplit(".", 1)[-1], None) if kind.startswith("torch.") else None
+            dtype = getattr(cls, "dtype", None) if cls is not None else None
         itemsize = 1 if kind.endswith(".UntypedStorage") else getattr(dtype, "itemsize", None)
         if numel is None or itemsize is None:
             raise WeightError(f"{path.name}: refused: storage {quote(key)} has type {quote(kind)} and numel {numel!r}")
