@@ -69,3 +69,13 @@ def loader():
     server = LoadServer()
     yield server
     server.close()
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    """torch.save's own files of {'w': torch.ones(3)}, zip and legacy, whose pickle the torch tests replace."""
+    torch = pytest.importorskip("torch")
+    d = tmp_path_factory.mktemp("saved")
+    torch.save({"w": torch.ones(3)}, d / "zip.pt")
+    torch.save({"w": torch.ones(3)}, d / "legacy.pt", _use_new_zipfile_serialization=False)
+    return d
