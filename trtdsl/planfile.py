@@ -28,6 +28,7 @@ from typing import Any
 
 from . import dtypes
 from .errors import ProfileError, TrtdslError
+from .jsonstrict import no_constant, unique_keys
 from .profile import check_range
 
 FORMAT_VERSION = 2
@@ -50,25 +51,12 @@ def read_meta(meta_path: Path, engine: bytes) -> dict[str, Any]:
     if size > MAX_META_BYTES:
         raise TrtdslError(f"{where} is {size} bytes, more than the {MAX_META_BYTES} a plan's metadata can need")
     try:
-        meta = json.loads(meta_path.read_bytes(), parse_constant=_no_constant, object_pairs_hook=_unique_keys)
+        meta = json.loads(meta_path.read_bytes(), parse_constant=no_constant, object_pairs_hook=unique_keys)
     except RecursionError:
         raise TrtdslError(f"{where} is malformed: it nests too deeply") from None
     except (ValueError, UnicodeDecodeError) as e:
         raise TrtdslError(f"{where} is malformed: not JSON ({e})") from None
     return _Checker(where).plan(meta, engine)
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")  # Python's json takes NaN/Infinity; trtdsl writes none
-
-
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:  # json.loads would keep the last copy silently
-            raise ValueError(f"key {key[:60]!r} appears twice")
-        out[key] = value
-    return out
 
 
 class _Checker:

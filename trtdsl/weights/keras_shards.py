@@ -15,9 +15,9 @@ import json
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from ..errors import WeightError
+from ..jsonstrict import DuplicateKey, unique_keys
 from .h5 import Dataset, Group, H5Image, Node
 from .limits import DEFAULT, Limits, first_line, quote, read_capped
 from .shards import shard_file
@@ -57,26 +57,13 @@ def open_shards(
         raise
 
 
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    seen: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in seen:  # json.loads would keep the last silently: which shard a group is in must not be a guess
-            raise _DuplicateKey(key)
-        seen[key] = value
-    return seen
-
-
-class _DuplicateKey(ValueError):
-    pass
-
-
 def _shard_map(index: Path, limits: Limits) -> dict[str, set[str]]:
     """Shard file name -> the ``vars`` groups (``layers/dense/vars``) the index places in it, in the index's order."""
     raw = read_capped(index, limits, "sharded weights index")
     try:
-        doc = json.loads(raw.decode("utf-8"), object_pairs_hook=_unique_keys)
-    except _DuplicateKey as e:
-        raise WeightError(f"{index.name}: the sharded weights index names key {quote(e.args[0])} twice") from None
+        doc = json.loads(raw.decode("utf-8"), object_pairs_hook=unique_keys)
+    except DuplicateKey as e:
+        raise WeightError(f"{index.name}: the sharded weights index names key {quote(e.key)} twice") from None
     except (UnicodeDecodeError, ValueError, RecursionError) as e:
         raise WeightError(f"{index.name}: sharded weights index is not UTF-8 JSON ({first_line(e)})") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("weight_map"), dict):

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import WeightError
+from ...jsonstrict import no_constant
 from ..h5 import HDF5_MAGIC, H5Image
 from ..limits import DEFAULT, Limits, preview, read_capped
 from ..registry import inside_folder
@@ -33,13 +34,9 @@ class ModelFile:
         return int(m.group()) if m else 3
 
 
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")  # NaN/Infinity: Python's json takes them, Keras writes none
-
-
 def _json(raw: Any, what: str, path: Path) -> Any:
     try:
-        return json.loads(raw.decode("utf8") if isinstance(raw, bytes) else str(raw), parse_constant=_no_constant)
+        return json.loads(raw.decode("utf8") if isinstance(raw, bytes) else str(raw), parse_constant=no_constant)
     except (ValueError, RecursionError) as e:  # RecursionError: absurdly deep nesting
         raise WeightError(f"{path.name}: {what} is not valid JSON: {e}") from e
 
